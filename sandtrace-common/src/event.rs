@@ -1,0 +1,119 @@
+//! Records sent from the kernel programs to the loader over the `EVENTS` ring buffer.
+//!
+//! Every record starts with an [`EventHeader`]; its `kind` says which struct follows.
+
+/// Longest path (including the NUL) a syscall event carries. Longer paths are cut and
+/// flagged with [`SYSCALL_PATH_TRUNCATED`].
+pub const SYSCALL_PATH_CAP: usize = 256;
+/// Longest exec filename an exec event carries.
+pub const EXEC_PATH_CAP: usize = 256;
+pub const COMM_LEN: usize = 16;
+
+/// Number of slots in the per-syscall counter map; x86_64 syscall numbers are below this.
+pub const MAX_SYSCALL_NR: usize = 512;
+
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Syscall = 1,
+    SyscallPath = 2,
+    Fork = 3,
+    Exec = 4,
+    Exit = 5,
+}
+
+impl EventKind {
+    pub fn from_u32(v: u32) -> Option<Self> {
+        Some(match v {
+            1 => Self::Syscall,
+            2 => Self::SyscallPath,
+            3 => Self::Fork,
+            4 => Self::Exec,
+            5 => Self::Exit,
+            _ => return None,
+        })
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EventHeader {
+    /// An [`EventKind`] as `u32`.
+    pub kind: u32,
+    /// Thread id in the initial PID namespace.
+    pub pid: u32,
+    /// Thread-group (process) id in the initial PID namespace.
+    pub tgid: u32,
+    pub _pad: u32,
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when the event happened.
+    pub ts_ns: u64,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// Set in [`SyscallEvent::flags`] when `path` holds the syscall's decoded path argument.
+pub const SYSCALL_HAS_PATH: u32 = 1 << 0;
+/// Set when the path argument was longer than [`SYSCALL_PATH_CAP`] and was cut.
+pub const SYSCALL_PATH_TRUNCATED: u32 = 1 << 1;
+/// Set when the entry record was missing (the syscall started before tracing, or the
+/// pending-syscall map was full): `args` and `duration_ns` are then zero.
+pub const SYSCALL_NO_ENTRY: u32 = 1 << 2;
+
+/// One completed syscall (`EventKind::Syscall`). `header.ts_ns` is the time of entry.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SyscallEvent {
+    pub header: EventHeader,
+    pub nr: u32,
+    pub flags: u32,
+    pub args: [u64; 6],
+    pub ret: i64,
+    pub duration_ns: u64,
+}
+
+/// A completed syscall whose path argument was decoded (`EventKind::SyscallPath`). A separate
+/// kind keeps the common path-less record small.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SyscallPathEvent {
+    pub syscall: SyscallEvent,
+    /// NUL-terminated.
+    pub path: [u8; SYSCALL_PATH_CAP],
+}
+
+/// A new task (process or thread) created by a task of the session.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ForkEvent {
+    pub header: EventHeader,
+    pub child_pid: u32,
+    pub child_tgid: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecEvent {
+    pub header: EventHeader,
+    /// pid before the exec (differs from `header.pid` when a non-leader thread execs).
+    pub old_pid: u32,
+    pub filename_len: u32,
+    pub filename: [u8; EXEC_PATH_CAP],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExitEvent {
+    pub header: EventHeader,
+    /// `task_struct.exit_code`: wait(2) status encoding (`code << 8 | signal`).
+    pub exit_code: u32,
+    pub _pad: u32,
+}
+
+/// Indices into the `COUNTERS` per-CPU array.
+pub mod counter {
+    /// Ring-buffer reservations that failed (events lost).
+    pub const RINGBUF_LOST: u32 = 0;
+    /// sys_enter records that could not be stored (pending map full); the matching
+    /// syscall event then lacks arguments and duration.
+    pub const PENDING_FULL: u32 = 1;
+    pub const COUNT: u32 = 2;
+}

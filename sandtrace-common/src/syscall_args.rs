@@ -1,0 +1,43 @@
+//! Which argument of a syscall is a user-space path, so the kernel side can decode it.
+//!
+//! x86_64 numbering only: sandtrace's kernel programs and seccomp filters target x86_64.
+
+/// Index of the first path argument of syscall `nr`, if it takes one.
+pub const fn path_arg(nr: u32) -> Option<usize> {
+    Some(match nr {
+        // open, stat, lstat, access, execve, truncate, chdir, rename, mkdir, rmdir, creat,
+        // link, unlink, readlink, chmod, chown, lchown, mknod, chroot, uselib, statfs,
+        // setxattr..removexattr families on paths
+        2 | 4 | 6 | 21 | 59 | 76 | 80 | 82 | 83 | 84 | 85 | 86 | 87 | 89 | 90 | 92 | 94
+        | 133 | 161 | 134 | 137 | 188 | 189 | 191 | 192 | 194 | 195 | 197 | 198 => 0,
+        // symlink(target, linkpath): the new name is the path being created
+        88 => 1,
+        // openat, mkdirat, mknodat, fchownat, futimesat, newfstatat, unlinkat, renameat,
+        // linkat, readlinkat, fchmodat, faccessat, utimensat, name_to_handle_at, execveat,
+        // renameat2, statx, open_tree, mount_setattr, openat2, faccessat2, fchmodat2
+        257 | 258 | 259 | 260 | 261 | 262 | 263 | 264 | 265 | 267 | 268 | 269 | 280 | 303
+        | 322 | 316 | 332 | 428 | 442 | 437 | 439 | 452 => 1,
+        // symlinkat(target, newdirfd, linkpath)
+        266 => 2,
+        // mount(source, target, ...): the mount point
+        165 => 1,
+        // umount2, swapon, swapoff, acct, pivot_root
+        166 | 167 | 168 | 163 | 155 => 0,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_arg;
+
+    #[test]
+    fn common_path_syscalls() {
+        assert_eq!(path_arg(2), Some(0)); // open
+        assert_eq!(path_arg(257), Some(1)); // openat
+        assert_eq!(path_arg(59), Some(0)); // execve
+        assert_eq!(path_arg(322), Some(1)); // execveat
+        assert_eq!(path_arg(266), Some(2)); // symlinkat
+        assert_eq!(path_arg(39), None); // getpid
+    }
+}

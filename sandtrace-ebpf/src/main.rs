@@ -1,0 +1,21 @@
+//! sandtrace's kernel programs, grouped by what they observe or enforce.
+//!
+//! Every program first checks that the current task belongs to the session's cgroup
+//! (see [`session`]); tasks elsewhere on the host return at once.
+#![no_std]
+#![no_main]
+
+mod emit;
+mod process;
+mod session;
+mod syscalls;
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
