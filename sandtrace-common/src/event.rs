@@ -9,8 +9,11 @@ pub const SYSCALL_PATH_CAP: usize = 256;
 pub const EXEC_PATH_CAP: usize = 256;
 pub const COMM_LEN: usize = 16;
 
-/// Number of slots in the per-syscall counter map; x86_64 syscall numbers are below this.
+/// x86_64 syscall numbers are below this.
 pub const MAX_SYSCALL_NR: usize = 512;
+/// Slots in the per-syscall counter map: one per number, plus a last slot counting numbers
+/// outside the table (x32 aliases, garbage).
+pub const SYSCALL_COUNT_SLOTS: usize = MAX_SYSCALL_NR + 1;
 
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +60,9 @@ pub const SYSCALL_PATH_TRUNCATED: u32 = 1 << 1;
 /// Set when the entry record was missing (the syscall started before tracing, or the
 /// pending-syscall map was full): `args` and `duration_ns` are then zero.
 pub const SYSCALL_NO_ENTRY: u32 = 1 << 2;
+/// Set for syscalls that never return (`exit`, `exit_group`): the event is sent at entry and
+/// `ret` / `duration_ns` are meaningless.
+pub const SYSCALL_NO_RETURN: u32 = 1 << 3;
 
 /// One completed syscall (`EventKind::Syscall`). `header.ts_ns` is the time of entry.
 #[repr(C)]

@@ -6,4 +6,5 @@
 
 pub mod config;
 pub mod event;
+pub mod policy;
 pub mod syscall_args;

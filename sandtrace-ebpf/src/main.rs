@@ -6,6 +6,7 @@
 #![no_main]
 
 mod emit;
+mod lsm_probe;
 mod process;
 mod session;
 mod syscalls;

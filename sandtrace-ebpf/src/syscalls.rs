@@ -13,8 +13,9 @@ use aya_ebpf::{
 use sandtrace_common::{
     config::FLAG_SYSCALL_EVENTS,
     event::{
-        EventKind, MAX_SYSCALL_NR, SYSCALL_HAS_PATH, SYSCALL_NO_ENTRY, SYSCALL_PATH_CAP,
-        SYSCALL_PATH_TRUNCATED, SyscallEvent, SyscallPathEvent, counter,
+        EventKind, MAX_SYSCALL_NR, SYSCALL_COUNT_SLOTS, SYSCALL_HAS_PATH, SYSCALL_NO_ENTRY,
+        SYSCALL_NO_RETURN, SYSCALL_PATH_CAP, SYSCALL_PATH_TRUNCATED, SyscallEvent,
+        SyscallPathEvent, counter,
     },
     syscall_args::path_arg,
 };
@@ -23,7 +24,15 @@ use crate::{emit, session};
 
 /// Calls per syscall number, summed over CPUs by the loader for the summary.
 #[map]
-static SYSCALL_COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_SYSCALL_NR as u32, 0);
+static SYSCALL_COUNTS: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(SYSCALL_COUNT_SLOTS as u32, 0);
+
+const NR_CLONE: u32 = 56;
+const NR_FORK: u32 = 57;
+const NR_VFORK: u32 = 58;
+const NR_CLONE3: u32 = 435;
+const NR_EXIT: i64 = 60;
+const NR_EXIT_GROUP: i64 = 231;
 
 /// A syscall between entry and exit.
 #[repr(C)]
@@ -65,15 +74,29 @@ pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     let nr: i64 = ctx.arg(1);
-    if (0..MAX_SYSCALL_NR as i64).contains(&nr) {
-        if let Some(c) = SYSCALL_COUNTS.get_ptr_mut(nr as u32) {
-            unsafe { *c += 1 };
-        }
+    let slot = if (0..MAX_SYSCALL_NR as i64).contains(&nr) { nr as u32 } else { MAX_SYSCALL_NR as u32 };
+    if let Some(c) = SYSCALL_COUNTS.get_ptr_mut(slot) {
+        unsafe { *c += 1 };
     }
     if !session::flag(FLAG_SYSCALL_EVENTS) {
         return 0;
     }
     let regs: *const u64 = ctx.arg(0);
+    if nr == NR_EXIT || nr == NR_EXIT_GROUP {
+        // These never reach sys_exit: report them now.
+        if let Some(mut entry) = emit::reserve::<SyscallEvent>() {
+            let e = entry.as_mut_ptr();
+            unsafe {
+                fill(&mut *e, EventKind::Syscall, nr as u32, 0, bpf_ktime_get_ns(), None);
+                (*e).flags = SYSCALL_NO_RETURN;
+                for (i, r) in ARG_REGS.iter().enumerate() {
+                    (*e).args[i] = reg(regs, *r);
+                }
+            }
+            entry.submit(0);
+        }
+        return 0;
+    }
     let Some(p) = SCRATCH.get_ptr_mut(0) else {
         return 0;
     };
@@ -109,6 +132,11 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     let nr = unsafe { reg(regs, REGS_ORIG_AX) } as u32;
     let key = bpf_get_current_pid_tgid();
     let pending = unsafe { PENDING.get(&key) };
+    // A new task's first return to user space (clone/fork in the child, returning 0) has no
+    // entry: the parent made the call and reports it. Skipping it keeps one event per call.
+    if pending.is_none() && ret == 0 && matches!(nr, NR_CLONE | NR_FORK | NR_VFORK | NR_CLONE3) {
+        return 0;
+    }
     let now = unsafe { bpf_ktime_get_ns() };
     let has_path = pending.is_some_and(|p| p.flags & SYSCALL_HAS_PATH != 0);
     if has_path {

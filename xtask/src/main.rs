@@ -1,1 +1,58 @@
-fn main() {}
+//! `cargo xtask`: sandtrace's setup, build, test and VM automation.
+//!
+//! Every command installs what it needs first (see [`setup`]), so on a fresh machine
+//! `cargo xtask run ...` and `cargo xtask test` are all a user types.
+
+mod cargo;
+mod setup;
+mod test;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "sandtrace build and test automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install the toolchain pieces the eBPF build needs (nightly rust-src, bpf-linker).
+    Setup,
+    /// Build sandtrace (the kernel programs are compiled and embedded by its build script).
+    Build {
+        /// Build with optimisations.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Build sandtrace and run it with ARGS, e.g. `cargo xtask run -- run -- ls /`.
+    Run {
+        #[arg(long)]
+        release: bool,
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Run the whole test suite: host tests, then the BPF-LSM tests in each VM kernel.
+    Test,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result: Result<ExitCode> = match cli.command {
+        Command::Setup => setup::ensure_ebpf_toolchain().map(|()| ExitCode::SUCCESS),
+        Command::Build { release } => cargo::build_sandtrace(release).map(|_| ExitCode::SUCCESS),
+        Command::Run { release, args } => cargo::run_sandtrace(release, &args),
+        Command::Test => test::run_all(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! The embedded kernel object: configuring it for a session, loading it, attaching programs.
+
+use aya::{
+    Btf, Ebpf, EbpfLoader,
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::{Lsm, RawTracePoint},
+};
+use anyhow::{Context as _, Result, anyhow};
+use sandtrace_common::{
+    config::{CONFIG_SYMBOL, Config},
+    event::counter,
+};
+
+/// The eBPF object built by build.rs from `sandtrace-ebpf`.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sandtrace"));
+
+/// Default ring-buffer size: room for about 150k syscall events.
+pub const DEFAULT_RING_BUFFER_BYTES: u32 = 16 * 1024 * 1024;
+
+/// Raw tracepoints and the programs attached to them, in attach order.
+const TRACEPOINTS: &[(&str, &str)] = &[
+    ("sched_process_fork", "sched_process_fork"),
+    ("sched_process_exec", "sched_process_exec"),
+    ("sched_process_exit", "sched_process_exit"),
+    ("sys_enter", "sys_enter"),
+    ("sys_exit", "sys_exit"),
+];
+
+/// The loaded, attached programs of one session. Dropping it detaches everything.
+pub struct SessionPrograms {
+    ebpf: Ebpf,
+}
+
+impl SessionPrograms {
+    /// Loads the object with `config` and attaches the tracing programs.
+    pub fn load(config: &Config, ring_buffer_bytes: u32) -> Result<Self> {
+        let mut ebpf = EbpfLoader::new()
+            .override_global(CONFIG_SYMBOL, config, true)
+            .map_max_entries("EVENTS", ring_buffer_bytes)
+            .load(OBJECT)
+            .context("loading the eBPF object (are you root? is the kernel 5.8 or newer?)")?;
+        for (program, tracepoint) in TRACEPOINTS {
+            let prog: &mut RawTracePoint = ebpf
+                .program_mut(program)
+                .ok_or_else(|| anyhow!("program {program} missing from the eBPF object"))?
+                .try_into()?;
+            prog.load().with_context(|| format!("loading the {program} program"))?;
+            prog.attach(tracepoint)
+                .with_context(|| format!("attaching {program} to the raw tracepoint {tracepoint}"))?;
+        }
+        Ok(Self { ebpf })
+    }
+
+    /// Takes the ring buffer that carries events to userspace.
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>> {
+        let map = self.ebpf.take_map("EVENTS").context("EVENTS map missing")?;
+        Ok(RingBuf::try_from(map)?)
+    }
+
+    /// Calls per syscall number (index = number), summed over CPUs.
+    pub fn syscall_counts(&self) -> Result<Vec<u64>> {
+        sum_per_cpu(&self.ebpf, "SYSCALL_COUNTS")
+    }
+
+    /// Events the kernel side could not deliver: ring buffer full.
+    pub fn lost_events(&self) -> Result<u64> {
+        Ok(sum_per_cpu(&self.ebpf, "COUNTERS")?[counter::RINGBUF_LOST as usize])
+    }
+
+    /// Syscall entries that could not be recorded (pending map full).
+    pub fn pending_overflows(&self) -> Result<u64> {
+        Ok(sum_per_cpu(&self.ebpf, "COUNTERS")?[counter::PENDING_FULL as usize])
+    }
+}
+
+fn sum_per_cpu(ebpf: &Ebpf, name: &str) -> Result<Vec<u64>> {
+    let map = ebpf.map(name).with_context(|| format!("{name} map missing"))?;
+    let array: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map)?;
+    array
+        .iter()
+        .map(|values| Ok(values?.iter().sum()))
+        .collect::<Result<Vec<u64>>>()
+        .with_context(|| format!("reading {name}"))
+}
+
+/// Whether this kernel can load and attach BPF LSM programs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LsmSupport {
+    Available,
+    Unavailable(String),
+}
+
+/// Finds out by loading and attaching the no-op `lsm_probe` program, after checking the
+/// cheaper preconditions so that the reason given is the most precise one.
+pub fn probe_lsm() -> LsmSupport {
+    let active = active_lsms();
+    if let Some(list) = &active {
+        if !list.split(',').any(|l| l == "bpf") {
+            return LsmSupport::Unavailable(format!(
+                "`bpf` is not in the active LSM list ({list}); boot with `lsm={list},bpf` \
+                 (kernel command line) on a kernel built with CONFIG_BPF_LSM=y"
+            ));
+        }
+    }
+    match try_attach_probe() {
+        Ok(()) => LsmSupport::Available,
+        Err(e) => {
+            let detail = format!("{e:#}");
+            let hint = if detail.contains("Operation not permitted") || detail.contains("EPERM") {
+                "this kernel refuses BPF programs that need BPF trampolines (LSM, fentry); \
+                 use a kernel with BPF trampoline support and BPF LSM"
+            } else if active.is_none() {
+                "the active LSM list could not be read from securityfs; the kernel may lack \
+                 CONFIG_BPF_LSM"
+            } else {
+                "the kernel rejected a minimal BPF LSM program"
+            };
+            LsmSupport::Unavailable(format!("{hint} (loading a BPF LSM program failed: {detail})"))
+        }
+    }
+}
+
+fn try_attach_probe() -> Result<()> {
+    let btf = Btf::from_sys_fs().context("reading the kernel's BTF (/sys/kernel/btf/vmlinux)")?;
+    let mut ebpf = EbpfLoader::new().map_max_entries("EVENTS", 4096).load(OBJECT)?;
+    let prog: &mut Lsm = ebpf
+        .program_mut("lsm_probe")
+        .context("lsm_probe missing from the eBPF object")?
+        .try_into()?;
+    prog.load("file_open", &btf)?;
+    prog.attach()?;
+    Ok(())
+}
+
+/// The active LSM list from securityfs, mounting it if needed.
+fn active_lsms() -> Option<String> {
+    const LSM: &str = "/sys/kernel/security/lsm";
+    if std::fs::metadata(LSM).is_err() {
+        let _ = nix::mount::mount(
+            Some("securityfs"),
+            "/sys/kernel/security",
+            Some("securityfs"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        );
+    }
+    std::fs::read_to_string(LSM).ok().map(|s| s.trim().to_owned())
+}

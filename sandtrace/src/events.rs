@@ -1,0 +1,182 @@
+//! Ring-buffer records decoded into typed events.
+
+use std::time::{Duration, SystemTime};
+
+use sandtrace_common::event::{
+    EventHeader, EventKind, ExecEvent, ExitEvent, ForkEvent, SYSCALL_HAS_PATH, SYSCALL_NO_ENTRY,
+    SYSCALL_NO_RETURN, SYSCALL_PATH_TRUNCATED, SyscallEvent, SyscallPathEvent,
+};
+
+/// Converts the kernel's CLOCK_MONOTONIC timestamps to wall-clock time.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    wall_at_zero: SystemTime,
+}
+
+impl Clock {
+    pub fn new() -> Self {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime writes one timespec; CLOCK_MONOTONIC always exists.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        let mono = Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
+        Self { wall_at_zero: SystemTime::now() - mono }
+    }
+
+    pub fn wall(&self, monotonic_ns: u64) -> SystemTime {
+        self.wall_at_zero + Duration::from_nanos(monotonic_ns)
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The task an event came from. Ids are in the initial PID namespace (as `ps` on the host
+/// shows them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    pub pid: u32,
+    pub tgid: u32,
+    pub comm: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyscallRecord {
+    pub nr: u32,
+    pub args: [u64; 6],
+    /// `None` for syscalls that do not return (exit, exit_group).
+    pub ret: Option<i64>,
+    /// `None` when the entry was not recorded (see `SYSCALL_NO_ENTRY`) or the call does not return.
+    pub duration: Option<Duration>,
+    /// The decoded path argument, if the syscall takes one and it could be read.
+    pub path: Option<String>,
+    pub path_truncated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventBody {
+    Syscall(SyscallRecord),
+    Fork { child_pid: u32, child_tgid: u32 },
+    Exec { old_pid: u32, filename: String },
+    /// `status` is a wait(2) status.
+    Exit { status: i32 },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub time: SystemTime,
+    pub task: Task,
+    pub body: EventBody,
+}
+
+/// Why a record could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError(pub String);
+
+fn read<T: Copy>(bytes: &[u8]) -> Result<T, DecodeError> {
+    if bytes.len() < size_of::<T>() {
+        return Err(DecodeError(format!(
+            "record of {} bytes is shorter than {} ({} bytes)",
+            bytes.len(),
+            std::any::type_name::<T>(),
+            size_of::<T>()
+        )));
+    }
+    // SAFETY: the length is checked and every type read here is plain old data.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+/// Bytes up to the first NUL, as UTF-8 (lossy: paths need not be UTF-8).
+fn c_string(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+fn task(h: &EventHeader) -> Task {
+    Task { pid: h.pid, tgid: h.tgid, comm: c_string(&h.comm) }
+}
+
+fn syscall(e: &SyscallEvent, path: Option<&[u8]>) -> SyscallRecord {
+    let no_return = e.flags & SYSCALL_NO_RETURN != 0;
+    SyscallRecord {
+        nr: e.nr,
+        args: e.args,
+        ret: (!no_return).then_some(e.ret),
+        duration: (!no_return && e.flags & SYSCALL_NO_ENTRY == 0)
+            .then(|| Duration::from_nanos(e.duration_ns)),
+        path: path.filter(|_| e.flags & SYSCALL_HAS_PATH != 0).map(c_string),
+        path_truncated: e.flags & SYSCALL_PATH_TRUNCATED != 0,
+    }
+}
+
+/// Decodes one ring-buffer record.
+pub fn decode(bytes: &[u8], clock: &Clock) -> Result<Event, DecodeError> {
+    let header: EventHeader = read(bytes)?;
+    let kind = EventKind::from_u32(header.kind)
+        .ok_or_else(|| DecodeError(format!("unknown event kind {}", header.kind)))?;
+    let body = match kind {
+        EventKind::Syscall => EventBody::Syscall(syscall(&read::<SyscallEvent>(bytes)?, None)),
+        EventKind::SyscallPath => {
+            let e: SyscallPathEvent = read(bytes)?;
+            EventBody::Syscall(syscall(&e.syscall, Some(&e.path)))
+        }
+        EventKind::Fork => {
+            let e: ForkEvent = read(bytes)?;
+            EventBody::Fork { child_pid: e.child_pid, child_tgid: e.child_tgid }
+        }
+        EventKind::Exec => {
+            let e: ExecEvent = read(bytes)?;
+            EventBody::Exec { old_pid: e.old_pid, filename: c_string(&e.filename) }
+        }
+        EventKind::Exit => EventBody::Exit { status: read::<ExitEvent>(bytes)?.exit_code as i32 },
+    };
+    Ok(Event { time: clock.wall(header.ts_ns), task: task(&header), body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes_of<T>(v: &T) -> Vec<u8> {
+        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+    }
+
+    fn header(kind: EventKind) -> EventHeader {
+        let mut comm = [0u8; 16];
+        comm[..2].copy_from_slice(b"ls");
+        EventHeader { kind: kind as u32, pid: 10, tgid: 10, _pad: 0, ts_ns: 5, comm }
+    }
+
+    #[test]
+    fn decodes_a_path_syscall() {
+        let mut path = [0u8; 256];
+        path[..4].copy_from_slice(b"/etc");
+        let e = SyscallPathEvent {
+            syscall: SyscallEvent {
+                header: header(EventKind::SyscallPath),
+                nr: 257,
+                flags: SYSCALL_HAS_PATH,
+                args: [1, 2, 3, 4, 5, 6],
+                ret: 3,
+                duration_ns: 2000,
+            },
+            path,
+        };
+        let ev = decode(&bytes_of(&e), &Clock::new()).unwrap();
+        assert_eq!(ev.task.comm, "ls");
+        let EventBody::Syscall(s) = ev.body else { panic!("not a syscall: {ev:?}") };
+        assert_eq!(s.path.as_deref(), Some("/etc"));
+        assert_eq!(s.ret, Some(3));
+        assert_eq!(s.duration, Some(Duration::from_micros(2)));
+    }
+
+    #[test]
+    fn rejects_short_and_unknown_records() {
+        assert!(decode(&[0u8; 4], &Clock::new()).is_err());
+        let mut h = header(EventKind::Exit);
+        h.kind = 99;
+        assert!(decode(&bytes_of(&h), &Clock::new()).is_err());
+    }
+}

@@ -1,0 +1,127 @@
+//! The end-of-run summary: counted from events as they arrive plus the kernel's counters.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use sandtrace_common::event::MAX_SYSCALL_NR;
+
+use crate::{
+    events::{Event, EventBody},
+    syscall_table,
+};
+
+/// How the session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ending {
+    /// CMD exited or was killed by a signal; see `exit_code`.
+    Exited,
+    /// The timeout killed the session.
+    TimedOut,
+    /// sandtrace was interrupted (Ctrl-C, SIGTERM, SIGHUP) and killed the session.
+    Interrupted,
+    /// CMD could not be started.
+    StartFailed,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SyscallCount {
+    pub syscall: String,
+    pub count: u64,
+}
+
+/// The last line of the JSONL log and the source of the terminal summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub total_syscalls: u64,
+    pub unique_syscalls: u64,
+    pub denied_count: u64,
+    pub process_count: u64,
+    pub duration_ms: u64,
+    pub exit_code: i32,
+    pub lost_events: u64,
+    pub ending: Ending,
+    /// Signal that killed CMD, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    /// `trace-only` or `enforce`.
+    pub mode: &'static str,
+    /// Per-syscall call counts, most frequent first.
+    pub syscall_counts: Vec<SyscallCount>,
+}
+
+/// Counts what the event stream shows while the session runs.
+#[derive(Debug, Default)]
+pub struct Tally {
+    forks: u64,
+    denials: u64,
+    undecodable: u64,
+}
+
+impl Tally {
+    pub fn observe(&mut self, event: &Event) {
+        if let EventBody::Fork { child_pid, child_tgid } = event.body {
+            // A new process, not a new thread of an existing one.
+            if child_pid == child_tgid {
+                self.forks += 1;
+            }
+        }
+    }
+
+    pub fn count_denial(&mut self) {
+        self.denials += 1;
+    }
+
+    pub fn count_undecodable(&mut self) {
+        self.undecodable += 1;
+    }
+
+    /// `syscall_counts` is indexed by syscall number, as the kernel counted them.
+    pub fn finish(
+        &self,
+        syscall_counts: &[u64],
+        ring_buffer_lost: u64,
+        run: RunResult,
+    ) -> Summary {
+        let mut counts: Vec<SyscallCount> = syscall_counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(nr, &count)| SyscallCount {
+                syscall: match syscall_table::name(nr as u32) {
+                    Some(name) => name.to_owned(),
+                    // The kernel's last slot counts numbers outside the x86_64 table.
+                    None if nr == MAX_SYSCALL_NR => "out_of_range".to_owned(),
+                    None => format!("syscall_{nr}"),
+                },
+                count,
+            })
+            .collect();
+        counts.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.syscall.cmp(&b.syscall)));
+        Summary {
+            total_syscalls: counts.iter().map(|c| c.count).sum(),
+            unique_syscalls: counts.len() as u64,
+            denied_count: self.denials,
+            // CMD itself plus every process created inside the session.
+            process_count: u64::from(run.ending != Ending::StartFailed) + self.forks,
+            duration_ms: run.duration.as_millis() as u64,
+            exit_code: run.exit_code,
+            lost_events: ring_buffer_lost + self.undecodable,
+            ending: run.ending,
+            signal: run.signal,
+            mode: run.mode,
+            syscall_counts: counts,
+        }
+    }
+}
+
+/// What the session runner knows when the session is over.
+#[derive(Debug, Clone, Copy)]
+pub struct RunResult {
+    pub duration: Duration,
+    pub exit_code: i32,
+    pub signal: Option<i32>,
+    pub ending: Ending,
+    pub mode: &'static str,
+}

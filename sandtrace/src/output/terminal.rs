@@ -1,0 +1,179 @@
+//! Human-readable output on stderr (stdout belongs to CMD): events streamed at `-v`..`-vvv`
+//! and the end-of-run summary.
+
+use std::{
+    io::{IsTerminal as _, Write as _},
+    path::Path,
+};
+
+use super::{SyscallAction, SyscallActions, errno_name, is_error, summary::{Ending, Summary}};
+use crate::{
+    events::{Event, EventBody},
+    output::jsonl::decode_wait_status,
+    syscall_table,
+};
+
+/// What `-v` levels show while the session runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verbosity {
+    /// Only the summary.
+    Quiet = 0,
+    /// Process lifecycle and denials.
+    Processes = 1,
+    /// Also syscalls that failed.
+    FailedSyscalls = 2,
+    /// Every syscall.
+    AllSyscalls = 3,
+}
+
+impl Verbosity {
+    pub fn from_count(v: u8) -> Self {
+        match v {
+            0 => Self::Quiet,
+            1 => Self::Processes,
+            2 => Self::FailedSyscalls,
+            _ => Self::AllSyscalls,
+        }
+    }
+}
+
+pub struct Terminal {
+    verbosity: Verbosity,
+    color: bool,
+}
+
+const RESET: &str = "\x1b[0m";
+const BOLD: &str = "\x1b[1m";
+const DIM: &str = "\x1b[2m";
+const RED: &str = "\x1b[31m";
+const GREEN: &str = "\x1b[32m";
+const YELLOW: &str = "\x1b[33m";
+const CYAN: &str = "\x1b[36m";
+
+impl Terminal {
+    /// Colours only on a terminal, and never with `--no-color` or `NO_COLOR` set (non-empty).
+    pub fn new(verbosity: Verbosity, no_color_flag: bool) -> Self {
+        let no_color_env = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        let color = !no_color_flag && !no_color_env && std::io::stderr().is_terminal();
+        Self { verbosity, color }
+    }
+
+    fn paint(&self, style: &str, text: &str) -> String {
+        if self.color { format!("{style}{text}{RESET}") } else { text.to_owned() }
+    }
+
+    /// Prints the event if the verbosity asks for it.
+    pub fn event(&self, event: &Event, actions: &SyscallActions) {
+        let t = &event.task;
+        let who = self.paint(DIM, &format!("[{} {}]", t.tgid, t.comm));
+        let line = match &event.body {
+            EventBody::Syscall(s) => {
+                let action = actions.of(s.nr);
+                let failed = s.ret.is_some_and(is_error);
+                let wanted = match self.verbosity {
+                    Verbosity::Quiet => false,
+                    Verbosity::Processes => action == SyscallAction::Deny,
+                    Verbosity::FailedSyscalls => failed || action != SyscallAction::Allow,
+                    Verbosity::AllSyscalls => true,
+                };
+                if !wanted {
+                    return;
+                }
+                let name = syscall_table::name(s.nr).unwrap_or("unknown");
+                let path = s.path.as_deref().map(|p| format!(" {p:?}")).unwrap_or_default();
+                let ret = match s.ret {
+                    None => String::new(),
+                    Some(r) => match errno_name(r) {
+                        Some(e) => format!(" = {}", self.paint(RED, &format!("-1 {e}"))),
+                        None => format!(" = {r}"),
+                    },
+                };
+                let tag = match action {
+                    SyscallAction::Allow => String::new(),
+                    SyscallAction::Deny => format!(" {}", self.paint(RED, "[denied]")),
+                    SyscallAction::LogOnly => format!(" {}", self.paint(YELLOW, "[log_only]")),
+                };
+                format!("{who} {name}{path}{ret}{tag}")
+            }
+            _ if self.verbosity < Verbosity::Processes => return,
+            EventBody::Fork { child_tgid, child_pid } => {
+                let what = if child_pid == child_tgid { "process" } else { "thread" };
+                format!("{who} {} new {what} {child_pid}", self.paint(CYAN, "fork"))
+            }
+            EventBody::Exec { filename, .. } => {
+                format!("{who} {} {filename}", self.paint(CYAN, "exec"))
+            }
+            EventBody::Exit { status } => {
+                let (code, signal) = decode_wait_status(*status);
+                let how = match signal {
+                    Some(sig) => format!("killed by {}", signal_name(sig)),
+                    None => format!("exit {code}"),
+                };
+                format!("{who} {} {how}", self.paint(CYAN, "exited"))
+            }
+        };
+        eprintln!("{line}");
+    }
+
+    /// A line about the run itself (warnings, timeout), prefixed `sandtrace:`.
+    pub fn note(&self, text: &str) {
+        eprintln!("{} {text}", self.paint(BOLD, "sandtrace:"));
+    }
+
+    pub fn summary(&self, s: &Summary, command: &str, log: Option<&Path>) {
+        let status = match s.ending {
+            Ending::TimedOut => self.paint(RED, "was killed by the timeout"),
+            Ending::Interrupted => self.paint(YELLOW, "was interrupted"),
+            Ending::StartFailed => self.paint(RED, "could not be started"),
+            Ending::Exited => match s.signal {
+                Some(sig) => self.paint(RED, &format!("was killed by {}", signal_name(sig))),
+                None if s.exit_code == 0 => self.paint(GREEN, "exited with status 0"),
+                None => self.paint(RED, &format!("exited with status {}", s.exit_code)),
+            },
+        };
+        let secs = s.duration_ms as f64 / 1000.0;
+        let mut out = String::new();
+        out += &format!(
+            "{} `{command}` {status} after {secs:.2} s ({})\n",
+            self.paint(BOLD, "sandtrace:"),
+            s.mode
+        );
+        let row = |label: &str, value: String| format!("  {label:<12}{value}\n");
+        out += &row("processes", s.process_count.to_string());
+        out += &row(
+            "syscalls",
+            format!("{} ({} distinct)", s.total_syscalls, s.unique_syscalls),
+        );
+        if !s.syscall_counts.is_empty() {
+            let top: Vec<String> = s
+                .syscall_counts
+                .iter()
+                .take(8)
+                .map(|c| format!("{} {}", c.syscall, c.count))
+                .collect();
+            out += &row("top", top.join(", "));
+        }
+        let denied = s.denied_count.to_string();
+        out += &row("denied", if s.denied_count > 0 { self.paint(RED, &denied) } else { denied });
+        let lost = s.lost_events.to_string();
+        out += &row(
+            "lost events",
+            if s.lost_events > 0 {
+                self.paint(YELLOW, &format!("{lost} (ring buffer full; raise --ring-buffer-size)"))
+            } else {
+                lost
+            },
+        );
+        if let Some(log) = log {
+            out += &row("event log", log.display().to_string());
+        }
+        let _ = std::io::stderr().write_all(out.as_bytes());
+    }
+}
+
+/// `SIGKILL` etc. for a signal number.
+pub fn signal_name(sig: i32) -> String {
+    nix::sys::signal::Signal::try_from(sig)
+        .map(|s| s.as_str().to_owned())
+        .unwrap_or_else(|_| format!("signal {sig}"))
+}

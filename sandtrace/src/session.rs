@@ -1,0 +1,263 @@
+//! One `sandtrace run`: the session cgroup, the kernel programs, CMD, the event loop, the
+//! timeout and signals, and a teardown that leaves nothing behind.
+
+use std::{
+    ffi::OsString,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result};
+use aya::maps::{MapData, RingBuf};
+use sandtrace_common::config::{Config, FLAG_SYSCALL_EVENTS};
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    signal::unix::{SignalKind, signal},
+};
+
+use crate::{
+    cgroup::{Hierarchy, SessionCgroup},
+    ebpf::SessionPrograms,
+    events::{self, Clock, Event},
+    kernel_btf,
+    output::{
+        SyscallActions,
+        jsonl::{JsonlWriter, decode_wait_status},
+        summary::{Ending, RunResult, Summary, Tally},
+        terminal::{Terminal, Verbosity},
+    },
+    seccomp::SeccompFilter,
+    spawn::{self, Outcome, PreparedCommand},
+};
+
+/// Exit status when the timeout killed the session (as timeout(1)).
+pub const EXIT_TIMEOUT: i32 = 124;
+/// Exit status when sandtrace itself failed.
+pub const EXIT_SANDTRACE_FAILED: i32 = 125;
+/// Exit status when CMD was found but could not be executed.
+pub const EXIT_CANNOT_EXECUTE: i32 = 126;
+/// Exit status when CMD was not found.
+pub const EXIT_NOT_FOUND: i32 = 127;
+
+/// Everything a session needs, decided before anything starts.
+pub struct Plan {
+    pub command: Vec<OsString>,
+    pub timeout: Duration,
+    pub output: Option<PathBuf>,
+    pub verbosity: Verbosity,
+    pub no_color: bool,
+    pub follow_forks: bool,
+    pub ring_buffer_bytes: u32,
+    /// `trace-only` or `enforce`, for the summary.
+    pub mode: &'static str,
+    pub seccomp: Option<SeccompFilter>,
+    pub actions: SyscallActions,
+}
+
+/// Runs the session and returns sandtrace's exit status.
+pub fn run(plan: Plan) -> i32 {
+    let terminal = Terminal::new(plan.verbosity, plan.no_color);
+    let cmd = match PreparedCommand::new(&plan.command) {
+        Ok(cmd) => cmd,
+        Err(e) => {
+            terminal.note(&format!("error: {e}"));
+            return match e {
+                spawn::PrepareError::NotExecutable(_) => EXIT_CANNOT_EXECUTE,
+                spawn::PrepareError::NotFound(_) => EXIT_NOT_FOUND,
+                spawn::PrepareError::Invalid(_) => 2,
+            };
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            terminal.note(&format!("error: starting the event loop: {e}"));
+            return EXIT_SANDTRACE_FAILED;
+        }
+    };
+    match runtime.block_on(run_session(&plan, &cmd, &terminal)) {
+        Ok(code) => code,
+        Err(e) => {
+            terminal.note(&format!("error: {e:#}"));
+            EXIT_SANDTRACE_FAILED
+        }
+    }
+}
+
+/// Where the event stream goes.
+struct Sinks<'a> {
+    clock: Clock,
+    jsonl: Option<JsonlWriter>,
+    jsonl_error: Option<anyhow::Error>,
+    terminal: &'a Terminal,
+    actions: &'a SyscallActions,
+    tally: Tally,
+    follow_forks: bool,
+    root_tgid: Option<u32>,
+}
+
+impl Sinks<'_> {
+    fn record(&mut self, bytes: &[u8]) {
+        let event = match events::decode(bytes, &self.clock) {
+            Ok(event) => event,
+            Err(_) => {
+                self.tally.count_undecodable();
+                return;
+            }
+        };
+        // The first event of the session comes from CMD's own process.
+        let root = *self.root_tgid.get_or_insert(event.task.tgid);
+        if !self.follow_forks && event.task.tgid != root {
+            return;
+        }
+        self.tally.observe(&event);
+        self.deliver(&event);
+    }
+
+    fn deliver(&mut self, event: &Event) {
+        self.terminal.event(event, self.actions);
+        if let Some(w) = self.jsonl.as_mut() {
+            if let Err(e) = w.write_event(event, self.actions) {
+                // Keep running (CMD is still confined); report at the end and fail the run.
+                self.jsonl_error = Some(e);
+                self.jsonl = None;
+            }
+        }
+    }
+}
+
+fn drain(ring: &mut RingBuf<MapData>, sinks: &mut Sinks<'_>) {
+    while let Some(item) = ring.next() {
+        sinks.record(&item);
+    }
+}
+
+async fn run_session(plan: &Plan, cmd: &PreparedCommand, terminal: &Terminal) -> Result<i32> {
+    let hierarchy = Hierarchy::find()?;
+    let cgroup = SessionCgroup::create(&hierarchy)?;
+    let btf = kernel_btf::KernelBtf::from_sys_fs()?;
+    let syscall_events = plan.output.is_some() || plan.verbosity >= Verbosity::FailedSyscalls;
+    let config = Config {
+        session_cgroup_id: cgroup.id(),
+        session_cgroup_level: cgroup.level(),
+        flags: if syscall_events { FLAG_SYSCALL_EVENTS } else { 0 },
+        offsets: kernel_btf::kernel_offsets(&btf)?,
+    };
+    let mut programs = SessionPrograms::load(&config, plan.ring_buffer_bytes)?;
+    let ring = programs.take_events()?;
+    // SAFETY: the ring buffer owns its fd and outlives the registration.
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+        .map_err(std::io::Error::from)
+        .context("watching the ring buffer")?;
+    let mut sinks = Sinks {
+        clock: Clock::new(),
+        jsonl: plan.output.as_deref().map(JsonlWriter::create).transpose()?,
+        jsonl_error: None,
+        terminal,
+        actions: &plan.actions,
+        tally: Tally::default(),
+        follow_forks: plan.follow_forks,
+        root_tgid: None,
+    };
+    // Handlers first: a signal between here and the end of the session must tear it down.
+    let mut sigint = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("installing a SIGHUP handler")?;
+
+    let started = Instant::now();
+    let mut child = spawn::spawn(cmd, cgroup.dir_fd(), plan.seccomp.as_ref())?;
+    // SAFETY: the pidfd is owned by `child`, which outlives the registration.
+    let init_exit = unsafe {
+        AsyncFd::register_with_interest(
+            std::os::fd::AsRawFd::as_raw_fd(&child.init_pidfd),
+            Interest::READABLE,
+        )
+    }
+    .map_err(std::io::Error::from)
+    .context("watching the session's init process")?;
+    let deadline = tokio::time::sleep(plan.timeout);
+    tokio::pin!(deadline);
+
+    let ending = loop {
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard.context("waiting for events")?;
+                drain(guard.get_inner_mut(), &mut sinks);
+                guard.clear_ready();
+            }
+            _ = init_exit.readable() => break None,
+            _ = &mut deadline => break Some((Ending::TimedOut, EXIT_TIMEOUT, None)),
+            _ = sigint.recv() => break Some((Ending::Interrupted, 128 + libc::SIGINT, None)),
+            _ = sigterm.recv() => break Some((Ending::Interrupted, 128 + libc::SIGTERM, None)),
+            _ = sighup.recv() => break Some((Ending::Interrupted, 128 + libc::SIGHUP, None)),
+        }
+    };
+    // Whatever ended the session, nothing of it may outlive this point.
+    child.kill();
+    let kill_result = cgroup.kill_all(Duration::from_secs(5));
+    child.reap();
+    let duration = started.elapsed();
+    drop(init_exit);
+
+    let (ending, exit_code, signal) = match ending {
+        Some(e) => e,
+        None => match child.read_outcome() {
+            Some(Outcome::Exited(status)) => {
+                let (code, signal) = decode_wait_status(status);
+                (Ending::Exited, code, signal)
+            }
+            Some(Outcome::ExecFailed(errno)) => {
+                terminal.note(&format!(
+                    "error: executing {}: {}",
+                    cmd.path.display(),
+                    spawn::describe_errno(errno)
+                ));
+                let code =
+                    if errno == libc::ENOENT { EXIT_NOT_FOUND } else { EXIT_CANNOT_EXECUTE };
+                (Ending::StartFailed, code, None)
+            }
+            Some(Outcome::SetupFailed(stage, errno)) => {
+                terminal.note(&format!(
+                    "error: {} failed: {}",
+                    stage.describe(),
+                    spawn::describe_errno(errno)
+                ));
+                (Ending::StartFailed, EXIT_SANDTRACE_FAILED, None)
+            }
+            None => {
+                terminal.note("error: the session's init process died without reporting CMD's status");
+                (Ending::StartFailed, EXIT_SANDTRACE_FAILED, None)
+            }
+        },
+    };
+    if ending == Ending::TimedOut {
+        terminal.note(&format!("timeout of {} s reached; killed the session", plan.timeout.as_secs()));
+    }
+
+    // Every session task is gone, so every event is in the ring buffer: take the rest.
+    drain(ring.get_mut(), &mut sinks);
+    let summary: Summary = sinks.tally.finish(
+        &programs.syscall_counts()?,
+        programs.lost_events()?,
+        RunResult { duration, exit_code, signal, ending, mode: plan.mode },
+    );
+    let mut failure = sinks.jsonl_error.take();
+    if let Some(w) = sinks.jsonl.take() {
+        if let Err(e) = w.finish(&summary) {
+            failure.get_or_insert(e);
+        }
+    }
+    terminal.summary(&summary, &display_command(&plan.command), plan.output.as_deref());
+    drop(programs);
+    kill_result?;
+    cgroup.remove()?;
+    if let Some(e) = failure {
+        terminal.note(&format!("error: the event log is incomplete: {e:#}"));
+        return Ok(EXIT_SANDTRACE_FAILED);
+    }
+    Ok(exit_code)
+}
+
+fn display_command(args: &[OsString]) -> String {
+    args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
+}

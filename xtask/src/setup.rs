@@ -1,0 +1,203 @@
+//! Installs, idempotently, what building the kernel programs needs: the nightly toolchain with
+//! `rust-src` (for `-Z build-std=core`) and `bpf-linker` built against the LLVM that the
+//! nightly toolchain itself ships (Debian's LLVM is too old).
+
+use std::{
+    env,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::OnceLock,
+};
+
+use anyhow::{Context as _, Result, bail};
+
+/// The bpf-linker release known to work with the aya crates this workspace pins.
+const BPF_LINKER_VERSION: &str = "0.13.0";
+const NIGHTLY: &str = "nightly";
+/// Debian packages the VM harness runs on the host: QEMU, the static busybox that becomes the
+/// guest's early userland, and xz for the kernel modules Debian ships compressed.
+const VM_PACKAGES: [&str; 3] = ["qemu-system-x86", "busybox-static", "xz-utils"];
+
+/// `~/.cargo/bin`, where `cargo install` puts bpf-linker.
+pub fn cargo_bin_dir() -> PathBuf {
+    match env::var_os("CARGO_HOME") {
+        Some(home) => PathBuf::from(home).join("bin"),
+        None => home_dir().join(".cargo/bin"),
+    }
+}
+
+pub fn home_dir() -> PathBuf {
+    env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"))
+}
+
+/// Where xtask keeps what it downloads or generates (LLVM prefix, VM kernels, ...).
+pub fn cache_dir() -> PathBuf {
+    match env::var_os("XDG_CACHE_HOME") {
+        Some(dir) => PathBuf::from(dir).join("sandtrace"),
+        None => home_dir().join(".cache/sandtrace"),
+    }
+}
+
+/// PATH with cargo's bin directory first, so the eBPF build finds bpf-linker.
+pub fn path_with_cargo_bin() -> std::ffi::OsString {
+    let mut dirs = vec![cargo_bin_dir()];
+    if let Some(path) = env::var_os("PATH") {
+        dirs.extend(env::split_paths(&path));
+    }
+    env::join_paths(dirs).expect("PATH entries contain no separator")
+}
+
+/// Runs `cmd` and returns its standard output; a failure carries its standard error.
+pub fn output(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn status(cmd: &mut Command) -> Result<()> {
+    let st = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !st.success() {
+        bail!("{cmd:?} failed ({st})");
+    }
+    Ok(())
+}
+
+pub fn ensure_ebpf_toolchain() -> Result<()> {
+    ensure_nightly_rust_src()?;
+    ensure_bpf_linker()
+}
+
+fn ensure_nightly_rust_src() -> Result<()> {
+    let toolchains = output(Command::new("rustup").args(["toolchain", "list"])).context(
+        "rustup is required to build the kernel programs (https://rustup.rs); install it first",
+    )?;
+    if !toolchains.lines().any(|l| l.starts_with("nightly-")) {
+        eprintln!("xtask: installing the nightly toolchain (needed for the eBPF build)");
+        status(Command::new("rustup").args([
+            "toolchain", "install", NIGHTLY, "--profile", "minimal", "--component", "rust-src",
+        ]))
+        .context("installing the nightly toolchain")?;
+    }
+    let components = output(Command::new("rustup").args([
+        "component", "list", "--installed", "--toolchain", NIGHTLY,
+    ]))?;
+    if !components.lines().any(|l| l.starts_with("rust-src")) {
+        eprintln!("xtask: adding rust-src to the nightly toolchain (for -Z build-std=core)");
+        status(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", NIGHTLY]))
+            .context("adding the rust-src component to the nightly toolchain")?;
+    }
+    Ok(())
+}
+
+fn installed_bpf_linker_version() -> Option<String> {
+    let linker = cargo_bin_dir().join("bpf-linker");
+    let out = Command::new(linker).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace().nth(1).map(str::to_owned)
+}
+
+fn ensure_bpf_linker() -> Result<()> {
+    if installed_bpf_linker_version().as_deref() == Some(BPF_LINKER_VERSION) {
+        return Ok(());
+    }
+    let sysroot = output(Command::new("rustc").args([&format!("+{NIGHTLY}"), "--print", "sysroot"]))?;
+    let libdir = Path::new(sysroot.trim()).join("lib");
+    let (lib, major) = find_shared_llvm(&libdir)?;
+    // bpf-linker links against `libLLVM.so` under LLVM_PREFIX/lib; point that at the
+    // toolchain's own copy, under both the generic and the versioned name.
+    let prefix = cache_dir().join("llvm");
+    let prefix_lib = prefix.join("lib");
+    std::fs::create_dir_all(&prefix_lib)
+        .with_context(|| format!("creating {}", prefix_lib.display()))?;
+    let file_name = lib.file_name().expect("library path has a file name");
+    for name in [std::ffi::OsStr::new("libLLVM.so"), file_name] {
+        let link = prefix_lib.join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&lib, &link)
+            .with_context(|| format!("linking {} to {}", link.display(), lib.display()))?;
+    }
+    eprintln!(
+        "xtask: building bpf-linker {BPF_LINKER_VERSION} against {} (about 2 minutes, once)",
+        lib.display()
+    );
+    status(
+        Command::new("cargo")
+            .args([&format!("+{NIGHTLY}"), "install", "bpf-linker", "--version", BPF_LINKER_VERSION])
+            .args(["--no-default-features", "--features", &format!("llvm-{major}")])
+            .env("LLVM_PREFIX", &prefix)
+            .env("LD_LIBRARY_PATH", &prefix_lib),
+    )
+    .context("installing bpf-linker (needs crates.io and a C compiler)")?;
+    match installed_bpf_linker_version() {
+        Some(v) if v == BPF_LINKER_VERSION => Ok(()),
+        other => bail!(
+            "bpf-linker {BPF_LINKER_VERSION} was installed but `{} --version` reports {other:?}",
+            cargo_bin_dir().join("bpf-linker").display()
+        ),
+    }
+}
+
+/// Finds `libLLVM.so.<major>.<minor>-rust-...` in the toolchain's lib directory.
+fn find_shared_llvm(libdir: &Path) -> Result<(PathBuf, u32)> {
+    let entries = std::fs::read_dir(libdir).with_context(|| format!("reading {}", libdir.display()))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(rest) = name.strip_prefix("libLLVM.so.") {
+            if let Some(major) = rest.split('.').next().and_then(|m| m.parse().ok()) {
+                return Ok((entry.path(), major));
+            }
+        }
+    }
+    bail!(
+        "no shared LLVM library (libLLVM.so.N...) in {}: the nightly toolchain normally ships \
+         one; reinstall it with `rustup toolchain install nightly`",
+        libdir.display()
+    )
+}
+
+/// Installs the Debian packages the VM harness needs (see [`VM_PACKAGES`]) when any is missing.
+pub fn ensure_vm_packages() -> Result<()> {
+    let missing: Vec<&str> =
+        VM_PACKAGES.into_iter().filter(|package| !deb_installed(package)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing {} (needed by the VM harness)", missing.join(" "));
+    apt_get_update()?;
+    status(
+        Command::new("apt-get")
+            .args(["install", "--yes", "--no-install-recommends", "--quiet"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+    .with_context(|| {
+        format!("installing {} with apt-get (the VM harness needs root on Debian)", missing.join(" "))
+    })
+}
+
+fn deb_installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["--show", "--showformat=${db:Status-Status}", package])
+        .output()
+        .is_ok_and(|out| out.status.success() && out.stdout == b"installed")
+}
+
+/// Refreshes apt's package lists, at most once per xtask run: callers use it when a package
+/// they look for is missing, which a stale or never-fetched list explains.
+pub fn apt_get_update() -> Result<()> {
+    static DONE: OnceLock<()> = OnceLock::new();
+    if DONE.get().is_some() {
+        return Ok(());
+    }
+    eprintln!("xtask: refreshing apt's package lists (apt-get update)");
+    status(Command::new("apt-get").args(["update", "--quiet"]))
+        .context("running apt-get update (needs root and a network connection)")?;
+    let _ = DONE.set(());
+    Ok(())
+}
