@@ -6,6 +6,13 @@ pub const CONFIG_SYMBOL: &str = "CONFIG";
 /// Set in [`Config::flags`]: send one ring-buffer event per completed syscall.
 /// Without it only the in-kernel per-syscall counters are updated.
 pub const FLAG_SYSCALL_EVENTS: u32 = 1 << 0;
+/// Enforce the compiled path policy in the file and exec LSM programs.
+pub const FLAG_ENFORCE_FILES: u32 = 1 << 1;
+/// Report every file decision, not only denials (`-v`).
+pub const FLAG_FILE_EVENTS_ALL: u32 = 1 << 2;
+/// Every exec is allowed (`--allow-exec`, or `allow_exec` covering `/`); running the dynamic
+/// loader directly is then allowed too.
+pub const FLAG_EXEC_UNRESTRICTED: u32 = 1 << 3;
 
 /// Offsets of kernel struct fields, read from the running kernel's BTF by the loader.
 /// aya-ebpf has no CO-RE, so nothing kernel-internal is hard-coded in the programs.
@@ -22,7 +29,44 @@ pub struct KernelOffsets {
     pub task_real_parent: u32,
     /// `linux_binprm.filename`
     pub bprm_filename: u32,
-    pub _pad: u32,
+    /// `linux_binprm.file`
+    pub bprm_file: u32,
+    /// `file.f_path`
+    pub file_f_path: u32,
+    /// `file.f_mode`
+    pub file_f_mode: u32,
+    /// `file.f_inode`
+    pub file_f_inode: u32,
+    /// `inode.i_ino`
+    pub inode_i_ino: u32,
+    /// `inode.i_sb`
+    pub inode_i_sb: u32,
+    /// `super_block.s_dev`
+    pub sb_s_dev: u32,
+    /// `path.mnt`
+    pub path_mnt: u32,
+    /// `path.dentry`
+    pub path_dentry: u32,
+    /// `dentry.d_parent`
+    pub dentry_d_parent: u32,
+    /// `dentry.d_name.name`
+    pub dentry_d_name_name: u32,
+    /// `dentry.d_inode`
+    pub dentry_d_inode: u32,
+    /// `vfsmount.mnt_root`
+    pub vfsmount_mnt_root: u32,
+    /// `file.f_flags`
+    pub file_f_flags: u32,
+    /// `mount.mnt` (the `vfsmount` embedded in `struct mount`)
+    pub mount_mnt: u32,
+    /// `mount.mnt_parent`
+    pub mount_mnt_parent: u32,
+    /// `mount.mnt_mountpoint`
+    pub mount_mnt_mountpoint: u32,
+    /// `task_struct.fs`
+    pub task_fs: u32,
+    /// `fs_struct.root`
+    pub fs_root: u32,
 }
 
 #[repr(C)]
@@ -37,6 +81,45 @@ pub struct Config {
     /// `FLAG_*` bits.
     pub flags: u32,
     pub offsets: KernelOffsets,
+}
+
+impl Config {
+    /// All zero: matches no cgroup, so the programs do nothing until the loader sets it.
+    pub const UNSET: Self = Self {
+        session_cgroup_id: 0,
+        session_cgroup_level: 0,
+        flags: 0,
+        offsets: KernelOffsets::UNSET,
+    };
+}
+
+impl KernelOffsets {
+    pub const UNSET: Self = Self {
+        task_pid: 0,
+        task_tgid: 0,
+        task_exit_code: 0,
+        task_real_parent: 0,
+        bprm_filename: 0,
+        bprm_file: 0,
+        file_f_path: 0,
+        file_f_mode: 0,
+        file_f_inode: 0,
+        inode_i_ino: 0,
+        inode_i_sb: 0,
+        sb_s_dev: 0,
+        path_mnt: 0,
+        path_dentry: 0,
+        dentry_d_parent: 0,
+        dentry_d_name_name: 0,
+        dentry_d_inode: 0,
+        vfsmount_mnt_root: 0,
+        file_f_flags: 0,
+        mount_mnt: 0,
+        mount_mnt_parent: 0,
+        mount_mnt_mountpoint: 0,
+        task_fs: 0,
+        fs_root: 0,
+    };
 }
 
 #[cfg(feature = "user")]

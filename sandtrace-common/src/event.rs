@@ -23,6 +23,7 @@ pub enum EventKind {
     Fork = 3,
     Exec = 4,
     Exit = 5,
+    File = 6,
 }
 
 impl EventKind {
@@ -33,6 +34,7 @@ impl EventKind {
             3 => Self::Fork,
             4 => Self::Exec,
             5 => Self::Exit,
+            6 => Self::File,
             _ => return None,
         })
     }
@@ -122,4 +124,25 @@ pub mod counter {
     /// syscall event then lacks arguments and duration.
     pub const PENDING_FULL: u32 = 1;
     pub const COUNT: u32 = 2;
+}
+
+/// A file-system or exec decision of the LSM programs (`EventKind::File`). Sent for every
+/// denial, and for every decision when `FLAG_FILE_EVENTS_ALL` is set.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct FileEvent {
+    pub header: EventHeader,
+    /// A [`crate::file::FileOp`] as `u32`.
+    pub op: u32,
+    /// `KIND_*` bits (crate::policy) the operation needed.
+    pub needed: u16,
+    /// A [`crate::file::Verdict`] as `u16`.
+    pub verdict: u16,
+    /// `KIND_INDEX_*` of the rule that decided, and its index in that kind's list
+    /// (`NO_RULE` when none did, e.g. an unlisted path).
+    pub rule_kind: u16,
+    pub rule_index: u16,
+    /// Bytes of `path` in use, without the NUL.
+    pub path_len: u32,
+    pub path: [u8; crate::file::EVENT_PATH_CAP],
 }

@@ -6,5 +6,6 @@
 
 pub mod config;
 pub mod event;
+pub mod file;
 pub mod policy;
 pub mod syscall_args;

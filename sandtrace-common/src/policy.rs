@@ -21,8 +21,9 @@
 
 /// Longest path, in bytes without the NUL, the automaton decides on. Longer paths are denied.
 pub const MAX_PATH_LEN: usize = 4096;
-/// Most automaton states, the dead state included. State numbers fit in `u16`.
-pub const MAX_STATES: usize = 2048;
+/// Most automaton states, the dead state included. State numbers fit in `u16`. The example
+/// package-manager policies need about 1000-1300.
+pub const MAX_STATES: usize = 8192;
 /// Most byte classes. Bytes that no rule tells apart share a class.
 pub const MAX_CLASSES: usize = 128;
 /// Most rules of one kind (read, write, exec or deny). Rule indices fit in `u16` below

@@ -6,17 +6,26 @@
 pub const fn path_arg(nr: u32) -> Option<usize> {
     Some(match nr {
         // open, stat, lstat, access, execve, truncate, chdir, rename, mkdir, rmdir, creat,
-        // link, unlink, readlink, chmod, chown, lchown, mknod, chroot, uselib, statfs,
-        // setxattr..removexattr families on paths
-        2 | 4 | 6 | 21 | 59 | 76 | 80 | 82 | 83 | 84 | 85 | 86 | 87 | 89 | 90 | 92 | 94
-        | 133 | 161 | 134 | 137 | 188 | 189 | 191 | 192 | 194 | 195 | 197 | 198 => 0,
+        // link, unlink, readlink, chmod, chown, lchown, utime, mknod, chroot, uselib, statfs,
+        // setxattr..removexattr families on paths, utimes
+        2 | 4 | 6 | 21 | 59 | 76 | 80 | 82 | 83 | 84 | 85 | 86 | 87 | 89 | 90 | 92 | 94 | 132
+        | 133 | 161 | 134 | 137 | 188 | 189 | 191 | 192 | 194 | 195 | 197 | 198 | 235 => 0,
         // symlink(target, linkpath): the new name is the path being created
         88 => 1,
         // openat, mkdirat, mknodat, fchownat, futimesat, newfstatat, unlinkat, renameat,
         // linkat, readlinkat, fchmodat, faccessat, utimensat, name_to_handle_at, execveat,
-        // renameat2, statx, open_tree, mount_setattr, openat2, faccessat2, fchmodat2
-        257 | 258 | 259 | 260 | 261 | 262 | 263 | 264 | 265 | 267 | 268 | 269 | 280 | 303
-        | 322 | 316 | 332 | 428 | 442 | 437 | 439 | 452 => 1,
+        // renameat2, statx, open_tree, move_mount, fspick, mount_setattr, openat2, faccessat2,
+        // fchmodat2, setxattrat, getxattrat, listxattrat, removexattrat, open_tree_attr,
+        // file_getattr, file_setattr
+        257 | 258 | 259 | 260 | 261 | 262 | 263 | 264 | 265 | 267 | 268 | 269 | 280 | 303 | 322
+        | 316 | 332 | 428 | 429 | 433 | 442 | 437 | 439 | 452 | 463 | 464 | 465 | 466 | 467
+        | 468 | 469 => 1,
+        // inotify_add_watch(fd, pathname, mask)
+        254 => 1,
+        // quotactl(cmd, special, ...): the block device
+        179 => 1,
+        // fanotify_mark(fd, flags, mask, dirfd, pathname)
+        301 => 4,
         // symlinkat(target, newdirfd, linkpath)
         266 => 2,
         // mount(source, target, ...): the mount point
@@ -39,5 +48,8 @@ mod tests {
         assert_eq!(path_arg(322), Some(1)); // execveat
         assert_eq!(path_arg(266), Some(2)); // symlinkat
         assert_eq!(path_arg(39), None); // getpid
+        assert_eq!(path_arg(254), Some(1)); // inotify_add_watch
+        assert_eq!(path_arg(301), Some(4)); // fanotify_mark
+        assert_eq!(path_arg(464), Some(1)); // getxattrat
     }
 }

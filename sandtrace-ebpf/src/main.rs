@@ -6,7 +6,10 @@
 #![no_main]
 
 mod emit;
+mod exec;
+mod files;
 mod lsm_probe;
+mod path_policy;
 mod process;
 mod session;
 mod syscalls;

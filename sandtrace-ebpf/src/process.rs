@@ -24,13 +24,12 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     let child: *const u8 = ctx.arg(1);
-    let off = session::config().offsets;
     if let Some(mut entry) = emit::reserve::<ForkEvent>() {
         let e = entry.as_mut_ptr();
         unsafe {
             (*e).header = emit::header(EventKind::Fork);
-            (*e).child_pid = read_field(child, off.task_pid);
-            (*e).child_tgid = read_field(child, off.task_tgid);
+            (*e).child_pid = read_field(child, session::config!(offsets.task_pid));
+            (*e).child_tgid = read_field(child, session::config!(offsets.task_tgid));
         }
         entry.submit(0);
     }
@@ -46,13 +45,12 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
     }
     let old_pid: u64 = ctx.arg(1);
     let bprm: *const u8 = ctx.arg(2);
-    let off = session::config().offsets;
     if let Some(mut entry) = emit::reserve::<ExecEvent>() {
         let e = entry.as_mut_ptr();
         unsafe {
             (*e).header = emit::header(EventKind::Exec);
             (*e).old_pid = old_pid as u32;
-            let filename: *const u8 = read_field::<usize>(bprm, off.bprm_filename) as *const u8;
+            let filename: *const u8 = read_field::<usize>(bprm, session::config!(offsets.bprm_filename)) as *const u8;
             (*e).filename_len = match bpf_probe_read_kernel_str_bytes(filename, &mut (*e).filename)
             {
                 Ok(s) => s.len() as u32,
@@ -79,12 +77,11 @@ pub fn sched_process_exit(_ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     let task = unsafe { bpf_get_current_task() } as *const u8;
-    let off = session::config().offsets;
     if let Some(mut entry) = emit::reserve::<ExitEvent>() {
         let e = entry.as_mut_ptr();
         unsafe {
             (*e).header = header;
-            (*e).exit_code = read_field(task, off.task_exit_code);
+            (*e).exit_code = read_field(task, session::config!(offsets.task_exit_code));
             (*e)._pad = 0;
         }
         entry.submit(0);

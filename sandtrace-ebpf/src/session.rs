@@ -3,43 +3,35 @@
 use aya_ebpf::helpers::generated::bpf_get_current_ancestor_cgroup_id;
 use sandtrace_common::config::Config;
 
-/// Written by the loader before the object is loaded (`EbpfLoader::set_global`).
+/// Written by the loader before the object is loaded (`EbpfLoader::override_global`). It lives
+/// in the frozen .rodata map, so the verifier treats its fields as constants (which struct
+/// offsets must be for pointer arithmetic on kernel objects).
 #[unsafe(no_mangle)]
-static CONFIG: Config = Config {
-    session_cgroup_id: 0,
-    session_cgroup_level: 0,
-    flags: 0,
-    offsets: sandtrace_common::config::KernelOffsets {
-        task_pid: 0,
-        task_tgid: 0,
-        task_exit_code: 0,
-        task_real_parent: 0,
-        bprm_filename: 0,
-        _pad: 0,
-    },
-};
+pub static CONFIG: Config = Config::UNSET;
 
-/// The session configuration. Read volatile so that the compiler cannot fold the zero
-/// initialiser into the code: the real values are patched into .rodata at load time.
-#[inline(always)]
-pub fn config() -> Config {
-    unsafe { core::ptr::read_volatile(&CONFIG) }
+/// Reads one field of [`CONFIG`], e.g. `config!(offsets.file_f_path)`. Volatile so that the
+/// compiler cannot fold the zero initialiser into the code.
+macro_rules! config {
+    ($($field:tt)+) => {{
+        #[allow(unused_unsafe)]
+        let value = unsafe { core::ptr::read_volatile(&$crate::session::CONFIG.$($field)+) };
+        value
+    }};
 }
+pub(crate) use config;
 
 /// True when the current task is in the session's cgroup or in a cgroup below it.
 #[inline(always)]
 pub fn current_in_session() -> bool {
-    let cfg = config();
+    let level = config!(session_cgroup_level);
     // Level 0 is the root cgroup, which is never a session: an unset config matches nothing.
-    if cfg.session_cgroup_level == 0 {
+    if level == 0 {
         return false;
     }
-    unsafe {
-        bpf_get_current_ancestor_cgroup_id(cfg.session_cgroup_level as i32) == cfg.session_cgroup_id
-    }
+    unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) == config!(session_cgroup_id) }
 }
 
 #[inline(always)]
 pub fn flag(bit: u32) -> bool {
-    config().flags & bit != 0
+    config!(flags) & bit != 0
 }

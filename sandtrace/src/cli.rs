@@ -27,13 +27,20 @@ pub enum Command {
     Probe,
 }
 
-/// Flags that select and adjust the policy; shared by `run` and `policy check`.
+/// Flags that select and adjust the policy of `run`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct PolicyFlags {
     /// Policy file (TOML). Without it a built-in restrictive default applies
     /// (`sandtrace policy show --default` prints it).
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    #[command(flatten)]
+    pub overrides: PolicyOverrideFlags,
+}
+
+/// Flags merged into the policy; shared by `run` and `policy check`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct PolicyOverrideFlags {
     /// Allow reading and writing PATH and everything beneath it (repeatable).
     #[arg(long = "allow-path", value_name = "PATH")]
     pub allow_path: Vec<PathBuf>,
@@ -89,7 +96,7 @@ pub enum PolicyCommand {
         /// The policy file to check.
         file: PathBuf,
         #[command(flatten)]
-        flags: PolicyFlags,
+        overrides: PolicyOverrideFlags,
     },
     /// Print a policy as TOML that parses back to the same policy.
     Show {

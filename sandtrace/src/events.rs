@@ -2,9 +2,14 @@
 
 use std::time::{Duration, SystemTime};
 
-use sandtrace_common::event::{
-    EventHeader, EventKind, ExecEvent, ExitEvent, ForkEvent, SYSCALL_HAS_PATH, SYSCALL_NO_ENTRY,
-    SYSCALL_NO_RETURN, SYSCALL_PATH_TRUNCATED, SyscallEvent, SyscallPathEvent,
+use sandtrace_common::{
+    event::{
+        EventHeader, EventKind, ExecEvent, ExitEvent, FileEvent, ForkEvent, SYSCALL_HAS_PATH,
+        SYSCALL_NO_ENTRY, SYSCALL_NO_RETURN, SYSCALL_PATH_TRUNCATED, SyscallEvent,
+        SyscallPathEvent,
+    },
+    file::{FileOp, Verdict},
+    policy::{KIND_COUNT, NO_RULE},
 };
 
 /// Converts the kernel's CLOCK_MONOTONIC timestamps to wall-clock time.
@@ -55,6 +60,24 @@ pub struct SyscallRecord {
     pub path_truncated: bool,
 }
 
+/// Which policy rule decided: its kind (`KIND_INDEX_*`) and index in that kind's list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleRef {
+    pub kind: usize,
+    pub index: usize,
+}
+
+/// A file-system or exec decision of the kernel programs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileRecord {
+    pub op: FileOp,
+    /// `KIND_*` bits the operation needed.
+    pub needed: u16,
+    pub verdict: Verdict,
+    pub rule: Option<RuleRef>,
+    pub path: String,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventBody {
     Syscall(SyscallRecord),
@@ -62,6 +85,7 @@ pub enum EventBody {
     Exec { old_pid: u32, filename: String },
     /// `status` is a wait(2) status.
     Exit { status: i32 },
+    File(FileRecord),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -111,6 +135,22 @@ fn syscall(e: &SyscallEvent, path: Option<&[u8]>) -> SyscallRecord {
     }
 }
 
+fn file(e: &FileEvent) -> Result<FileRecord, DecodeError> {
+    let op = FileOp::from_u32(e.op).ok_or_else(|| DecodeError(format!("unknown file op {}", e.op)))?;
+    let verdict = Verdict::from_u16(e.verdict)
+        .ok_or_else(|| DecodeError(format!("unknown file verdict {}", e.verdict)))?;
+    let rule = (e.rule_index != NO_RULE && (e.rule_kind as usize) < KIND_COUNT)
+        .then_some(RuleRef { kind: e.rule_kind as usize, index: e.rule_index as usize });
+    let len = (e.path_len as usize).min(e.path.len());
+    Ok(FileRecord {
+        op,
+        needed: e.needed,
+        verdict,
+        rule,
+        path: String::from_utf8_lossy(&e.path[..len]).into_owned(),
+    })
+}
+
 /// Decodes one ring-buffer record.
 pub fn decode(bytes: &[u8], clock: &Clock) -> Result<Event, DecodeError> {
     let header: EventHeader = read(bytes)?;
@@ -131,6 +171,7 @@ pub fn decode(bytes: &[u8], clock: &Clock) -> Result<Event, DecodeError> {
             EventBody::Exec { old_pid: e.old_pid, filename: c_string(&e.filename) }
         }
         EventKind::Exit => EventBody::Exit { status: read::<ExitEvent>(bytes)?.exit_code as i32 },
+        EventKind::File => EventBody::File(file(&read::<FileEvent>(bytes)?)?),
     };
     Ok(Event { time: clock.wall(header.ts_ns), task: task(&header), body })
 }

@@ -6,59 +6,94 @@ use clap::Parser as _;
 use sandtrace::{
     cli::{Cli, Command, RunArgs},
     ebpf::{self, LsmSupport},
-    output::{SyscallActions, terminal::Verbosity},
-    session::{self, Plan},
+    output::{Labels, terminal::Verbosity},
+    policy::{self, CliOverrides, PathDecision},
+    seccomp::SeccompFilter,
+    session::{self, EnforcePlan, Plan},
+    syscall_table,
 };
 
 /// Exit status for usage and policy errors (nothing was started).
-const EXIT_USAGE: u8 = 2;
+const EXIT_USAGE: i32 = 2;
+
+/// Syscalls that would let a process change what paths mean (mounts, a new root) or reach a
+/// file without a path (file handles). Enforcing mode refuses them whatever the policy says:
+/// the path rules could not be trusted otherwise.
+const PATH_INTEGRITY_SYSCALLS: &[&str] = &[
+    "mount", "umount2", "open_tree", "move_mount", "fsopen", "fsmount", "fspick",
+    "mount_setattr", "chroot", "pivot_root", "open_by_handle_at",
+];
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE as u8 } else { 0 });
         }
     };
     match cli.command {
         Command::Run(args) => ExitCode::from(run(args) as u8),
-        Command::Policy(cmd) => sandtrace::policy::command::run_policy_command(&cmd),
+        Command::Policy(cmd) => policy::command::run_policy_command(&cmd),
         Command::Probe => probe(),
     }
 }
 
 fn run(args: RunArgs) -> i32 {
-    if !args.trace_only {
-        match ebpf::probe_lsm() {
-            LsmSupport::Available => {
-                eprintln!(
-                    "sandtrace: error: enforcing mode is not available in this build yet; \
-                     use --trace-only to trace without enforcing"
-                );
-            }
-            LsmSupport::Unavailable(why) => {
-                eprintln!(
-                    "sandtrace: error: cannot enforce the policy: BPF LSM is not available on \
-                     this kernel: {why}\n  hint: use --trace-only to trace without enforcing, or \
-                     see the README for running sandtrace in the project's BPF-LSM VM"
-                );
-            }
+    let overrides = CliOverrides::from(&args.policy.overrides);
+    let prepared = match policy::prepare(args.policy.policy.as_deref(), &overrides) {
+        Ok(p) => p,
+        Err(diagnostics) => {
+            eprintln!("{diagnostics}");
+            eprintln!("sandtrace: nothing was started");
+            return EXIT_USAGE;
         }
-        return session::EXIT_SANDTRACE_FAILED;
-    }
-    let timeout = args.policy.timeout.unwrap_or(30);
+    };
+    let effective = &prepared.effective;
+    let mut denied: Vec<u32> = effective.denied_syscalls.iter().map(|s| s.value.id() as u32).collect();
+    let (enforce, seccomp) = if args.trace_only {
+        (None, None)
+    } else {
+        if let LsmSupport::Unavailable(why) = ebpf::probe_lsm() {
+            eprintln!(
+                "sandtrace: error: cannot enforce the policy: BPF LSM is not available on this \
+                 kernel: {why}\n  hint: use --trace-only to trace without enforcing, or see the \
+                 README for running sandtrace in the project's BPF-LSM VM"
+            );
+            return session::EXIT_SANDTRACE_FAILED;
+        }
+        denied.extend(PATH_INTEGRITY_SYSCALLS.iter().filter_map(|n| syscall_table::number(n)));
+        denied.sort_unstable();
+        denied.dedup();
+        let seccomp = match SeccompFilter::build(&denied) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("sandtrace: error: building the seccomp filter: {e:#}");
+                return session::EXIT_SANDTRACE_FAILED;
+            }
+        };
+        let exec_unrestricted = matches!(
+            prepared.compiled.decide(b"/"),
+            PathDecision::Matched(a) if a.kinds & sandtrace_common::policy::KIND_EXEC != 0
+        );
+        (Some(EnforcePlan { paths: prepared.compiled.clone(), exec_unrestricted }), Some(seccomp))
+    };
+    let labels = if args.trace_only {
+        Labels::default()
+    } else {
+        Labels::for_policy(effective, &denied)
+    };
     session::run(Plan {
         command: args.command,
-        timeout: std::time::Duration::from_secs(timeout),
+        timeout: effective.timeout.value,
         output: args.output,
         verbosity: Verbosity::from_count(args.verbose),
         no_color: args.no_color,
         follow_forks: !args.no_follow_forks,
         ring_buffer_bytes: args.ring_buffer_size,
-        mode: "trace-only",
-        seccomp: None,
-        actions: SyscallActions::default(),
+        enforce,
+        seccomp,
+        labels,
     })
 }
 

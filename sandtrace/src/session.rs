@@ -9,7 +9,9 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use aya::maps::{MapData, RingBuf};
-use sandtrace_common::config::{Config, FLAG_SYSCALL_EVENTS};
+use sandtrace_common::config::{
+    Config, FLAG_ENFORCE_FILES, FLAG_EXEC_UNRESTRICTED, FLAG_FILE_EVENTS_ALL, FLAG_SYSCALL_EVENTS,
+};
 use tokio::{
     io::{Interest, unix::AsyncFd},
     signal::unix::{SignalKind, signal},
@@ -17,11 +19,12 @@ use tokio::{
 
 use crate::{
     cgroup::{Hierarchy, SessionCgroup},
-    ebpf::SessionPrograms,
+    ebpf::{Enforcement, SessionPrograms},
     events::{self, Clock, Event},
-    kernel_btf,
+    kernel_btf, launch,
+    policy::CompiledPaths,
     output::{
-        SyscallActions,
+        Labels,
         jsonl::{JsonlWriter, decode_wait_status},
         summary::{Ending, RunResult, Summary, Tally},
         terminal::{Terminal, Verbosity},
@@ -48,10 +51,23 @@ pub struct Plan {
     pub no_color: bool,
     pub follow_forks: bool,
     pub ring_buffer_bytes: u32,
-    /// `trace-only` or `enforce`, for the summary.
-    pub mode: &'static str,
+    /// The compiled path policy; `None` traces only.
+    pub enforce: Option<EnforcePlan>,
     pub seccomp: Option<SeccompFilter>,
-    pub actions: SyscallActions,
+    pub labels: Labels,
+}
+
+/// What the LSM programs enforce, beyond the compiled paths that `launch` adds to.
+pub struct EnforcePlan {
+    pub paths: CompiledPaths,
+    /// Every exec is allowed, so running the dynamic loader directly is too.
+    pub exec_unrestricted: bool,
+}
+
+impl Plan {
+    fn mode(&self) -> &'static str {
+        if self.enforce.is_some() { "enforce" } else { "trace-only" }
+    }
 }
 
 /// Runs the session and returns sandtrace's exit status.
@@ -90,7 +106,7 @@ struct Sinks<'a> {
     jsonl: Option<JsonlWriter>,
     jsonl_error: Option<anyhow::Error>,
     terminal: &'a Terminal,
-    actions: &'a SyscallActions,
+    labels: &'a Labels,
     tally: Tally,
     follow_forks: bool,
     root_tgid: Option<u32>,
@@ -115,9 +131,9 @@ impl Sinks<'_> {
     }
 
     fn deliver(&mut self, event: &Event) {
-        self.terminal.event(event, self.actions);
+        self.terminal.event(event, self.labels);
         if let Some(w) = self.jsonl.as_mut() {
-            if let Err(e) = w.write_event(event, self.actions) {
+            if let Err(e) = w.write_event(event, self.labels) {
                 // Keep running (CMD is still confined); report at the end and fail the run.
                 self.jsonl_error = Some(e);
                 self.jsonl = None;
@@ -136,14 +152,33 @@ async fn run_session(plan: &Plan, cmd: &PreparedCommand, terminal: &Terminal) ->
     let hierarchy = Hierarchy::find()?;
     let cgroup = SessionCgroup::create(&hierarchy)?;
     let btf = kernel_btf::KernelBtf::from_sys_fs()?;
-    let syscall_events = plan.output.is_some() || plan.verbosity >= Verbosity::FailedSyscalls;
+    let mut flags = 0;
+    if plan.output.is_some() || plan.verbosity >= Verbosity::FailedSyscalls {
+        flags |= FLAG_SYSCALL_EVENTS;
+    }
+    let enforcement = plan.enforce.as_ref().map(|e| {
+        flags |= FLAG_ENFORCE_FILES;
+        if e.exec_unrestricted {
+            flags |= FLAG_EXEC_UNRESTRICTED;
+        }
+        if plan.verbosity >= Verbosity::Processes {
+            flags |= FLAG_FILE_EVENTS_ALL;
+        }
+        let chain = launch::launch_chain(&cmd.path, plan.command.get(1..).unwrap_or_default());
+        Enforcement {
+            paths: &e.paths,
+            launch_chain: chain.iter().filter_map(|p| launch::path_key(p)).collect(),
+            dynamic_loaders: launch::dynamic_loaders(&chain),
+        }
+    });
     let config = Config {
         session_cgroup_id: cgroup.id(),
         session_cgroup_level: cgroup.level(),
-        flags: if syscall_events { FLAG_SYSCALL_EVENTS } else { 0 },
+        flags,
         offsets: kernel_btf::kernel_offsets(&btf)?,
     };
-    let mut programs = SessionPrograms::load(&config, plan.ring_buffer_bytes)?;
+    let mut programs =
+        SessionPrograms::load(&config, plan.ring_buffer_bytes, &btf, enforcement.as_ref())?;
     let ring = programs.take_events()?;
     // SAFETY: the ring buffer owns its fd and outlives the registration.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
@@ -154,7 +189,7 @@ async fn run_session(plan: &Plan, cmd: &PreparedCommand, terminal: &Terminal) ->
         jsonl: plan.output.as_deref().map(JsonlWriter::create).transpose()?,
         jsonl_error: None,
         terminal,
-        actions: &plan.actions,
+        labels: &plan.labels,
         tally: Tally::default(),
         follow_forks: plan.follow_forks,
         root_tgid: None,
@@ -239,7 +274,8 @@ async fn run_session(plan: &Plan, cmd: &PreparedCommand, terminal: &Terminal) ->
     let summary: Summary = sinks.tally.finish(
         &programs.syscall_counts()?,
         programs.lost_events()?,
-        RunResult { duration, exit_code, signal, ending, mode: plan.mode },
+        programs.pending_overflows()?,
+        RunResult { duration, exit_code, signal, ending, mode: plan.mode() },
     );
     let mut failure = sinks.jsonl_error.take();
     if let Some(w) = sinks.jsonl.take() {

@@ -6,6 +6,7 @@
 mod cargo;
 mod setup;
 mod test;
+mod vm;
 
 use std::process::ExitCode;
 
@@ -38,6 +39,10 @@ enum Command {
     },
     /// Run the whole test suite: host tests, then the BPF-LSM tests in each VM kernel.
     Test,
+    /// Boot a BPF-LSM kernel under QEMU and run CMD in it, e.g. `cargo xtask vm -- cat /proc/version`.
+    Vm(vm::VmArgs),
+    /// Run the tests that need BPF LSM (sandtrace/tests/vm.rs) inside each supported kernel.
+    VmTest(vm::VmTestArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +52,8 @@ fn main() -> ExitCode {
         Command::Build { release } => cargo::build_sandtrace(release).map(|_| ExitCode::SUCCESS),
         Command::Run { release, args } => cargo::run_sandtrace(release, &args),
         Command::Test => test::run_all(),
+        Command::Vm(args) => vm::run_command(&args),
+        Command::VmTest(args) => vm::run_tests(&args),
     };
     match result {
         Ok(code) => code,

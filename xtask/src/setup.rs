@@ -1,6 +1,7 @@
 //! Installs, idempotently, what building the kernel programs needs: the nightly toolchain with
 //! `rust-src` (for `-Z build-std=core`) and `bpf-linker` built against the LLVM that the
-//! nightly toolchain itself ships (Debian's LLVM is too old).
+//! nightly toolchain itself ships (Debian's LLVM is too old); and the Debian packages sandtrace
+//! links against.
 
 use std::{
     env,
@@ -15,8 +16,11 @@ use anyhow::{Context as _, Result, bail};
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const NIGHTLY: &str = "nightly";
 /// Debian packages the VM harness runs on the host: QEMU, the static busybox that becomes the
-/// guest's early userland, and xz for the kernel modules Debian ships compressed.
-const VM_PACKAGES: [&str; 3] = ["qemu-system-x86", "busybox-static", "xz-utils"];
+/// guest's early userland, and xz and zstd to unpack compressed kernels and modules.
+const VM_PACKAGES: [&str; 4] = ["qemu-system-x86", "busybox-static", "xz-utils", "zstd"];
+/// Debian packages building sandtrace needs: libseccomp's static library, which sandtrace
+/// links (see `.cargo/config.toml`) to generate its seccomp filter.
+const BUILD_PACKAGES: [&str; 1] = ["libseccomp-dev"];
 
 /// `~/.cargo/bin`, where `cargo install` puts bpf-linker.
 pub fn cargo_bin_dir() -> PathBuf {
@@ -69,6 +73,7 @@ fn status(cmd: &mut Command) -> Result<()> {
 }
 
 pub fn ensure_ebpf_toolchain() -> Result<()> {
+    ensure_apt_packages(&BUILD_PACKAGES, "to build sandtrace")?;
     ensure_nightly_rust_src()?;
     ensure_bpf_linker()
 }
@@ -148,10 +153,10 @@ fn find_shared_llvm(libdir: &Path) -> Result<(PathBuf, u32)> {
     let entries = std::fs::read_dir(libdir).with_context(|| format!("reading {}", libdir.display()))?;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(rest) = name.strip_prefix("libLLVM.so.") {
-            if let Some(major) = rest.split('.').next().and_then(|m| m.parse().ok()) {
-                return Ok((entry.path(), major));
-            }
+        if let Some(rest) = name.strip_prefix("libLLVM.so.")
+            && let Some(major) = rest.split('.').next().and_then(|m| m.parse().ok())
+        {
+            return Ok((entry.path(), major));
         }
     }
     bail!(
@@ -163,12 +168,17 @@ fn find_shared_llvm(libdir: &Path) -> Result<(PathBuf, u32)> {
 
 /// Installs the Debian packages the VM harness needs (see [`VM_PACKAGES`]) when any is missing.
 pub fn ensure_vm_packages() -> Result<()> {
+    ensure_apt_packages(&VM_PACKAGES, "by the VM harness")
+}
+
+/// Installs whichever of `packages` are not installed yet; `needed` completes "needed ...".
+fn ensure_apt_packages(packages: &[&str], needed: &str) -> Result<()> {
     let missing: Vec<&str> =
-        VM_PACKAGES.into_iter().filter(|package| !deb_installed(package)).collect();
+        packages.iter().copied().filter(|package| !deb_installed(package)).collect();
     if missing.is_empty() {
         return Ok(());
     }
-    eprintln!("xtask: installing {} (needed by the VM harness)", missing.join(" "));
+    eprintln!("xtask: installing {} (needed {needed})", missing.join(" "));
     apt_get_update()?;
     status(
         Command::new("apt-get")
@@ -177,7 +187,7 @@ pub fn ensure_vm_packages() -> Result<()> {
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
     .with_context(|| {
-        format!("installing {} with apt-get (the VM harness needs root on Debian)", missing.join(" "))
+        format!("installing {} with apt-get (needs root on Debian)", missing.join(" "))
     })
 }
 

@@ -16,9 +16,9 @@ use std::{
 use anyhow::{Context as _, Result};
 use serde::{Serialize, Serializer};
 
-use super::{SyscallActions, errno_name, is_error, summary::Summary};
+use super::{Labels, RuleLabel, access_names, errno_name, is_error, summary::Summary};
 use crate::{
-    events::{Event, EventBody, SyscallRecord},
+    events::{Event, EventBody, FileRecord, SyscallRecord},
     syscall_table,
 };
 
@@ -83,6 +83,23 @@ struct ProcessLine<'a> {
 }
 
 #[derive(Serialize)]
+struct FileLine<'a> {
+    event_type: &'static str,
+    timestamp: Timestamp,
+    pid: u32,
+    tgid: u32,
+    comm: &'a str,
+    /// `allow` or `deny`.
+    action: &'static str,
+    operation: &'static str,
+    access: Vec<&'static str>,
+    path: &'a str,
+    reason: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<&'a RuleLabel>,
+}
+
+#[derive(Serialize)]
 struct SummaryLine<'a> {
     event_type: &'static str,
     #[serde(flatten)]
@@ -111,11 +128,12 @@ impl JsonlWriter {
         Ok(Self { out: BufWriter::with_capacity(1 << 20, file), path: path.to_owned() })
     }
 
-    pub fn write_event(&mut self, event: &Event, actions: &SyscallActions) -> Result<()> {
+    pub fn write_event(&mut self, event: &Event, labels: &Labels) -> Result<()> {
         let t = &event.task;
         let timestamp = Timestamp(event.time);
         match &event.body {
-            EventBody::Syscall(s) => self.line(&syscall_line(event, s, actions)),
+            EventBody::Syscall(s) => self.line(&syscall_line(event, s, labels)),
+            EventBody::File(f) => self.line(&file_line(event, f, labels)),
             EventBody::Fork { child_pid, child_tgid } => self.line(&ProcessLine {
                 event_type: "process",
                 timestamp,
@@ -163,7 +181,23 @@ impl JsonlWriter {
     }
 }
 
-fn syscall_line<'a>(event: &'a Event, s: &'a SyscallRecord, actions: &SyscallActions) -> SyscallLine<'a> {
+fn file_line<'a>(event: &'a Event, f: &'a FileRecord, labels: &'a Labels) -> FileLine<'a> {
+    FileLine {
+        event_type: "file",
+        timestamp: Timestamp(event.time),
+        pid: event.task.pid,
+        tgid: event.task.tgid,
+        comm: &event.task.comm,
+        action: if f.verdict.is_denied() { "deny" } else { "allow" },
+        operation: f.op.as_str(),
+        access: access_names(f.needed),
+        path: &f.path,
+        reason: f.verdict.as_str(),
+        rule: f.rule.and_then(|r| labels.file_rules.label(r)),
+    }
+}
+
+fn syscall_line<'a>(event: &'a Event, s: &'a SyscallRecord, labels: &Labels) -> SyscallLine<'a> {
     SyscallLine {
         event_type: "syscall",
         timestamp: Timestamp(event.time),
@@ -179,7 +213,7 @@ fn syscall_line<'a>(event: &'a Event, s: &'a SyscallRecord, actions: &SyscallAct
         success: !s.ret.is_some_and(is_error),
         errno: s.ret.and_then(errno_name),
         duration_us: s.duration.map(|d| d.as_micros() as u64),
-        action: actions.of(s.nr).as_str(),
+        action: labels.syscalls.of(s.nr).as_str(),
         category: syscall_table::category(s.nr).as_str(),
     }
 }

@@ -57,6 +57,72 @@ impl SyscallActions {
     }
 }
 
+/// The policy's file rules as the output names them: per kind (`KIND_INDEX_*`), in the
+/// kernel's rule order, the pattern as written and where it came from.
+#[derive(Debug, Clone, Default)]
+pub struct FileRules {
+    pub by_kind: [Vec<RuleLabel>; sandtrace_common::policy::KIND_COUNT],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RuleLabel {
+    pub kind: &'static str,
+    pub pattern: String,
+    pub source: String,
+}
+
+impl FileRules {
+    pub fn label(&self, rule: crate::events::RuleRef) -> Option<&RuleLabel> {
+        self.by_kind.get(rule.kind)?.get(rule.index)
+    }
+}
+
+/// What the outputs need to know about the policy to label events.
+#[derive(Debug, Clone, Default)]
+pub struct Labels {
+    pub syscalls: SyscallActions,
+    pub file_rules: FileRules,
+}
+
+impl Labels {
+    /// Labels for a session enforcing `policy`, with `denied` the syscall numbers the seccomp
+    /// filter refuses.
+    pub fn for_policy(policy: &crate::policy::EffectivePolicy, denied: &[u32]) -> Self {
+        use crate::policy::PathKind;
+        let log_only: Vec<u32> =
+            policy.log_only_syscalls.iter().map(|s| s.value.id() as u32).collect();
+        let mut file_rules = FileRules::default();
+        for kind in PathKind::ALL {
+            file_rules.by_kind[kind.index()] = policy
+                .paths
+                .rules(kind)
+                .iter()
+                .map(|r| RuleLabel {
+                    kind: match kind {
+                        PathKind::Read => "allow_read",
+                        PathKind::Write => "allow_write",
+                        PathKind::Exec => "allow_exec",
+                        PathKind::Deny => "deny",
+                    },
+                    pattern: r.written.clone(),
+                    source: r.origin.to_string(),
+                })
+                .collect();
+        }
+        Self { syscalls: SyscallActions::new(denied, &log_only), file_rules }
+    }
+}
+
+/// Names of the `KIND_*` bits in `needed`, e.g. `["read", "write"]`.
+pub fn access_names(needed: u16) -> Vec<&'static str> {
+    use sandtrace_common::policy::{KIND_EXEC, KIND_READ, KIND_WRITE};
+    [(KIND_READ, "read"), (KIND_WRITE, "write"), (KIND_EXEC, "exec")]
+        .into_iter()
+        .filter(|(bit, _)| needed & bit != 0)
+        .map(|(_, name)| name)
+        .collect()
+}
+
 /// True when a raw syscall return value is an error (-4095..=-1).
 pub fn is_error(ret: i64) -> bool {
     (-4095..=-1).contains(&ret)

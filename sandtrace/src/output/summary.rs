@@ -41,6 +41,9 @@ pub struct Summary {
     pub duration_ms: u64,
     pub exit_code: i32,
     pub lost_events: u64,
+    /// Syscall events delivered without arguments and duration because the kernel's table of
+    /// in-flight syscalls was full.
+    pub incomplete_events: u64,
     pub ending: Ending,
     /// Signal that killed CMD, if one did.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -61,16 +64,12 @@ pub struct Tally {
 
 impl Tally {
     pub fn observe(&mut self, event: &Event) {
-        if let EventBody::Fork { child_pid, child_tgid } = event.body {
+        match &event.body {
             // A new process, not a new thread of an existing one.
-            if child_pid == child_tgid {
-                self.forks += 1;
-            }
+            EventBody::Fork { child_pid, child_tgid } if child_pid == child_tgid => self.forks += 1,
+            EventBody::File(f) if f.verdict.is_denied() => self.denials += 1,
+            _ => {}
         }
-    }
-
-    pub fn count_denial(&mut self) {
-        self.denials += 1;
     }
 
     pub fn count_undecodable(&mut self) {
@@ -82,6 +81,7 @@ impl Tally {
         &self,
         syscall_counts: &[u64],
         ring_buffer_lost: u64,
+        incomplete_events: u64,
         run: RunResult,
     ) -> Summary {
         let mut counts: Vec<SyscallCount> = syscall_counts
@@ -108,6 +108,7 @@ impl Tally {
             duration_ms: run.duration.as_millis() as u64,
             exit_code: run.exit_code,
             lost_events: ring_buffer_lost + self.undecodable,
+            incomplete_events,
             ending: run.ending,
             signal: run.signal,
             mode: run.mode,

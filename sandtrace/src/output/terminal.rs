@@ -6,7 +6,10 @@ use std::{
     path::Path,
 };
 
-use super::{SyscallAction, SyscallActions, errno_name, is_error, summary::{Ending, Summary}};
+use super::{
+    Labels, SyscallAction, access_names, errno_name, is_error,
+    summary::{Ending, Summary},
+};
 use crate::{
     events::{Event, EventBody},
     output::jsonl::decode_wait_status,
@@ -63,12 +66,12 @@ impl Terminal {
     }
 
     /// Prints the event if the verbosity asks for it.
-    pub fn event(&self, event: &Event, actions: &SyscallActions) {
+    pub fn event(&self, event: &Event, labels: &Labels) {
         let t = &event.task;
         let who = self.paint(DIM, &format!("[{} {}]", t.tgid, t.comm));
         let line = match &event.body {
             EventBody::Syscall(s) => {
-                let action = actions.of(s.nr);
+                let action = labels.syscalls.of(s.nr);
                 let failed = s.ret.is_some_and(is_error);
                 let wanted = match self.verbosity {
                     Verbosity::Quiet => false,
@@ -94,6 +97,25 @@ impl Terminal {
                     SyscallAction::LogOnly => format!(" {}", self.paint(YELLOW, "[log_only]")),
                 };
                 format!("{who} {name}{path}{ret}{tag}")
+            }
+            EventBody::File(f) => {
+                // Denials always show; allowed decisions are only reported at -v.
+                let verdict = if f.verdict.is_denied() {
+                    self.paint(RED, "denied")
+                } else {
+                    self.paint(GREEN, "allowed")
+                };
+                let rule = f
+                    .rule
+                    .and_then(|r| labels.file_rules.label(r))
+                    .map(|r| format!(" by {} rule `{}` ({})", r.kind, r.pattern, r.source))
+                    .unwrap_or_else(|| format!(" ({})", f.verdict.as_str()));
+                format!(
+                    "{who} {verdict} {} {} {:?}{rule}",
+                    f.op.as_str(),
+                    access_names(f.needed).join("+"),
+                    f.path
+                )
             }
             _ if self.verbosity < Verbosity::Processes => return,
             EventBody::Fork { child_tgid, child_pid } => {

@@ -1,15 +1,20 @@
 //! The embedded kernel object: configuring it for a session, loading it, attaching programs.
 
+mod path_tables;
+
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{Lsm, RawTracePoint},
 };
 use anyhow::{Context as _, Result, anyhow};
 use sandtrace_common::{
     config::{CONFIG_SYMBOL, Config},
     event::counter,
+    file::PathKey,
 };
+
+use crate::{kernel_btf::KernelBtf, policy::CompiledPaths};
 
 /// The eBPF object built by build.rs from `sandtrace-ebpf`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sandtrace"));
@@ -26,14 +31,47 @@ const TRACEPOINTS: &[(&str, &str)] = &[
     ("sys_exit", "sys_exit"),
 ];
 
+/// BPF LSM programs that enforce the path policy, by hook. Truncation through a descriptor
+/// (O_TRUNC, ftruncate) is decided at open, which needs write for it.
+const LSM_PROGRAMS: &[&str] = &[
+    "file_open",
+    "path_truncate",
+    "path_unlink",
+    "path_mkdir",
+    "path_rmdir",
+    "path_mknod",
+    "path_symlink",
+    "path_link",
+    "path_rename",
+    "path_chmod",
+    "path_chown",
+    "bprm_check_security",
+];
+
+/// What the LSM programs enforce.
+pub struct Enforcement<'a> {
+    pub paths: &'a CompiledPaths,
+    /// CMD and its `#!`/`env` chain: the session's first process may exec these.
+    pub launch_chain: Vec<PathKey>,
+    /// The system's dynamic loaders, which may not be run directly.
+    pub dynamic_loaders: Vec<PathKey>,
+}
+
 /// The loaded, attached programs of one session. Dropping it detaches everything.
 pub struct SessionPrograms {
     ebpf: Ebpf,
 }
 
 impl SessionPrograms {
-    /// Loads the object with `config` and attaches the tracing programs.
-    pub fn load(config: &Config, ring_buffer_bytes: u32) -> Result<Self> {
+    /// Loads the object with `config`, attaches the tracing programs and, with `enforcement`,
+    /// fills the policy maps and attaches the LSM programs. Everything is in place when this
+    /// returns; CMD must not start before.
+    pub fn load(
+        config: &Config,
+        ring_buffer_bytes: u32,
+        btf: &KernelBtf,
+        enforcement: Option<&Enforcement<'_>>,
+    ) -> Result<Self> {
         let mut ebpf = EbpfLoader::new()
             .override_global(CONFIG_SYMBOL, config, true)
             .map_max_entries("EVENTS", ring_buffer_bytes)
@@ -47,6 +85,10 @@ impl SessionPrograms {
             prog.load().with_context(|| format!("loading the {program} program"))?;
             prog.attach(tracepoint)
                 .with_context(|| format!("attaching {program} to the raw tracepoint {tracepoint}"))?;
+        }
+        if let Some(enforcement) = enforcement {
+            fill_policy_maps(&mut ebpf, enforcement)?;
+            attach_lsm_programs(&mut ebpf, btf)?;
         }
         Ok(Self { ebpf })
     }
@@ -71,6 +113,71 @@ impl SessionPrograms {
     pub fn pending_overflows(&self) -> Result<u64> {
         Ok(sum_per_cpu(&self.ebpf, "COUNTERS")?[counter::PENDING_FULL as usize])
     }
+}
+
+fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::maps::Map> {
+    ebpf.map_mut(name).with_context(|| format!("{name} map missing from the eBPF object"))
+}
+
+fn fill_policy_maps(ebpf: &mut Ebpf, enforcement: &Enforcement<'_>) -> Result<()> {
+    let paths = enforcement.paths;
+    let rows = path_tables::expanded_rows(paths);
+    let ahead = path_tables::deny_ahead(paths, &rows);
+    let context = |what: &str| format!("filling the policy map {what}");
+    {
+        let mut m: Array<_, [u16; 256]> = Array::try_from(map_mut(ebpf, "PATH_DFA_ROWS")?)?;
+        for (state, row) in rows.iter().enumerate() {
+            m.set(state as u32, row, 0).with_context(|| context("PATH_DFA_ROWS"))?;
+        }
+    }
+    {
+        let mut m: Array<_, sandtrace_common::policy::PathAccept> =
+            Array::try_from(map_mut(ebpf, "PATH_DFA_ACCEPT")?)?;
+        for (state, accept) in paths.accept().iter().enumerate() {
+            m.set(state as u32, accept, 0).with_context(|| context("PATH_DFA_ACCEPT"))?;
+        }
+    }
+    {
+        let mut m: Array<_, u8> = Array::try_from(map_mut(ebpf, "PATH_DFA_DENY_AHEAD")?)?;
+        for (state, flag) in ahead.iter().enumerate() {
+            m.set(state as u32, flag, 0).with_context(|| context("PATH_DFA_DENY_AHEAD"))?;
+        }
+    }
+    for (name, keys) in [
+        ("LAUNCH_CHAIN", &enforcement.launch_chain),
+        ("DYNAMIC_LOADERS", &enforcement.dynamic_loaders),
+    ] {
+        let mut m: HashMap<_, PathKey, u8> = HashMap::try_from(map_mut(ebpf, name)?)?;
+        for key in keys.iter() {
+            m.insert(key, 1, 0).with_context(|| context(name))?;
+        }
+    }
+    // The header last: until it is set the programs deny everything (fail closed).
+    let mut m: Array<_, sandtrace_common::policy::PathDfaHeader> =
+        Array::try_from(map_mut(ebpf, "PATH_DFA_HEADER")?)?;
+    m.set(0, paths.header(), 0).with_context(|| context("PATH_DFA_HEADER"))?;
+    Ok(())
+}
+
+fn attach_lsm_programs(ebpf: &mut Ebpf, kernel: &KernelBtf) -> Result<()> {
+    let btf = Btf::from_sys_fs().context("reading the kernel's BTF (/sys/kernel/btf/vmlinux)")?;
+    for hook in LSM_PROGRAMS {
+        if !kernel.has_function(&format!("bpf_lsm_{hook}")) {
+            anyhow::bail!(
+                "this kernel has no `{hook}` LSM hook (CONFIG_SECURITY_PATH may be off); \
+                 sandtrace cannot enforce the path policy here"
+            );
+        }
+        let program = hook;
+        let prog: &mut Lsm = ebpf
+            .program_mut(program)
+            .ok_or_else(|| anyhow!("program {program} missing from the eBPF object"))?
+            .try_into()?;
+        prog.load(hook, &btf)
+            .with_context(|| format!("loading the BPF LSM program for the {hook} hook"))?;
+        prog.attach().with_context(|| format!("attaching the BPF LSM program to {hook}"))?;
+    }
+    Ok(())
 }
 
 fn sum_per_cpu(ebpf: &Ebpf, name: &str) -> Result<Vec<u64>> {

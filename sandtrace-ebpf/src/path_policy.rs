@@ -1,0 +1,487 @@
+//! Deciding a path against the compiled policy: resolving the kernel's own path of an object
+//! into a per-CPU buffer, walking the policy automaton over it, and reporting the verdict.
+//!
+//! Everything is bounded: paths longer than `MAX_PATH_LEN`, or deeper than `MAX_WALK_DEPTH`
+//! where they are rebuilt from directory entries, are denied; missing tables deny.
+
+use aya_ebpf::{
+    bindings::path as kernel_path,
+    helpers::{
+        bpf_probe_read_kernel,
+        generated::{self, bpf_d_path, bpf_probe_read_kernel_str},
+    },
+    macros::map,
+    maps::{Array, PerCpuArray},
+};
+use sandtrace_common::{
+    config::FLAG_FILE_EVENTS_ALL,
+    event::{EventKind, FileEvent},
+    file::{FileOp, MAX_WALK_DEPTH, Verdict},
+    policy::{
+        DEAD_STATE, KIND_DENY, KIND_EXEC, KIND_INDEX_DENY, KIND_INDEX_EXEC, KIND_INDEX_READ,
+        KIND_INDEX_WRITE, KIND_READ, KIND_WRITE, MAX_PATH_LEN, MAX_STATES, NO_RULE, PathAccept,
+        PathDfaHeader,
+    },
+};
+
+use crate::{emit, session::config};
+
+#[map]
+static PATH_DFA_HEADER: Array<PathDfaHeader> = Array::with_max_entries(1, 0);
+/// One row of 256 next states per state: the byte classes are expanded by the loader so that a
+/// step costs one lookup.
+#[map]
+static PATH_DFA_ROWS: Array<[u16; 256]> = Array::with_max_entries(MAX_STATES as u32, 0);
+#[map]
+static PATH_DFA_ACCEPT: Array<PathAccept> = Array::with_max_entries(MAX_STATES as u32, 0);
+/// 1 for states from which some continuation of the path reaches a deny rule: moving such a
+/// directory elsewhere would take denied paths out of their rule's reach.
+#[map]
+static PATH_DFA_DENY_AHEAD: Array<u8> = Array::with_max_entries(MAX_STATES as u32, 0);
+
+/// Scratch size: a power of two, so masked offsets stay inside, plus room for one name.
+pub const BUF_SIZE: usize = 8192;
+pub const BUF_MASK: usize = BUF_SIZE - 1;
+const NAME_MAX: usize = 256;
+/// Where rebuilt paths end: room after them for `/` and one name.
+const REBUILT_END: usize = BUF_SIZE - NAME_MAX - 1;
+
+#[repr(C)]
+pub struct PathBuf {
+    pub bytes: [u8; BUF_SIZE + NAME_MAX],
+}
+
+/// Two buffers per CPU: rename and link decide on two paths at once.
+#[map]
+static PATH_BUFS: PerCpuArray<PathBuf> = PerCpuArray::with_max_entries(2, 0);
+
+/// A path in a buffer: `bytes[start..start + len]`.
+#[derive(Clone, Copy)]
+pub struct Resolved {
+    pub slot: u32,
+    pub start: usize,
+    pub len: usize,
+}
+
+#[derive(Clone, Copy)]
+pub struct Decision {
+    pub verdict: Verdict,
+    pub rule_kind: u16,
+    pub rule_index: u16,
+}
+
+impl Decision {
+    pub const fn of(verdict: Verdict) -> Self {
+        Self { verdict, rule_kind: NO_RULE, rule_index: NO_RULE }
+    }
+}
+
+#[inline(always)]
+pub fn buffer(slot: u32) -> Option<*mut PathBuf> {
+    PATH_BUFS.get_ptr_mut(slot)
+}
+
+/// `d_path` of a kernel `struct path` (which must be a BTF pointer the verifier trusts).
+#[inline(always)]
+pub fn resolve_path(path: *const u8, slot: u32) -> Result<Resolved, Verdict> {
+    let buf = buffer(slot).ok_or(Verdict::DeniedNoPolicy)?;
+    let ret = unsafe {
+        bpf_d_path(
+            path as *mut kernel_path,
+            (*buf).bytes.as_mut_ptr().cast(),
+            (MAX_PATH_LEN + 1) as u32,
+        )
+    };
+    if ret == -36 {
+        // ENAMETOOLONG
+        return Err(Verdict::DeniedTooLong);
+    }
+    if ret <= 0 {
+        return Err(Verdict::DeniedUnresolved);
+    }
+    // d_path's length counts the NUL.
+    Ok(Resolved { slot, start: 0, len: (ret as usize - 1) & BUF_MASK })
+}
+
+/// Appends `/NAME` of `dentry` to a resolved directory path (`/` alone gets no extra slash).
+#[inline(always)]
+pub fn append_name(dir: Resolved, dentry: *const u8) -> Result<Resolved, Verdict> {
+    let buf = buffer(dir.slot).ok_or(Verdict::DeniedNoPolicy)?;
+    let name: *const u8 = read(dentry, config!(offsets.dentry_d_name_name));
+    if dir.len > MAX_PATH_LEN || dir.start > REBUILT_END {
+        return Err(Verdict::DeniedTooLong);
+    }
+    let mut end = dir.start + dir.len;
+    if dir.len != 1 {
+        unsafe { (*buf).bytes[end & BUF_MASK] = b'/' };
+        end += 1;
+    }
+    end += unsafe { read_str_at(buf, end, NAME_MAX, name)? };
+    let len = end - dir.start;
+    if len > MAX_PATH_LEN {
+        return Err(Verdict::DeniedTooLong);
+    }
+    Ok(Resolved { slot: dir.slot, start: dir.start, len })
+}
+
+/// State of one path rebuild, shared with the `bpf_loop` callback. It lives in a map, not on
+/// the stack: values loaded from a map are unknown to the verifier, so it checks one step once
+/// instead of following the walk's exact positions step by step.
+#[repr(C)]
+pub struct Rebuild {
+    /// Current dentry and `struct mount`.
+    dentry: u64,
+    mount: u64,
+    root_mnt: u64,
+    root_dentry: u64,
+    /// Start of the path written so far (it ends at `REBUILT_END`).
+    pos: u64,
+    slot: u32,
+    /// 0 while walking, 1 when done, else a `Verdict` to fail with.
+    outcome: u32,
+}
+
+#[map]
+static REBUILD: PerCpuArray<Rebuild> = PerCpuArray::with_max_entries(1, 0);
+
+const REBUILD_WALKING: u32 = 0;
+const REBUILD_DONE: u32 = 1;
+
+/// One step up: cross a mount point, or prepend `/name` of the current dentry.
+#[inline(never)]
+extern "C" fn rebuild_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
+    let Some(r) = REBUILD.get_ptr_mut(0) else { return 1 };
+    let r = unsafe { &mut *r };
+    let Some(buf) = buffer(r.slot) else {
+        r.outcome = Verdict::DeniedNoPolicy as u32;
+        return 1;
+    };
+    let mount_offset = config!(offsets.mount_mnt) as usize;
+    let mnt = r.mount as *const u8;
+    let d = r.dentry as *const u8;
+    let vfs = unsafe { mnt.add(mount_offset) };
+    let at_root = r.dentry == r.root_dentry && vfs as u64 == r.root_mnt;
+    let mnt_root: *const u8 = read(vfs, config!(offsets.vfsmount_mnt_root));
+    if at_root || d == mnt_root {
+        let parent: *const u8 = read(mnt, config!(offsets.mount_mnt_parent));
+        if at_root || parent == mnt || parent.is_null() {
+            r.outcome = REBUILD_DONE;
+            return 1;
+        }
+        r.dentry = read::<u8>(mnt, config!(offsets.mount_mnt_mountpoint)) as u64;
+        r.mount = parent as u64;
+        return 0;
+    }
+    let parent: *const u8 = read(d, config!(offsets.dentry_d_parent));
+    if parent == d || parent.is_null() {
+        // A root that is not a mount root: a detached tree, with no path to decide on.
+        r.outcome = Verdict::DeniedUnresolved as u32;
+        return 1;
+    }
+    let name: *const u8 = read(d, config!(offsets.dentry_d_name_name));
+    // The name's length first (read into the spare tail), then the name in place.
+    let n = match unsafe { read_str_at(buf, BUF_SIZE, NAME_MAX, name) } {
+        Ok(n) => n,
+        Err(v) => {
+            r.outcome = v as u32;
+            return 1;
+        }
+    };
+    let pos = r.pos as usize;
+    if n == 0 || pos > REBUILT_END || pos < n + 1 + (REBUILT_END - MAX_PATH_LEN) {
+        r.outcome = Verdict::DeniedTooLong as u32;
+        return 1;
+    }
+    let new_pos = pos - (n + 1);
+    unsafe {
+        if let Err(v) = read_str_at(buf, new_pos + 1, n + 1, name) {
+            r.outcome = v as u32;
+            return 1;
+        }
+        (*buf).bytes[new_pos & BUF_MASK] = b'/';
+        // The name's NUL landed on the separator of the component after it.
+        if pos < REBUILT_END {
+            (*buf).bytes[pos & BUF_MASK] = b'/';
+        }
+    }
+    r.pos = new_pos as u64;
+    r.dentry = parent as u64;
+    0
+}
+
+/// Rebuilds the path of `dentry` on the mount `vfsmount` as `d_path` would, by walking parents
+/// and crossing mount points up to the task's root, for hooks where the verifier does not
+/// allow `d_path` (creation by mknod/open, the source of a hard link). The path is written
+/// backwards, ending at `REBUILT_END` so that a name can still be appended.
+#[inline(always)]
+pub fn rebuild_path(dentry: *const u8, vfsmount: *const u8, slot: u32) -> Result<Resolved, Verdict> {
+    let buf = buffer(slot).ok_or(Verdict::DeniedNoPolicy)?;
+    let task = unsafe { aya_ebpf::helpers::bpf_get_current_task() } as *const u8;
+    let fs: *const u8 = read(task, config!(offsets.task_fs));
+    let root = unsafe { fs.add(config!(offsets.fs_root) as usize) };
+    let r = REBUILD.get_ptr_mut(0).ok_or(Verdict::DeniedNoPolicy)?;
+    let r = unsafe { &mut *r };
+    *r = Rebuild {
+        dentry: dentry as u64,
+        mount: unsafe { vfsmount.sub(config!(offsets.mount_mnt) as usize) } as u64,
+        root_mnt: read::<u8>(root, config!(offsets.path_mnt)) as u64,
+        root_dentry: read::<u8>(root, config!(offsets.path_dentry)) as u64,
+        pos: REBUILT_END as u64,
+        slot,
+        outcome: REBUILD_WALKING,
+    };
+    let ret = unsafe {
+        generated::bpf_loop(
+            (MAX_WALK_DEPTH * 2) as u32,
+            rebuild_step as *mut core::ffi::c_void,
+            core::ptr::null_mut(),
+            0,
+        )
+    };
+    if ret < 0 {
+        return Err(Verdict::DeniedUnresolved);
+    }
+    match r.outcome {
+        REBUILD_DONE => {}
+        // Still walking after MAX_WALK_DEPTH * 2 steps: too deep to decide.
+        REBUILD_WALKING => return Err(Verdict::DeniedTooLong),
+        v => return Err(Verdict::from_u16(v as u16).unwrap_or(Verdict::DeniedUnresolved)),
+    }
+    let mut pos = r.pos as usize;
+    if pos >= REBUILT_END {
+        // The root itself.
+        pos = REBUILT_END - 1;
+        unsafe { (*buf).bytes[pos & BUF_MASK] = b'/' };
+    }
+    let pos = pos & BUF_MASK;
+    Ok(Resolved { slot, start: pos, len: REBUILT_END.saturating_sub(pos) })
+}
+
+/// Reads a NUL-terminated kernel string of at most `size` bytes (`NAME_MAX` at most, NUL
+/// included) to `bytes[at..]`; returns its length without the NUL.
+#[inline(always)]
+unsafe fn read_str_at(buf: *mut PathBuf, at: usize, size: usize, src: *const u8) -> Result<usize, Verdict> {
+    let size = if size > NAME_MAX { NAME_MAX } else { size };
+    let at = if at > BUF_SIZE { BUF_SIZE } else { at };
+    let ret = unsafe {
+        bpf_probe_read_kernel_str((*buf).bytes.as_mut_ptr().add(at).cast(), size as u32, src.cast())
+    };
+    if ret <= 0 {
+        return Err(Verdict::DeniedUnresolved);
+    }
+    Ok(ret as usize - 1)
+}
+
+#[inline(always)]
+fn read<T>(base: *const u8, offset: u32) -> *const T {
+    unsafe {
+        bpf_probe_read_kernel(base.add(offset as usize).cast::<*const T>()).unwrap_or(core::ptr::null())
+    }
+}
+
+/// State of one automaton walk, shared with the `bpf_loop` callback.
+#[repr(C)]
+struct Walk {
+    slot: u32,
+    start: u32,
+    len: u32,
+    state: u32,
+    failed: u32,
+}
+
+/// One step of the walk: consume byte `index`. Returns 1 to stop early (end of path, dead
+/// state, or a missing table).
+#[inline(never)]
+extern "C" fn walk_step(index: u64, ctx: *mut core::ffi::c_void) -> i64 {
+    let w = unsafe { &mut *(ctx as *mut Walk) };
+    if index >= w.len as u64 || w.state == DEAD_STATE as u32 {
+        return 1;
+    }
+    let Some(buf) = buffer(w.slot) else {
+        w.failed = 1;
+        return 1;
+    };
+    let byte = unsafe { (*buf).bytes[(w.start as usize + index as usize) & BUF_MASK] };
+    match PATH_DFA_ROWS.get(w.state) {
+        Some(row) => {
+            w.state = row[byte as usize] as u32;
+            0
+        }
+        None => {
+            w.failed = 1;
+            1
+        }
+    }
+}
+
+/// Walks the automaton over the path (with `bpf_loop`: a path of `MAX_PATH_LEN` bytes is
+/// too many iterations for the verifier to unroll); returns the final state.
+#[inline(always)]
+fn walk(p: Resolved) -> Result<u32, Verdict> {
+    let header = PATH_DFA_HEADER.get(0).ok_or(Verdict::DeniedNoPolicy)?;
+    if header.n_states == 0 {
+        return Err(Verdict::DeniedNoPolicy);
+    }
+    if p.len > MAX_PATH_LEN {
+        return Err(Verdict::DeniedTooLong);
+    }
+    let mut w = Walk {
+        slot: p.slot,
+        start: p.start as u32,
+        len: p.len as u32,
+        state: header.start as u32,
+        failed: 0,
+    };
+    let ret = unsafe {
+        generated::bpf_loop(
+            MAX_PATH_LEN as u32,
+            walk_step as *mut core::ffi::c_void,
+            (&mut w as *mut Walk).cast(),
+            0,
+        )
+    };
+    if ret < 0 || w.failed != 0 {
+        return Err(Verdict::DeniedNoPolicy);
+    }
+    Ok(w.state)
+}
+
+/// True for paths that are not file-system paths (`pipe:[12]`, `socket:[3]`, `anon_inode:x`):
+/// objects reached through a descriptor the task already holds.
+#[inline(always)]
+fn is_pseudo(p: Resolved) -> bool {
+    match buffer(p.slot) {
+        Some(buf) => p.len > 0 && unsafe { (*buf).bytes[p.start & BUF_MASK] } != b'/',
+        None => false,
+    }
+}
+
+/// Decides whether the path allows every access in `needed` (`KIND_*` bits).
+#[inline(always)]
+pub fn decide(p: Resolved, needed: u16) -> Decision {
+    if is_pseudo(p) {
+        return Decision::of(Verdict::AllowedPseudo);
+    }
+    let state = match walk(p) {
+        Ok(s) => s,
+        Err(v) => return Decision::of(v),
+    };
+    let Some(accept) = PATH_DFA_ACCEPT.get(state) else {
+        return Decision::of(Verdict::DeniedNoPolicy);
+    };
+    verdict_of(accept, needed)
+}
+
+#[inline(always)]
+fn verdict_of(a: &PathAccept, needed: u16) -> Decision {
+    if a.kinds & KIND_DENY != 0 {
+        return Decision {
+            verdict: Verdict::DeniedRule,
+            rule_kind: KIND_INDEX_DENY as u16,
+            rule_index: a.first_rule[KIND_INDEX_DENY],
+        };
+    }
+    let unlisted = Decision::of(Verdict::DeniedUnlisted);
+    let mut decided = Decision::of(Verdict::Allowed);
+    if needed & KIND_EXEC != 0 {
+        if a.kinds & KIND_EXEC == 0 {
+            return unlisted;
+        }
+        decided.rule_kind = KIND_INDEX_EXEC as u16;
+        decided.rule_index = a.first_rule[KIND_INDEX_EXEC];
+    }
+    if needed & KIND_WRITE != 0 {
+        if a.kinds & KIND_WRITE == 0 {
+            return unlisted;
+        }
+        decided.rule_kind = KIND_INDEX_WRITE as u16;
+        decided.rule_index = a.first_rule[KIND_INDEX_WRITE];
+    }
+    if needed & KIND_READ != 0 && needed & KIND_WRITE == 0 {
+        // Write implies read.
+        if a.kinds & KIND_READ != 0 {
+            decided.rule_kind = KIND_INDEX_READ as u16;
+            decided.rule_index = a.first_rule[KIND_INDEX_READ];
+        } else if a.kinds & KIND_WRITE != 0 {
+            decided.rule_kind = KIND_INDEX_WRITE as u16;
+            decided.rule_index = a.first_rule[KIND_INDEX_WRITE];
+        } else {
+            return unlisted;
+        }
+    }
+    decided
+}
+
+/// Like [`decide`], and additionally denies when a deny rule could match below the path:
+/// for the ends of a rename or the source of a link, which carry everything beneath along.
+#[inline(always)]
+pub fn decide_moving(p: Resolved, needed: u16) -> Decision {
+    let d = decide(p, needed);
+    if d.verdict.is_denied() || d.verdict == Verdict::AllowedPseudo {
+        return d;
+    }
+    let Ok(state) = walk(p) else {
+        return Decision::of(Verdict::DeniedNoPolicy);
+    };
+    let below = match PATH_DFA_ROWS.get(state) {
+        Some(row) => row[b'/' as usize] as u32,
+        None => return Decision::of(Verdict::DeniedNoPolicy),
+    };
+    match PATH_DFA_DENY_AHEAD.get(below) {
+        Some(0) => d,
+        _ => Decision::of(Verdict::DeniedMovesDenied),
+    }
+}
+
+/// Sends a file event for denials, or for every decision with `FLAG_FILE_EVENTS_ALL`.
+/// Enforcement never waits on this: a full ring buffer only counts a lost event.
+#[inline(always)]
+pub fn report(op: FileOp, needed: u16, d: Decision, p: Option<Resolved>) {
+    if !d.verdict.is_denied() && !crate::session::flag(FLAG_FILE_EVENTS_ALL) {
+        return;
+    }
+    let Some(mut entry) = emit::reserve::<FileEvent>() else { return };
+    let e = entry.as_mut_ptr();
+    unsafe {
+        (*e).header = emit::header(EventKind::File);
+        (*e).op = op as u32;
+        (*e).needed = needed;
+        (*e).verdict = d.verdict as u16;
+        (*e).rule_kind = d.rule_kind;
+        (*e).rule_index = d.rule_index;
+        (*e).path_len = 0;
+        (*e).path[0] = 0;
+        if let Some(p) = p {
+            if let Some(buf) = buffer(p.slot) {
+                let len = if p.len > MAX_PATH_LEN { MAX_PATH_LEN } else { p.len };
+                let src = (*buf).bytes.as_ptr().add(p.start & BUF_MASK);
+                let dst = core::ptr::addr_of_mut!((*e).path).cast::<u8>();
+                if generated::bpf_probe_read_kernel(dst.cast(), len as u32, src.cast()) == 0 {
+                    (*e).path_len = len as u32;
+                }
+            }
+        }
+    }
+    entry.submit(0);
+}
+
+/// The LSM return value for a decision: 0 or -EACCES.
+#[inline(always)]
+pub fn errno_of(d: Decision) -> i32 {
+    if d.verdict.is_denied() { -13 } else { 0 }
+}
+
+/// Convenience for the common case: decide `p` (or the resolution error), report, return errno.
+#[inline(always)]
+pub fn enforce(op: FileOp, needed: u16, p: Result<Resolved, Verdict>) -> i32 {
+    let (d, shown) = match p {
+        Ok(p) => (decide(p, needed), Some(p)),
+        Err(v) => (Decision::of(v), None),
+    };
+    report(op, needed, d, shown);
+    errno_of(d)
+}
+
+pub const NEED_READ: u16 = KIND_READ;
+pub const NEED_WRITE: u16 = KIND_WRITE;
+pub const NEED_EXEC: u16 = KIND_EXEC;

@@ -1,0 +1,283 @@
+//! The policy as written: every field of the TOML format, with the defaults of omitted fields
+//! filled in and every value tagged with where it came from.
+
+use std::fmt;
+use std::time::Duration;
+
+use sandtrace_common::policy::{
+    KIND_COUNT, KIND_DENY, KIND_EXEC, KIND_INDEX_DENY, KIND_INDEX_EXEC, KIND_INDEX_READ,
+    KIND_INDEX_WRITE, KIND_READ, KIND_WRITE,
+};
+use syscalls::Sysno;
+
+use super::diagnostic::{Location, Span};
+use super::glob::PathEntry;
+
+/// Syscalls denied in every policy, whatever it says.
+pub const ALWAYS_BLOCKED_SYSCALLS: [Sysno; 10] = [
+    Sysno::kexec_load,
+    Sysno::kexec_file_load,
+    Sysno::reboot,
+    Sysno::swapon,
+    Sysno::swapoff,
+    Sysno::init_module,
+    Sysno::finit_module,
+    Sysno::delete_module,
+    Sysno::acct,
+    Sysno::pivot_root,
+];
+
+/// `[limits] timeout` when the policy does not set it.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest timeout accepted: one year. Anything longer is a mistake, and the bound keeps
+/// deadline arithmetic far from overflow.
+pub const MAX_TIMEOUT_SECS: u64 = 365 * 24 * 60 * 60;
+
+/// Where a value came from.
+#[derive(Clone, Debug)]
+pub enum Origin {
+    /// A value in a policy file.
+    File(Span),
+    /// A command-line flag, e.g. `--allow-path`.
+    Flag(&'static str),
+    /// Not set anywhere: the documented default (or the built-in default policy).
+    Default,
+    /// One of [`ALWAYS_BLOCKED_SYSCALLS`].
+    AlwaysBlocked,
+}
+
+impl Origin {
+    /// Where a diagnostic about a value with this origin points.
+    pub fn location(&self) -> Location {
+        match self {
+            Origin::File(span) => Location::Span(span.clone()),
+            Origin::Flag(_) | Origin::Default | Origin::AlwaysBlocked => Location::Unpositioned,
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::File(span) => span.fmt(f),
+            Origin::Flag(flag) => f.write_str(flag),
+            Origin::Default => f.write_str("default"),
+            Origin::AlwaysBlocked => f.write_str("always blocked"),
+        }
+    }
+}
+
+/// A value and where it came from. Equality compares the values only, so that a policy
+/// printed and parsed again equals the original.
+#[derive(Clone, Debug)]
+pub struct Located<T> {
+    pub value: T,
+    pub origin: Origin,
+}
+
+impl<T> Located<T> {
+    pub fn new(value: T, origin: Origin) -> Self {
+        Self { value, origin }
+    }
+
+    pub fn default_value(value: T) -> Self {
+        Self::new(value, Origin::Default)
+    }
+}
+
+impl<T: PartialEq> PartialEq for Located<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.value == other.value
+    }
+}
+
+impl<T: Eq> Eq for Located<T> {}
+
+/// The kinds of filesystem rule, in the order of the `KIND_INDEX_*` constants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PathKind {
+    Read,
+    Write,
+    Exec,
+    Deny,
+}
+
+impl PathKind {
+    pub const ALL: [PathKind; KIND_COUNT] = [
+        PathKind::Read,
+        PathKind::Write,
+        PathKind::Exec,
+        PathKind::Deny,
+    ];
+
+    /// Index into per-kind arrays (`PathAccept::first_rule`).
+    pub const fn index(self) -> usize {
+        match self {
+            PathKind::Read => KIND_INDEX_READ,
+            PathKind::Write => KIND_INDEX_WRITE,
+            PathKind::Exec => KIND_INDEX_EXEC,
+            PathKind::Deny => KIND_INDEX_DENY,
+        }
+    }
+
+    /// Bit in `PathAccept::kinds`.
+    pub const fn bit(self) -> u16 {
+        match self {
+            PathKind::Read => KIND_READ,
+            PathKind::Write => KIND_WRITE,
+            PathKind::Exec => KIND_EXEC,
+            PathKind::Deny => KIND_DENY,
+        }
+    }
+
+    /// The key in `[filesystem]`.
+    pub const fn key(self) -> &'static str {
+        match self {
+            PathKind::Read => "allow_read",
+            PathKind::Write => "allow_write",
+            PathKind::Exec => "allow_exec",
+            PathKind::Deny => "deny",
+        }
+    }
+}
+
+/// `[filesystem]`
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FilesystemRules {
+    pub allow_read: Vec<Located<PathEntry>>,
+    pub allow_write: Vec<Located<PathEntry>>,
+    pub allow_exec: Vec<Located<PathEntry>>,
+    pub deny: Vec<Located<PathEntry>>,
+}
+
+impl FilesystemRules {
+    pub fn entries(&self, kind: PathKind) -> &[Located<PathEntry>] {
+        match kind {
+            PathKind::Read => &self.allow_read,
+            PathKind::Write => &self.allow_write,
+            PathKind::Exec => &self.allow_exec,
+            PathKind::Deny => &self.deny,
+        }
+    }
+
+    pub fn entries_mut(&mut self, kind: PathKind) -> &mut Vec<Located<PathEntry>> {
+        match kind {
+            PathKind::Read => &mut self.allow_read,
+            PathKind::Write => &mut self.allow_write,
+            PathKind::Exec => &mut self.allow_exec,
+            PathKind::Deny => &mut self.deny,
+        }
+    }
+}
+
+/// `[network]`. Fine-grained rules (addresses, ports) are meant to become further fields
+/// here, each with its own key in the parser.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetworkRules {
+    pub allow: Located<bool>,
+}
+
+impl Default for NetworkRules {
+    fn default() -> Self {
+        Self {
+            allow: Located::default_value(false),
+        }
+    }
+}
+
+/// `[syscalls]`
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyscallRules {
+    pub deny: Vec<Located<Sysno>>,
+    pub log_only: Vec<Located<Sysno>>,
+}
+
+/// `[limits]`
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Seconds, 1 ..= [`MAX_TIMEOUT_SECS`].
+    pub timeout_secs: Located<u64>,
+    /// At least 1; `None` is unlimited.
+    pub max_processes: Located<Option<u32>>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            timeout_secs: Located::default_value(DEFAULT_TIMEOUT.as_secs()),
+            max_processes: Located::default_value(None),
+        }
+    }
+}
+
+/// A whole policy, as written (relative paths and `~` not yet resolved). The default of
+/// every omitted field is the most restrictive one: no paths, no network, no syscall rules
+/// beyond the always-blocked ones, a 30 s timeout and no process limit.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Policy {
+    pub filesystem: FilesystemRules,
+    pub network: NetworkRules,
+    pub syscalls: SyscallRules,
+    pub limits: Limits,
+}
+
+/// What the built-in default policy lets a command read: the dynamic loader's files, system
+/// binaries and libraries, and the few device and proc files nearly every program opens.
+const DEFAULT_READ: &[&str] = &[
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib64",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/localtime",
+    "/dev/null",
+    "/dev/zero",
+    "/dev/urandom",
+    "/proc/self",
+];
+
+/// What the built-in default policy lets a command execute: system binaries (and, for the
+/// dynamic loader, system libraries).
+const DEFAULT_EXEC: &[&str] = &[
+    "/usr/bin",
+    "/usr/sbin",
+    "/usr/lib",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib64",
+];
+
+impl Policy {
+    /// The policy used without `--policy`: system binaries and libraries readable and
+    /// executable, nothing writable, no network, the always-blocked syscalls denied.
+    pub fn builtin_default() -> Self {
+        let entries = |paths: &[&str]| {
+            paths
+                .iter()
+                .map(|p| {
+                    let entry = PathEntry::parse(p).expect("built-in default paths are valid");
+                    Located::default_value(entry)
+                })
+                .collect()
+        };
+        Self {
+            filesystem: FilesystemRules {
+                allow_read: entries(DEFAULT_READ),
+                allow_exec: entries(DEFAULT_EXEC),
+                ..FilesystemRules::default()
+            },
+            syscalls: SyscallRules {
+                deny: ALWAYS_BLOCKED_SYSCALLS
+                    .iter()
+                    .map(|&s| Located::default_value(s))
+                    .collect(),
+                log_only: Vec::new(),
+            },
+            ..Self::default()
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Policies as text: a policy as TOML that parses back to the same policy, and the effective
+//! policy as a report saying where each rule came from.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use sandtrace_common::policy::{MAX_CLASSES, MAX_STATES};
+use syscalls::Sysno;
+
+use super::compile::CompiledPaths;
+use super::glob::PathPattern;
+use super::model::{ALWAYS_BLOCKED_SYSCALLS, Located, PathKind, Policy};
+use super::resolve::EffectivePolicy;
+
+/// `policy` as a complete TOML policy file (every field written out, defaults included),
+/// headed by a comment naming `title`.
+pub fn policy_to_toml(policy: &Policy, title: &str) -> String {
+    let mut out = String::new();
+    let always: Vec<&str> = ALWAYS_BLOCKED_SYSCALLS.iter().map(|s| s.name()).collect();
+    let _ = writeln!(out, "# {title}");
+    let _ = writeln!(
+        out,
+        "# These syscalls are denied in every policy, listed or not: {}.",
+        always.join(", ")
+    );
+    out.push_str("\n[filesystem]\n");
+    for kind in PathKind::ALL {
+        let entries = policy.filesystem.entries(kind);
+        let texts: Vec<&str> = entries.iter().map(|e| e.value.as_str()).collect();
+        write_string_array(&mut out, kind.key(), &texts);
+    }
+    let _ = writeln!(out, "\n[network]\nallow = {}", policy.network.allow.value);
+    out.push_str("\n[syscalls]\n");
+    write_string_array(&mut out, "deny", &syscall_names(&policy.syscalls.deny));
+    write_string_array(
+        &mut out,
+        "log_only",
+        &syscall_names(&policy.syscalls.log_only),
+    );
+    let _ = writeln!(
+        out,
+        "\n[limits]\ntimeout = {}",
+        policy.limits.timeout_secs.value
+    );
+    match policy.limits.max_processes.value {
+        Some(n) => {
+            let _ = writeln!(out, "max_processes = {n}");
+        }
+        None => out.push_str("# max_processes is not set: no limit on the number of processes.\n"),
+    }
+    out
+}
+
+fn syscall_names(syscalls: &[Located<Sysno>]) -> Vec<&'static str> {
+    syscalls.iter().map(|s| s.value.name()).collect()
+}
+
+fn write_string_array(out: &mut String, key: &str, items: &[&str]) {
+    if items.is_empty() {
+        let _ = writeln!(out, "{key} = []");
+        return;
+    }
+    let _ = writeln!(out, "{key} = [");
+    for item in items {
+        let _ = writeln!(out, "    {},", toml::Value::String((*item).to_owned()));
+    }
+    out.push_str("]\n");
+}
+
+/// The report `sandtrace policy check` prints: every effective rule with its origin, the
+/// syscall lists with numbers, the limits, and the size of the compiled automaton.
+pub fn effective_report(policy: &EffectivePolicy, compiled: &CompiledPaths) -> String {
+    let mut rows = vec![Row::Heading(
+        "filesystem (deny overrides every allow; allow_write also grants read; unlisted paths \
+         are denied)"
+            .to_owned(),
+    )];
+    for kind in PathKind::ALL {
+        let rules = policy.paths.rules(kind);
+        if rules.is_empty() {
+            rows.push(Row::Heading(format!("  {}: none", kind.key())));
+            continue;
+        }
+        rows.push(Row::Heading(format!("  {}:", kind.key())));
+        for rule in rules {
+            let mut what = rule.pattern.to_string();
+            if what != rule.written {
+                let _ = write!(what, "  (written {:?})", rule.written);
+            }
+            rows.push(Row::Item {
+                what: format!("    {what}"),
+                origin: rule.origin.to_string(),
+            });
+            if let Some(note) = symlink_note(&rule.pattern) {
+                rows.push(Row::Heading(format!("      note: {note}")));
+            }
+        }
+    }
+    rows.push(Row::Item {
+        what: format!(
+            "network: {}",
+            if policy.network_allowed.value {
+                "allowed"
+            } else {
+                "blocked"
+            }
+        ),
+        origin: policy.network_allowed.origin.to_string(),
+    });
+    for (title, list) in [
+        ("syscalls denied (EPERM)", &policy.denied_syscalls),
+        ("syscalls logged only", &policy.log_only_syscalls),
+    ] {
+        if list.is_empty() {
+            rows.push(Row::Heading(format!("{title}: none")));
+            continue;
+        }
+        rows.push(Row::Heading(format!("{title}:")));
+        for syscall in list {
+            rows.push(Row::Item {
+                what: format!("  {} ({})", syscall.value.name(), syscall.value.id()),
+                origin: syscall.origin.to_string(),
+            });
+        }
+    }
+    rows.push(Row::Item {
+        what: format!("timeout: {} s", policy.timeout.value.as_secs()),
+        origin: policy.timeout.origin.to_string(),
+    });
+    rows.push(Row::Item {
+        what: match policy.max_processes.value {
+            Some(n) => format!("max_processes: {n}"),
+            None => "max_processes: unlimited".to_owned(),
+        },
+        origin: policy.max_processes.origin.to_string(),
+    });
+    rows.push(Row::Heading(format!(
+        "compiled path automaton: {} states, {} byte classes (limits {MAX_STATES} and {MAX_CLASSES})",
+        compiled.n_states(),
+        compiled.n_classes()
+    )));
+
+    let width = rows
+        .iter()
+        .filter_map(|row| match row {
+            Row::Item { what, .. } => Some(what.chars().count()),
+            Row::Heading(_) => None,
+        })
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for row in rows {
+        let _ = match row {
+            Row::Heading(text) => writeln!(out, "{text}"),
+            Row::Item { what, origin } => writeln!(out, "{what:width$}  {origin}"),
+        };
+    }
+    out
+}
+
+enum Row {
+    Heading(String),
+    Item { what: String, origin: String },
+}
+
+/// The kernel matches resolved paths (no symlinks): say so when a rule's literal prefix is
+/// a symlink, e.g. `/lib64` on merged-/usr systems.
+fn symlink_note(pattern: &PathPattern) -> Option<String> {
+    let prefix = pattern.literal_prefix();
+    let resolved = std::fs::canonicalize(&prefix).ok()?;
+    (resolved != prefix && prefix != Path::new("/")).then(|| {
+        format!(
+            "{} goes through a symlink (to {} now); the kernel checks resolved paths, so this \
+             rule does not cover what the link points to",
+            prefix.display(),
+            resolved.display()
+        )
+    })
+}

@@ -1,0 +1,244 @@
+//! From a written policy and the command-line flags to the effective policy: relative paths
+//! joined to the working directory, `~` expanded, paths normalised, flags merged, lists
+//! deduplicated and the always-blocked syscalls added.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sandtrace_common::policy::{KIND_COUNT, MAX_RULES_PER_KIND};
+use syscalls::Sysno;
+
+use super::diagnostic::{Diagnostics, Location, Problem};
+use super::glob::{PathEntry, PathPattern};
+use super::model::{ALWAYS_BLOCKED_SYSCALLS, Located, Origin, PathKind, Policy};
+use super::validate;
+use crate::cli::PolicyOverrideFlags;
+
+/// The command-line flags that adjust a policy.
+#[derive(Clone, Debug, Default)]
+pub struct CliOverrides {
+    /// `--allow-path`: each path (and what lies beneath it) becomes readable and writable.
+    pub allow_paths: Vec<PathBuf>,
+    /// `--allow-net`: network access is allowed whatever the policy says.
+    pub allow_net: bool,
+    /// `--allow-exec`: everything readable becomes executable.
+    pub allow_exec: bool,
+    /// `--timeout`: replaces `[limits] timeout` when given.
+    pub timeout_secs: Option<u64>,
+}
+
+impl From<&PolicyOverrideFlags> for CliOverrides {
+    fn from(flags: &PolicyOverrideFlags) -> Self {
+        Self {
+            allow_paths: flags.allow_path.clone(),
+            allow_net: flags.allow_net,
+            allow_exec: flags.allow_exec,
+            timeout_secs: flags.timeout,
+        }
+    }
+}
+
+/// One resolved filesystem rule.
+#[derive(Clone, Debug)]
+pub struct PathRule {
+    pub pattern: PathPattern,
+    /// The entry as the user wrote it.
+    pub written: String,
+    pub origin: Origin,
+}
+
+/// The resolved filesystem rules, one deduplicated list per kind. A rule's index in its list
+/// is what the compiled form reports as the deciding rule.
+#[derive(Clone, Debug, Default)]
+pub struct PathRules {
+    by_kind: [Vec<PathRule>; KIND_COUNT],
+}
+
+impl PathRules {
+    pub fn rules(&self, kind: PathKind) -> &[PathRule] {
+        &self.by_kind[kind.index()]
+    }
+
+    /// Adds `rule` unless an equal pattern is already listed for `kind` (the first one keeps
+    /// its place and origin).
+    fn add(&mut self, kind: PathKind, rule: PathRule) {
+        let rules = &mut self.by_kind[kind.index()];
+        if !rules.iter().any(|r| r.pattern == rule.pattern) {
+            rules.push(rule);
+        }
+    }
+}
+
+/// The policy a session enforces.
+#[derive(Clone, Debug)]
+pub struct EffectivePolicy {
+    pub paths: PathRules,
+    pub network_allowed: Located<bool>,
+    /// Sorted by number, deduplicated; includes [`ALWAYS_BLOCKED_SYSCALLS`].
+    pub denied_syscalls: Vec<Located<Sysno>>,
+    /// Sorted by number, deduplicated.
+    pub log_only_syscalls: Vec<Located<Sysno>>,
+    pub timeout: Located<Duration>,
+    pub max_processes: Located<Option<u32>>,
+}
+
+/// Merges `cli` into `policy` and resolves every path against `cwd` (absolute) and `home`.
+pub fn resolve(
+    policy: &Policy,
+    cli: &CliOverrides,
+    cwd: &Path,
+    home: Option<&Path>,
+) -> Result<EffectivePolicy, Diagnostics> {
+    let mut diagnostics = Diagnostics::new();
+    // A `Policy` can be built in code as well as parsed; check it the same way.
+    for diagnostic in validate::syscall_lists(&policy.syscalls) {
+        diagnostics.push(diagnostic);
+    }
+
+    let mut paths = PathRules::default();
+    for kind in PathKind::ALL {
+        for entry in policy.filesystem.entries(kind) {
+            match entry.value.resolve(cwd, home) {
+                Ok(pattern) => paths.add(
+                    kind,
+                    PathRule {
+                        pattern,
+                        written: entry.value.as_str().to_owned(),
+                        origin: entry.origin.clone(),
+                    },
+                ),
+                Err(problem) => diagnostics.push(problem.at(entry.origin.location())),
+            }
+        }
+    }
+    for path in &cli.allow_paths {
+        match allow_path_pattern(path, cwd, home) {
+            Ok((written, pattern)) => {
+                for kind in [PathKind::Read, PathKind::Write] {
+                    let rule = PathRule {
+                        pattern: pattern.clone(),
+                        written: written.clone(),
+                        origin: Origin::Flag("--allow-path"),
+                    };
+                    paths.add(kind, rule);
+                }
+            }
+            Err(problem) => diagnostics.push(problem.at(Location::Unpositioned)),
+        }
+    }
+    if cli.allow_exec {
+        let readable: Vec<PathRule> = [PathKind::Read, PathKind::Write]
+            .into_iter()
+            .flat_map(|kind| paths.rules(kind).iter().cloned())
+            .collect();
+        for rule in readable {
+            paths.add(
+                PathKind::Exec,
+                PathRule {
+                    origin: Origin::Flag("--allow-exec"),
+                    ..rule
+                },
+            );
+        }
+    }
+
+    for kind in PathKind::ALL {
+        if let Some(excess) = paths.rules(kind).get(MAX_RULES_PER_KIND) {
+            let problem = Problem::new(format!(
+                "more than {MAX_RULES_PER_KIND} distinct {} rules (limit MAX_RULES_PER_KIND)",
+                kind.key()
+            ))
+            .with_hint(format!(
+                "this is rule {}; cover several paths with one parent directory or glob",
+                MAX_RULES_PER_KIND + 1
+            ));
+            diagnostics.push(problem.at(excess.origin.location()));
+        }
+    }
+
+    let network_allowed = if cli.allow_net {
+        Located::new(true, Origin::Flag("--allow-net"))
+    } else {
+        policy.network.allow.clone()
+    };
+
+    let always_blocked = ALWAYS_BLOCKED_SYSCALLS
+        .iter()
+        .map(|&sysno| Located::new(sysno, Origin::AlwaysBlocked));
+    let denied_syscalls = sorted_unique(always_blocked.chain(policy.syscalls.deny.iter().cloned()));
+    let log_only_syscalls = sorted_unique(policy.syscalls.log_only.iter().cloned());
+
+    let timeout_secs = match cli.timeout_secs {
+        Some(secs) => match validate::timeout_secs(i128::from(secs)) {
+            Ok(secs) => Located::new(secs, Origin::Flag("--timeout")),
+            Err(problem) => {
+                let problem = Problem {
+                    message: format!("--timeout {}", problem.message),
+                    hint: problem.hint,
+                };
+                diagnostics.push(problem.at(Location::Unpositioned));
+                policy.limits.timeout_secs.clone()
+            }
+        },
+        None => policy.limits.timeout_secs.clone(),
+    };
+
+    diagnostics.into_result(EffectivePolicy {
+        paths,
+        network_allowed,
+        denied_syscalls,
+        log_only_syscalls,
+        timeout: Located::new(Duration::from_secs(timeout_secs.value), timeout_secs.origin),
+        max_processes: policy.limits.max_processes.clone(),
+    })
+}
+
+fn allow_path_pattern(
+    path: &Path,
+    cwd: &Path,
+    home: Option<&Path>,
+) -> Result<(String, PathPattern), Problem> {
+    let text = path.to_str().ok_or_else(|| {
+        Problem::new(format!("--allow-path {}: not valid UTF-8", path.display()))
+            .with_hint("policies name paths in UTF-8; rename the path or allow its parent")
+    })?;
+    let pattern = PathEntry::parse(text)
+        .and_then(|entry| entry.resolve(cwd, home))
+        .map_err(|problem| Problem {
+            message: format!("--allow-path {text}: {}", problem.message),
+            hint: problem.hint,
+        })?;
+    Ok((text.to_owned(), pattern))
+}
+
+/// Sorted by syscall number; of duplicates the first keeps its origin.
+fn sorted_unique(syscalls: impl Iterator<Item = Located<Sysno>>) -> Vec<Located<Sysno>> {
+    let mut unique: Vec<Located<Sysno>> = Vec::new();
+    for syscall in syscalls {
+        if !unique.iter().any(|s| s.value == syscall.value) {
+            unique.push(syscall);
+        }
+    }
+    unique.sort_by_key(|s| s.value.id());
+    unique
+}
+
+/// The home directory of the user who invoked sandtrace: under `sudo`, the user who ran sudo
+/// (whose secrets `~/.ssh` rules are meant to protect), otherwise `$HOME` or, if that is not
+/// an absolute path, the password database entry of the real user.
+pub fn invoking_user_home() -> Option<PathBuf> {
+    use nix::unistd::{Uid, User};
+    let home_of = |uid: Uid| User::from_uid(uid).ok().flatten().map(|user| user.dir);
+    if Uid::current().is_root()
+        && let Some(sudo_uid) = std::env::var("SUDO_UID")
+            .ok()
+            .and_then(|uid| uid.parse::<u32>().ok())
+            .filter(|&uid| uid != 0)
+    {
+        return home_of(Uid::from_raw(sudo_uid));
+    }
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .filter(|home| home.is_absolute())
+        .or_else(|| home_of(Uid::current()))
+}

@@ -1,0 +1,135 @@
+//! Helpers shared by the integration tests: running the real sandtrace binary and reading its
+//! JSONL log. Tests panic with context instead of returning errors.
+#![allow(dead_code)] // each test crate uses a different subset
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+pub const SANDTRACE: &str = env!("CARGO_BIN_EXE_sandtrace");
+
+/// A fresh scratch directory under the system temp dir, removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "sandtrace-test-{name}-{}-{}",
+            std::process::id(),
+            Instant::now().elapsed().as_nanos()
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+        Self(dir)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn sandtrace() -> Command {
+    let mut cmd = Command::new(SANDTRACE);
+    cmd.env("NO_COLOR", "1");
+    cmd
+}
+
+/// Runs `sandtrace ARGS` to completion with stdin closed.
+pub fn run(args: &[&str]) -> Output {
+    sandtrace()
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running sandtrace {args:?}: {e}"))
+}
+
+pub fn describe(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Parses every line of a JSONL log, panicking with the line number on invalid JSON.
+pub fn read_jsonl(path: &Path) -> Vec<Value> {
+    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| {
+            serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{}:{}: invalid JSON ({e}): {line}", path.display(), i + 1))
+        })
+        .collect()
+}
+
+pub fn of_type<'a>(events: &'a [Value], event_type: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["event_type"] == event_type).collect()
+}
+
+/// The summary line, asserting it is the last line and the only summary.
+pub fn summary(events: &[Value]) -> &Value {
+    let last = events.last().expect("empty event log");
+    assert_eq!(last["event_type"], "summary", "the last line is not the summary: {last}");
+    assert_eq!(of_type(events, "summary").len(), 1, "more than one summary line");
+    last
+}
+
+/// Pids of live processes whose command line contains `marker`.
+pub fn processes_with(marker: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").expect("reading /proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        if pid == std::process::id() {
+            continue;
+        }
+        if let Ok(cmdline) = fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(marker) {
+                found.push(pid);
+            }
+        }
+    }
+    found
+}
+
+/// Polls `cond` every 20 ms until it holds or `limit` passes; returns whether it held.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The session cgroup directories a loader with this pid created that still exist.
+pub fn session_cgroups_of(loader_pid: u32) -> Vec<PathBuf> {
+    let mut left = Vec::new();
+    for root in ["/sys/fs/cgroup/sandtrace", "/sys/fs/cgroup/unified/sandtrace"] {
+        if let Ok(entries) = fs::read_dir(root) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&format!("run-{loader_pid}-")) {
+                    left.push(e.path());
+                }
+            }
+        }
+    }
+    left
+}

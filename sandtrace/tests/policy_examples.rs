@@ -1,0 +1,311 @@
+//! Every example policy in `examples/` loads, resolves, compiles, survives `policy show`
+//! unchanged, and decides the paths its comments promise.
+
+use std::path::{Path, PathBuf};
+
+use sandtrace::policy::{
+    Access, CliOverrides, EffectivePolicy, PreparedPolicy, compile, load, parse, render, resolve,
+};
+
+const CWD: &str = "/work/project";
+const HOME: &str = "/home/dev";
+
+fn example_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name)
+}
+
+fn prepared(name: &str) -> PreparedPolicy {
+    let path = example_path(name);
+    let policy = load(&path).unwrap_or_else(|d| panic!("{name} does not load:\n{d}"));
+    let effective = resolve(
+        &policy,
+        &CliOverrides::default(),
+        Path::new(CWD),
+        Some(Path::new(HOME)),
+    )
+    .unwrap_or_else(|d| panic!("{name} does not resolve:\n{d}"));
+    let compiled = compile(&effective).unwrap_or_else(|d| panic!("{name} does not compile:\n{d}"));
+    PreparedPolicy {
+        effective,
+        compiled,
+    }
+}
+
+/// Asserts the compiled form decides `path` for `access` as expected, and agrees with the
+/// reference matcher.
+fn assert_access(name: &str, policy: &PreparedPolicy, path: &str, access: Access, allowed: bool) {
+    let decision = policy.compiled.decide(path.as_bytes());
+    let reference = sandtrace::policy::decide_by_rules(&policy.effective.paths, path.as_bytes());
+    assert_eq!(
+        decision, reference,
+        "{name}: compiled and reference differ on {path}"
+    );
+    assert_eq!(
+        decision.allows(access),
+        allowed,
+        "{name}: {access:?} {path}: expected {}, got {:?}",
+        if allowed { "allowed" } else { "denied" },
+        decision.verdict(access)
+    );
+}
+
+fn syscall_names(list: &[sandtrace::policy::Located<syscalls::Sysno>]) -> Vec<&'static str> {
+    list.iter().map(|s| s.value.name()).collect()
+}
+
+const EXAMPLES: [&str; 5] = [
+    "strict.toml",
+    "permissive.toml",
+    "npm_audit.toml",
+    "pnpm_audit.toml",
+    "composer_audit.toml",
+];
+
+#[test]
+fn every_example_is_listed_and_commented() {
+    let mut found: Vec<String> = std::fs::read_dir(example_path(""))
+        .expect("examples/ is readable")
+        .map(|e| {
+            e.expect("directory entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|n| n.ends_with(".toml"))
+        .collect();
+    found.sort();
+    let mut expected: Vec<String> = EXAMPLES.iter().map(|s| s.to_string()).collect();
+    expected.sort();
+    assert_eq!(
+        found, expected,
+        "examples/ holds exactly the documented policies"
+    );
+    for name in EXAMPLES {
+        let text = std::fs::read_to_string(example_path(name)).expect("example is readable");
+        assert!(
+            text.starts_with(&format!("# {name}:")),
+            "{name} starts with a comment naming it"
+        );
+        prepared(name);
+    }
+}
+
+#[test]
+fn show_output_parses_back_to_the_same_policy() {
+    for name in EXAMPLES {
+        let original = load(&example_path(name)).unwrap_or_else(|d| panic!("{name}:\n{d}"));
+        let shown = render::policy_to_toml(&original, name);
+        let reparsed = parse::parse(Path::new("shown.toml"), shown.clone())
+            .unwrap_or_else(|d| panic!("`policy show` of {name} does not parse:\n{d}\n{shown}"));
+        assert_eq!(
+            reparsed, original,
+            "{name}: round trip changed the policy:\n{shown}"
+        );
+        let shown_again = render::policy_to_toml(&reparsed, name);
+        assert_eq!(shown_again, shown, "{name}: showing is stable");
+    }
+    let default = sandtrace::policy::Policy::builtin_default();
+    let shown = render::policy_to_toml(&default, "default");
+    let reparsed = parse::parse(Path::new("default.toml"), shown.clone())
+        .unwrap_or_else(|d| panic!("the default policy does not parse back:\n{d}\n{shown}"));
+    assert_eq!(reparsed, default);
+}
+
+#[test]
+fn strict_confines_to_system_libraries_and_output() {
+    let p = prepared("strict.toml");
+    let n = "strict.toml";
+    assert_access(
+        n,
+        &p,
+        "/usr/lib/x86_64-linux-gnu/libc.so.6",
+        Access::Read,
+        true,
+    );
+    assert_access(
+        n,
+        &p,
+        "/usr/lib/x86_64-linux-gnu/libc.so.6",
+        Access::Write,
+        false,
+    );
+    assert_access(n, &p, "/usr/bin/ls", Access::Exec, false);
+    assert_access(
+        n,
+        &p,
+        "/work/project/output/report.txt",
+        Access::Write,
+        true,
+    );
+    assert_access(n, &p, "/work/project/output/report.txt", Access::Read, true);
+    assert_access(n, &p, "/work/project/output/.env", Access::Read, false);
+    assert_access(n, &p, "/work/project/src/main.rs", Access::Read, false);
+    assert_access(n, &p, "/etc/shadow", Access::Read, false);
+    assert_access(n, &p, "/etc/passwd", Access::Read, false);
+    assert!(!p.effective.network_allowed.value);
+    let denied = syscall_names(&p.effective.denied_syscalls);
+    for name in ["mount", "ptrace", "reboot", "kexec_load", "pivot_root"] {
+        assert!(denied.contains(&name), "strict denies {name}: {denied:?}");
+    }
+    assert_eq!(
+        syscall_names(&p.effective.log_only_syscalls),
+        ["mmap", "mprotect"]
+    );
+    assert_eq!(p.effective.timeout.value.as_secs(), 30);
+}
+
+#[test]
+fn permissive_reads_and_executes_everything_and_writes_tmp() {
+    let p = prepared("permissive.toml");
+    let n = "permissive.toml";
+    assert_access(n, &p, "/", Access::Read, true);
+    assert_access(n, &p, "/home/dev/.ssh/id_rsa", Access::Read, true);
+    assert_access(n, &p, "/opt/tool/bin/tool", Access::Exec, true);
+    assert_access(n, &p, "/tmp/build/out.o", Access::Write, true);
+    assert_access(n, &p, "/var/tmp/x", Access::Write, true);
+    assert_access(n, &p, "/etc/passwd", Access::Write, false);
+    assert!(p.effective.network_allowed.value);
+    assert_eq!(
+        syscall_names(&p.effective.log_only_syscalls),
+        ["mmap", "mprotect", "connect", "bind"]
+    );
+}
+
+/// The package-manager policies share a shape: system libraries and the project readable,
+/// their own outputs writable, only the tool and its runtime executable, secrets denied.
+fn assert_package_manager_policy(
+    name: &str,
+    writable: &[&str],
+    executable: &[&str],
+    not_executable: &[&str],
+) {
+    let p = prepared(name);
+    assert_access(
+        name,
+        &p,
+        "/usr/lib/x86_64-linux-gnu/libssl.so.3",
+        Access::Read,
+        true,
+    );
+    assert_access(name, &p, "/etc/resolv.conf", Access::Read, true);
+    assert_access(
+        name,
+        &p,
+        "/etc/ssl/certs/ca-certificates.crt",
+        Access::Read,
+        true,
+    );
+    assert_access(name, &p, "/work/project/README.md", Access::Read, true);
+    assert_access(name, &p, "/work/project/README.md", Access::Write, false);
+    assert_access(name, &p, "/tmp/x", Access::Write, true);
+    for path in writable {
+        assert_access(name, &p, path, Access::Write, true);
+    }
+    for path in executable {
+        assert_access(name, &p, path, Access::Exec, true);
+    }
+    for path in not_executable {
+        assert_access(name, &p, path, Access::Exec, false);
+    }
+    for secret in [
+        "/home/dev/.ssh/id_ed25519",
+        "/home/other/.ssh/authorized_keys",
+        "/root/.ssh/id_rsa",
+        "/etc/shadow",
+        "/work/project/.env",
+        "/work/project/packages/a/.env",
+        "/work/project/.git/config",
+        "/home/dev/.aws/credentials",
+    ] {
+        assert_access(name, &p, secret, Access::Read, false);
+    }
+    assert!(p.effective.network_allowed.value, "{name}: network is on");
+    let denied = syscall_names(&p.effective.denied_syscalls);
+    for syscall in ["mount", "umount2", "ptrace"] {
+        assert!(denied.contains(&syscall), "{name} denies {syscall}");
+    }
+    let mut logged = syscall_names(&p.effective.log_only_syscalls);
+    logged.sort_unstable();
+    assert_eq!(logged, ["bind", "connect", "execve"], "{name}");
+}
+
+#[test]
+fn npm_audit_allows_npm_and_its_outputs_only() {
+    assert_package_manager_policy(
+        "npm_audit.toml",
+        &[
+            "/work/project/node_modules/left-pad/index.js",
+            "/work/project/package-lock.json",
+            "/home/dev/.npm/_cacache/index",
+        ],
+        &["/usr/bin/node", "/usr/lib/node_modules/npm/bin/npm-cli.js"],
+        &[
+            "/usr/bin/sh",
+            "/usr/bin/curl",
+            "/work/project/node_modules/.bin/evil",
+        ],
+    );
+}
+
+#[test]
+fn pnpm_audit_allows_pnpm_and_its_outputs_only() {
+    assert_package_manager_policy(
+        "pnpm_audit.toml",
+        &[
+            "/work/project/node_modules/.pnpm/lock.yaml",
+            "/work/project/pnpm-lock.yaml",
+            "/home/dev/.local/share/pnpm/store/v3/files/00/abc",
+        ],
+        &["/usr/bin/node", "/usr/lib/node_modules/pnpm/bin/pnpm.cjs"],
+        &["/usr/bin/bash", "/work/project/node_modules/.bin/evil"],
+    );
+}
+
+#[test]
+fn composer_audit_allows_composer_and_its_outputs_only() {
+    assert_package_manager_policy(
+        "composer_audit.toml",
+        &[
+            "/work/project/vendor/autoload.php",
+            "/work/project/composer.lock",
+            "/home/dev/.cache/composer/files/x.zip",
+        ],
+        &["/usr/bin/composer", "/usr/bin/php", "/usr/bin/php8.2"],
+        &[
+            "/usr/bin/git",
+            "/usr/bin/unzip",
+            "/work/project/vendor/bin/evil",
+        ],
+    );
+}
+
+#[test]
+fn effective_policy_report_names_every_origin() {
+    let p = prepared("strict.toml");
+    let report = render::effective_report(&p.effective, &p.compiled);
+    let example = example_path("strict.toml");
+    let file = example.display();
+    for expected in [
+        "/work/project/output  (written \"./output\")".to_owned(),
+        format!("{file}:10:16"),
+        "kexec_load (246)".to_owned(),
+        "always blocked".to_owned(),
+        "timeout: 30 s".to_owned(),
+        "max_processes: unlimited".to_owned(),
+        "compiled path automaton:".to_owned(),
+    ] {
+        assert!(
+            report.contains(&expected),
+            "report lacks {expected:?}:\n{report}"
+        );
+    }
+    let effective: &EffectivePolicy = &p.effective;
+    assert!(
+        effective
+            .denied_syscalls
+            .windows(2)
+            .all(|w| w[0].value.id() < w[1].value.id())
+    );
+}

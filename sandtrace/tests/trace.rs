@@ -1,0 +1,269 @@
+//! `sandtrace run --trace-only` on the host's real kernel: the JSONL log, exact syscall counts,
+//! session isolation, exit statuses, and a session lifetime that nothing escapes.
+
+mod common;
+
+use std::{
+    io::Write as _,
+    os::unix::process::ExitStatusExt as _,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use common::*;
+use serde_json::Value;
+
+fn trace_to_log(scratch: &Scratch, cmd: &[&str]) -> (std::process::Output, Vec<Value>) {
+    let log = scratch.path("events.jsonl");
+    let mut args = vec!["run", "--trace-only", "-o", log.to_str().unwrap(), "--"];
+    args.extend_from_slice(cmd);
+    let out = run(&args);
+    let events = read_jsonl(&log);
+    (out, events)
+}
+
+/// Every line parses, the summary is last, and its counts agree with the lines.
+fn assert_consistent_log(events: &[Value]) {
+    let summary = summary(events);
+    let syscalls = of_type(events, "syscall");
+    let processes = of_type(events, "process");
+    assert_eq!(summary["lost_events"], 0, "events were lost: {summary}");
+    assert_eq!(
+        summary["total_syscalls"].as_u64().unwrap(),
+        syscalls.len() as u64,
+        "summary total_syscalls disagrees with the number of syscall lines"
+    );
+    let distinct: std::collections::BTreeSet<_> =
+        syscalls.iter().map(|s| s["syscall"].as_str().unwrap()).collect();
+    assert_eq!(summary["unique_syscalls"].as_u64().unwrap(), distinct.len() as u64);
+    let new_processes = processes
+        .iter()
+        .filter(|p| p["action"] == "fork" && p["child_pid"] == p["child_tgid"])
+        .count() as u64;
+    assert_eq!(summary["process_count"].as_u64().unwrap(), 1 + new_processes);
+    for s in &syscalls {
+        for key in ["timestamp", "pid", "tgid", "syscall", "syscall_nr", "return_value", "success", "duration_us", "action", "category"] {
+            assert!(s.get(key).is_some(), "syscall line lacks {key}: {s}");
+        }
+        assert_eq!(s["args"]["raw"].as_array().map(Vec::len), Some(6), "{s}");
+    }
+    for key in ["total_syscalls", "unique_syscalls", "denied_count", "process_count", "duration_ms", "exit_code", "lost_events"] {
+        assert!(summary.get(key).is_some(), "summary lacks {key}: {summary}");
+    }
+}
+
+#[test]
+fn true_produces_a_consistent_log() {
+    let scratch = Scratch::new("true");
+    let (out, events) = trace_to_log(&scratch, &["/bin/true"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_consistent_log(&events);
+    let execs: Vec<_> = of_type(&events, "process").into_iter().filter(|p| p["action"] == "exec").collect();
+    assert_eq!(execs.len(), 1, "{execs:?}");
+    assert_eq!(execs[0]["path"], "/bin/true");
+    assert_eq!(summary(&events)["exit_code"], 0);
+}
+
+#[test]
+fn ls_produces_a_consistent_log_with_paths() {
+    let scratch = Scratch::new("ls");
+    let (out, events) = trace_to_log(&scratch, &["ls", "/"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("usr"), "ls output lost: {}", describe(&out));
+    assert_consistent_log(&events);
+    let opened_root = of_type(&events, "syscall")
+        .iter()
+        .any(|s| s["syscall"] == "openat" && s["path"] == "/");
+    assert!(opened_root, "no openat of / with a decoded path");
+}
+
+/// Runs perl making `k` getpid syscalls; returns the getpid events and all events.
+fn getpid_events(k: u32) -> (usize, Vec<Value>) {
+    let scratch = Scratch::new(&format!("getpid{k}"));
+    let script = format!("syscall(39) for 1..{k};");
+    let (out, events) = trace_to_log(&scratch, &["perl", "-e", &script]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_consistent_log(&events);
+    let n = of_type(&events, "syscall").iter().filter(|s| s["syscall"] == "getpid").count();
+    (n, events)
+}
+
+#[test]
+fn exactly_k_getpid_calls_give_exactly_k_events_and_nothing_from_outside() {
+    // Busy processes outside the session must not show up in its log.
+    let mut noise = std::process::Command::new("perl")
+        .args(["-e", "syscall(39) while 1"])
+        .spawn()
+        .expect("starting a noise process");
+    let (baseline, _) = getpid_events(0);
+    let (with_k, events) = getpid_events(5000);
+    noise.kill().ok();
+    noise.wait().ok();
+    assert_eq!(with_k - baseline, 5000, "getpid events: {with_k} with the loop, {baseline} without");
+    let noise_pid = noise.id() as u64;
+    assert!(
+        events.iter().all(|e| e["tgid"].as_u64() != Some(noise_pid)),
+        "an event came from the noise process outside the session"
+    );
+    // Every event comes from CMD's process or a process it created.
+    let root = events[0]["tgid"].as_u64().unwrap();
+    let mut session: std::collections::HashSet<u64> = [root].into();
+    for e in &events {
+        if e["action"] == "fork" {
+            session.insert(e["child_tgid"].as_u64().unwrap());
+        }
+        if let Some(tgid) = e["tgid"].as_u64() {
+            assert!(session.contains(&tgid), "event from tgid {tgid} outside the session: {e}");
+        }
+    }
+}
+
+#[test]
+fn events_lost_to_a_full_ring_buffer_are_counted() {
+    let scratch = Scratch::new("lost");
+    let log = scratch.path("t.jsonl");
+    let out = run(&[
+        "run", "--trace-only", "--ring-buffer-size", "4096", "-o", log.to_str().unwrap(), "--",
+        "perl", "-e", "syscall(39) for 1..200000",
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let events = read_jsonl(&log);
+    let summary = summary(&events);
+    let total = summary["total_syscalls"].as_u64().unwrap();
+    let lost = summary["lost_events"].as_u64().unwrap();
+    let lines = of_type(&events, "syscall").len() as u64;
+    assert!(lost > 0, "a 4 KiB ring buffer lost nothing of {total} syscalls?");
+    assert!(lines < total && lines + lost >= total, "lines {lines} + lost {lost} vs total {total}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lost events"), "{}", describe(&out));
+}
+
+#[test]
+fn exit_status_conventions() {
+    let code = |args: &[&str]| {
+        let out = run(args);
+        (out.status.code(), describe(&out))
+    };
+    let (c, d) = code(&["run", "--trace-only", "--", "sh", "-c", "exit 7"]);
+    assert_eq!(c, Some(7), "{d}");
+    let (c, d) = code(&["run", "--trace-only", "--", "sh", "-c", "kill -9 $$"]);
+    assert_eq!(c, Some(128 + 9), "{d}");
+    let (c, d) = code(&["run", "--trace-only", "--", "no-such-command-for-sandtrace"]);
+    assert_eq!(c, Some(127), "{d}");
+    assert!(d.contains("command not found"), "{d}");
+    let (c, d) = code(&["run", "--trace-only", "--", "/etc/hostname"]);
+    assert_eq!(c, Some(126), "{d}");
+    let (c, d) = code(&["run", "--no-such-flag", "--", "true"]);
+    assert_eq!(c, Some(2), "{d}");
+}
+
+#[test]
+fn stdio_passes_through_untouched() {
+    let mut child = sandtrace()
+        .args(["run", "--trace-only", "--", "sh", "-c", "cat; echo err >&2"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"hello\nworld\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(out.stdout, b"hello\nworld\n", "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("err\n"), "{}", describe(&out));
+}
+
+#[test]
+fn timeout_kills_setsid_and_double_forked_processes() {
+    let marker = "1000.4242";
+    let script = format!("setsid sh -c 'sleep {marker} & sleep {marker} &' ; (sleep {marker} &) ; sleep {marker}");
+    let scratch = Scratch::new("timeout");
+    let log = scratch.path("t.jsonl");
+    let started = Instant::now();
+    let out = run(&["run", "--trace-only", "--timeout", "2", "-o", log.to_str().unwrap(), "--", "sh", "-c", &script]);
+    assert_eq!(out.status.code(), Some(124), "{}", describe(&out));
+    assert!(started.elapsed() < Duration::from_secs(2 + 2), "took {:?}", started.elapsed());
+    assert!(processes_with(marker).is_empty(), "left behind: {:?}", processes_with(marker));
+    let events = read_jsonl(&log);
+    assert_eq!(summary(&events)["ending"], "timed_out");
+    assert_eq!(summary(&events)["exit_code"], 124);
+}
+
+#[test]
+fn sigkill_of_the_loader_leaves_no_session_process() {
+    let marker = "1001.4242";
+    let script = format!("setsid sh -c 'sleep {marker} &' ; (sleep {marker} &) ; sleep {marker}");
+    let mut loader = sandtrace()
+        .args(["run", "--trace-only", "--", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || processes_with(marker).len() >= 3),
+        "the session's processes never started"
+    );
+    loader.kill().unwrap(); // SIGKILL
+    loader.wait().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(2), || processes_with(marker).is_empty()),
+        "session processes survived the loader: {:?}",
+        processes_with(marker)
+    );
+    // The next run removes the dead loader's cgroup.
+    let out = run(&["run", "--trace-only", "--", "true"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(session_cgroups_of(loader.id()).is_empty(), "stale cgroup: {:?}", session_cgroups_of(loader.id()));
+}
+
+#[test]
+fn sigint_stops_the_session_cleanly() {
+    let marker = "1002.4242";
+    let scratch = Scratch::new("sigint");
+    let log = scratch.path("t.jsonl");
+    let mut loader = sandtrace()
+        .args(["run", "--trace-only", "-o", log.to_str().unwrap(), "--", "sh", "-c"])
+        .arg(format!("setsid sleep {marker} & sleep {marker}"))
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || processes_with(marker).len() >= 2));
+    unsafe { libc::kill(loader.id() as i32, libc::SIGINT) };
+    let status = loader.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    assert!(status.signal().is_none());
+    assert!(processes_with(marker).is_empty(), "left behind: {:?}", processes_with(marker));
+    let events = read_jsonl(&log);
+    assert_eq!(summary(&events)["ending"], "interrupted");
+    assert!(session_cgroups_of(loader.id()).is_empty());
+}
+
+#[test]
+fn the_session_cgroup_is_removed_after_every_kind_of_run() {
+    for (args, code) in [
+        (&["run", "--trace-only", "--", "true"][..], 0),
+        (&["run", "--trace-only", "--", "sh", "-c", "exit 3"], 3),
+        (&["run", "--trace-only", "--", "sh", "-c", "kill -9 $$"], 137),
+        (&["run", "--trace-only", "--timeout", "1", "--", "sleep", "30"], 124),
+        (&["run", "--trace-only", "--", "sh", "-c", "sleep 30 & exit 0"], 0),
+    ] {
+        let child = sandtrace().args(args).stdin(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let pid = child.id();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", describe(&out));
+        assert!(session_cgroups_of(pid).is_empty(), "{args:?} left {:?}", session_cgroups_of(pid));
+    }
+}
+
+#[test]
+fn enforcing_mode_is_refused_where_bpf_lsm_cannot_load() {
+    let probe = run(&["probe"]);
+    if String::from_utf8_lossy(&probe.stdout).contains("bpf-lsm: available") {
+        eprintln!("skipped: this kernel has BPF LSM; the VM suite covers enforcing mode");
+        return;
+    }
+    let out = run(&["run", "--", "true"]);
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("BPF LSM is not available"), "{err}");
+    assert!(err.contains("--trace-only"), "{err}");
+}
