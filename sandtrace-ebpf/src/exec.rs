@@ -60,7 +60,9 @@ fn path_key(p: Resolved) -> Option<&'static PathKey> {
 #[inline(always)]
 fn is_launch_process() -> bool {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let Some(slot) = LAUNCH_TGID.get_ptr_mut(0) else { return false };
+    let Some(slot) = LAUNCH_TGID.get_ptr_mut(0) else {
+        return false;
+    };
     unsafe {
         if *slot == 0 {
             *slot = tgid;
@@ -86,9 +88,8 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
         Err(v) => Decision::of(v),
         Ok(p) => {
             let key = path_key(p);
-            let listed = |map: &HashMap<PathKey, u8>| {
-                key.is_some_and(|k| unsafe { map.get(k) }.is_some())
-            };
+            let listed =
+                |map: &HashMap<PathKey, u8>| key.is_some_and(|k| unsafe { map.get(k) }.is_some());
             if is_launch_process() && listed(&LAUNCH_CHAIN) {
                 Decision::of(Verdict::AllowedLaunch)
             } else if !session::flag(FLAG_EXEC_UNRESTRICTED) && listed(&DYNAMIC_LOADERS) {

@@ -81,12 +81,19 @@ pub fn path_truncate(ctx: LsmContext) -> i32 {
 fn entry_in_dir(ctx: &LsmContext, op: FileOp) -> i32 {
     let dir: *const u8 = ctx.arg(0);
     let dentry: *const u8 = ctx.arg(1);
-    enforce(op, NEED_WRITE, resolve_path(dir, 0).and_then(|d| append_name(d, dentry)))
+    enforce(
+        op,
+        NEED_WRITE,
+        resolve_path(dir, 0).and_then(|d| append_name(d, dentry)),
+    )
 }
 
 /// The directory of a `struct path`, rebuilt without `d_path` (for hooks that may not call it).
 #[inline(always)]
-fn rebuilt_dir(dir: *const u8, slot: u32) -> Result<path_policy::Resolved, sandtrace_common::file::Verdict> {
+fn rebuilt_dir(
+    dir: *const u8,
+    slot: u32,
+) -> Result<path_policy::Resolved, sandtrace_common::file::Verdict> {
     let mnt: *const u8 = field::<usize>(dir, config!(offsets.path_mnt)) as *const u8;
     let dentry: *const u8 = field::<usize>(dir, config!(offsets.path_dentry)) as *const u8;
     rebuild_path(dentry, mnt, slot)
@@ -132,7 +139,11 @@ pub fn path_mknod(ctx: LsmContext) -> i32 {
     }
     let dir: *const u8 = ctx.arg(0);
     let dentry: *const u8 = ctx.arg(1);
-    enforce(FileOp::Create, NEED_WRITE, rebuilt_dir(dir, 0).and_then(|d| append_name(d, dentry)))
+    enforce(
+        FileOp::Create,
+        NEED_WRITE,
+        rebuilt_dir(dir, 0).and_then(|d| append_name(d, dentry)),
+    )
 }
 
 /// `path_symlink(const struct path *dir, struct dentry *dentry, const char *old_name)`: the

@@ -72,7 +72,11 @@ pub struct Decision {
 
 impl Decision {
     pub const fn of(verdict: Verdict) -> Self {
-        Self { verdict, rule_kind: NO_RULE, rule_index: NO_RULE }
+        Self {
+            verdict,
+            rule_kind: NO_RULE,
+            rule_index: NO_RULE,
+        }
     }
 }
 
@@ -100,7 +104,11 @@ pub fn resolve_path(path: *const u8, slot: u32) -> Result<Resolved, Verdict> {
         return Err(Verdict::DeniedUnresolved);
     }
     // d_path's length counts the NUL.
-    Ok(Resolved { slot, start: 0, len: (ret as usize - 1) & BUF_MASK })
+    Ok(Resolved {
+        slot,
+        start: 0,
+        len: (ret as usize - 1) & BUF_MASK,
+    })
 }
 
 /// Appends `/NAME` of `dentry` to a resolved directory path (`/` alone gets no extra slash).
@@ -121,7 +129,11 @@ pub fn append_name(dir: Resolved, dentry: *const u8) -> Result<Resolved, Verdict
     if len > MAX_PATH_LEN {
         return Err(Verdict::DeniedTooLong);
     }
-    Ok(Resolved { slot: dir.slot, start: dir.start, len })
+    Ok(Resolved {
+        slot: dir.slot,
+        start: dir.start,
+        len,
+    })
 }
 
 /// State of one path rebuild, shared with the `bpf_loop` callback. It lives in a map, not on
@@ -150,7 +162,9 @@ const REBUILD_DONE: u32 = 1;
 /// One step up: cross a mount point, or prepend `/name` of the current dentry.
 #[inline(never)]
 extern "C" fn rebuild_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
-    let Some(r) = REBUILD.get_ptr_mut(0) else { return 1 };
+    let Some(r) = REBUILD.get_ptr_mut(0) else {
+        return 1;
+    };
     let r = unsafe { &mut *r };
     let Some(buf) = buffer(r.slot) else {
         r.outcome = Verdict::DeniedNoPolicy as u32;
@@ -214,7 +228,11 @@ extern "C" fn rebuild_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
 /// allow `d_path` (creation by mknod/open, the source of a hard link). The path is written
 /// backwards, ending at `REBUILT_END` so that a name can still be appended.
 #[inline(always)]
-pub fn rebuild_path(dentry: *const u8, vfsmount: *const u8, slot: u32) -> Result<Resolved, Verdict> {
+pub fn rebuild_path(
+    dentry: *const u8,
+    vfsmount: *const u8,
+    slot: u32,
+) -> Result<Resolved, Verdict> {
     let buf = buffer(slot).ok_or(Verdict::DeniedNoPolicy)?;
     let task = unsafe { aya_ebpf::helpers::bpf_get_current_task() } as *const u8;
     let fs: *const u8 = read(task, config!(offsets.task_fs));
@@ -254,17 +272,30 @@ pub fn rebuild_path(dentry: *const u8, vfsmount: *const u8, slot: u32) -> Result
         unsafe { (*buf).bytes[pos & BUF_MASK] = b'/' };
     }
     let pos = pos & BUF_MASK;
-    Ok(Resolved { slot, start: pos, len: REBUILT_END.saturating_sub(pos) })
+    Ok(Resolved {
+        slot,
+        start: pos,
+        len: REBUILT_END.saturating_sub(pos),
+    })
 }
 
 /// Reads a NUL-terminated kernel string of at most `size` bytes (`NAME_MAX` at most, NUL
 /// included) to `bytes[at..]`; returns its length without the NUL.
 #[inline(always)]
-unsafe fn read_str_at(buf: *mut PathBuf, at: usize, size: usize, src: *const u8) -> Result<usize, Verdict> {
+unsafe fn read_str_at(
+    buf: *mut PathBuf,
+    at: usize,
+    size: usize,
+    src: *const u8,
+) -> Result<usize, Verdict> {
     let size = if size > NAME_MAX { NAME_MAX } else { size };
     let at = if at > BUF_SIZE { BUF_SIZE } else { at };
     let ret = unsafe {
-        bpf_probe_read_kernel_str((*buf).bytes.as_mut_ptr().add(at).cast(), size as u32, src.cast())
+        bpf_probe_read_kernel_str(
+            (*buf).bytes.as_mut_ptr().add(at).cast(),
+            size as u32,
+            src.cast(),
+        )
     };
     if ret <= 0 {
         return Err(Verdict::DeniedUnresolved);
@@ -275,7 +306,8 @@ unsafe fn read_str_at(buf: *mut PathBuf, at: usize, size: usize, src: *const u8)
 #[inline(always)]
 fn read<T>(base: *const u8, offset: u32) -> *const T {
     unsafe {
-        bpf_probe_read_kernel(base.add(offset as usize).cast::<*const T>()).unwrap_or(core::ptr::null())
+        bpf_probe_read_kernel(base.add(offset as usize).cast::<*const T>())
+            .unwrap_or(core::ptr::null())
     }
 }
 
@@ -440,7 +472,9 @@ pub fn report(op: FileOp, needed: u16, d: Decision, p: Option<Resolved>) {
     if !d.verdict.is_denied() && !crate::session::flag(FLAG_FILE_EVENTS_ALL) {
         return;
     }
-    let Some(mut entry) = emit::reserve::<FileEvent>() else { return };
+    let Some(mut entry) = emit::reserve::<FileEvent>() else {
+        return;
+    };
     let e = entry.as_mut_ptr();
     unsafe {
         (*e).header = emit::header(EventKind::File);
@@ -453,7 +487,11 @@ pub fn report(op: FileOp, needed: u16, d: Decision, p: Option<Resolved>) {
         (*e).path[0] = 0;
         if let Some(p) = p {
             if let Some(buf) = buffer(p.slot) {
-                let len = if p.len > MAX_PATH_LEN { MAX_PATH_LEN } else { p.len };
+                let len = if p.len > MAX_PATH_LEN {
+                    MAX_PATH_LEN
+                } else {
+                    p.len
+                };
                 let src = (*buf).bytes.as_ptr().add(p.start & BUF_MASK);
                 let dst = core::ptr::addr_of_mut!((*e).path).cast::<u8>();
                 if generated::bpf_probe_read_kernel(dst.cast(), len as u32, src.cast()) == 0 {

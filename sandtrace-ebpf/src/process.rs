@@ -50,7 +50,8 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
         unsafe {
             (*e).header = emit::header(EventKind::Exec);
             (*e).old_pid = old_pid as u32;
-            let filename: *const u8 = read_field::<usize>(bprm, session::config!(offsets.bprm_filename)) as *const u8;
+            let filename: *const u8 =
+                read_field::<usize>(bprm, session::config!(offsets.bprm_filename)) as *const u8;
             (*e).filename_len = match bpf_probe_read_kernel_str_bytes(filename, &mut (*e).filename)
             {
                 Ok(s) => s.len() as u32,

@@ -74,7 +74,11 @@ pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     let nr: i64 = ctx.arg(1);
-    let slot = if (0..MAX_SYSCALL_NR as i64).contains(&nr) { nr as u32 } else { MAX_SYSCALL_NR as u32 };
+    let slot = if (0..MAX_SYSCALL_NR as i64).contains(&nr) {
+        nr as u32
+    } else {
+        MAX_SYSCALL_NR as u32
+    };
     if let Some(c) = SYSCALL_COUNTS.get_ptr_mut(slot) {
         unsafe { *c += 1 };
     }
@@ -87,7 +91,14 @@ pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
         if let Some(mut entry) = emit::reserve::<SyscallEvent>() {
             let e = entry.as_mut_ptr();
             unsafe {
-                fill(&mut *e, EventKind::Syscall, nr as u32, 0, bpf_ktime_get_ns(), None);
+                fill(
+                    &mut *e,
+                    EventKind::Syscall,
+                    nr as u32,
+                    0,
+                    bpf_ktime_get_ns(),
+                    None,
+                );
                 (*e).flags = SYSCALL_NO_RETURN;
                 for (i, r) in ARG_REGS.iter().enumerate() {
                     (*e).args[i] = reg(regs, *r);
@@ -143,7 +154,14 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
         if let Some(mut entry) = emit::reserve::<SyscallPathEvent>() {
             let e = entry.as_mut_ptr();
             unsafe {
-                fill(&mut (*e).syscall, EventKind::SyscallPath, nr, ret, now, pending);
+                fill(
+                    &mut (*e).syscall,
+                    EventKind::SyscallPath,
+                    nr,
+                    ret,
+                    now,
+                    pending,
+                );
                 if let Some(p) = pending {
                     (*e).path = p.path;
                 }
@@ -151,7 +169,16 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
             entry.submit(0);
         }
     } else if let Some(mut entry) = emit::reserve::<SyscallEvent>() {
-        unsafe { fill(&mut *entry.as_mut_ptr(), EventKind::Syscall, nr, ret, now, pending) };
+        unsafe {
+            fill(
+                &mut *entry.as_mut_ptr(),
+                EventKind::Syscall,
+                nr,
+                ret,
+                now,
+                pending,
+            )
+        };
         entry.submit(0);
     }
     if pending.is_some() {

@@ -67,7 +67,10 @@ fn parse_cgroup2_mount(line: &str) -> Option<Hierarchy> {
     let root = fields.get(3)?;
     let mount_point = unescape_mountinfo(fields.get(4)?);
     let root_level = Path::new(root).components().skip(1).count() as u32;
-    Some(Hierarchy { mount_point: PathBuf::from(mount_point), root_level })
+    Some(Hierarchy {
+        mount_point: PathBuf::from(mount_point),
+        root_level,
+    })
 }
 
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.
@@ -123,18 +126,24 @@ impl SessionCgroup {
                 Ok(()) => return Self::open(hierarchy, path),
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
                 Err(e) => {
-                    return Err(e).with_context(|| format!("creating the cgroup {}", path.display()));
+                    return Err(e)
+                        .with_context(|| format!("creating the cgroup {}", path.display()));
                 }
             }
         }
-        bail!("could not find a free session cgroup name under {}", parent.display())
+        bail!(
+            "could not find a free session cgroup name under {}",
+            parent.display()
+        )
     }
 
     fn open(hierarchy: &Hierarchy, path: PathBuf) -> Result<Self> {
         let meta = fs::metadata(&path).with_context(|| format!("stat {}", path.display()))?;
         let dir = nix::fcntl::open(
             &path,
-            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
             nix::sys::stat::Mode::empty(),
         )
         .with_context(|| format!("opening {}", path.display()))?;
@@ -213,7 +222,9 @@ fn kill_tree(dir: &Path, wait: Duration) -> Result<()> {
         match is_populated(dir) {
             Ok(false) => return Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e).with_context(|| format!("reading {}/cgroup.events", dir.display())),
+            Err(e) => {
+                return Err(e).with_context(|| format!("reading {}/cgroup.events", dir.display()));
+            }
             Ok(true) => {}
         }
         if Instant::now() >= deadline {
@@ -238,7 +249,12 @@ fn kill_listed_processes(dir: &Path) {
             }
         }
         if let Ok(entries) = fs::read_dir(&d) {
-            stack.extend(entries.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()));
+            stack.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| e.path()),
+            );
         }
     }
 }
@@ -253,7 +269,12 @@ fn remove_tree(dir: &Path) -> Result<()> {
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         if let Ok(entries) = fs::read_dir(&d) {
-            stack.extend(entries.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()));
+            stack.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| e.path()),
+            );
         }
         dirs.push(d);
     }
@@ -267,7 +288,9 @@ fn remove_tree(dir: &Path) -> Result<()> {
                 Err(e) if Instant::now() < deadline && e.raw_os_error() == Some(libc::EBUSY) => {
                     thread::sleep(Duration::from_millis(5));
                 }
-                Err(e) => return Err(e).with_context(|| format!("removing cgroup {}", d.display())),
+                Err(e) => {
+                    return Err(e).with_context(|| format!("removing cgroup {}", d.display()));
+                }
             }
         }
     }
@@ -277,7 +300,9 @@ fn remove_tree(dir: &Path) -> Result<()> {
 /// Removes session cgroups left behind by loaders that died (e.g. by SIGKILL): their
 /// processes were already killed through the PID namespace, only the directories remain.
 fn remove_stale_sessions(parent: &Path) {
-    let Ok(entries) = fs::read_dir(parent) else { return };
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(pid) = name
@@ -303,12 +328,18 @@ mod tests {
         let h = parse_cgroup2_mount(hybrid).unwrap();
         assert_eq!(h.mount_point, Path::new("/sys/fs/cgroup/unified"));
         assert_eq!(h.root_level, 0);
-        assert_eq!(h.level_of(Path::new("/sys/fs/cgroup/unified/sandtrace/run-1-0")), 2);
+        assert_eq!(
+            h.level_of(Path::new("/sys/fs/cgroup/unified/sandtrace/run-1-0")),
+            2
+        );
         let ns = "35 26 0:30 /docker/abc /sys/fs/cgroup rw - cgroup2 cgroup2 rw";
         let h = parse_cgroup2_mount(ns).unwrap();
         assert_eq!(h.root_level, 2);
         assert_eq!(h.level_of(Path::new("/sys/fs/cgroup/sandtrace/run-1-0")), 4);
-        assert!(parse_cgroup2_mount("36 26 0:31 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids").is_none());
+        assert!(
+            parse_cgroup2_mount("36 26 0:31 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids")
+                .is_none()
+        );
     }
 
     #[test]

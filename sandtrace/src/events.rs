@@ -20,11 +20,16 @@ pub struct Clock {
 
 impl Clock {
     pub fn new() -> Self {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         // SAFETY: clock_gettime writes one timespec; CLOCK_MONOTONIC always exists.
         unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
         let mono = Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
-        Self { wall_at_zero: SystemTime::now() - mono }
+        Self {
+            wall_at_zero: SystemTime::now() - mono,
+        }
     }
 
     pub fn wall(&self, monotonic_ns: u64) -> SystemTime {
@@ -81,10 +86,18 @@ pub struct FileRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventBody {
     Syscall(SyscallRecord),
-    Fork { child_pid: u32, child_tgid: u32 },
-    Exec { old_pid: u32, filename: String },
+    Fork {
+        child_pid: u32,
+        child_tgid: u32,
+    },
+    Exec {
+        old_pid: u32,
+        filename: String,
+    },
     /// `status` is a wait(2) status.
-    Exit { status: i32 },
+    Exit {
+        status: i32,
+    },
     File(FileRecord),
 }
 
@@ -119,7 +132,11 @@ fn c_string(bytes: &[u8]) -> String {
 }
 
 fn task(h: &EventHeader) -> Task {
-    Task { pid: h.pid, tgid: h.tgid, comm: c_string(&h.comm) }
+    Task {
+        pid: h.pid,
+        tgid: h.tgid,
+        comm: c_string(&h.comm),
+    }
 }
 
 fn syscall(e: &SyscallEvent, path: Option<&[u8]>) -> SyscallRecord {
@@ -130,17 +147,23 @@ fn syscall(e: &SyscallEvent, path: Option<&[u8]>) -> SyscallRecord {
         ret: (!no_return).then_some(e.ret),
         duration: (!no_return && e.flags & SYSCALL_NO_ENTRY == 0)
             .then(|| Duration::from_nanos(e.duration_ns)),
-        path: path.filter(|_| e.flags & SYSCALL_HAS_PATH != 0).map(c_string),
+        path: path
+            .filter(|_| e.flags & SYSCALL_HAS_PATH != 0)
+            .map(c_string),
         path_truncated: e.flags & SYSCALL_PATH_TRUNCATED != 0,
     }
 }
 
 fn file(e: &FileEvent) -> Result<FileRecord, DecodeError> {
-    let op = FileOp::from_u32(e.op).ok_or_else(|| DecodeError(format!("unknown file op {}", e.op)))?;
+    let op =
+        FileOp::from_u32(e.op).ok_or_else(|| DecodeError(format!("unknown file op {}", e.op)))?;
     let verdict = Verdict::from_u16(e.verdict)
         .ok_or_else(|| DecodeError(format!("unknown file verdict {}", e.verdict)))?;
-    let rule = (e.rule_index != NO_RULE && (e.rule_kind as usize) < KIND_COUNT)
-        .then_some(RuleRef { kind: e.rule_kind as usize, index: e.rule_index as usize });
+    let rule =
+        (e.rule_index != NO_RULE && (e.rule_kind as usize) < KIND_COUNT).then_some(RuleRef {
+            kind: e.rule_kind as usize,
+            index: e.rule_index as usize,
+        });
     let len = (e.path_len as usize).min(e.path.len());
     Ok(FileRecord {
         op,
@@ -164,16 +187,28 @@ pub fn decode(bytes: &[u8], clock: &Clock) -> Result<Event, DecodeError> {
         }
         EventKind::Fork => {
             let e: ForkEvent = read(bytes)?;
-            EventBody::Fork { child_pid: e.child_pid, child_tgid: e.child_tgid }
+            EventBody::Fork {
+                child_pid: e.child_pid,
+                child_tgid: e.child_tgid,
+            }
         }
         EventKind::Exec => {
             let e: ExecEvent = read(bytes)?;
-            EventBody::Exec { old_pid: e.old_pid, filename: c_string(&e.filename) }
+            EventBody::Exec {
+                old_pid: e.old_pid,
+                filename: c_string(&e.filename),
+            }
         }
-        EventKind::Exit => EventBody::Exit { status: read::<ExitEvent>(bytes)?.exit_code as i32 },
+        EventKind::Exit => EventBody::Exit {
+            status: read::<ExitEvent>(bytes)?.exit_code as i32,
+        },
         EventKind::File => EventBody::File(file(&read::<FileEvent>(bytes)?)?),
     };
-    Ok(Event { time: clock.wall(header.ts_ns), task: task(&header), body })
+    Ok(Event {
+        time: clock.wall(header.ts_ns),
+        task: task(&header),
+        body,
+    })
 }
 
 #[cfg(test)]
@@ -187,7 +222,14 @@ mod tests {
     fn header(kind: EventKind) -> EventHeader {
         let mut comm = [0u8; 16];
         comm[..2].copy_from_slice(b"ls");
-        EventHeader { kind: kind as u32, pid: 10, tgid: 10, _pad: 0, ts_ns: 5, comm }
+        EventHeader {
+            kind: kind as u32,
+            pid: 10,
+            tgid: 10,
+            _pad: 0,
+            ts_ns: 5,
+            comm,
+        }
     }
 
     #[test]
@@ -207,7 +249,9 @@ mod tests {
         };
         let ev = decode(&bytes_of(&e), &Clock::new()).unwrap();
         assert_eq!(ev.task.comm, "ls");
-        let EventBody::Syscall(s) = ev.body else { panic!("not a syscall: {ev:?}") };
+        let EventBody::Syscall(s) = ev.body else {
+            panic!("not a syscall: {ev:?}")
+        };
         assert_eq!(s.path.as_deref(), Some("/etc"));
         assert_eq!(s.ret, Some(3));
         assert_eq!(s.duration, Some(Duration::from_micros(2)));

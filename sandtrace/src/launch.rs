@@ -43,7 +43,8 @@ fn shebang(path: &Path) -> Option<(PathBuf, Option<OsString>)> {
     }
     Some((
         PathBuf::from(OsStr::from_bytes(interp)),
-        arg.filter(|a| !a.is_empty()).map(|a| OsStr::from_bytes(a).to_owned()),
+        arg.filter(|a| !a.is_empty())
+            .map(|a| OsStr::from_bytes(a).to_owned()),
     ))
 }
 
@@ -56,7 +57,9 @@ fn search_path(name: &OsStr) -> Option<PathBuf> {
         return Some(PathBuf::from(name));
     }
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 /// The program `env ARGS...` runs: the first argument that is not an option or `NAME=VALUE`.
@@ -124,7 +127,10 @@ pub fn launch_chain(program: &Path, args: &[OsString]) -> Vec<PathBuf> {
 
 /// The ELF interpreter (`PT_INTERP`) a binary names, if any.
 fn elf_interpreter(path: &Path) -> Option<PathBuf> {
-    use object::{Endianness, read::elf::{ElfFile64, ProgramHeader as _}};
+    use object::{
+        Endianness,
+        read::elf::{ElfFile64, ProgramHeader as _},
+    };
     let data = fs::read(path).ok()?;
     let elf = ElfFile64::<Endianness>::parse(&*data).ok()?;
     let endian = elf.endian();
@@ -141,21 +147,30 @@ pub fn dynamic_loaders(chain: &[PathBuf]) -> Vec<PathKey> {
     let mut candidates: Vec<PathBuf> = chain
         .iter()
         .map(PathBuf::as_path)
-        .chain([Path::new("/bin/sh"), Path::new("/usr/bin/env"), Path::new("/bin/ls")])
+        .chain([
+            Path::new("/bin/sh"),
+            Path::new("/usr/bin/env"),
+            Path::new("/bin/ls"),
+        ])
         .filter_map(elf_interpreter)
         .collect();
-    for dir in ["/lib64", "/lib", "/usr/lib64", "/usr/lib", "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu"] {
+    for dir in [
+        "/lib64",
+        "/lib",
+        "/usr/lib64",
+        "/usr/lib",
+        "/lib/x86_64-linux-gnu",
+        "/usr/lib/x86_64-linux-gnu",
+    ] {
         if let Ok(entries) = fs::read_dir(dir) {
-            candidates.extend(
-                entries
-                    .flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.file_name().is_some_and(|n| n.as_bytes().starts_with(b"ld-linux"))),
-            );
+            candidates.extend(entries.flatten().map(|e| e.path()).filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.as_bytes().starts_with(b"ld-linux"))
+            }));
         }
     }
     let mut keys: Vec<PathKey> = candidates.iter().filter_map(|p| path_key(p)).collect();
-    keys.sort_by(|a, b| a.bytes.cmp(&b.bytes));
+    keys.sort_by_key(|k| k.bytes);
     keys.dedup();
     keys
 }

@@ -20,8 +20,17 @@ const EXIT_USAGE: i32 = 2;
 /// file without a path (file handles). Enforcing mode refuses them whatever the policy says:
 /// the path rules could not be trusted otherwise.
 const PATH_INTEGRITY_SYSCALLS: &[&str] = &[
-    "mount", "umount2", "open_tree", "move_mount", "fsopen", "fsmount", "fspick",
-    "mount_setattr", "chroot", "pivot_root", "open_by_handle_at",
+    "mount",
+    "umount2",
+    "open_tree",
+    "move_mount",
+    "fsopen",
+    "fsmount",
+    "fspick",
+    "mount_setattr",
+    "chroot",
+    "pivot_root",
+    "open_by_handle_at",
 ];
 
 fn main() -> ExitCode {
@@ -50,7 +59,11 @@ fn run(args: RunArgs) -> i32 {
         }
     };
     let effective = &prepared.effective;
-    let mut denied: Vec<u32> = effective.denied_syscalls.iter().map(|s| s.value.id() as u32).collect();
+    let mut denied: Vec<u32> = effective
+        .denied_syscalls
+        .iter()
+        .map(|s| s.value.id() as u32)
+        .collect();
     let (enforce, seccomp) = if args.trace_only {
         (None, None)
     } else {
@@ -62,7 +75,11 @@ fn run(args: RunArgs) -> i32 {
             );
             return session::EXIT_SANDTRACE_FAILED;
         }
-        denied.extend(PATH_INTEGRITY_SYSCALLS.iter().filter_map(|n| syscall_table::number(n)));
+        denied.extend(
+            PATH_INTEGRITY_SYSCALLS
+                .iter()
+                .filter_map(|n| syscall_table::number(n)),
+        );
         denied.sort_unstable();
         denied.dedup();
         let seccomp = match SeccompFilter::build(&denied) {
@@ -76,7 +93,13 @@ fn run(args: RunArgs) -> i32 {
             prepared.compiled.decide(b"/"),
             PathDecision::Matched(a) if a.kinds & sandtrace_common::policy::KIND_EXEC != 0
         );
-        (Some(EnforcePlan { paths: prepared.compiled.clone(), exec_unrestricted }), Some(seccomp))
+        (
+            Some(EnforcePlan {
+                paths: prepared.compiled.clone(),
+                exec_unrestricted,
+            }),
+            Some(seccomp),
+        )
     };
     let labels = if args.trace_only {
         Labels::default()

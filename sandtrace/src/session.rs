@@ -22,13 +22,13 @@ use crate::{
     ebpf::{Enforcement, SessionPrograms},
     events::{self, Clock, Event},
     kernel_btf, launch,
-    policy::CompiledPaths,
     output::{
         Labels,
         jsonl::{JsonlWriter, decode_wait_status},
         summary::{Ending, RunResult, Summary, Tally},
         terminal::{Terminal, Verbosity},
     },
+    policy::CompiledPaths,
     seccomp::SeccompFilter,
     spawn::{self, Outcome, PreparedCommand},
 };
@@ -66,7 +66,11 @@ pub struct EnforcePlan {
 
 impl Plan {
     fn mode(&self) -> &'static str {
-        if self.enforce.is_some() { "enforce" } else { "trace-only" }
+        if self.enforce.is_some() {
+            "enforce"
+        } else {
+            "trace-only"
+        }
     }
 }
 
@@ -84,7 +88,10 @@ pub fn run(plan: Plan) -> i32 {
             };
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             terminal.note(&format!("error: starting the event loop: {e}"));
@@ -132,12 +139,12 @@ impl Sinks<'_> {
 
     fn deliver(&mut self, event: &Event) {
         self.terminal.event(event, self.labels);
-        if let Some(w) = self.jsonl.as_mut() {
-            if let Err(e) = w.write_event(event, self.labels) {
-                // Keep running (CMD is still confined); report at the end and fail the run.
-                self.jsonl_error = Some(e);
-                self.jsonl = None;
-            }
+        if let Some(w) = self.jsonl.as_mut()
+            && let Err(e) = w.write_event(event, self.labels)
+        {
+            // Keep running (CMD is still confined); report at the end and fail the run.
+            self.jsonl_error = Some(e);
+            self.jsonl = None;
         }
     }
 }
@@ -186,7 +193,11 @@ async fn run_session(plan: &Plan, cmd: &PreparedCommand, terminal: &Terminal) ->
         .context("watching the ring buffer")?;
     let mut sinks = Sinks {
         clock: Clock::new(),
-        jsonl: plan.output.as_deref().map(JsonlWriter::create).transpose()?,
+        jsonl: plan
+            .output
+            .as_deref()
+            .map(JsonlWriter::create)
+            .transpose()?,
         jsonl_error: None,
         terminal,
         labels: &plan.labels,
@@ -247,8 +258,11 @@ async fn run_session(plan: &Plan, cmd: &PreparedCommand, terminal: &Terminal) ->
                     cmd.path.display(),
                     spawn::describe_errno(errno)
                 ));
-                let code =
-                    if errno == libc::ENOENT { EXIT_NOT_FOUND } else { EXIT_CANNOT_EXECUTE };
+                let code = if errno == libc::ENOENT {
+                    EXIT_NOT_FOUND
+                } else {
+                    EXIT_CANNOT_EXECUTE
+                };
                 (Ending::StartFailed, code, None)
             }
             Some(Outcome::SetupFailed(stage, errno)) => {
@@ -260,13 +274,17 @@ async fn run_session(plan: &Plan, cmd: &PreparedCommand, terminal: &Terminal) ->
                 (Ending::StartFailed, EXIT_SANDTRACE_FAILED, None)
             }
             None => {
-                terminal.note("error: the session's init process died without reporting CMD's status");
+                terminal
+                    .note("error: the session's init process died without reporting CMD's status");
                 (Ending::StartFailed, EXIT_SANDTRACE_FAILED, None)
             }
         },
     };
     if ending == Ending::TimedOut {
-        terminal.note(&format!("timeout of {} s reached; killed the session", plan.timeout.as_secs()));
+        terminal.note(&format!(
+            "timeout of {} s reached; killed the session",
+            plan.timeout.as_secs()
+        ));
     }
 
     // Every session task is gone, so every event is in the ring buffer: take the rest.
@@ -275,15 +293,25 @@ async fn run_session(plan: &Plan, cmd: &PreparedCommand, terminal: &Terminal) ->
         &programs.syscall_counts()?,
         programs.lost_events()?,
         programs.pending_overflows()?,
-        RunResult { duration, exit_code, signal, ending, mode: plan.mode() },
+        RunResult {
+            duration,
+            exit_code,
+            signal,
+            ending,
+            mode: plan.mode(),
+        },
     );
     let mut failure = sinks.jsonl_error.take();
-    if let Some(w) = sinks.jsonl.take() {
-        if let Err(e) = w.finish(&summary) {
-            failure.get_or_insert(e);
-        }
+    if let Some(w) = sinks.jsonl.take()
+        && let Err(e) = w.finish(&summary)
+    {
+        failure.get_or_insert(e);
     }
-    terminal.summary(&summary, &display_command(&plan.command), plan.output.as_deref());
+    terminal.summary(
+        &summary,
+        &display_command(&plan.command),
+        plan.output.as_deref(),
+    );
     drop(programs);
     kill_result?;
     cgroup.remove()?;
@@ -295,5 +323,8 @@ async fn run_session(plan: &Plan, cmd: &PreparedCommand, terminal: &Terminal) ->
 }
 
 fn display_command(args: &[OsString]) -> String {
-    args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
+    args.iter()
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
 }

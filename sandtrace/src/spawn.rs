@@ -75,7 +75,9 @@ impl PreparedCommand {
     /// Resolves `args[0]` like a shell does (PATH search unless it contains a slash) and builds
     /// the argument and environment vectors for execve.
     pub fn new(args: &[OsString]) -> Result<Self, PrepareError> {
-        let name = args.first().ok_or_else(|| PrepareError::Invalid("no command given".into()))?;
+        let name = args
+            .first()
+            .ok_or_else(|| PrepareError::Invalid("no command given".into()))?;
         let path = resolve_program(name)?;
         let cstr = |s: &OsStr| {
             CString::new(s.as_bytes()).map_err(|_| {
@@ -93,7 +95,10 @@ impl PreparedCommand {
             })
             .collect::<Result<_, _>>()?;
         let ptrs = |v: &[CString]| {
-            v.iter().map(|s| s.as_ptr()).chain(std::iter::once(ptr::null())).collect()
+            v.iter()
+                .map(|s| s.as_ptr())
+                .chain(std::iter::once(ptr::null()))
+                .collect()
         };
         Ok(Self {
             argv_ptrs: ptrs(&argv),
@@ -108,7 +113,8 @@ impl PreparedCommand {
 
 fn is_executable_file(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt as _;
-    path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 fn resolve_program(name: &OsStr) -> Result<PathBuf, PrepareError> {
@@ -192,8 +198,9 @@ impl Spawned {
             outcome = match word(0) {
                 TAG_EXITED => Some(Outcome::Exited(word(1))),
                 TAG_EXEC_FAILED => Some(Outcome::ExecFailed(word(1))),
-                TAG_SETUP_FAILED => SetupStage::from_i32(word(1))
-                    .map(|stage| Outcome::SetupFailed(stage, word(2))),
+                TAG_SETUP_FAILED => {
+                    SetupStage::from_i32(word(1)).map(|stage| Outcome::SetupFailed(stage, word(2)))
+                }
                 _ => None,
             };
             if let Some(Outcome::ExecFailed(_) | Outcome::SetupFailed(..)) = outcome {
@@ -240,7 +247,11 @@ fn zeroed_clone_args() -> libc::clone_args {
 
 /// Starts init and, through it, CMD inside `cgroup_fd`. `seccomp` is installed in CMD's process
 /// right before execve.
-pub fn spawn(cmd: &PreparedCommand, cgroup_fd: RawFd, seccomp: Option<&SeccompFilter>) -> Result<Spawned> {
+pub fn spawn(
+    cmd: &PreparedCommand,
+    cgroup_fd: RawFd,
+    seccomp: Option<&SeccompFilter>,
+) -> Result<Spawned> {
     let (alive_rd, alive_wr) = pipe()?;
     let (report_rd, report_wr) = pipe()?;
     let mut pidfd: libc::c_int = -1;
@@ -254,7 +265,13 @@ pub fn spawn(cmd: &PreparedCommand, cgroup_fd: RawFd, seccomp: Option<&SeccompFi
             .context("clone3 with a new PID and mount namespace (sandtrace must run as root)");
     }
     if pid == 0 {
-        init_main(cmd, cgroup_fd, alive_rd.as_raw_fd(), report_wr.as_raw_fd(), seccomp);
+        init_main(
+            cmd,
+            cgroup_fd,
+            alive_rd.as_raw_fd(),
+            report_wr.as_raw_fd(),
+            seccomp,
+        );
     }
     drop(alive_rd);
     drop(report_wr);
@@ -275,7 +292,9 @@ fn report(fd: RawFd, words: [i32; 3]) {
 }
 
 fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 /// Restores what a freshly exec'd program expects: default signal dispositions (the loader's
@@ -305,13 +324,23 @@ fn init_main(
         // Die with the loader. The loader may already be gone (it was killed between clone and
         // prctl): then the alive pipe has no writer left.
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-        let mut pfd = libc::pollfd { fd: alive_rd, events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: alive_rd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
         if libc::poll(&mut pfd, 1, 0) != 0 {
             libc::_exit(1);
         }
         reset_signals();
 
-        if libc::mount(ptr::null(), c"/".as_ptr(), ptr::null(), libc::MS_REC | libc::MS_PRIVATE, ptr::null()) != 0
+        if libc::mount(
+            ptr::null(),
+            c"/".as_ptr(),
+            ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            ptr::null(),
+        ) != 0
             || libc::mount(
                 c"proc".as_ptr(),
                 c"/proc".as_ptr(),
@@ -320,13 +349,23 @@ fn init_main(
                 ptr::null(),
             ) != 0
         {
-            report(report_wr, [TAG_SETUP_FAILED, SetupStage::MountProc as i32, errno()]);
+            report(
+                report_wr,
+                [TAG_SETUP_FAILED, SetupStage::MountProc as i32, errno()],
+            );
             libc::_exit(1);
         }
 
         let mut exec_err = [0; 2];
         if libc::pipe2(exec_err.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
-            report(report_wr, [TAG_SETUP_FAILED, SetupStage::CloneIntoCgroup as i32, errno()]);
+            report(
+                report_wr,
+                [
+                    TAG_SETUP_FAILED,
+                    SetupStage::CloneIntoCgroup as i32,
+                    errno(),
+                ],
+            );
             libc::_exit(1);
         }
         let mut args = zeroed_clone_args();
@@ -335,19 +374,30 @@ fn init_main(
         args.exit_signal = libc::SIGCHLD as u64;
         let child = clone3(&mut args);
         if child < 0 {
-            report(report_wr, [TAG_SETUP_FAILED, SetupStage::CloneIntoCgroup as i32, errno()]);
+            report(
+                report_wr,
+                [
+                    TAG_SETUP_FAILED,
+                    SetupStage::CloneIntoCgroup as i32,
+                    errno(),
+                ],
+            );
             libc::_exit(1);
         }
         if child == 0 {
             libc::close(exec_err[0]);
-            if let Some(filter) = seccomp {
-                if let Err(e) = filter.install() {
-                    let msg = [SetupStage::Seccomp as i32, e as i32];
-                    libc::write(exec_err[1], msg.as_ptr().cast(), 8);
-                    libc::_exit(127);
-                }
+            if let Some(filter) = seccomp
+                && let Err(e) = filter.install()
+            {
+                let msg = [SetupStage::Seccomp as i32, e as i32];
+                libc::write(exec_err[1], msg.as_ptr().cast(), 8);
+                libc::_exit(127);
             }
-            libc::execve(cmd.program.as_ptr(), cmd.argv_ptrs.as_ptr(), cmd.envp_ptrs.as_ptr());
+            libc::execve(
+                cmd.program.as_ptr(),
+                cmd.argv_ptrs.as_ptr(),
+                cmd.envp_ptrs.as_ptr(),
+            );
             let msg = [0, errno()];
             libc::write(exec_err[1], msg.as_ptr().cast(), 8);
             libc::_exit(127);
@@ -394,9 +444,10 @@ mod tests {
             PreparedCommand::new(&["no-such-command-sandtrace".into()]),
             Err(PrepareError::NotFound(_))
         ));
-        assert!(matches!(
-            PreparedCommand::new(&["/etc/hostname".into()]),
-            Err(PrepareError::NotExecutable(_))
-        ));
+        let plain = std::env::temp_dir().join(format!("sandtrace-plain-{}", std::process::id()));
+        std::fs::write(&plain, "data").unwrap();
+        let result = PreparedCommand::new(&[plain.clone().into()]);
+        std::fs::remove_file(&plain).unwrap();
+        assert!(matches!(result, Err(PrepareError::NotExecutable(_))));
     }
 }

@@ -33,21 +33,48 @@ fn assert_consistent_log(events: &[Value]) {
         syscalls.len() as u64,
         "summary total_syscalls disagrees with the number of syscall lines"
     );
-    let distinct: std::collections::BTreeSet<_> =
-        syscalls.iter().map(|s| s["syscall"].as_str().unwrap()).collect();
-    assert_eq!(summary["unique_syscalls"].as_u64().unwrap(), distinct.len() as u64);
+    let distinct: std::collections::BTreeSet<_> = syscalls
+        .iter()
+        .map(|s| s["syscall"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        summary["unique_syscalls"].as_u64().unwrap(),
+        distinct.len() as u64
+    );
     let new_processes = processes
         .iter()
         .filter(|p| p["action"] == "fork" && p["child_pid"] == p["child_tgid"])
         .count() as u64;
-    assert_eq!(summary["process_count"].as_u64().unwrap(), 1 + new_processes);
+    assert_eq!(
+        summary["process_count"].as_u64().unwrap(),
+        1 + new_processes
+    );
     for s in &syscalls {
-        for key in ["timestamp", "pid", "tgid", "syscall", "syscall_nr", "return_value", "success", "duration_us", "action", "category"] {
+        for key in [
+            "timestamp",
+            "pid",
+            "tgid",
+            "syscall",
+            "syscall_nr",
+            "return_value",
+            "success",
+            "duration_us",
+            "action",
+            "category",
+        ] {
             assert!(s.get(key).is_some(), "syscall line lacks {key}: {s}");
         }
         assert_eq!(s["args"]["raw"].as_array().map(Vec::len), Some(6), "{s}");
     }
-    for key in ["total_syscalls", "unique_syscalls", "denied_count", "process_count", "duration_ms", "exit_code", "lost_events"] {
+    for key in [
+        "total_syscalls",
+        "unique_syscalls",
+        "denied_count",
+        "process_count",
+        "duration_ms",
+        "exit_code",
+        "lost_events",
+    ] {
         assert!(summary.get(key).is_some(), "summary lacks {key}: {summary}");
     }
 }
@@ -58,7 +85,10 @@ fn true_produces_a_consistent_log() {
     let (out, events) = trace_to_log(&scratch, &["/bin/true"]);
     assert!(out.status.success(), "{}", describe(&out));
     assert_consistent_log(&events);
-    let execs: Vec<_> = of_type(&events, "process").into_iter().filter(|p| p["action"] == "exec").collect();
+    let execs: Vec<_> = of_type(&events, "process")
+        .into_iter()
+        .filter(|p| p["action"] == "exec")
+        .collect();
     assert_eq!(execs.len(), 1, "{execs:?}");
     assert_eq!(execs[0]["path"], "/bin/true");
     assert_eq!(summary(&events)["exit_code"], 0);
@@ -69,7 +99,11 @@ fn ls_produces_a_consistent_log_with_paths() {
     let scratch = Scratch::new("ls");
     let (out, events) = trace_to_log(&scratch, &["ls", "/"]);
     assert!(out.status.success(), "{}", describe(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("usr"), "ls output lost: {}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("usr"),
+        "ls output lost: {}",
+        describe(&out)
+    );
     assert_consistent_log(&events);
     let opened_root = of_type(&events, "syscall")
         .iter()
@@ -84,7 +118,10 @@ fn getpid_events(k: u32) -> (usize, Vec<Value>) {
     let (out, events) = trace_to_log(&scratch, &["perl", "-e", &script]);
     assert!(out.status.success(), "{}", describe(&out));
     assert_consistent_log(&events);
-    let n = of_type(&events, "syscall").iter().filter(|s| s["syscall"] == "getpid").count();
+    let n = of_type(&events, "syscall")
+        .iter()
+        .filter(|s| s["syscall"] == "getpid")
+        .count();
     (n, events)
 }
 
@@ -99,7 +136,11 @@ fn exactly_k_getpid_calls_give_exactly_k_events_and_nothing_from_outside() {
     let (with_k, events) = getpid_events(5000);
     noise.kill().ok();
     noise.wait().ok();
-    assert_eq!(with_k - baseline, 5000, "getpid events: {with_k} with the loop, {baseline} without");
+    assert_eq!(
+        with_k - baseline,
+        5000,
+        "getpid events: {with_k} with the loop, {baseline} without"
+    );
     let noise_pid = noise.id() as u64;
     assert!(
         events.iter().all(|e| e["tgid"].as_u64() != Some(noise_pid)),
@@ -113,7 +154,10 @@ fn exactly_k_getpid_calls_give_exactly_k_events_and_nothing_from_outside() {
             session.insert(e["child_tgid"].as_u64().unwrap());
         }
         if let Some(tgid) = e["tgid"].as_u64() {
-            assert!(session.contains(&tgid), "event from tgid {tgid} outside the session: {e}");
+            assert!(
+                session.contains(&tgid),
+                "event from tgid {tgid} outside the session: {e}"
+            );
         }
     }
 }
@@ -123,8 +167,16 @@ fn events_lost_to_a_full_ring_buffer_are_counted() {
     let scratch = Scratch::new("lost");
     let log = scratch.path("t.jsonl");
     let out = run(&[
-        "run", "--trace-only", "--ring-buffer-size", "4096", "-o", log.to_str().unwrap(), "--",
-        "perl", "-e", "syscall(39) for 1..200000",
+        "run",
+        "--trace-only",
+        "--ring-buffer-size",
+        "4096",
+        "-o",
+        log.to_str().unwrap(),
+        "--",
+        "perl",
+        "-e",
+        "syscall(39) for 1..200000",
     ]);
     assert!(out.status.success(), "{}", describe(&out));
     let events = read_jsonl(&log);
@@ -132,9 +184,19 @@ fn events_lost_to_a_full_ring_buffer_are_counted() {
     let total = summary["total_syscalls"].as_u64().unwrap();
     let lost = summary["lost_events"].as_u64().unwrap();
     let lines = of_type(&events, "syscall").len() as u64;
-    assert!(lost > 0, "a 4 KiB ring buffer lost nothing of {total} syscalls?");
-    assert!(lines < total && lines + lost >= total, "lines {lines} + lost {lost} vs total {total}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("lost events"), "{}", describe(&out));
+    assert!(
+        lost > 0,
+        "a 4 KiB ring buffer lost nothing of {total} syscalls?"
+    );
+    assert!(
+        lines < total && lines + lost >= total,
+        "lines {lines} + lost {lost} vs total {total}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("lost events"),
+        "{}",
+        describe(&out)
+    );
 }
 
 #[test]
@@ -150,7 +212,10 @@ fn exit_status_conventions() {
     let (c, d) = code(&["run", "--trace-only", "--", "no-such-command-for-sandtrace"]);
     assert_eq!(c, Some(127), "{d}");
     assert!(d.contains("command not found"), "{d}");
-    let (c, d) = code(&["run", "--trace-only", "--", "/etc/hostname"]);
+    let scratch = Scratch::new("exit-status");
+    let plain = scratch.path("not-executable");
+    std::fs::write(&plain, "data").unwrap();
+    let (c, d) = code(&["run", "--trace-only", "--", plain.to_str().unwrap()]);
     assert_eq!(c, Some(126), "{d}");
     let (c, d) = code(&["run", "--no-such-flag", "--", "true"]);
     assert_eq!(c, Some(2), "{d}");
@@ -165,24 +230,54 @@ fn stdio_passes_through_untouched() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"hello\nworld\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello\nworld\n")
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(out.stdout, b"hello\nworld\n", "{}", describe(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).starts_with("err\n"), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with("err\n"),
+        "{}",
+        describe(&out)
+    );
 }
 
 #[test]
 fn timeout_kills_setsid_and_double_forked_processes() {
     let marker = "1000.4242";
-    let script = format!("setsid sh -c 'sleep {marker} & sleep {marker} &' ; (sleep {marker} &) ; sleep {marker}");
+    let script = format!(
+        "setsid sh -c 'sleep {marker} & sleep {marker} &' ; (sleep {marker} &) ; sleep {marker}"
+    );
     let scratch = Scratch::new("timeout");
     let log = scratch.path("t.jsonl");
     let started = Instant::now();
-    let out = run(&["run", "--trace-only", "--timeout", "2", "-o", log.to_str().unwrap(), "--", "sh", "-c", &script]);
+    let out = run(&[
+        "run",
+        "--trace-only",
+        "--timeout",
+        "2",
+        "-o",
+        log.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
     assert_eq!(out.status.code(), Some(124), "{}", describe(&out));
-    assert!(started.elapsed() < Duration::from_secs(2 + 2), "took {:?}", started.elapsed());
-    assert!(processes_with(marker).is_empty(), "left behind: {:?}", processes_with(marker));
+    assert!(
+        started.elapsed() < Duration::from_secs(2 + 2),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        processes_with(marker).is_empty(),
+        "left behind: {:?}",
+        processes_with(marker)
+    );
     let events = read_jsonl(&log);
     assert_eq!(summary(&events)["ending"], "timed_out");
     assert_eq!(summary(&events)["exit_code"], 124);
@@ -198,7 +293,8 @@ fn sigkill_of_the_loader_leaves_no_session_process() {
         .spawn()
         .unwrap();
     assert!(
-        wait_until(Duration::from_secs(10), || processes_with(marker).len() >= 3),
+        wait_until(Duration::from_secs(10), || processes_with(marker).len()
+            >= 3),
         "the session's processes never started"
     );
     loader.kill().unwrap(); // SIGKILL
@@ -211,7 +307,11 @@ fn sigkill_of_the_loader_leaves_no_session_process() {
     // The next run removes the dead loader's cgroup.
     let out = run(&["run", "--trace-only", "--", "true"]);
     assert!(out.status.success(), "{}", describe(&out));
-    assert!(session_cgroups_of(loader.id()).is_empty(), "stale cgroup: {:?}", session_cgroups_of(loader.id()));
+    assert!(
+        session_cgroups_of(loader.id()).is_empty(),
+        "stale cgroup: {:?}",
+        session_cgroups_of(loader.id())
+    );
 }
 
 #[test]
@@ -220,18 +320,34 @@ fn sigint_stops_the_session_cleanly() {
     let scratch = Scratch::new("sigint");
     let log = scratch.path("t.jsonl");
     let mut loader = sandtrace()
-        .args(["run", "--trace-only", "-o", log.to_str().unwrap(), "--", "sh", "-c"])
+        .args([
+            "run",
+            "--trace-only",
+            "-o",
+            log.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+        ])
         .arg(format!("setsid sleep {marker} & sleep {marker}"))
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    assert!(wait_until(Duration::from_secs(10), || processes_with(marker).len() >= 2));
+    assert!(wait_until(Duration::from_secs(10), || processes_with(
+        marker
+    )
+    .len()
+        >= 2));
     unsafe { libc::kill(loader.id() as i32, libc::SIGINT) };
     let status = loader.wait().unwrap();
     assert_eq!(status.code(), Some(130), "{status:?}");
     assert!(status.signal().is_none());
-    assert!(processes_with(marker).is_empty(), "left behind: {:?}", processes_with(marker));
+    assert!(
+        processes_with(marker).is_empty(),
+        "left behind: {:?}",
+        processes_with(marker)
+    );
     let events = read_jsonl(&log);
     assert_eq!(summary(&events)["ending"], "interrupted");
     assert!(session_cgroups_of(loader.id()).is_empty());
@@ -242,15 +358,38 @@ fn the_session_cgroup_is_removed_after_every_kind_of_run() {
     for (args, code) in [
         (&["run", "--trace-only", "--", "true"][..], 0),
         (&["run", "--trace-only", "--", "sh", "-c", "exit 3"], 3),
-        (&["run", "--trace-only", "--", "sh", "-c", "kill -9 $$"], 137),
-        (&["run", "--trace-only", "--timeout", "1", "--", "sleep", "30"], 124),
-        (&["run", "--trace-only", "--", "sh", "-c", "sleep 30 & exit 0"], 0),
+        (
+            &["run", "--trace-only", "--", "sh", "-c", "kill -9 $$"],
+            137,
+        ),
+        (
+            &["run", "--trace-only", "--timeout", "1", "--", "sleep", "30"],
+            124,
+        ),
+        (
+            &["run", "--trace-only", "--", "sh", "-c", "sleep 30 & exit 0"],
+            0,
+        ),
     ] {
-        let child = sandtrace().args(args).stdin(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let child = sandtrace()
+            .args(args)
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let pid = child.id();
         let out = child.wait_with_output().unwrap();
-        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", describe(&out));
-        assert!(session_cgroups_of(pid).is_empty(), "{args:?} left {:?}", session_cgroups_of(pid));
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            describe(&out)
+        );
+        assert!(
+            session_cgroups_of(pid).is_empty(),
+            "{args:?} left {:?}",
+            session_cgroups_of(pid)
+        );
     }
 }
 

@@ -27,7 +27,9 @@ fn probe_loads_and_attaches_a_bpf_lsm_program() {
     assert!(out.status.success(), "{}", describe(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.lines().any(|line| line.trim() == "bpf-lsm: available"),
+        stdout
+            .lines()
+            .any(|line| line.trim() == "bpf-lsm: available"),
         "sandtrace probe does not report BPF LSM as available: {}",
         describe(&out)
     );
@@ -37,14 +39,28 @@ fn probe_loads_and_attaches_a_bpf_lsm_program() {
 fn trace_only_logs_a_complete_session() {
     let scratch = Scratch::new("vm-trace");
     let log = scratch.path("events.jsonl");
-    let out = run(&["run", "--trace-only", "-o", log.to_str().unwrap(), "--", "/bin/true"]);
+    let out = run(&[
+        "run",
+        "--trace-only",
+        "-o",
+        log.to_str().unwrap(),
+        "--",
+        "/bin/true",
+    ]);
     assert!(out.status.success(), "{}", describe(&out));
     let events = read_jsonl(&log);
     let summary = summary(&events);
     assert_eq!(summary["lost_events"], 0, "events were lost: {summary}");
     assert_eq!(summary["exit_code"], 0, "{summary}");
-    let execs: Vec<_> = of_type(&events, "process").into_iter().filter(|p| p["action"] == "exec").collect();
+    let execs: Vec<_> = of_type(&events, "process")
+        .into_iter()
+        .filter(|p| p["action"] == "exec")
+        .collect();
     assert_eq!(execs.len(), 1, "expected one exec of /bin/true: {execs:?}");
     assert_eq!(execs[0]["path"], "/bin/true");
-    assert!(!of_type(&events, "syscall").is_empty(), "no syscall events in {}", log.display());
+    assert!(
+        !of_type(&events, "syscall").is_empty(),
+        "no syscall events in {}",
+        log.display()
+    );
 }

@@ -2,12 +2,12 @@
 
 mod path_tables;
 
+use anyhow::{Context as _, Result, anyhow};
 use aya::{
     Btf, Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{Lsm, RawTracePoint},
 };
-use anyhow::{Context as _, Result, anyhow};
 use sandtrace_common::{
     config::{CONFIG_SYMBOL, Config},
     event::counter,
@@ -82,9 +82,11 @@ impl SessionPrograms {
                 .program_mut(program)
                 .ok_or_else(|| anyhow!("program {program} missing from the eBPF object"))?
                 .try_into()?;
-            prog.load().with_context(|| format!("loading the {program} program"))?;
-            prog.attach(tracepoint)
-                .with_context(|| format!("attaching {program} to the raw tracepoint {tracepoint}"))?;
+            prog.load()
+                .with_context(|| format!("loading the {program} program"))?;
+            prog.attach(tracepoint).with_context(|| {
+                format!("attaching {program} to the raw tracepoint {tracepoint}")
+            })?;
         }
         if let Some(enforcement) = enforcement {
             fill_policy_maps(&mut ebpf, enforcement)?;
@@ -116,7 +118,8 @@ impl SessionPrograms {
 }
 
 fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::maps::Map> {
-    ebpf.map_mut(name).with_context(|| format!("{name} map missing from the eBPF object"))
+    ebpf.map_mut(name)
+        .with_context(|| format!("{name} map missing from the eBPF object"))
 }
 
 fn fill_policy_maps(ebpf: &mut Ebpf, enforcement: &Enforcement<'_>) -> Result<()> {
@@ -127,20 +130,23 @@ fn fill_policy_maps(ebpf: &mut Ebpf, enforcement: &Enforcement<'_>) -> Result<()
     {
         let mut m: Array<_, [u16; 256]> = Array::try_from(map_mut(ebpf, "PATH_DFA_ROWS")?)?;
         for (state, row) in rows.iter().enumerate() {
-            m.set(state as u32, row, 0).with_context(|| context("PATH_DFA_ROWS"))?;
+            m.set(state as u32, row, 0)
+                .with_context(|| context("PATH_DFA_ROWS"))?;
         }
     }
     {
         let mut m: Array<_, sandtrace_common::policy::PathAccept> =
             Array::try_from(map_mut(ebpf, "PATH_DFA_ACCEPT")?)?;
         for (state, accept) in paths.accept().iter().enumerate() {
-            m.set(state as u32, accept, 0).with_context(|| context("PATH_DFA_ACCEPT"))?;
+            m.set(state as u32, accept, 0)
+                .with_context(|| context("PATH_DFA_ACCEPT"))?;
         }
     }
     {
         let mut m: Array<_, u8> = Array::try_from(map_mut(ebpf, "PATH_DFA_DENY_AHEAD")?)?;
         for (state, flag) in ahead.iter().enumerate() {
-            m.set(state as u32, flag, 0).with_context(|| context("PATH_DFA_DENY_AHEAD"))?;
+            m.set(state as u32, flag, 0)
+                .with_context(|| context("PATH_DFA_DENY_AHEAD"))?;
         }
     }
     for (name, keys) in [
@@ -155,7 +161,8 @@ fn fill_policy_maps(ebpf: &mut Ebpf, enforcement: &Enforcement<'_>) -> Result<()
     // The header last: until it is set the programs deny everything (fail closed).
     let mut m: Array<_, sandtrace_common::policy::PathDfaHeader> =
         Array::try_from(map_mut(ebpf, "PATH_DFA_HEADER")?)?;
-    m.set(0, paths.header(), 0).with_context(|| context("PATH_DFA_HEADER"))?;
+    m.set(0, paths.header(), 0)
+        .with_context(|| context("PATH_DFA_HEADER"))?;
     Ok(())
 }
 
@@ -175,13 +182,16 @@ fn attach_lsm_programs(ebpf: &mut Ebpf, kernel: &KernelBtf) -> Result<()> {
             .try_into()?;
         prog.load(hook, &btf)
             .with_context(|| format!("loading the BPF LSM program for the {hook} hook"))?;
-        prog.attach().with_context(|| format!("attaching the BPF LSM program to {hook}"))?;
+        prog.attach()
+            .with_context(|| format!("attaching the BPF LSM program to {hook}"))?;
     }
     Ok(())
 }
 
 fn sum_per_cpu(ebpf: &Ebpf, name: &str) -> Result<Vec<u64>> {
-    let map = ebpf.map(name).with_context(|| format!("{name} map missing"))?;
+    let map = ebpf
+        .map(name)
+        .with_context(|| format!("{name} map missing"))?;
     let array: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map)?;
     array
         .iter()
@@ -201,13 +211,13 @@ pub enum LsmSupport {
 /// cheaper preconditions so that the reason given is the most precise one.
 pub fn probe_lsm() -> LsmSupport {
     let active = active_lsms();
-    if let Some(list) = &active {
-        if !list.split(',').any(|l| l == "bpf") {
-            return LsmSupport::Unavailable(format!(
-                "`bpf` is not in the active LSM list ({list}); boot with `lsm={list},bpf` \
-                 (kernel command line) on a kernel built with CONFIG_BPF_LSM=y"
-            ));
-        }
+    if let Some(list) = &active
+        && !list.split(',').any(|l| l == "bpf")
+    {
+        return LsmSupport::Unavailable(format!(
+            "`bpf` is not in the active LSM list ({list}); boot with `lsm={list},bpf` \
+             (kernel command line) on a kernel built with CONFIG_BPF_LSM=y"
+        ));
     }
     match try_attach_probe() {
         Ok(()) => LsmSupport::Available,
@@ -222,14 +232,18 @@ pub fn probe_lsm() -> LsmSupport {
             } else {
                 "the kernel rejected a minimal BPF LSM program"
             };
-            LsmSupport::Unavailable(format!("{hint} (loading a BPF LSM program failed: {detail})"))
+            LsmSupport::Unavailable(format!(
+                "{hint} (loading a BPF LSM program failed: {detail})"
+            ))
         }
     }
 }
 
 fn try_attach_probe() -> Result<()> {
     let btf = Btf::from_sys_fs().context("reading the kernel's BTF (/sys/kernel/btf/vmlinux)")?;
-    let mut ebpf = EbpfLoader::new().map_max_entries("EVENTS", 4096).load(OBJECT)?;
+    let mut ebpf = EbpfLoader::new()
+        .map_max_entries("EVENTS", 4096)
+        .load(OBJECT)?;
     let prog: &mut Lsm = ebpf
         .program_mut("lsm_probe")
         .context("lsm_probe missing from the eBPF object")?
@@ -251,5 +265,7 @@ fn active_lsms() -> Option<String> {
             None::<&str>,
         );
     }
-    std::fs::read_to_string(LSM).ok().map(|s| s.trim().to_owned())
+    std::fs::read_to_string(LSM)
+        .ok()
+        .map(|s| s.trim().to_owned())
 }

@@ -62,15 +62,22 @@ mod tests {
     use crate::policy::{CliOverrides, PathDecision, Policy, compile, resolve};
 
     fn compiled(toml: &str) -> CompiledPaths {
-        let policy: Policy = crate::policy::parse::parse(std::path::Path::new("t.toml"), toml.into())
-            .expect("test policy parses");
-        let effective =
-            resolve(&policy, &CliOverrides::default(), std::path::Path::new("/"), None).unwrap();
+        let policy: Policy =
+            crate::policy::parse::parse(std::path::Path::new("t.toml"), toml.into())
+                .expect("test policy parses");
+        let effective = resolve(
+            &policy,
+            &CliOverrides::default(),
+            std::path::Path::new("/"),
+            None,
+        )
+        .unwrap();
         compile(&effective).unwrap()
     }
 
     fn walk(rows: &[[u16; 256]], start: u16, path: &str) -> usize {
-        path.bytes().fold(start as usize, |s, b| rows[s][b as usize] as usize)
+        path.bytes()
+            .fold(start as usize, |s, b| rows[s][b as usize] as usize)
     }
 
     #[test]
@@ -78,7 +85,13 @@ mod tests {
         let paths = compiled("[filesystem]\nallow_read = [\"/usr\"]\ndeny = [\"/usr/secret\"]\n");
         let rows = expanded_rows(&paths);
         let start = paths.header().start;
-        for p in ["/usr/bin/ls", "/usr/secret", "/usr/secret/x", "/etc", "/usrx"] {
+        for p in [
+            "/usr/bin/ls",
+            "/usr/secret",
+            "/usr/secret/x",
+            "/etc",
+            "/usrx",
+        ] {
             let state = walk(&rows, start, p);
             let PathDecision::Matched(expected) = paths.decide(p.as_bytes()) else {
                 panic!("{p} is not too long")

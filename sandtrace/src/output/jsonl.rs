@@ -62,8 +62,14 @@ struct SyscallLine<'a> {
 #[derive(Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 enum ProcessDetail<'a> {
-    Fork { child_pid: u32, child_tgid: u32 },
-    Exec { path: &'a str, old_pid: u32 },
+    Fork {
+        child_pid: u32,
+        child_tgid: u32,
+    },
+    Exec {
+        path: &'a str,
+        old_pid: u32,
+    },
     Exited {
         exit_code: i32,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -125,7 +131,10 @@ impl JsonlWriter {
     pub fn create(path: &Path) -> Result<Self> {
         let file = File::create(path)
             .with_context(|| format!("creating the event log {}", path.display()))?;
-        Ok(Self { out: BufWriter::with_capacity(1 << 20, file), path: path.to_owned() })
+        Ok(Self {
+            out: BufWriter::with_capacity(1 << 20, file),
+            path: path.to_owned(),
+        })
     }
 
     pub fn write_event(&mut self, event: &Event, labels: &Labels) -> Result<()> {
@@ -134,13 +143,19 @@ impl JsonlWriter {
         match &event.body {
             EventBody::Syscall(s) => self.line(&syscall_line(event, s, labels)),
             EventBody::File(f) => self.line(&file_line(event, f, labels)),
-            EventBody::Fork { child_pid, child_tgid } => self.line(&ProcessLine {
+            EventBody::Fork {
+                child_pid,
+                child_tgid,
+            } => self.line(&ProcessLine {
                 event_type: "process",
                 timestamp,
                 pid: t.pid,
                 tgid: t.tgid,
                 comm: &t.comm,
-                detail: ProcessDetail::Fork { child_pid: *child_pid, child_tgid: *child_tgid },
+                detail: ProcessDetail::Fork {
+                    child_pid: *child_pid,
+                    child_tgid: *child_tgid,
+                },
             }),
             EventBody::Exec { old_pid, filename } => self.line(&ProcessLine {
                 event_type: "process",
@@ -148,7 +163,10 @@ impl JsonlWriter {
                 pid: t.pid,
                 tgid: t.tgid,
                 comm: &t.comm,
-                detail: ProcessDetail::Exec { path: filename, old_pid: *old_pid },
+                detail: ProcessDetail::Exec {
+                    path: filename,
+                    old_pid: *old_pid,
+                },
             }),
             EventBody::Exit { status } => {
                 let (exit_code, signal) = decode_wait_status(*status);
@@ -166,8 +184,13 @@ impl JsonlWriter {
 
     /// Writes the summary line and flushes the file to disk.
     pub fn finish(mut self, summary: &Summary) -> Result<()> {
-        self.line(&SummaryLine { event_type: "summary", summary })?;
-        self.out.flush().with_context(|| format!("writing {}", self.path.display()))?;
+        self.line(&SummaryLine {
+            event_type: "summary",
+            summary,
+        })?;
+        self.out
+            .flush()
+            .with_context(|| format!("writing {}", self.path.display()))?;
         self.out
             .get_ref()
             .sync_data()
@@ -177,7 +200,9 @@ impl JsonlWriter {
     fn line<T: Serialize>(&mut self, value: &T) -> Result<()> {
         serde_json::to_writer(&mut self.out, value)
             .with_context(|| format!("writing {}", self.path.display()))?;
-        self.out.write_all(b"\n").with_context(|| format!("writing {}", self.path.display()))
+        self.out
+            .write_all(b"\n")
+            .with_context(|| format!("writing {}", self.path.display()))
     }
 }
 
@@ -188,7 +213,11 @@ fn file_line<'a>(event: &'a Event, f: &'a FileRecord, labels: &'a Labels) -> Fil
         pid: event.task.pid,
         tgid: event.task.tgid,
         comm: &event.task.comm,
-        action: if f.verdict.is_denied() { "deny" } else { "allow" },
+        action: if f.verdict.is_denied() {
+            "deny"
+        } else {
+            "allow"
+        },
         operation: f.op.as_str(),
         access: access_names(f.needed),
         path: &f.path,

@@ -42,7 +42,10 @@ impl SyscallActions {
             }
             t
         };
-        Self { denied: table(denied), log_only: table(log_only) }
+        Self {
+            denied: table(denied),
+            log_only: table(log_only),
+        }
     }
 
     pub fn of(&self, nr: u32) -> SyscallAction {
@@ -89,8 +92,11 @@ impl Labels {
     /// filter refuses.
     pub fn for_policy(policy: &crate::policy::EffectivePolicy, denied: &[u32]) -> Self {
         use crate::policy::PathKind;
-        let log_only: Vec<u32> =
-            policy.log_only_syscalls.iter().map(|s| s.value.id() as u32).collect();
+        let log_only: Vec<u32> = policy
+            .log_only_syscalls
+            .iter()
+            .map(|s| s.value.id() as u32)
+            .collect();
         let mut file_rules = FileRules::default();
         for kind in PathKind::ALL {
             file_rules.by_kind[kind.index()] = policy
@@ -109,18 +115,25 @@ impl Labels {
                 })
                 .collect();
         }
-        Self { syscalls: SyscallActions::new(denied, &log_only), file_rules }
+        Self {
+            syscalls: SyscallActions::new(denied, &log_only),
+            file_rules,
+        }
     }
 }
 
 /// Names of the `KIND_*` bits in `needed`, e.g. `["read", "write"]`.
 pub fn access_names(needed: u16) -> Vec<&'static str> {
     use sandtrace_common::policy::{KIND_EXEC, KIND_READ, KIND_WRITE};
-    [(KIND_READ, "read"), (KIND_WRITE, "write"), (KIND_EXEC, "exec")]
-        .into_iter()
-        .filter(|(bit, _)| needed & bit != 0)
-        .map(|(_, name)| name)
-        .collect()
+    [
+        (KIND_READ, "read"),
+        (KIND_WRITE, "write"),
+        (KIND_EXEC, "exec"),
+    ]
+    .into_iter()
+    .filter(|(bit, _)| needed & bit != 0)
+    .map(|(_, name)| name)
+    .collect()
 }
 
 /// True when a raw syscall return value is an error (-4095..=-1).

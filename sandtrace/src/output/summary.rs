@@ -66,7 +66,10 @@ impl Tally {
     pub fn observe(&mut self, event: &Event) {
         match &event.body {
             // A new process, not a new thread of an existing one.
-            EventBody::Fork { child_pid, child_tgid } if child_pid == child_tgid => self.forks += 1,
+            EventBody::Fork {
+                child_pid,
+                child_tgid,
+            } if child_pid == child_tgid => self.forks += 1,
             EventBody::File(f) if f.verdict.is_denied() => self.denials += 1,
             _ => {}
         }
@@ -98,7 +101,11 @@ impl Tally {
                 count,
             })
             .collect();
-        counts.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.syscall.cmp(&b.syscall)));
+        counts.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then_with(|| a.syscall.cmp(&b.syscall))
+        });
         Summary {
             total_syscalls: counts.iter().map(|c| c.count).sum(),
             unique_syscalls: counts.len() as u64,

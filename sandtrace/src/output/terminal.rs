@@ -62,7 +62,11 @@ impl Terminal {
     }
 
     fn paint(&self, style: &str, text: &str) -> String {
-        if self.color { format!("{style}{text}{RESET}") } else { text.to_owned() }
+        if self.color {
+            format!("{style}{text}{RESET}")
+        } else {
+            text.to_owned()
+        }
     }
 
     /// Prints the event if the verbosity asks for it.
@@ -83,7 +87,11 @@ impl Terminal {
                     return;
                 }
                 let name = syscall_table::name(s.nr).unwrap_or("unknown");
-                let path = s.path.as_deref().map(|p| format!(" {p:?}")).unwrap_or_default();
+                let path = s
+                    .path
+                    .as_deref()
+                    .map(|p| format!(" {p:?}"))
+                    .unwrap_or_default();
                 let ret = match s.ret {
                     None => String::new(),
                     Some(r) => match errno_name(r) {
@@ -118,8 +126,15 @@ impl Terminal {
                 )
             }
             _ if self.verbosity < Verbosity::Processes => return,
-            EventBody::Fork { child_tgid, child_pid } => {
-                let what = if child_pid == child_tgid { "process" } else { "thread" };
+            EventBody::Fork {
+                child_tgid,
+                child_pid,
+            } => {
+                let what = if child_pid == child_tgid {
+                    "process"
+                } else {
+                    "thread"
+                };
                 format!("{who} {} new {what} {child_pid}", self.paint(CYAN, "fork"))
             }
             EventBody::Exec { filename, .. } => {
@@ -176,12 +191,22 @@ impl Terminal {
             out += &row("top", top.join(", "));
         }
         let denied = s.denied_count.to_string();
-        out += &row("denied", if s.denied_count > 0 { self.paint(RED, &denied) } else { denied });
+        out += &row(
+            "denied",
+            if s.denied_count > 0 {
+                self.paint(RED, &denied)
+            } else {
+                denied
+            },
+        );
         let lost = s.lost_events.to_string();
         out += &row(
             "lost events",
             if s.lost_events > 0 {
-                self.paint(YELLOW, &format!("{lost} (ring buffer full; raise --ring-buffer-size)"))
+                self.paint(
+                    YELLOW,
+                    &format!("{lost} (ring buffer full; raise --ring-buffer-size)"),
+                )
             } else {
                 lost
             },

@@ -65,25 +65,37 @@ pub fn describe(out: &Output) -> String {
 
 /// Parses every line of a JSONL log, panicking with the line number on invalid JSON.
 pub fn read_jsonl(path: &Path) -> Vec<Value> {
-    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let text =
+        fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     text.lines()
         .enumerate()
         .map(|(i, line)| {
-            serde_json::from_str(line)
-                .unwrap_or_else(|e| panic!("{}:{}: invalid JSON ({e}): {line}", path.display(), i + 1))
+            serde_json::from_str(line).unwrap_or_else(|e| {
+                panic!("{}:{}: invalid JSON ({e}): {line}", path.display(), i + 1)
+            })
         })
         .collect()
 }
 
 pub fn of_type<'a>(events: &'a [Value], event_type: &str) -> Vec<&'a Value> {
-    events.iter().filter(|e| e["event_type"] == event_type).collect()
+    events
+        .iter()
+        .filter(|e| e["event_type"] == event_type)
+        .collect()
 }
 
 /// The summary line, asserting it is the last line and the only summary.
 pub fn summary(events: &[Value]) -> &Value {
     let last = events.last().expect("empty event log");
-    assert_eq!(last["event_type"], "summary", "the last line is not the summary: {last}");
-    assert_eq!(of_type(events, "summary").len(), 1, "more than one summary line");
+    assert_eq!(
+        last["event_type"], "summary",
+        "the last line is not the summary: {last}"
+    );
+    assert_eq!(
+        of_type(events, "summary").len(),
+        1,
+        "more than one summary line"
+    );
     last
 }
 
@@ -91,7 +103,9 @@ pub fn summary(events: &[Value]) -> &Value {
 pub fn processes_with(marker: &str) -> Vec<u32> {
     let mut found = Vec::new();
     for entry in fs::read_dir("/proc").expect("reading /proc").flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
         if pid == std::process::id() {
             continue;
         }
@@ -122,10 +136,16 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 /// The session cgroup directories a loader with this pid created that still exist.
 pub fn session_cgroups_of(loader_pid: u32) -> Vec<PathBuf> {
     let mut left = Vec::new();
-    for root in ["/sys/fs/cgroup/sandtrace", "/sys/fs/cgroup/unified/sandtrace"] {
+    for root in [
+        "/sys/fs/cgroup/sandtrace",
+        "/sys/fs/cgroup/unified/sandtrace",
+    ] {
         if let Ok(entries) = fs::read_dir(root) {
             for e in entries.flatten() {
-                if e.file_name().to_string_lossy().starts_with(&format!("run-{loader_pid}-")) {
+                if e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("run-{loader_pid}-"))
+                {
                     left.push(e.path());
                 }
             }
