@@ -13,6 +13,8 @@ pub const FLAG_FILE_EVENTS_ALL: u32 = 1 << 2;
 /// Every exec is allowed (`--allow-exec`, or `allow_exec` covering `/`); running the dynamic
 /// loader directly is then allowed too.
 pub const FLAG_EXEC_UNRESTRICTED: u32 = 1 << 3;
+/// Report every network decision, not only denials (`-v`).
+pub const FLAG_NETWORK_EVENTS_ALL: u32 = 1 << 4;
 
 /// Offsets of kernel struct fields, read from the running kernel's BTF by the loader.
 /// aya-ebpf has no CO-RE, so nothing kernel-internal is hard-coded in the programs.
@@ -67,6 +69,20 @@ pub struct KernelOffsets {
     pub task_fs: u32,
     /// `fs_struct.root`
     pub fs_root: u32,
+    /// `inode.i_mode`
+    pub inode_i_mode: u32,
+    /// `task_struct.group_leader`
+    pub task_group_leader: u32,
+    /// `task_struct.thread_pid`
+    pub task_thread_pid: u32,
+    /// `pid.level`
+    pub pid_level: u32,
+    /// `pid.numbers`
+    pub pid_numbers: u32,
+    /// `sizeof(struct upid)`
+    pub upid_size: u32,
+    /// `upid.nr`
+    pub upid_nr: u32,
 }
 
 #[repr(C)]
@@ -80,6 +96,10 @@ pub struct Config {
     pub session_cgroup_level: u32,
     /// `FLAG_*` bits.
     pub flags: u32,
+    /// Nesting level of the session's PID namespace (the initial namespace is 0): the session's
+    /// /proc names processes by their ids at this level.
+    pub session_pid_ns_level: u32,
+    pub _pad: u32,
     pub offsets: KernelOffsets,
 }
 
@@ -89,6 +109,8 @@ impl Config {
         session_cgroup_id: 0,
         session_cgroup_level: 0,
         flags: 0,
+        session_pid_ns_level: 0,
+        _pad: 0,
         offsets: KernelOffsets::UNSET,
     };
 }
@@ -119,6 +141,13 @@ impl KernelOffsets {
         mount_mnt_mountpoint: 0,
         task_fs: 0,
         fs_root: 0,
+        inode_i_mode: 0,
+        task_group_leader: 0,
+        task_thread_pid: 0,
+        pid_level: 0,
+        pid_numbers: 0,
+        upid_size: 0,
+        upid_nr: 0,
     };
 }
 

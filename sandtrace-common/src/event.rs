@@ -24,6 +24,9 @@ pub enum EventKind {
     Exec = 4,
     Exit = 5,
     File = 6,
+    Network = 7,
+    ForkRefused = 8,
+    SeccompKill = 9,
 }
 
 impl EventKind {
@@ -35,6 +38,9 @@ impl EventKind {
             4 => Self::Exec,
             5 => Self::Exit,
             6 => Self::File,
+            7 => Self::Network,
+            8 => Self::ForkRefused,
+            9 => Self::SeccompKill,
             _ => return None,
         })
     }
@@ -60,11 +66,31 @@ pub const SYSCALL_HAS_PATH: u32 = 1 << 0;
 /// Set when the path argument was longer than [`SYSCALL_PATH_CAP`] and was cut.
 pub const SYSCALL_PATH_TRUNCATED: u32 = 1 << 1;
 /// Set when the entry record was missing (the syscall started before tracing, or the
-/// pending-syscall map was full): `args` and `duration_ns` are then zero.
+/// pending-syscall map was full, or the seccomp filter refused the call, which skips
+/// `sys_enter`): `args` are then read at exit and `duration_ns` is zero.
 pub const SYSCALL_NO_ENTRY: u32 = 1 << 2;
 /// Set for syscalls that never return (`exit`, `exit_group`): the event is sent at entry and
 /// `ret` / `duration_ns` are meaningless.
 pub const SYSCALL_NO_RETURN: u32 = 1 << 3;
+
+/// Set when the policy denies this syscall: the seccomp filter refused it with `EPERM`.
+pub const SYSCALL_DENIED: u32 = 1 << 4;
+/// Set when the policy lists this syscall as `log_only`.
+pub const SYSCALL_LOG_ONLY: u32 = 1 << 5;
+
+/// Values of the per-syscall-number action map the loader fills (`SYSCALL_ACTIONS`). Syscalls
+/// with an action are reported even when per-syscall events are off.
+pub mod syscall_action {
+    /// Nothing beyond tracing.
+    pub const NONE: u8 = 0;
+    /// Refused by the seccomp filter with `EPERM` (which skips the `sys_enter` tracepoint).
+    pub const DENY: u8 = 1;
+    /// Allowed, and reported.
+    pub const LOG_ONLY: u8 = 2;
+    /// `socket`/`socketpair` while the seccomp filter refuses socket families that reach the
+    /// network past the IPv4/IPv6 hooks: a refusal is reported as a network denial.
+    pub const SOCKET_FAMILY: u8 = 3;
+}
 
 /// One completed syscall (`EventKind::Syscall`). `header.ts_ns` is the time of entry.
 #[repr(C)]
@@ -115,6 +141,33 @@ pub struct ExitEvent {
     pub exit_code: u32,
     pub _pad: u32,
 }
+
+/// A fork, vfork or clone (process or thread) that failed with `EAGAIN`: the session reached
+/// `max_processes` (`EventKind::ForkRefused`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ForkRefusedEvent {
+    pub header: EventHeader,
+    /// The syscall number (clone, fork, vfork, clone3).
+    pub nr: u32,
+    /// The positive errno.
+    pub errno: u32,
+}
+
+/// The seccomp filter killed a process for entering the kernel through a foreign syscall ABI
+/// (x32, i386 `int 0x80`) (`EventKind::SeccompKill`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SeccompKillEvent {
+    pub header: EventHeader,
+    /// The syscall number as that ABI numbers it (x32 numbers include `X32_SYSCALL_BIT`).
+    pub nr: u32,
+    /// The `AUDIT_ARCH_*` value of the ABI.
+    pub arch: u32,
+}
+
+/// x32 syscall numbers are x86_64 numbers with this bit set.
+pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
 /// Indices into the `COUNTERS` per-CPU array.
 pub mod counter {

@@ -7,9 +7,11 @@ use crate::policy::MAX_PATH_LEN;
 pub const PATH_BUF_LEN: usize = MAX_PATH_LEN + 256 + 1;
 /// Path bytes carried by a file event.
 pub const EVENT_PATH_CAP: usize = MAX_PATH_LEN + 1;
-/// Deepest directory nesting walked when a path has to be rebuilt from directory entries
-/// (hard-link sources). Deeper paths are denied.
-pub const MAX_WALK_DEPTH: usize = 64;
+/// Deepest directory nesting walked when a path is rebuilt from directory entries (every
+/// hook but `file_open` and `bprm_check_security`). Deeper paths are denied.
+pub const MAX_WALK_DEPTH: usize = 256;
+/// Mount points crossed at most while rebuilding a path.
+pub const MAX_WALK_MOUNTS: usize = 32;
 
 /// The operation an LSM program decided on.
 #[repr(u32)]

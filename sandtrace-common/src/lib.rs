@@ -7,5 +7,6 @@
 pub mod config;
 pub mod event;
 pub mod file;
+pub mod network;
 pub mod policy;
 pub mod syscall_args;

@@ -8,71 +8,28 @@
 //! every exec is allowed: the loader would map the program it is given without an exec check.
 
 use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid,
     macros::{lsm, map},
-    maps::{Array, HashMap, PerCpuArray},
+    maps::HashMap,
     programs::LsmContext,
 };
 use sandtrace_common::{
     config::{FLAG_ENFORCE_FILES, FLAG_EXEC_UNRESTRICTED},
-    file::{EXACT_PATH_MAX, FileOp, PathKey, Verdict},
+    file::{FileOp, PathKey, Verdict},
 };
 
 use crate::{
-    path_policy::{self, Decision, NEED_EXEC, Resolved, decide, errno_of, report, resolve_path},
+    launch::{self, LAUNCH_CHAIN},
+    path_policy::{Decision, NEED_EXEC, decide, errno_of, report, resolve_path},
     session::{self, config},
 };
 
-/// Resolved paths of CMD and its launch chain.
-#[map]
-static LAUNCH_CHAIN: HashMap<PathKey, u8> = HashMap::with_max_entries(16, 0);
 /// Resolved paths of the system's dynamic loaders (ld-linux*.so).
 #[map]
 static DYNAMIC_LOADERS: HashMap<PathKey, u8> = HashMap::with_max_entries(16, 0);
-/// Index 0: tgid of the session's first process (set at its first exec).
-#[map]
-static LAUNCH_TGID: Array<u32> = Array::with_max_entries(1, 0);
-/// Scratch space for building a `PathKey` (too large for the stack).
-#[map]
-static KEY_SCRATCH: PerCpuArray<PathKey> = PerCpuArray::with_max_entries(1, 0);
-
-/// The exact-match key of a resolved path; `None` if it is longer than any listed path can be.
-#[inline(always)]
-fn path_key(p: Resolved) -> Option<&'static PathKey> {
-    if p.len > EXACT_PATH_MAX {
-        return None;
-    }
-    let key = KEY_SCRATCH.get_ptr_mut(0)?;
-    let buf = path_policy::buffer(p.slot)?;
-    unsafe {
-        (*key).bytes = [0; EXACT_PATH_MAX + 1];
-        let src = (*buf).bytes.as_ptr().add(p.start & path_policy::BUF_MASK);
-        aya_ebpf::helpers::generated::bpf_probe_read_kernel(
-            (*key).bytes.as_mut_ptr().cast(),
-            (p.len & EXACT_PATH_MAX) as u32,
-            src.cast(),
-        );
-        Some(&*key)
-    }
-}
-
-/// True for the session's first process, which the first exec in the session comes from.
-#[inline(always)]
-fn is_launch_process() -> bool {
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let Some(slot) = LAUNCH_TGID.get_ptr_mut(0) else {
-        return false;
-    };
-    unsafe {
-        if *slot == 0 {
-            *slot = tgid;
-        }
-        *slot == tgid
-    }
-}
 
 /// `bprm_check_security(struct linux_binprm *bprm)`.
 #[lsm(hook = "bprm_check_security")]
+#[inline(always)]
 pub fn bprm_check_security(ctx: LsmContext) -> i32 {
     let prev: i32 = ctx.arg(1);
     if prev != 0 || !session::flag(FLAG_ENFORCE_FILES) || !session::current_in_session() {
@@ -87,12 +44,10 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
     let decision = match path {
         Err(v) => Decision::of(v),
         Ok(p) => {
-            let key = path_key(p);
-            let listed =
-                |map: &HashMap<PathKey, u8>| key.is_some_and(|k| unsafe { map.get(k) }.is_some());
-            if is_launch_process() && listed(&LAUNCH_CHAIN) {
+            if launch::claim_launch_process() && launch::listed(&LAUNCH_CHAIN, p) {
                 Decision::of(Verdict::AllowedLaunch)
-            } else if !session::flag(FLAG_EXEC_UNRESTRICTED) && listed(&DYNAMIC_LOADERS) {
+            } else if !session::flag(FLAG_EXEC_UNRESTRICTED) && launch::listed(&DYNAMIC_LOADERS, p)
+            {
                 Decision::of(Verdict::DeniedDynamicLoader)
             } else {
                 decide(p, NEED_EXEC)

@@ -10,8 +10,8 @@ use sandtrace_common::{config::FLAG_ENFORCE_FILES, file::FileOp};
 
 use crate::{
     path_policy::{
-        self, Decision, NEED_READ, NEED_WRITE, append_name, decide_moving, enforce, errno_of,
-        rebuild_path, report, resolve_path,
+        self, Decision, NEED_READ, NEED_WRITE, append_name, decide, decide_at, enforce, errno_of,
+        moves_denied, rebuild_path, report, resolve_path,
     },
     session::{self, config},
 };
@@ -21,6 +21,8 @@ const FMODE_WRITE: u32 = 0x2;
 /// Set (in f_mode and f_flags) only by the kernel's own opens for exec; open(2) cannot set it.
 const FMODE_EXEC: u32 = 0x20;
 const RENAME_EXCHANGE: u32 = 1 << 1;
+const S_IFMT: u16 = 0o170000;
+const S_IFDIR: u16 = 0o040000;
 const O_TRUNC: u32 = 0o1000;
 
 /// Whether this program should decide: a session task with file enforcement on, and no earlier
@@ -38,6 +40,7 @@ fn field<T: Default + Copy>(base: *const u8, offset: u32) -> T {
 /// `file_open(struct file *file)`: by the open mode. Opens the kernel makes to execute a file
 /// are decided by `bprm_check_security` instead.
 #[lsm(hook = "file_open")]
+#[inline(always)]
 pub fn file_open(ctx: LsmContext) -> i32 {
     let prev: i32 = ctx.arg(1);
     if !applies(prev) {
@@ -63,17 +66,27 @@ pub fn file_open(ctx: LsmContext) -> i32 {
         needed = NEED_READ;
     }
     let f_path = unsafe { file.add(config!(offsets.file_f_path) as usize) };
-    enforce(FileOp::Open, needed, resolve_path(f_path, 0))
+    let path = resolve_path(f_path, 0);
+    if let Ok(p) = path
+        && needed == NEED_READ
+        && crate::launch::is_launch_read(p)
+    {
+        let d = Decision::of(sandtrace_common::file::Verdict::AllowedLaunch);
+        report(FileOp::Open, needed, d, Some(p));
+        return 0;
+    }
+    enforce(FileOp::Open, needed, path)
 }
 
 /// `path_truncate(const struct path *path)`.
 #[lsm(hook = "path_truncate")]
+#[inline(always)]
 pub fn path_truncate(ctx: LsmContext) -> i32 {
     let prev: i32 = ctx.arg(1);
     if !applies(prev) {
         return prev;
     }
-    enforce(FileOp::Truncate, NEED_WRITE, resolve_path(ctx.arg(0), 0))
+    enforce(FileOp::Truncate, NEED_WRITE, rebuilt(ctx.arg(0), 0))
 }
 
 /// Decides a new or removed directory entry: `dir` + `/` + the entry's name, needing write.
@@ -84,23 +97,25 @@ fn entry_in_dir(ctx: &LsmContext, op: FileOp) -> i32 {
     enforce(
         op,
         NEED_WRITE,
-        resolve_path(dir, 0).and_then(|d| append_name(d, dentry)),
+        rebuilt(dir, 0).and_then(|d| append_name(d, dentry)),
     )
 }
 
-/// The directory of a `struct path`, rebuilt without `d_path` (for hooks that may not call it).
+/// The path of a `struct path`, rebuilt without `d_path`: the `path_*` hooks may not call
+/// `d_path` on every kernel (6.1 allows it only in `file_open` and `bprm_check_security`).
 #[inline(always)]
-fn rebuilt_dir(
-    dir: *const u8,
+fn rebuilt(
+    path: *const u8,
     slot: u32,
 ) -> Result<path_policy::Resolved, sandtrace_common::file::Verdict> {
-    let mnt: *const u8 = field::<usize>(dir, config!(offsets.path_mnt)) as *const u8;
-    let dentry: *const u8 = field::<usize>(dir, config!(offsets.path_dentry)) as *const u8;
+    let mnt: *const u8 = field::<usize>(path, config!(offsets.path_mnt)) as *const u8;
+    let dentry: *const u8 = field::<usize>(path, config!(offsets.path_dentry)) as *const u8;
     rebuild_path(dentry, mnt, slot)
 }
 
 /// `path_unlink(const struct path *dir, struct dentry *dentry)`.
 #[lsm(hook = "path_unlink")]
+#[inline(always)]
 pub fn path_unlink(ctx: LsmContext) -> i32 {
     let prev: i32 = ctx.arg(2);
     if !applies(prev) {
@@ -111,6 +126,7 @@ pub fn path_unlink(ctx: LsmContext) -> i32 {
 
 /// `path_mkdir(const struct path *dir, struct dentry *dentry, umode_t mode)`.
 #[lsm(hook = "path_mkdir")]
+#[inline(always)]
 pub fn path_mkdir(ctx: LsmContext) -> i32 {
     let prev: i32 = ctx.arg(3);
     if !applies(prev) {
@@ -121,6 +137,7 @@ pub fn path_mkdir(ctx: LsmContext) -> i32 {
 
 /// `path_rmdir(const struct path *dir, struct dentry *dentry)`.
 #[lsm(hook = "path_rmdir")]
+#[inline(always)]
 pub fn path_rmdir(ctx: LsmContext) -> i32 {
     let prev: i32 = ctx.arg(2);
     if !applies(prev) {
@@ -132,23 +149,19 @@ pub fn path_rmdir(ctx: LsmContext) -> i32 {
 /// `path_mknod(const struct path *dir, struct dentry *dentry, umode_t mode, unsigned int dev)`:
 /// also every regular file created by open(O_CREAT).
 #[lsm(hook = "path_mknod")]
+#[inline(always)]
 pub fn path_mknod(ctx: LsmContext) -> i32 {
     let prev: i32 = ctx.arg(4);
     if !applies(prev) {
         return prev;
     }
-    let dir: *const u8 = ctx.arg(0);
-    let dentry: *const u8 = ctx.arg(1);
-    enforce(
-        FileOp::Create,
-        NEED_WRITE,
-        rebuilt_dir(dir, 0).and_then(|d| append_name(d, dentry)),
-    )
+    entry_in_dir(&ctx, FileOp::Create)
 }
 
 /// `path_symlink(const struct path *dir, struct dentry *dentry, const char *old_name)`: the
 /// link's own path needs write; what it points to is decided when it is followed.
 #[lsm(hook = "path_symlink")]
+#[inline(always)]
 pub fn path_symlink(ctx: LsmContext) -> i32 {
     let prev: i32 = ctx.arg(3);
     if !applies(prev) {
@@ -159,9 +172,10 @@ pub fn path_symlink(ctx: LsmContext) -> i32 {
 
 /// `path_link(struct dentry *old_dentry, const struct path *new_dir, struct dentry *new_dentry)`.
 /// A hard link is a second name for the same file, so the source must be writable (else a
-/// link in a writable directory would make a read-only file writable) and must not carry a
-/// denied path; the new name needs write.
+/// link in a writable directory would make a read-only file writable) and not denied; the new
+/// name needs write.
 #[lsm(hook = "path_link")]
+#[inline(always)]
 pub fn path_link(ctx: LsmContext) -> i32 {
     let prev: i32 = ctx.arg(3);
     if !applies(prev) {
@@ -172,7 +186,7 @@ pub fn path_link(ctx: LsmContext) -> i32 {
     let new_dentry: *const u8 = ctx.arg(2);
     let vfsmount: *const u8 = field::<usize>(new_dir, config!(offsets.path_mnt)) as *const u8;
     let (source, shown) = match rebuild_path(old_dentry, vfsmount, 1) {
-        Ok(p) => (decide_moving(p, NEED_WRITE), Some(p)),
+        Ok(p) => (decide(p, NEED_WRITE), Some(p)),
         Err(v) => (Decision::of(v), None),
     };
     report(FileOp::LinkSource, NEED_WRITE, source, shown);
@@ -182,14 +196,15 @@ pub fn path_link(ctx: LsmContext) -> i32 {
     enforce(
         FileOp::Link,
         NEED_WRITE,
-        resolve_path(new_dir, 0).and_then(|d| append_name(d, new_dentry)),
+        rebuilt(new_dir, 0).and_then(|d| append_name(d, new_dentry)),
     )
 }
 
 /// `path_rename(const struct path *old_dir, struct dentry *old_dentry,
 /// const struct path *new_dir, struct dentry *new_dentry, unsigned int flags)`: both names need
-/// write, and the moved entry must not carry denied paths out from under their rule.
+/// write, and a moved directory must not carry denied paths out from under their rule.
 #[lsm(hook = "path_rename")]
+#[inline(always)]
 pub fn path_rename(ctx: LsmContext) -> i32 {
     let prev: i32 = ctx.arg(5);
     if !applies(prev) {
@@ -200,40 +215,67 @@ pub fn path_rename(ctx: LsmContext) -> i32 {
     let new_dir: *const u8 = ctx.arg(2);
     let new_dentry: *const u8 = ctx.arg(3);
     let flags: u64 = ctx.arg(4);
-    let (from, shown) = match resolve_path(old_dir, 0).and_then(|d| append_name(d, old_dentry)) {
-        Ok(p) => (decide_moving(p, NEED_WRITE), Some(p)),
-        Err(v) => (Decision::of(v), None),
-    };
-    report(FileOp::RenameFrom, NEED_WRITE, from, shown);
+    let (from, from_state, shown) =
+        match rebuilt(old_dir, 0).and_then(|d| append_name(d, old_dentry)) {
+            Ok(p) => {
+                let (d, state) = decide_at(p, NEED_WRITE);
+                (d, state, Some(p))
+            }
+            Err(v) => (Decision::of(v), None, None),
+        };
     if from.verdict.is_denied() {
+        report(FileOp::RenameFrom, NEED_WRITE, from, shown);
         return errno_of(from);
     }
-    let (to, shown) = match resolve_path(new_dir, 1).and_then(|d| append_name(d, new_dentry)) {
-        // With RENAME_EXCHANGE the target moves too.
-        Ok(p) if flags as u32 & RENAME_EXCHANGE != 0 => (decide_moving(p, NEED_WRITE), Some(p)),
-        Ok(p) => (path_policy::decide(p, NEED_WRITE), Some(p)),
-        Err(v) => (Decision::of(v), None),
-    };
-    report(FileOp::RenameTo, NEED_WRITE, to, shown);
+    let (mut to, to_state, to_shown) =
+        match rebuilt(new_dir, 1).and_then(|d| append_name(d, new_dentry)) {
+            Ok(p) => {
+                let (d, state) = decide_at(p, NEED_WRITE);
+                (d, state, Some(p))
+            }
+            Err(v) => (Decision::of(v), None, None),
+        };
+    let exchange = flags as u32 & RENAME_EXCHANGE != 0;
+    if !to.verdict.is_denied() && (is_dir(old_dentry) || (exchange && is_dir(new_dentry))) {
+        let moved = match (from_state, to_state) {
+            (Some(f), Some(t)) => moves_denied(f, t, exchange),
+            // A pseudo path on either side: nothing below it is decided by path.
+            _ => false,
+        };
+        if moved {
+            to = Decision::of(sandtrace_common::file::Verdict::DeniedMovesDenied);
+        }
+    }
+    report(FileOp::RenameFrom, NEED_WRITE, from, shown);
+    report(FileOp::RenameTo, NEED_WRITE, to, to_shown);
     errno_of(to)
+}
+
+/// Whether a directory entry is a directory (by its inode's mode).
+#[inline(always)]
+fn is_dir(dentry: *const u8) -> bool {
+    let inode: *const u8 = field::<usize>(dentry, config!(offsets.dentry_d_inode)) as *const u8;
+    !inode.is_null() && field::<u16>(inode, config!(offsets.inode_i_mode)) & S_IFMT == S_IFDIR
 }
 
 /// `path_chmod(const struct path *path, umode_t mode)`.
 #[lsm(hook = "path_chmod")]
+#[inline(always)]
 pub fn path_chmod(ctx: LsmContext) -> i32 {
     let prev: i32 = ctx.arg(2);
     if !applies(prev) {
         return prev;
     }
-    enforce(FileOp::Chmod, NEED_WRITE, resolve_path(ctx.arg(0), 0))
+    enforce(FileOp::Chmod, NEED_WRITE, rebuilt(ctx.arg(0), 0))
 }
 
 /// `path_chown(const struct path *path, kuid_t uid, kgid_t gid)`.
 #[lsm(hook = "path_chown")]
+#[inline(always)]
 pub fn path_chown(ctx: LsmContext) -> i32 {
     let prev: i32 = ctx.arg(3);
     if !applies(prev) {
         return prev;
     }
-    enforce(FileOp::Chown, NEED_WRITE, resolve_path(ctx.arg(0), 0))
+    enforce(FileOp::Chown, NEED_WRITE, rebuilt(ctx.arg(0), 0))
 }

@@ -6,6 +6,7 @@ use aya_ebpf::{macros::lsm, programs::LsmContext};
 /// `file_open(struct file *file)`; the last argument is the previous LSM program's verdict,
 /// which an LSM program must pass on.
 #[lsm(hook = "file_open")]
+#[inline(always)]
 pub fn lsm_probe(ctx: LsmContext) -> i32 {
     ctx.arg(1)
 }

@@ -2,13 +2,18 @@
 //!
 //! Every program first checks that the current task belongs to the session's cgroup
 //! (see [`session`]); tasks elsewhere on the host return at once.
+//!
+//! Program functions are `#[inline(always)]`: the aya macros wrap each in an entry point, and
+//! kernels before 6.2 reject a separate (global) function taking the program's context.
 #![no_std]
 #![no_main]
 
 mod emit;
 mod exec;
 mod files;
+mod launch;
 mod lsm_probe;
+mod network;
 mod path_policy;
 mod process;
 mod session;

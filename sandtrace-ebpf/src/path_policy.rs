@@ -16,7 +16,7 @@ use aya_ebpf::{
 use sandtrace_common::{
     config::FLAG_FILE_EVENTS_ALL,
     event::{EventKind, FileEvent},
-    file::{FileOp, MAX_WALK_DEPTH, Verdict},
+    file::{FileOp, MAX_WALK_DEPTH, MAX_WALK_MOUNTS, Verdict},
     policy::{
         DEAD_STATE, KIND_DENY, KIND_EXEC, KIND_INDEX_DENY, KIND_INDEX_EXEC, KIND_INDEX_READ,
         KIND_INDEX_WRITE, KIND_READ, KIND_WRITE, MAX_PATH_LEN, MAX_STATES, NO_RULE, PathAccept,
@@ -121,7 +121,7 @@ pub fn append_name(dir: Resolved, dentry: *const u8) -> Result<Resolved, Verdict
     }
     let mut end = dir.start + dir.len;
     if dir.len != 1 {
-        unsafe { (*buf).bytes[end & BUF_MASK] = b'/' };
+        unsafe { (*buf).bytes[opaque(end) & BUF_MASK] = b'/' };
         end += 1;
     }
     end += unsafe { read_str_at(buf, end, NAME_MAX, name)? };
@@ -212,10 +212,10 @@ extern "C" fn rebuild_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
             r.outcome = v as u32;
             return 1;
         }
-        (*buf).bytes[new_pos & BUF_MASK] = b'/';
+        (*buf).bytes[opaque(new_pos) & BUF_MASK] = b'/';
         // The name's NUL landed on the separator of the component after it.
         if pos < REBUILT_END {
-            (*buf).bytes[pos & BUF_MASK] = b'/';
+            (*buf).bytes[opaque(pos) & BUF_MASK] = b'/';
         }
     }
     r.pos = new_pos as u64;
@@ -250,7 +250,7 @@ pub fn rebuild_path(
     };
     let ret = unsafe {
         generated::bpf_loop(
-            (MAX_WALK_DEPTH * 2) as u32,
+            (MAX_WALK_DEPTH + MAX_WALK_MOUNTS) as u32,
             rebuild_step as *mut core::ffi::c_void,
             core::ptr::null_mut(),
             0,
@@ -261,7 +261,7 @@ pub fn rebuild_path(
     }
     match r.outcome {
         REBUILD_DONE => {}
-        // Still walking after MAX_WALK_DEPTH * 2 steps: too deep to decide.
+        // Still walking after the last step: too deep to decide.
         REBUILD_WALKING => return Err(Verdict::DeniedTooLong),
         v => return Err(Verdict::from_u16(v as u16).unwrap_or(Verdict::DeniedUnresolved)),
     }
@@ -269,7 +269,7 @@ pub fn rebuild_path(
     if pos >= REBUILT_END {
         // The root itself.
         pos = REBUILT_END - 1;
-        unsafe { (*buf).bytes[pos & BUF_MASK] = b'/' };
+        unsafe { (*buf).bytes[opaque(pos) & BUF_MASK] = b'/' };
     }
     let pos = pos & BUF_MASK;
     Ok(Resolved {
@@ -288,8 +288,12 @@ unsafe fn read_str_at(
     size: usize,
     src: *const u8,
 ) -> Result<usize, Verdict> {
-    let size = if size > NAME_MAX { NAME_MAX } else { size };
-    let at = if at > BUF_SIZE { BUF_SIZE } else { at };
+    // The compiler may prove these bounds from earlier checks and drop them, while older
+    // verifiers (6.1) cannot follow that proof: hide the values so the checks stay.
+    let (at, size) = (opaque(at), opaque(size));
+    if size > NAME_MAX || at > BUF_SIZE {
+        return Err(Verdict::DeniedTooLong);
+    }
     let ret = unsafe {
         bpf_probe_read_kernel_str(
             (*buf).bytes.as_mut_ptr().add(at).cast(),
@@ -301,6 +305,12 @@ unsafe fn read_str_at(
         return Err(Verdict::DeniedUnresolved);
     }
     Ok(ret as usize - 1)
+}
+
+/// `v`, with everything the compiler knows about it forgotten.
+#[inline(always)]
+pub fn opaque(v: usize) -> usize {
+    unsafe { core::ptr::read_volatile(&v) }
 }
 
 #[inline(always)]
@@ -333,7 +343,7 @@ extern "C" fn walk_step(index: u64, ctx: *mut core::ffi::c_void) -> i64 {
         w.failed = 1;
         return 1;
     };
-    let byte = unsafe { (*buf).bytes[(w.start as usize + index as usize) & BUF_MASK] };
+    let byte = unsafe { (*buf).bytes[opaque(w.start as usize + index as usize) & BUF_MASK] };
     match PATH_DFA_ROWS.get(w.state) {
         Some(row) => {
             w.state = row[byte as usize] as u32;
@@ -364,6 +374,16 @@ fn walk(p: Resolved) -> Result<u32, Verdict> {
         state: header.start as u32,
         failed: 0,
     };
+    // The session's /proc shows the task's own directory as /proc/<pid>: decide it as
+    // /proc/self, which is how policies name it.
+    if let Some(prefix) = own_proc_prefix(p) {
+        for &b in PROC_SELF {
+            let row = PATH_DFA_ROWS.get(w.state).ok_or(Verdict::DeniedNoPolicy)?;
+            w.state = row[b as usize] as u32;
+        }
+        w.start += prefix as u32;
+        w.len -= prefix as u32;
+    }
     let ret = unsafe {
         generated::bpf_loop(
             MAX_PATH_LEN as u32,
@@ -378,12 +398,67 @@ fn walk(p: Resolved) -> Result<u32, Verdict> {
     Ok(w.state)
 }
 
+const PROC_SELF: &[u8; 10] = b"/proc/self";
+/// Longest decimal pid.
+const PID_DIGITS: usize = 10;
+
+/// The current process's id as the session's /proc shows it: its thread-group leader's id at
+/// the session's PID namespace level.
+#[inline(always)]
+fn own_proc_pid() -> Option<u64> {
+    let task = unsafe { aya_ebpf::helpers::bpf_get_current_task() } as *const u8;
+    let leader: *const u8 = read(task, config!(offsets.task_group_leader));
+    let pid: *const u8 = read(leader, config!(offsets.task_thread_pid));
+    let level: u32 = unsafe {
+        bpf_probe_read_kernel(pid.add(config!(offsets.pid_level) as usize).cast::<u32>()).ok()?
+    };
+    let want = config!(session_pid_ns_level);
+    if pid.is_null() || level < want {
+        return None;
+    }
+    let upid = unsafe {
+        pid.add(config!(offsets.pid_numbers) as usize)
+            .add((want * config!(offsets.upid_size)) as usize)
+            .add(config!(offsets.upid_nr) as usize)
+    };
+    unsafe {
+        bpf_probe_read_kernel(upid.cast::<i32>())
+            .ok()
+            .map(|nr| nr as u64)
+    }
+}
+
+/// If the path is `/proc/<own pid>` or lies below it, the length of that prefix.
+#[inline(always)]
+fn own_proc_prefix(p: Resolved) -> Option<usize> {
+    let buf = buffer(p.slot)?;
+    let at = |i: usize| unsafe { (*buf).bytes[opaque(p.start + i) & BUF_MASK] };
+    if p.len < PROC_SELF.len() - 3 || b"/proc/".iter().enumerate().any(|(i, &b)| at(i) != b) {
+        return None;
+    }
+    let mut n: u64 = 0;
+    let mut digits = 0;
+    for i in 0..PID_DIGITS {
+        let b = at(6 + i);
+        if 6 + i >= p.len || !b.is_ascii_digit() {
+            break;
+        }
+        n = n * 10 + (b - b'0') as u64;
+        digits += 1;
+    }
+    let end = 6 + digits;
+    if digits == 0 || (end < p.len && at(end) != b'/') {
+        return None;
+    }
+    (own_proc_pid()? == n).then_some(end)
+}
+
 /// True for paths that are not file-system paths (`pipe:[12]`, `socket:[3]`, `anon_inode:x`):
 /// objects reached through a descriptor the task already holds.
 #[inline(always)]
 fn is_pseudo(p: Resolved) -> bool {
     match buffer(p.slot) {
-        Some(buf) => p.len > 0 && unsafe { (*buf).bytes[p.start & BUF_MASK] } != b'/',
+        Some(buf) => p.len > 0 && unsafe { (*buf).bytes[opaque(p.start) & BUF_MASK] } != b'/',
         None => false,
     }
 }
@@ -391,17 +466,24 @@ fn is_pseudo(p: Resolved) -> bool {
 /// Decides whether the path allows every access in `needed` (`KIND_*` bits).
 #[inline(always)]
 pub fn decide(p: Resolved, needed: u16) -> Decision {
+    decide_at(p, needed).0
+}
+
+/// [`decide`], also returning the automaton state the path ended in (`None` for pseudo paths
+/// and failures).
+#[inline(always)]
+pub fn decide_at(p: Resolved, needed: u16) -> (Decision, Option<u32>) {
     if is_pseudo(p) {
-        return Decision::of(Verdict::AllowedPseudo);
+        return (Decision::of(Verdict::AllowedPseudo), None);
     }
     let state = match walk(p) {
         Ok(s) => s,
-        Err(v) => return Decision::of(v),
+        Err(v) => return (Decision::of(v), None),
     };
-    let Some(accept) = PATH_DFA_ACCEPT.get(state) else {
-        return Decision::of(Verdict::DeniedNoPolicy);
-    };
-    verdict_of(accept, needed)
+    match PATH_DFA_ACCEPT.get(state) {
+        Some(accept) => (verdict_of(accept, needed), Some(state)),
+        None => (Decision::of(Verdict::DeniedNoPolicy), None),
+    }
 }
 
 #[inline(always)]
@@ -444,25 +526,25 @@ fn verdict_of(a: &PathAccept, needed: u16) -> Decision {
     decided
 }
 
-/// Like [`decide`], and additionally denies when a deny rule could match below the path:
-/// for the ends of a rename or the source of a link, which carry everything beneath along.
+/// Whether moving a directory from the path that ended in `from` to the one that ended in `to`
+/// could take a denied path out of its rule's reach (or, with `exchange`, the other way): when
+/// a deny rule can match below `from` and the two directories do not lead to the same automaton
+/// state (the same state decides every path below alike).
 #[inline(always)]
-pub fn decide_moving(p: Resolved, needed: u16) -> Decision {
-    let d = decide(p, needed);
-    if d.verdict.is_denied() || d.verdict == Verdict::AllowedPseudo {
-        return d;
-    }
-    let Ok(state) = walk(p) else {
-        return Decision::of(Verdict::DeniedNoPolicy);
+pub fn moves_denied(from: u32, to: u32, exchange: bool) -> bool {
+    let below = |state: u32| {
+        PATH_DFA_ROWS
+            .get(state)
+            .map(|row| row[b'/' as usize] as u32)
     };
-    let below = match PATH_DFA_ROWS.get(state) {
-        Some(row) => row[b'/' as usize] as u32,
-        None => return Decision::of(Verdict::DeniedNoPolicy),
+    let (Some(from), Some(to)) = (below(from), below(to)) else {
+        return true;
     };
-    match PATH_DFA_DENY_AHEAD.get(below) {
-        Some(0) => d,
-        _ => Decision::of(Verdict::DeniedMovesDenied),
+    if from == to {
+        return false;
     }
+    let ahead = |state: u32| PATH_DFA_DENY_AHEAD.get(state).is_none_or(|&a| a != 0);
+    ahead(from) || (exchange && ahead(to))
 }
 
 /// Sends a file event for denials, or for every decision with `FLAG_FILE_EVENTS_ALL`.
@@ -492,7 +574,7 @@ pub fn report(op: FileOp, needed: u16, d: Decision, p: Option<Resolved>) {
                 } else {
                     p.len
                 };
-                let src = (*buf).bytes.as_ptr().add(p.start & BUF_MASK);
+                let src = (*buf).bytes.as_ptr().add(opaque(p.start) & BUF_MASK);
                 let dst = core::ptr::addr_of_mut!((*e).path).cast::<u8>();
                 if generated::bpf_probe_read_kernel(dst.cast(), len as u32, src.cast()) == 0 {
                     (*e).path_len = len as u32;

@@ -19,6 +19,7 @@ unsafe fn read_field<T: Copy + Default>(base: *const u8, offset: u32) -> T {
 
 /// `sched_process_fork(struct task_struct *parent, struct task_struct *child)`, in the parent.
 #[raw_tracepoint(tracepoint = "sched_process_fork")]
+#[inline(always)]
 pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     if !session::current_in_session() {
         return 0;
@@ -39,6 +40,7 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
 /// `sched_process_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)`,
 /// after the new image is in place (comm is already the new program's).
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
+#[inline(always)]
 pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
     if !session::current_in_session() {
         return 0;
@@ -69,6 +71,7 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
 /// `sched_process_exit(struct task_struct *p, ...)`, in the exiting task. Only thread-group
 /// leaders are reported: the summary counts processes, not threads.
 #[raw_tracepoint(tracepoint = "sched_process_exit")]
+#[inline(always)]
 pub fn sched_process_exit(_ctx: RawTracePointContext) -> i32 {
     if !session::current_in_session() {
         return 0;

@@ -1,31 +1,52 @@
 //! Syscall tracing: raw tracepoints on `sys_enter` / `sys_exit`.
 //!
-//! `sys_enter` counts the syscall in a per-CPU array (always, for the summary) and, when
-//! per-syscall events are enabled, stores the arguments (and a decoded path argument) keyed by
-//! thread until `sys_exit` turns them into one ring-buffer event with return value and duration.
+//! When per-syscall events are enabled, `sys_enter` stores the arguments (and a decoded path
+//! argument) keyed by thread until `sys_exit` turns them into one ring-buffer event with return
+//! value and duration. `sys_exit` counts every syscall in a per-CPU array (always, for the
+//! summary): a syscall the seccomp filter refuses never reaches `sys_enter`, but it does reach
+//! `sys_exit`. (`exit` and `exit_group` never return: `sys_enter` counts and reports them.)
+//!
+//! Syscalls the policy denies or lists as `log_only` (the loader's `SYSCALL_ACTIONS` map) are
+//! reported whether or not per-syscall events are on. `sys_exit` also reports forks refused
+//! with `EAGAIN` (`max_processes`), and `signal_generate` reports processes the seccomp filter
+//! kills for using a foreign syscall ABI.
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user_str_bytes},
     macros::{map, raw_tracepoint},
-    maps::{HashMap, PerCpuArray},
+    maps::{Array, HashMap, PerCpuArray},
     programs::RawTracePointContext,
 };
 use sandtrace_common::{
     config::FLAG_SYSCALL_EVENTS,
     event::{
-        EventKind, MAX_SYSCALL_NR, SYSCALL_COUNT_SLOTS, SYSCALL_HAS_PATH, SYSCALL_NO_ENTRY,
-        SYSCALL_NO_RETURN, SYSCALL_PATH_CAP, SYSCALL_PATH_TRUNCATED, SyscallEvent,
-        SyscallPathEvent, counter,
+        EventKind, ForkRefusedEvent, MAX_SYSCALL_NR, SYSCALL_COUNT_SLOTS, SYSCALL_DENIED,
+        SYSCALL_HAS_PATH, SYSCALL_LOG_ONLY, SYSCALL_NO_ENTRY, SYSCALL_NO_RETURN, SYSCALL_PATH_CAP,
+        SYSCALL_PATH_TRUNCATED, SeccompKillEvent, SyscallEvent, SyscallPathEvent, counter,
+        syscall_action,
     },
     syscall_args::path_arg,
 };
 
-use crate::{emit, session};
+use crate::{emit, network, session};
 
-/// Calls per syscall number, summed over CPUs by the loader for the summary.
+/// Completed calls per syscall number, summed over CPUs by the loader for the summary.
 #[map]
 static SYSCALL_COUNTS: PerCpuArray<u64> =
     PerCpuArray::with_max_entries(SYSCALL_COUNT_SLOTS as u32, 0);
+
+/// What the policy does with each syscall number (`syscall_action::*`); all `NONE` when
+/// tracing only.
+#[map]
+static SYSCALL_ACTIONS: Array<u8> = Array::with_max_entries(MAX_SYSCALL_NR as u32, 0);
+
+#[inline(always)]
+fn action_of(nr: u32) -> u8 {
+    SYSCALL_ACTIONS
+        .get(nr)
+        .copied()
+        .unwrap_or(syscall_action::NONE)
+}
 
 const NR_CLONE: u32 = 56;
 const NR_FORK: u32 = 57;
@@ -33,6 +54,11 @@ const NR_VFORK: u32 = 58;
 const NR_CLONE3: u32 = 435;
 const NR_EXIT: i64 = 60;
 const NR_EXIT_GROUP: i64 = 231;
+const EAGAIN: i64 = 11;
+const EPERM: i64 = 1;
+const SIGSYS: i32 = 31;
+/// `si_code` of the SIGSYS the seccomp filter's kill action sends.
+const SYS_SECCOMP: i32 = 1;
 
 /// A syscall between entry and exit.
 #[repr(C)]
@@ -69,24 +95,22 @@ unsafe fn reg(regs: *const u64, index: usize) -> u64 {
 }
 
 #[raw_tracepoint(tracepoint = "sys_enter")]
+#[inline(always)]
 pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
     if !session::current_in_session() {
         return 0;
     }
     let nr: i64 = ctx.arg(1);
-    let slot = if (0..MAX_SYSCALL_NR as i64).contains(&nr) {
-        nr as u32
-    } else {
-        MAX_SYSCALL_NR as u32
-    };
-    if let Some(c) = SYSCALL_COUNTS.get_ptr_mut(slot) {
-        unsafe { *c += 1 };
+    let slot = count_slot(nr as u32);
+    let never_returns = nr == NR_EXIT || nr == NR_EXIT_GROUP;
+    if never_returns {
+        count(slot);
     }
-    if !session::flag(FLAG_SYSCALL_EVENTS) {
+    if !session::flag(FLAG_SYSCALL_EVENTS) && action_of(slot) == syscall_action::NONE {
         return 0;
     }
     let regs: *const u64 = ctx.arg(0);
-    if nr == NR_EXIT || nr == NR_EXIT_GROUP {
+    if never_returns {
         // These never reach sys_exit: report them now.
         if let Some(mut entry) = emit::reserve::<SyscallEvent>() {
             let e = entry.as_mut_ptr();
@@ -98,11 +122,9 @@ pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
                     0,
                     bpf_ktime_get_ns(),
                     None,
+                    regs,
                 );
-                (*e).flags = SYSCALL_NO_RETURN;
-                for (i, r) in ARG_REGS.iter().enumerate() {
-                    (*e).args[i] = reg(regs, *r);
-                }
+                (*e).flags = SYSCALL_NO_RETURN | action_flags(action_of(slot));
             }
             entry.submit(0);
         }
@@ -134,20 +156,47 @@ pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
 }
 
 #[raw_tracepoint(tracepoint = "sys_exit")]
+#[inline(always)]
 pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
-    if !session::flag(FLAG_SYSCALL_EVENTS) || !session::current_in_session() {
+    if !session::current_in_session() {
         return 0;
     }
     let regs: *const u64 = ctx.arg(0);
     let ret: i64 = ctx.arg(1);
     let nr = unsafe { reg(regs, REGS_ORIG_AX) } as u32;
-    let key = bpf_get_current_pid_tgid();
-    let pending = unsafe { PENDING.get(&key) };
-    // A new task's first return to user space (clone/fork in the child, returning 0) has no
-    // entry: the parent made the call and reports it. Skipping it keeps one event per call.
-    if pending.is_none() && ret == 0 && matches!(nr, NR_CLONE | NR_FORK | NR_VFORK | NR_CLONE3) {
+    let is_fork = matches!(nr, NR_CLONE | NR_FORK | NR_VFORK | NR_CLONE3);
+    // A new task's first return to user space (clone/fork in the child, returning 0): the
+    // parent made the call, and counts and reports it. Skipping it keeps one count per call.
+    if is_fork && ret == 0 {
         return 0;
     }
+    count(count_slot(nr));
+    if is_fork && ret == -EAGAIN {
+        report_refused_fork(nr);
+    }
+    let action = action_of(nr);
+    if !session::flag(FLAG_SYSCALL_EVENTS) && action == syscall_action::NONE {
+        return 0;
+    }
+    let key = bpf_get_current_pid_tgid();
+    let pending = unsafe { PENDING.get(&key) };
+    if action == syscall_action::SOCKET_FAMILY {
+        let family = unsafe { reg(regs, REGS_DI) } as u32;
+        // A syscall with an action always leaves an entry in sys_enter; without one the
+        // seccomp filter refused it. IPv4/IPv6 refusals come from the cgroup programs, which
+        // report them themselves.
+        if pending.is_none() && ret == -EPERM && !network::family_allowed(family) {
+            let (sock_type, protocol) = unsafe { (reg(regs, REGS_SI), reg(regs, REGS_DX)) };
+            network::report_refused_family(family, sock_type as u32, protocol as u32);
+        }
+        if !session::flag(FLAG_SYSCALL_EVENTS) {
+            if pending.is_some() {
+                let _ = PENDING.remove(&key);
+            }
+            return 0;
+        }
+    }
+    let action_flags = action_flags(action);
     let now = unsafe { bpf_ktime_get_ns() };
     let has_path = pending.is_some_and(|p| p.flags & SYSCALL_HAS_PATH != 0);
     if has_path {
@@ -161,7 +210,9 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
                     ret,
                     now,
                     pending,
+                    regs,
                 );
+                (*e).syscall.flags |= action_flags;
                 if let Some(p) = pending {
                     (*e).path = p.path;
                 }
@@ -169,15 +220,10 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
             entry.submit(0);
         }
     } else if let Some(mut entry) = emit::reserve::<SyscallEvent>() {
+        let e = entry.as_mut_ptr();
         unsafe {
-            fill(
-                &mut *entry.as_mut_ptr(),
-                EventKind::Syscall,
-                nr,
-                ret,
-                now,
-                pending,
-            )
+            fill(&mut *e, EventKind::Syscall, nr, ret, now, pending, regs);
+            (*e).flags |= action_flags;
         };
         entry.submit(0);
     }
@@ -187,8 +233,90 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     0
 }
 
+/// The `SYSCALL_COUNTS` slot of a syscall number: numbers outside the table share the last.
 #[inline(always)]
-fn fill(e: &mut SyscallEvent, kind: EventKind, nr: u32, ret: i64, now: u64, p: Option<&Pending>) {
+fn count_slot(nr: u32) -> u32 {
+    if nr < MAX_SYSCALL_NR as u32 {
+        nr
+    } else {
+        MAX_SYSCALL_NR as u32
+    }
+}
+
+#[inline(always)]
+fn count(slot: u32) {
+    if let Some(c) = SYSCALL_COUNTS.get_ptr_mut(slot) {
+        unsafe { *c += 1 };
+    }
+}
+
+/// The `SyscallEvent::flags` bits that mark an action.
+#[inline(always)]
+fn action_flags(action: u8) -> u32 {
+    match action {
+        syscall_action::DENY => SYSCALL_DENIED,
+        syscall_action::LOG_ONLY => SYSCALL_LOG_ONLY,
+        _ => 0,
+    }
+}
+
+/// Reports a fork, vfork or clone that failed with EAGAIN: the pids controller's limit.
+#[inline(always)]
+fn report_refused_fork(nr: u32) {
+    if let Some(mut entry) = emit::reserve::<ForkRefusedEvent>() {
+        let e = entry.as_mut_ptr();
+        unsafe {
+            (*e).header = emit::header(EventKind::ForkRefused);
+            (*e).nr = nr;
+            (*e).errno = EAGAIN as u32;
+        }
+        entry.submit(0);
+    }
+}
+
+/// `signal_generate(int sig, struct kernel_siginfo *info, struct task_struct *task, int group,
+/// int result)`. The seccomp filter's kill action (foreign syscall ABIs: x32, i386) sends the
+/// calling task a SIGSYS with `si_code == SYS_SECCOMP`, from that task's context.
+#[raw_tracepoint(tracepoint = "signal_generate")]
+#[inline(always)]
+pub fn seccomp_kill(ctx: RawTracePointContext) -> i32 {
+    let sig: u64 = ctx.arg(0);
+    if sig as i32 != SIGSYS || !session::current_in_session() {
+        return 0;
+    }
+    // struct kernel_siginfo is the user ABI's siginfo_t: si_code at 8; the _sigsys member
+    // of the union at 16 holds the call address, then the syscall number and audit arch.
+    let info: *const u8 = ctx.arg(1);
+    let field = |offset: usize| unsafe {
+        aya_ebpf::helpers::bpf_probe_read_kernel(info.add(offset).cast::<u32>()).unwrap_or(0)
+    };
+    if field(8) as i32 != SYS_SECCOMP {
+        return 0;
+    }
+    if let Some(mut entry) = emit::reserve::<SeccompKillEvent>() {
+        let e = entry.as_mut_ptr();
+        unsafe {
+            (*e).header = emit::header(EventKind::SeccompKill);
+            (*e).nr = field(24);
+            (*e).arch = field(28);
+        }
+        entry.submit(0);
+    }
+    0
+}
+
+/// Fills a syscall event from its entry record or, without one, from the registers at exit
+/// (which still hold the arguments).
+#[inline(always)]
+fn fill(
+    e: &mut SyscallEvent,
+    kind: EventKind,
+    nr: u32,
+    ret: i64,
+    now: u64,
+    p: Option<&Pending>,
+    regs: *const u64,
+) {
     e.header = emit::header(kind);
     e.header.ts_ns = now;
     e.nr = nr;
@@ -202,7 +330,9 @@ fn fill(e: &mut SyscallEvent, kind: EventKind, nr: u32, ret: i64, now: u64, p: O
         }
         None => {
             e.flags = SYSCALL_NO_ENTRY;
-            e.args = [0; 6];
+            for (i, r) in ARG_REGS.iter().enumerate() {
+                e.args[i] = unsafe { reg(regs, *r) };
+            }
             e.duration_ns = 0;
         }
     }

@@ -2,14 +2,15 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "sandtrace",
     version,
     about = "Run an untrusted command under a kernel-enforced policy and record everything it does",
-    propagate_version = true
+    propagate_version = true,
+    after_help = EXAMPLES
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -25,7 +26,66 @@ pub enum Command {
     Policy(PolicyCommand),
     /// Report what this kernel supports (BPF LSM, cgroup v2, BTF), one line per capability.
     Probe,
+    /// Run CMD traced (nothing enforced) and write the policy that lets exactly that run
+    /// succeed.
+    #[command(after_help = LEARN_EXAMPLES)]
+    Learn(LearnArgs),
+    /// Summarise an event log written by `run -o`: processes, files, network, denials.
+    Report(ReportArgs),
+    /// Print a shell completion script (e.g. `sandtrace completions bash >
+    /// /etc/bash_completion.d/sandtrace`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) of sandtrace or of one of its commands, e.g.
+    /// `sandtrace man > sandtrace.1`, `sandtrace man run > sandtrace-run.1`.
+    Man {
+        /// The command, e.g. `run` or `policy check`.
+        #[arg(value_name = "COMMAND")]
+        command: Vec<String>,
+    },
 }
+
+const EXAMPLES: &str = "\
+Examples:
+  Trace a build, enforce nothing, keep the events:
+    sandtrace run --trace-only -o events.jsonl -- make
+  Confine an unknown binary:
+    sandtrace run --policy examples/strict.toml -- ./tool
+  Learn a policy from one run of it:
+    sandtrace learn --base examples/strict.toml -o tool.toml -- ./tool
+  Summarise a recorded run:
+    sandtrace report events.jsonl
+  Validate a policy:
+    sandtrace policy check tool.toml";
+
+const RUN_EXAMPLES: &str = "\
+Examples:
+  Under the built-in default policy:
+    sandtrace run -- ls /usr
+  Under a policy, with one more writable directory:
+    sandtrace run --policy examples/strict.toml --allow-path ./out -- ./tool
+  Trace only, stream failed syscalls, keep a log:
+    sandtrace run --trace-only -vv -o events.jsonl -- python3 app.py
+  With the network and a longer timeout:
+    sandtrace run --policy p.toml --allow-net --timeout 300 -- npm install
+
+Exit status: CMD's own; 124 when the timeout killed it; 125 when sandtrace
+failed; 126 when CMD could not be executed, 127 when it was not found; 2 for
+an invalid policy.";
+
+const LEARN_EXAMPLES: &str = "\
+Examples:
+  Learn from one run, then run it again under the learned policy:
+    sandtrace learn --base examples/strict.toml -o tar.toml -- tar -czf out.tgz src
+    sandtrace run --policy tar.toml -- tar -czf out.tgz src
+  Keep the event log to read it with `sandtrace report`:
+    sandtrace learn -o app.toml --log app.jsonl -- python3 app.py
+
+The base policy contributes its deny list, syscall lists and limits; the
+allow lists are learned. See the README (\"Learning a policy\") for how the
+paths a run used become rules.";
 
 /// Flags that select and adjust the policy of `run`.
 #[derive(Args, Debug, Clone, Default)]
@@ -56,6 +116,7 @@ pub struct PolicyOverrideFlags {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = RUN_EXAMPLES)]
 pub struct RunArgs {
     #[command(flatten)]
     pub policy: PolicyFlags,
@@ -65,6 +126,11 @@ pub struct RunArgs {
     /// Only trace; enforce nothing (works on kernels without BPF LSM).
     #[arg(long)]
     pub trace_only: bool,
+    /// On a kernel without BPF LSM, run anyway with every rule that does not need it (network,
+    /// syscalls, max_processes, timeout); the filesystem rules are then NOT enforced, and are
+    /// listed before CMD starts and in the summary. Without this flag such a kernel is refused.
+    #[arg(long, conflicts_with = "trace_only")]
+    pub allow_degraded: bool,
     /// Trace the processes CMD starts, not only CMD itself (the default).
     #[arg(long, overrides_with = "no_follow_forks")]
     pub follow_forks: bool,
@@ -86,6 +152,54 @@ pub struct RunArgs {
     /// The command to run, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<std::ffi::OsString>,
+}
+
+#[derive(Args, Debug)]
+pub struct LearnArgs {
+    /// Policy to start from: its deny list, syscall lists and limits are kept, its allow
+    /// lists are replaced by what the run used.
+    #[arg(long, value_name = "FILE")]
+    pub base: Option<PathBuf>,
+    /// Where to write the learned policy.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Replace OUTPUT if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Keep the run's event log in FILE (otherwise it is deleted).
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// Kill the traced run after SECONDS (default: the base policy's timeout, or 30).
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    /// Disable colours (also when NO_COLOR is set).
+    #[arg(long)]
+    pub no_color: bool,
+    /// Size of the kernel-to-loader ring buffer in bytes (a power of two, at least 4096).
+    /// A lost event can mean a missing rule, so learning fails when events are lost.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::ebpf::DEFAULT_RING_BUFFER_BYTES,
+          value_parser = parse_ring_buffer_size)]
+    pub ring_buffer_size: u32,
+    /// The command to run, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// The event log (`sandtrace run -o FILE`); a log cut short (no summary line) is read too.
+    pub file: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReportFormat {
+    /// For people.
+    Text,
+    /// One JSON object, for machines.
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -115,4 +229,41 @@ fn parse_ring_buffer_size(s: &str) -> Result<u32, String> {
         return Err(format!("{v} is not a power of two of at least 4096"));
     }
     Ok(v)
+}
+
+/// Writes the completion script for `shell`, generated from these definitions.
+pub fn write_completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    clap_complete::generate(shell, &mut Cli::command(), "sandtrace", out);
+}
+
+/// Writes the man page of `sandtrace` (no `path`) or of the command at `path` (`["policy",
+/// "check"]` is sandtrace-policy-check(1)), generated from these definitions.
+pub fn write_man_page(path: &[String], out: &mut dyn std::io::Write) -> Result<(), String> {
+    let mut command = Cli::command();
+    command.build();
+    let mut name = "sandtrace".to_owned();
+    for part in path {
+        let known: Vec<String> = command
+            .get_subcommands()
+            .filter(|c| c.get_name() != "help")
+            .map(|c| c.get_name().to_owned())
+            .collect();
+        command = command
+            .find_subcommand(part)
+            .filter(|c| c.get_name() != "help")
+            .cloned()
+            .ok_or_else(|| {
+                format!(
+                    "`{name}` has no command `{part}`; its commands are: {}",
+                    known.join(", ")
+                )
+            })?;
+        name = format!("{name}-{part}");
+    }
+    let command = command
+        .name(name)
+        .bin_name(format!("sandtrace {}", path.join(" ")).trim_end());
+    clap_mangen::Man::new(command)
+        .render(out)
+        .map_err(|e| format!("writing the man page: {e}"))
 }

@@ -2,13 +2,16 @@
 
 use std::time::{Duration, SystemTime};
 
+use std::net::{IpAddr, Ipv6Addr};
+
 use sandtrace_common::{
     event::{
-        EventHeader, EventKind, ExecEvent, ExitEvent, FileEvent, ForkEvent, SYSCALL_HAS_PATH,
-        SYSCALL_NO_ENTRY, SYSCALL_NO_RETURN, SYSCALL_PATH_TRUNCATED, SyscallEvent,
-        SyscallPathEvent,
+        EventHeader, EventKind, ExecEvent, ExitEvent, FileEvent, ForkEvent, ForkRefusedEvent,
+        SYSCALL_DENIED, SYSCALL_HAS_PATH, SYSCALL_LOG_ONLY, SYSCALL_NO_ENTRY, SYSCALL_NO_RETURN,
+        SYSCALL_PATH_TRUNCATED, SeccompKillEvent, SyscallEvent, SyscallPathEvent, X32_SYSCALL_BIT,
     },
     file::{FileOp, Verdict},
+    network::{NET_LIST_BIND, NET_LIST_CONNECT, NO_NET_RULE, NetOp, NetVerdict, NetworkEvent},
     policy::{KIND_COUNT, NO_RULE},
 };
 
@@ -52,9 +55,30 @@ pub struct Task {
     pub comm: String,
 }
 
+/// How the policy treated a syscall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyscallAction {
+    Allow,
+    /// Refused by the seccomp filter (EPERM).
+    Deny,
+    /// Allowed, and reported even at default verbosity.
+    LogOnly,
+}
+
+impl SyscallAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+            Self::LogOnly => "log_only",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyscallRecord {
     pub nr: u32,
+    pub action: SyscallAction,
     pub args: [u64; 6],
     /// `None` for syscalls that do not return (exit, exit_group).
     pub ret: Option<i64>,
@@ -83,6 +107,75 @@ pub struct FileRecord {
     pub path: String,
 }
 
+/// Which `[network]` list a rule belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetList {
+    Connect,
+    Bind,
+}
+
+/// A network decision of the kernel programs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkRecord {
+    pub op: NetOp,
+    pub verdict: NetVerdict,
+    /// `AF_*`.
+    pub family: u16,
+    /// `SOCK_*`.
+    pub sock_type: u16,
+    /// `IPPROTO_*`.
+    pub protocol: u16,
+    /// The address and port the rules were checked against (none for socket creation).
+    pub addr: Option<(IpAddr, u16)>,
+    /// For [`NetOp::Receive`]: where the packet came from, if it could be read.
+    pub peer: Option<(IpAddr, u16)>,
+    /// The list whose rule decided, and the rule's index in it.
+    pub rule: Option<(NetList, usize)>,
+    /// The list the decision was checked against (for messages about denials).
+    pub list: NetList,
+}
+
+/// The seccomp filter's foreign-ABI kill.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeccompKillRecord {
+    pub abi: SyscallAbi,
+    /// The number as that ABI numbers it.
+    pub nr: u32,
+}
+
+/// The syscall ABI a call came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyscallAbi {
+    X86_64,
+    X32,
+    I386,
+    /// Another `AUDIT_ARCH_*` value.
+    Other(u32),
+}
+
+impl SyscallAbi {
+    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+    const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+
+    fn of(arch: u32, nr: u32) -> Self {
+        match arch {
+            Self::AUDIT_ARCH_X86_64 if nr & X32_SYSCALL_BIT != 0 => Self::X32,
+            Self::AUDIT_ARCH_X86_64 => Self::X86_64,
+            Self::AUDIT_ARCH_I386 => Self::I386,
+            other => Self::Other(other),
+        }
+    }
+
+    pub fn as_str(self) -> String {
+        match self {
+            Self::X86_64 => "x86_64".into(),
+            Self::X32 => "x32".into(),
+            Self::I386 => "i386".into(),
+            Self::Other(arch) => format!("audit_arch_{arch:#x}"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventBody {
     Syscall(SyscallRecord),
@@ -99,6 +192,13 @@ pub enum EventBody {
         status: i32,
     },
     File(FileRecord),
+    Network(NetworkRecord),
+    /// A fork, vfork or clone refused with this errno (the process limit).
+    ForkRefused {
+        nr: u32,
+        errno: i32,
+    },
+    SeccompKill(SeccompKillRecord),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -143,6 +243,13 @@ fn syscall(e: &SyscallEvent, path: Option<&[u8]>) -> SyscallRecord {
     let no_return = e.flags & SYSCALL_NO_RETURN != 0;
     SyscallRecord {
         nr: e.nr,
+        action: if e.flags & SYSCALL_DENIED != 0 {
+            SyscallAction::Deny
+        } else if e.flags & SYSCALL_LOG_ONLY != 0 {
+            SyscallAction::LogOnly
+        } else {
+            SyscallAction::Allow
+        },
         args: e.args,
         ret: (!no_return).then_some(e.ret),
         duration: (!no_return && e.flags & SYSCALL_NO_ENTRY == 0)
@@ -171,6 +278,50 @@ fn file(e: &FileEvent) -> Result<FileRecord, DecodeError> {
         verdict,
         rule,
         path: String::from_utf8_lossy(&e.path[..len]).into_owned(),
+    })
+}
+
+/// An address in the kernel's IPv6 form (four network-order words), shown as IPv4 for IPv4
+/// sockets.
+fn address(words: [u32; 4], ipv4_socket: bool) -> IpAddr {
+    let mut octets = [0u8; 16];
+    for (i, w) in words.iter().enumerate() {
+        octets[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+    }
+    let v6 = Ipv6Addr::from(octets);
+    match v6.to_ipv4_mapped() {
+        Some(v4) if ipv4_socket => IpAddr::V4(v4),
+        _ => IpAddr::V6(v6),
+    }
+}
+
+const AF_INET: u16 = 2;
+
+fn network(e: &NetworkEvent) -> Result<NetworkRecord, DecodeError> {
+    let op =
+        NetOp::from_u16(e.op).ok_or_else(|| DecodeError(format!("unknown network op {}", e.op)))?;
+    let verdict = NetVerdict::from_u16(e.verdict)
+        .ok_or_else(|| DecodeError(format!("unknown network verdict {}", e.verdict)))?;
+    let list = match e.rule_list {
+        NET_LIST_CONNECT => NetList::Connect,
+        NET_LIST_BIND => NetList::Bind,
+        other => return Err(DecodeError(format!("unknown network rule list {other}"))),
+    };
+    let ipv4 = e.family == AF_INET;
+    let addr = (op != NetOp::Socket).then(|| (address(e.addr, ipv4), e.port));
+    // A packet source that could not be read is all zero.
+    let peer = (op == NetOp::Receive && (e.peer != [0; 4] || e.peer_port != 0))
+        .then(|| (address(e.peer, ipv4), e.peer_port));
+    Ok(NetworkRecord {
+        op,
+        verdict,
+        family: e.family,
+        sock_type: e.sock_type,
+        protocol: e.protocol,
+        addr,
+        peer,
+        rule: (e.rule != NO_NET_RULE).then_some((list, e.rule as usize)),
+        list,
     })
 }
 
@@ -203,6 +354,21 @@ pub fn decode(bytes: &[u8], clock: &Clock) -> Result<Event, DecodeError> {
             status: read::<ExitEvent>(bytes)?.exit_code as i32,
         },
         EventKind::File => EventBody::File(file(&read::<FileEvent>(bytes)?)?),
+        EventKind::Network => EventBody::Network(network(&read::<NetworkEvent>(bytes)?)?),
+        EventKind::ForkRefused => {
+            let e: ForkRefusedEvent = read(bytes)?;
+            EventBody::ForkRefused {
+                nr: e.nr,
+                errno: e.errno as i32,
+            }
+        }
+        EventKind::SeccompKill => {
+            let e: SeccompKillEvent = read(bytes)?;
+            EventBody::SeccompKill(SeccompKillRecord {
+                abi: SyscallAbi::of(e.arch, e.nr),
+                nr: e.nr,
+            })
+        }
     };
     Ok(Event {
         time: clock.wall(header.ts_ns),

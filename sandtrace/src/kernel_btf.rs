@@ -479,6 +479,13 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<KernelOffsets> {
         mount_mnt_mountpoint: btf.member_offset("mount", "mnt_mountpoint")?,
         task_fs: btf.member_offset("task_struct", "fs")?,
         fs_root: btf.member_offset("fs_struct", "root")?,
+        inode_i_mode: btf.member_offset("inode", "i_mode")?,
+        task_group_leader: btf.member_offset("task_struct", "group_leader")?,
+        task_thread_pid: btf.member_offset("task_struct", "thread_pid")?,
+        pid_level: btf.member_offset("pid", "level")?,
+        pid_numbers: btf.member_offset("pid", "numbers")?,
+        upid_size: btf.struct_size("upid")?,
+        upid_nr: btf.member_offset("upid", "nr")?,
     })
 }
 

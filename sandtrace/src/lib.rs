@@ -12,8 +12,13 @@ pub mod cli;
 pub mod ebpf;
 pub mod events;
 pub mod launch;
+pub mod learn;
+pub mod network;
 pub mod output;
 pub mod policy;
+pub mod process_limit;
+pub mod progress;
+pub mod report;
 pub mod session;
 pub mod spawn;
 

@@ -6,10 +6,11 @@ use clap::Parser as _;
 use sandtrace::{
     cli::{Cli, Command, RunArgs},
     ebpf::{self, LsmSupport},
+    network::{self, NetworkRules},
     output::{Labels, terminal::Verbosity},
     policy::{self, CliOverrides, PathDecision},
-    seccomp::SeccompFilter,
-    session::{self, EnforcePlan, Plan},
+    seccomp::{SeccompFilter, SocketFamilies},
+    session::{self, EnforcePlan, Plan, RulesPlan},
     syscall_table,
 };
 
@@ -45,6 +46,21 @@ fn main() -> ExitCode {
         Command::Run(args) => ExitCode::from(run(args) as u8),
         Command::Policy(cmd) => policy::command::run_policy_command(&cmd),
         Command::Probe => probe(),
+        Command::Learn(args) => ExitCode::from(sandtrace::learn::command(&args) as u8),
+        Command::Report(args) => sandtrace::report::command(&args),
+        Command::Completions { shell } => {
+            sandtrace::cli::write_completions(shell, &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man { command } => {
+            match sandtrace::cli::write_man_page(&command, &mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sandtrace: error: {e}");
+                    ExitCode::from(EXIT_USAGE as u8)
+                }
+            }
+        }
     }
 }
 
@@ -59,52 +75,81 @@ fn run(args: RunArgs) -> i32 {
         }
     };
     let effective = &prepared.effective;
-    let mut denied: Vec<u32> = effective
-        .denied_syscalls
-        .iter()
-        .map(|s| s.value.id() as u32)
-        .collect();
-    let (enforce, seccomp) = if args.trace_only {
-        (None, None)
+    let degraded = if args.trace_only {
+        None
     } else {
-        if let LsmSupport::Unavailable(why) = ebpf::probe_lsm() {
-            eprintln!(
-                "sandtrace: error: cannot enforce the policy: BPF LSM is not available on this \
-                 kernel: {why}\n  hint: use --trace-only to trace without enforcing, or see the \
-                 README for running sandtrace in the project's BPF-LSM VM"
-            );
-            return session::EXIT_SANDTRACE_FAILED;
+        match ebpf::probe_lsm() {
+            LsmSupport::Available => None,
+            LsmSupport::Unavailable(why) if args.allow_degraded => Some(why),
+            LsmSupport::Unavailable(why) => {
+                eprintln!(
+                    "sandtrace: error: cannot enforce the policy: BPF LSM is not available on \
+                     this kernel: {why}\n  hint: use --trace-only to trace without enforcing, \
+                     --allow-degraded to enforce everything but the filesystem rules, or see \
+                     the README for running sandtrace in the project's BPF-LSM VM"
+                );
+                return session::EXIT_SANDTRACE_FAILED;
+            }
         }
+    };
+    let (enforce, seccomp, rules) = if args.trace_only {
+        (None, None, RulesPlan::default())
+    } else {
+        let network = NetworkRules::for_policy(effective);
+        let mut denied: Vec<u32> = effective
+            .denied_syscalls
+            .iter()
+            .map(|s| s.value.id() as u32)
+            .collect();
         denied.extend(
             PATH_INTEGRITY_SYSCALLS
                 .iter()
                 .filter_map(|n| syscall_table::number(n)),
         );
+        // Without BPF LSM nothing sees the sockets io_uring creates (the seccomp filter only
+        // sees syscalls), so a restricted network takes io_uring away.
+        let guard_sockets = degraded.is_some() && network.is_some();
+        if guard_sockets {
+            denied.extend(syscall_table::number("io_uring_setup"));
+        }
         denied.sort_unstable();
         denied.dedup();
-        let seccomp = match SeccompFilter::build(&denied) {
+        let families = guard_sockets.then_some(SocketFamilies {
+            allowed: network::ALLOWED_SOCKET_FAMILIES,
+            limit: network::SOCKET_FAMILY_LIMIT,
+        });
+        let seccomp = match SeccompFilter::build_with_socket_families(&denied, families) {
             Ok(f) => f,
             Err(e) => {
                 eprintln!("sandtrace: error: building the seccomp filter: {e:#}");
                 return session::EXIT_SANDTRACE_FAILED;
             }
         };
+        let log_only: Vec<u32> = effective
+            .log_only_syscalls
+            .iter()
+            .map(|s| s.value.id() as u32)
+            .collect();
         let exec_unrestricted = matches!(
             prepared.compiled.decide(b"/"),
             PathDecision::Matched(a) if a.kinds & sandtrace_common::policy::KIND_EXEC != 0
         );
-        (
-            Some(EnforcePlan {
-                paths: prepared.compiled.clone(),
-                exec_unrestricted,
-            }),
-            Some(seccomp),
-        )
+        let enforce = degraded.is_none().then(|| EnforcePlan {
+            paths: prepared.compiled.clone(),
+            exec_unrestricted,
+        });
+        let rules = RulesPlan {
+            syscall_actions: session::syscall_actions(&denied, &log_only, guard_sockets),
+            network,
+            max_processes: effective.max_processes.value,
+            degraded,
+        };
+        (enforce, Some(seccomp), rules)
     };
     let labels = if args.trace_only {
         Labels::default()
     } else {
-        Labels::for_policy(effective, &denied)
+        Labels::for_policy(effective)
     };
     session::run(Plan {
         command: args.command,
@@ -116,6 +161,7 @@ fn run(args: RunArgs) -> i32 {
         ring_buffer_bytes: args.ring_buffer_size,
         enforce,
         seccomp,
+        rules,
         labels,
     })
 }

@@ -6,6 +6,9 @@
 //! - returns `ENOSYS` for `clone3`, always: glibc then falls back to `clone`, and untrusted
 //!   code cannot use `CLONE_INTO_CGROUP` to move a child out of the session's cgroup (clone3's
 //!   flags live in memory, where a seccomp filter cannot inspect them);
+//! - optionally ([`SocketFamilies`]) returns `EPERM` for `socket`/`socketpair` with a family
+//!   outside an allowed set: a restricted network without BPF LSM has no other way to refuse
+//!   packet sockets and their like;
 //! - kills the whole process (`SIGSYS`) on any other syscall ABI, so a denied syscall cannot
 //!   be reached under another number: x32 syscalls (`nr | 0x40000000`, same audit arch as
 //!   x86_64) and foreign-architecture entry such as i386 `int 0x80`. Killing rather than
@@ -22,7 +25,9 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail, ensure};
-use libseccomp::{ScmpAction, ScmpArch, ScmpFilterContext, ScmpSyscall};
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
+};
 use nix::{
     errno::Errno,
     sys::memfd::{MFdFlags, memfd_create},
@@ -32,6 +37,14 @@ use crate::syscall_table;
 
 /// The kernel refuses longer programs (`BPF_MAXINSNS`).
 const MAX_INSTRUCTIONS: usize = 4096;
+
+/// Socket families `socket` and `socketpair` may create; the others, below `limit`, fail with
+/// `EPERM`. Families at or above `limit` must be ones the kernel refuses by itself.
+#[derive(Debug, Clone, Copy)]
+pub struct SocketFamilies<'a> {
+    pub allowed: &'a [u32],
+    pub limit: u32,
+}
 
 /// A seccomp BPF program, ready to install.
 pub struct SeccompFilter {
@@ -45,6 +58,14 @@ impl SeccompFilter {
     ///
     /// Allocates: call it in the parent, before forking the child.
     pub fn build(denied: &[u32]) -> Result<Self> {
+        Self::build_with_socket_families(denied, None)
+    }
+
+    /// [`SeccompFilter::build`], also refusing the socket families `families` does not allow.
+    pub fn build_with_socket_families(
+        denied: &[u32],
+        families: Option<SocketFamilies<'_>>,
+    ) -> Result<Self> {
         let clone3 = syscall_table::number("clone3").expect("clone3 is an x86_64 syscall");
         let mut denied = denied.to_vec();
         denied.sort_unstable();
@@ -74,6 +95,32 @@ impl SeccompFilter {
         }
         ctx.add_rule(ScmpAction::Errno(libc::ENOSYS), syscall(clone3))
             .context("adding the seccomp rule that makes clone3 fail with ENOSYS")?;
+        if let Some(families) = families {
+            for name in ["socket", "socketpair"] {
+                let nr = syscall_table::number(name).expect("an x86_64 syscall");
+                if denied.contains(&nr) {
+                    continue;
+                }
+                let refused = (0..families.limit).filter(|f| !families.allowed.contains(f));
+                for family in refused {
+                    // The kernel reads the family as an int: compare the low 32 bits only, so
+                    // that garbage in the upper half cannot slip past.
+                    let domain = ScmpArgCompare::new(
+                        0,
+                        ScmpCompareOp::MaskedEqual(u64::from(u32::MAX)),
+                        u64::from(family),
+                    );
+                    ctx.add_rule_conditional(
+                        ScmpAction::Errno(libc::EPERM),
+                        syscall(nr),
+                        &[domain],
+                    )
+                    .with_context(|| {
+                        format!("adding the seccomp rule refusing {name} for family {family}")
+                    })?;
+                }
+            }
+        }
 
         let program = export(&ctx)?;
         ensure!(

@@ -10,7 +10,8 @@ use std::{
 use anyhow::{Context as _, Result};
 use aya::maps::{MapData, RingBuf};
 use sandtrace_common::config::{
-    Config, FLAG_ENFORCE_FILES, FLAG_EXEC_UNRESTRICTED, FLAG_FILE_EVENTS_ALL, FLAG_SYSCALL_EVENTS,
+    Config, FLAG_ENFORCE_FILES, FLAG_EXEC_UNRESTRICTED, FLAG_FILE_EVENTS_ALL,
+    FLAG_NETWORK_EVENTS_ALL, FLAG_SYSCALL_EVENTS,
 };
 use tokio::{
     io::{Interest, unix::AsyncFd},
@@ -19,16 +20,19 @@ use tokio::{
 
 use crate::{
     cgroup::{Hierarchy, SessionCgroup},
-    ebpf::{Enforcement, SessionPrograms},
+    ebpf::{Enforcement, SessionPrograms, SessionRules},
     events::{self, Clock, Event},
     kernel_btf, launch,
+    network::NetworkRules,
     output::{
-        Labels,
+        Labels, RuleLabel,
         jsonl::{JsonlWriter, decode_wait_status},
         summary::{Ending, RunResult, Summary, Tally},
         terminal::{Terminal, Verbosity},
     },
     policy::CompiledPaths,
+    process_limit::ProcessLimit,
+    progress::Progress,
     seccomp::SeccompFilter,
     spawn::{self, Outcome, PreparedCommand},
 };
@@ -51,10 +55,25 @@ pub struct Plan {
     pub no_color: bool,
     pub follow_forks: bool,
     pub ring_buffer_bytes: u32,
-    /// The compiled path policy; `None` traces only.
+    /// The compiled path policy, enforced by BPF LSM; `None` traces only or runs degraded.
     pub enforce: Option<EnforcePlan>,
     pub seccomp: Option<SeccompFilter>,
+    /// What is enforced without BPF LSM; all empty (the default) when tracing only.
+    pub rules: RulesPlan,
     pub labels: Labels,
+}
+
+/// The rules enforced by seccomp, the cgroup programs and the pids controller.
+#[derive(Default)]
+pub struct RulesPlan {
+    /// `(syscall number, syscall_action::*)`, reported whatever the verbosity.
+    pub syscall_actions: Vec<(u32, u8)>,
+    /// `None` when the network is allowed.
+    pub network: Option<NetworkRules>,
+    pub max_processes: Option<u32>,
+    /// `--allow-degraded` on a kernel without BPF LSM: why BPF LSM is unavailable. The path
+    /// rules are then listed as not enforced before CMD starts and in the summary.
+    pub degraded: Option<String>,
 }
 
 /// What the LSM programs enforce, beyond the compiled paths that `launch` adds to.
@@ -68,9 +87,25 @@ impl Plan {
     fn mode(&self) -> &'static str {
         if self.enforce.is_some() {
             "enforce"
+        } else if self.rules.degraded.is_some() {
+            "degraded"
         } else {
             "trace-only"
         }
+    }
+
+    /// The policy's rules this session does not enforce: in degraded mode, every path rule
+    /// (once each: a rule through a symlink is compiled twice under one label).
+    fn unenforced(&self) -> Vec<RuleLabel> {
+        let mut rules: Vec<RuleLabel> = Vec::new();
+        if self.rules.degraded.is_some() {
+            for rule in self.labels.file_rules.by_kind.iter().flatten() {
+                if !rules.contains(rule) {
+                    rules.push(rule.clone());
+                }
+            }
+        }
+        rules
     }
 }
 
@@ -117,6 +152,7 @@ struct Sinks<'a> {
     tally: Tally,
     follow_forks: bool,
     root_tgid: Option<u32>,
+    progress: Progress,
 }
 
 impl Sinks<'_> {
@@ -134,6 +170,7 @@ impl Sinks<'_> {
             return;
         }
         self.tally.observe(&event);
+        self.progress.observe(&event);
         self.deliver(&event);
     }
 
@@ -158,10 +195,18 @@ fn drain(ring: &mut RingBuf<MapData>, sinks: &mut Sinks<'_>) {
 async fn run_session(plan: &Plan, cmd: &PreparedCommand, terminal: &Terminal) -> Result<i32> {
     let hierarchy = Hierarchy::find()?;
     let cgroup = SessionCgroup::create(&hierarchy)?;
+    let process_limit = plan
+        .rules
+        .max_processes
+        .map(|max| ProcessLimit::apply(&hierarchy, &cgroup, max))
+        .transpose()?;
     let btf = kernel_btf::KernelBtf::from_sys_fs()?;
     let mut flags = 0;
     if plan.output.is_some() || plan.verbosity >= Verbosity::FailedSyscalls {
         flags |= FLAG_SYSCALL_EVENTS;
+    }
+    if plan.verbosity >= Verbosity::Processes {
+        flags |= FLAG_NETWORK_EVENTS_ALL;
     }
     let enforcement = plan.enforce.as_ref().map(|e| {
         flags |= FLAG_ENFORCE_FILES;
@@ -182,10 +227,30 @@ async fn run_session(plan: &Plan, cmd: &PreparedCommand, terminal: &Terminal) ->
         session_cgroup_id: cgroup.id(),
         session_cgroup_level: cgroup.level(),
         flags,
+        session_pid_ns_level: spawn::own_pid_ns_level() + 1,
+        _pad: 0,
         offsets: kernel_btf::kernel_offsets(&btf)?,
     };
-    let mut programs =
-        SessionPrograms::load(&config, plan.ring_buffer_bytes, &btf, enforcement.as_ref())?;
+    let rules = SessionRules {
+        syscall_actions: plan.rules.syscall_actions.clone(),
+        // SAFETY: `cgroup` owns the descriptor and outlives the programs' attachment.
+        network: plan.rules.network.as_ref().map(|n| {
+            (n, unsafe {
+                std::os::fd::BorrowedFd::borrow_raw(cgroup.dir_fd())
+            })
+        }),
+    };
+    let mut programs = SessionPrograms::load(
+        &config,
+        plan.ring_buffer_bytes,
+        &btf,
+        enforcement.as_ref(),
+        &rules,
+    )?;
+    let unenforced = plan.unenforced();
+    if let Some(why) = &plan.rules.degraded {
+        report_degraded(terminal, why, plan, &unenforced);
+    }
     let ring = programs.take_events()?;
     // SAFETY: the ring buffer owns its fd and outlives the registration.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
@@ -204,6 +269,7 @@ async fn run_session(plan: &Plan, cmd: &PreparedCommand, terminal: &Terminal) ->
         tally: Tally::default(),
         follow_forks: plan.follow_forks,
         root_tgid: None,
+        progress: Progress::new(plan.verbosity == Verbosity::Quiet, Instant::now()),
     };
     // Handlers first: a signal between here and the end of the session must tear it down.
     let mut sigint = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
@@ -211,7 +277,12 @@ async fn run_session(plan: &Plan, cmd: &PreparedCommand, terminal: &Terminal) ->
     let mut sighup = signal(SignalKind::hangup()).context("installing a SIGHUP handler")?;
 
     let started = Instant::now();
-    let mut child = spawn::spawn(cmd, cgroup.dir_fd(), plan.seccomp.as_ref())?;
+    let mut child = spawn::spawn(
+        cmd,
+        cgroup.dir_fd(),
+        plan.seccomp.as_ref(),
+        process_limit.as_ref().and_then(ProcessLimit::join_fd),
+    )?;
     // SAFETY: the pidfd is owned by `child`, which outlives the registration.
     let init_exit = unsafe {
         AsyncFd::register_with_interest(
@@ -224,6 +295,7 @@ async fn run_session(plan: &Plan, cmd: &PreparedCommand, terminal: &Terminal) ->
     let deadline = tokio::time::sleep(plan.timeout);
     tokio::pin!(deadline);
 
+    let mut progress_ticker = tokio::time::interval(Progress::REFRESH);
     let ending = loop {
         tokio::select! {
             guard = ring.readable_mut() => {
@@ -232,12 +304,17 @@ async fn run_session(plan: &Plan, cmd: &PreparedCommand, terminal: &Terminal) ->
                 guard.clear_ready();
             }
             _ = init_exit.readable() => break None,
+            _ = progress_ticker.tick(), if sinks.progress.is_enabled() => {
+                let syscalls = programs.syscall_counts().map(|c| c.iter().sum()).unwrap_or(0);
+                sinks.progress.draw(syscalls);
+            }
             _ = &mut deadline => break Some((Ending::TimedOut, EXIT_TIMEOUT, None)),
             _ = sigint.recv() => break Some((Ending::Interrupted, 128 + libc::SIGINT, None)),
             _ = sigterm.recv() => break Some((Ending::Interrupted, 128 + libc::SIGTERM, None)),
             _ = sighup.recv() => break Some((Ending::Interrupted, 128 + libc::SIGHUP, None)),
         }
     };
+    sinks.progress.clear();
     // Whatever ended the session, nothing of it may outlive this point.
     child.kill();
     let kill_result = cgroup.kill_all(Duration::from_secs(5));
@@ -299,6 +376,7 @@ async fn run_session(plan: &Plan, cmd: &PreparedCommand, terminal: &Terminal) ->
             signal,
             ending,
             mode: plan.mode(),
+            unenforced: &unenforced,
         },
     );
     let mut failure = sinks.jsonl_error.take();
@@ -315,11 +393,72 @@ async fn run_session(plan: &Plan, cmd: &PreparedCommand, terminal: &Terminal) ->
     drop(programs);
     kill_result?;
     cgroup.remove()?;
+    if let Some(limit) = process_limit {
+        limit.remove()?;
+    }
     if let Some(e) = failure {
         terminal.note(&format!("error: the event log is incomplete: {e:#}"));
         return Ok(EXIT_SANDTRACE_FAILED);
     }
     Ok(exit_code)
+}
+
+/// The `SYSCALL_ACTIONS` entries for a session: `denied` (refused by the seccomp filter),
+/// `log_only`, and with `socket_families` (the filter refuses some socket families)
+/// `socket`/`socketpair`, whose refusals are then network denials.
+pub fn syscall_actions(denied: &[u32], log_only: &[u32], socket_families: bool) -> Vec<(u32, u8)> {
+    use sandtrace_common::event::syscall_action;
+    let mut actions: Vec<(u32, u8)> = denied
+        .iter()
+        .map(|&nr| (nr, syscall_action::DENY))
+        .chain(log_only.iter().map(|&nr| (nr, syscall_action::LOG_ONLY)))
+        .collect();
+    if socket_families {
+        for name in ["socket", "socketpair"] {
+            let nr = crate::syscall_table::number(name).expect("an x86_64 syscall");
+            if !denied.contains(&nr) && !log_only.contains(&nr) {
+                actions.push((nr, syscall_action::SOCKET_FAMILY));
+            }
+        }
+    }
+    actions
+}
+
+/// Says, before CMD starts, what a degraded session does and does not enforce.
+fn report_degraded(terminal: &Terminal, why: &str, plan: &Plan, unenforced: &[RuleLabel]) {
+    terminal.note(&format!(
+        "warning: --allow-degraded: BPF LSM is not available ({why}); enforcing only what works \
+         without it"
+    ));
+    let mut enforced = vec!["[syscalls] deny (seccomp)"];
+    if plan.rules.network.is_some() {
+        enforced.push("[network] (cgroup socket programs and seccomp)");
+    }
+    if plan.rules.max_processes.is_some() {
+        enforced.push("[limits] max_processes (pids cgroup)");
+    }
+    enforced.push("[limits] timeout");
+    terminal.note(&format!("enforced: {}", enforced.join(", ")));
+    terminal.note(&format!(
+        "NOT enforced: [filesystem]: the command may read, write and execute whatever its user \
+         may; {}",
+        match unenforced.len() {
+            0 => "the policy lists no path rules".to_owned(),
+            n => format!("these {n} rules have no effect:"),
+        }
+    ));
+    for rule in unenforced {
+        terminal.note(&format!(
+            "  {} {} ({})",
+            rule.kind, rule.pattern, rule.source
+        ));
+    }
+    if plan.rules.network.is_some() {
+        terminal.note(
+            "io_uring is unavailable to the command (io_uring_setup fails with EPERM): \
+             without BPF LSM, sandtrace cannot check the sockets io_uring creates",
+        );
+    }
 }
 
 fn display_command(args: &[OsString]) -> String {

@@ -152,6 +152,7 @@ pub enum SetupStage {
     MountProc = 1,
     CloneIntoCgroup = 2,
     Seccomp = 3,
+    ProcessLimit = 4,
 }
 
 impl SetupStage {
@@ -160,6 +161,7 @@ impl SetupStage {
             1 => Self::MountProc,
             2 => Self::CloneIntoCgroup,
             3 => Self::Seccomp,
+            4 => Self::ProcessLimit,
             _ => return None,
         })
     }
@@ -169,6 +171,7 @@ impl SetupStage {
             Self::MountProc => "mounting /proc in the session's mount namespace",
             Self::CloneIntoCgroup => "starting the command inside the session cgroup",
             Self::Seccomp => "installing the seccomp filter",
+            Self::ProcessLimit => "joining the session's pids cgroup (max_processes)",
         }
     }
 }
@@ -245,12 +248,14 @@ fn zeroed_clone_args() -> libc::clone_args {
     unsafe { std::mem::zeroed() }
 }
 
-/// Starts init and, through it, CMD inside `cgroup_fd`. `seccomp` is installed in CMD's process
-/// right before execve.
+/// Starts init and, through it, CMD inside `cgroup_fd`. Right before execve, CMD's process
+/// writes itself to `join_procs` (a v1 `cgroup.procs` open for writing: see `process_limit`)
+/// and installs `seccomp`.
 pub fn spawn(
     cmd: &PreparedCommand,
     cgroup_fd: RawFd,
     seccomp: Option<&SeccompFilter>,
+    join_procs: Option<RawFd>,
 ) -> Result<Spawned> {
     let (alive_rd, alive_wr) = pipe()?;
     let (report_rd, report_wr) = pipe()?;
@@ -271,6 +276,7 @@ pub fn spawn(
             alive_rd.as_raw_fd(),
             report_wr.as_raw_fd(),
             seccomp,
+            join_procs,
         );
     }
     drop(alive_rd);
@@ -319,6 +325,7 @@ fn init_main(
     alive_rd: RawFd,
     report_wr: RawFd,
     seccomp: Option<&SeccompFilter>,
+    join_procs: Option<RawFd>,
 ) -> ! {
     unsafe {
         // Die with the loader. The loader may already be gone (it was killed between clone and
@@ -386,6 +393,15 @@ fn init_main(
         }
         if child == 0 {
             libc::close(exec_err[0]);
+            // "0" is the writing process itself. Before seccomp and exec: nothing CMD runs
+            // escapes the limit.
+            if let Some(fd) = join_procs
+                && libc::write(fd, c"0".as_ptr().cast(), 1) != 1
+            {
+                let msg = [SetupStage::ProcessLimit as i32, errno()];
+                libc::write(exec_err[1], msg.as_ptr().cast(), 8);
+                libc::_exit(127);
+            }
             if let Some(filter) = seccomp
                 && let Err(e) = filter.install()
             {
@@ -427,7 +443,21 @@ fn init_main(
     }
 }
 
-/// Checks that a prepared command's executable still exists (used in messages).
+/// The nesting level of sandtrace's own PID namespace (0 for the initial one), from the number
+/// of ids in `NSpid` of /proc/self/status. The session's namespace is one deeper.
+pub fn own_pid_ns_level() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("NSpid:"))
+                .map(|ids| ids.split_whitespace().count().saturating_sub(1) as u32)
+        })
+        .unwrap_or(0)
+}
+
+/// The text of an errno, for messages.
 pub fn describe_errno(errno: i32) -> String {
     std::io::Error::from_raw_os_error(errno).to_string()
 }

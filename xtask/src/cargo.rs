@@ -19,7 +19,8 @@ pub fn workspace_root() -> PathBuf {
 /// `cargo` with the eBPF toolchain on PATH, run from the workspace root.
 pub fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cmd.current_dir(workspace_root()).env("PATH", setup::path_with_cargo_bin());
+    cmd.current_dir(workspace_root())
+        .env("PATH", setup::path_with_cargo_bin());
     cmd
 }
 

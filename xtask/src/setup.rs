@@ -21,6 +21,9 @@ const VM_PACKAGES: [&str; 4] = ["qemu-system-x86", "busybox-static", "xz-utils",
 /// Debian packages building sandtrace needs: libseccomp's static library, which sandtrace
 /// links (see `.cargo/config.toml`) to generate its seccomp filter.
 const BUILD_PACKAGES: [&str; 1] = ["libseccomp-dev"];
+/// Debian packages the benchmark's workloads and baseline run: perl drives the
+/// microbenchmarks, gcc is the compile workload, strace the ptrace baseline.
+const BENCH_PACKAGES: [&str; 3] = ["perl", "gcc", "strace"];
 
 /// `~/.cargo/bin`, where `cargo install` puts bpf-linker.
 pub fn cargo_bin_dir() -> PathBuf {
@@ -31,7 +34,9 @@ pub fn cargo_bin_dir() -> PathBuf {
 }
 
 pub fn home_dir() -> PathBuf {
-    env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"))
+    env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"))
 }
 
 /// Where xtask keeps what it downloads or generates (LLVM prefix, VM kernels, ...).
@@ -85,17 +90,33 @@ fn ensure_nightly_rust_src() -> Result<()> {
     if !toolchains.lines().any(|l| l.starts_with("nightly-")) {
         eprintln!("xtask: installing the nightly toolchain (needed for the eBPF build)");
         status(Command::new("rustup").args([
-            "toolchain", "install", NIGHTLY, "--profile", "minimal", "--component", "rust-src",
+            "toolchain",
+            "install",
+            NIGHTLY,
+            "--profile",
+            "minimal",
+            "--component",
+            "rust-src",
         ]))
         .context("installing the nightly toolchain")?;
     }
     let components = output(Command::new("rustup").args([
-        "component", "list", "--installed", "--toolchain", NIGHTLY,
+        "component",
+        "list",
+        "--installed",
+        "--toolchain",
+        NIGHTLY,
     ]))?;
     if !components.lines().any(|l| l.starts_with("rust-src")) {
         eprintln!("xtask: adding rust-src to the nightly toolchain (for -Z build-std=core)");
-        status(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", NIGHTLY]))
-            .context("adding the rust-src component to the nightly toolchain")?;
+        status(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            NIGHTLY,
+        ]))
+        .context("adding the rust-src component to the nightly toolchain")?;
     }
     Ok(())
 }
@@ -111,7 +132,8 @@ fn ensure_bpf_linker() -> Result<()> {
     if installed_bpf_linker_version().as_deref() == Some(BPF_LINKER_VERSION) {
         return Ok(());
     }
-    let sysroot = output(Command::new("rustc").args([&format!("+{NIGHTLY}"), "--print", "sysroot"]))?;
+    let sysroot =
+        output(Command::new("rustc").args([&format!("+{NIGHTLY}"), "--print", "sysroot"]))?;
     let libdir = Path::new(sysroot.trim()).join("lib");
     let (lib, major) = find_shared_llvm(&libdir)?;
     // bpf-linker links against `libLLVM.so` under LLVM_PREFIX/lib; point that at the
@@ -133,8 +155,18 @@ fn ensure_bpf_linker() -> Result<()> {
     );
     status(
         Command::new("cargo")
-            .args([&format!("+{NIGHTLY}"), "install", "bpf-linker", "--version", BPF_LINKER_VERSION])
-            .args(["--no-default-features", "--features", &format!("llvm-{major}")])
+            .args([
+                &format!("+{NIGHTLY}"),
+                "install",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+            ])
+            .args([
+                "--no-default-features",
+                "--features",
+                &format!("llvm-{major}"),
+            ])
             .env("LLVM_PREFIX", &prefix)
             .env("LD_LIBRARY_PATH", &prefix_lib),
     )
@@ -150,7 +182,8 @@ fn ensure_bpf_linker() -> Result<()> {
 
 /// Finds `libLLVM.so.<major>.<minor>-rust-...` in the toolchain's lib directory.
 fn find_shared_llvm(libdir: &Path) -> Result<(PathBuf, u32)> {
-    let entries = std::fs::read_dir(libdir).with_context(|| format!("reading {}", libdir.display()))?;
+    let entries =
+        std::fs::read_dir(libdir).with_context(|| format!("reading {}", libdir.display()))?;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if let Some(rest) = name.strip_prefix("libLLVM.so.")
@@ -171,10 +204,19 @@ pub fn ensure_vm_packages() -> Result<()> {
     ensure_apt_packages(&VM_PACKAGES, "by the VM harness")
 }
 
+/// Installs the Debian packages the benchmark needs (see [`BENCH_PACKAGES`]) when any is
+/// missing.
+pub fn ensure_bench_packages() -> Result<()> {
+    ensure_apt_packages(&BENCH_PACKAGES, "by the benchmark")
+}
+
 /// Installs whichever of `packages` are not installed yet; `needed` completes "needed ...".
 fn ensure_apt_packages(packages: &[&str], needed: &str) -> Result<()> {
-    let missing: Vec<&str> =
-        packages.iter().copied().filter(|package| !deb_installed(package)).collect();
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|package| !deb_installed(package))
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -187,7 +229,10 @@ fn ensure_apt_packages(packages: &[&str], needed: &str) -> Result<()> {
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
     .with_context(|| {
-        format!("installing {} with apt-get (needs root on Debian)", missing.join(" "))
+        format!(
+            "installing {} with apt-get (needs root on Debian)",
+            missing.join(" ")
+        )
     })
 }
 
@@ -199,15 +244,16 @@ fn deb_installed(package: &str) -> bool {
 }
 
 /// Refreshes apt's package lists, at most once per xtask run: callers use it when a package
-/// they look for is missing, which a stale or never-fetched list explains.
-pub fn apt_get_update() -> Result<()> {
+/// they look for is missing, which a stale or never-fetched list explains. Returns whether it
+/// refreshed them now (false: this run already did).
+pub fn apt_get_update() -> Result<bool> {
     static DONE: OnceLock<()> = OnceLock::new();
     if DONE.get().is_some() {
-        return Ok(());
+        return Ok(false);
     }
     eprintln!("xtask: refreshing apt's package lists (apt-get update)");
     status(Command::new("apt-get").args(["update", "--quiet"]))
         .context("running apt-get update (needs root and a network connection)")?;
     let _ = DONE.set(());
-    Ok(())
+    Ok(true)
 }

@@ -29,6 +29,7 @@ const TRACEPOINTS: &[(&str, &str)] = &[
     ("sched_process_exit", "sched_process_exit"),
     ("sys_enter", "sys_enter"),
     ("sys_exit", "sys_exit"),
+    ("seccomp_kill", "signal_generate"),
 ];
 
 /// BPF LSM programs that enforce the path policy, by hook. Truncation through a descriptor
@@ -57,26 +58,50 @@ pub struct Enforcement<'a> {
     pub dynamic_loaders: Vec<PathKey>,
 }
 
+/// What the programs enforce besides the path policy. All of it works without BPF LSM.
+#[derive(Default)]
+pub struct SessionRules<'a> {
+    /// `(syscall number, syscall_action::*)`: syscalls reported whatever the verbosity.
+    pub syscall_actions: Vec<(u32, u8)>,
+    /// The network rules and the session cgroup they apply to; `None` when the network is
+    /// allowed.
+    pub network: Option<(
+        &'a crate::network::NetworkRules,
+        std::os::fd::BorrowedFd<'a>,
+    )>,
+}
+
 /// The loaded, attached programs of one session. Dropping it detaches everything.
 pub struct SessionPrograms {
     ebpf: Ebpf,
 }
 
 impl SessionPrograms {
-    /// Loads the object with `config`, attaches the tracing programs and, with `enforcement`,
-    /// fills the policy maps and attaches the LSM programs. Everything is in place when this
-    /// returns; CMD must not start before.
+    /// Loads the object with `config`, attaches the tracing programs, puts `rules` in force
+    /// and, with `enforcement`, fills the path policy maps and attaches the LSM programs.
+    /// Everything is in place when this returns; CMD must not start before.
     pub fn load(
         config: &Config,
         ring_buffer_bytes: u32,
         btf: &KernelBtf,
         enforcement: Option<&Enforcement<'_>>,
+        rules: &SessionRules<'_>,
     ) -> Result<Self> {
         let mut ebpf = EbpfLoader::new()
             .override_global(CONFIG_SYMBOL, config, true)
             .map_max_entries("EVENTS", ring_buffer_bytes)
             .load(OBJECT)
             .context("loading the eBPF object (are you root? is the kernel 5.8 or newer?)")?;
+        // Before the tracepoints: a syscall must not go unreported in between.
+        {
+            let mut actions: Array<_, u8> =
+                Array::try_from(map_mut(&mut ebpf, "SYSCALL_ACTIONS")?)?;
+            for &(nr, action) in &rules.syscall_actions {
+                actions
+                    .set(nr, action, 0)
+                    .with_context(|| format!("marking syscall {nr} in SYSCALL_ACTIONS"))?;
+            }
+        }
         for (program, tracepoint) in TRACEPOINTS {
             let prog: &mut RawTracePoint = ebpf
                 .program_mut(program)
@@ -91,6 +116,9 @@ impl SessionPrograms {
         if let Some(enforcement) = enforcement {
             fill_policy_maps(&mut ebpf, enforcement)?;
             attach_lsm_programs(&mut ebpf, btf)?;
+        }
+        if let Some((network, cgroup)) = rules.network {
+            crate::network::attach(&mut ebpf, network, cgroup, enforcement.is_some())?;
         }
         Ok(Self { ebpf })
     }

@@ -3,7 +3,12 @@
 //! Line shapes (fields in this order):
 //! - `{"event_type":"syscall","timestamp","pid","tgid","comm","syscall","syscall_nr","args":{"raw":[6]},
 //!   "path"?,"path_truncated"?,"return_value","success","errno"?,"duration_us","action","category"}`
-//! - `{"event_type":"process","timestamp","action":"fork"|"exec"|"exited","pid","tgid","comm",...}`
+//! - `{"event_type":"process","timestamp","action":"fork"|"exec"|"exited"|"fork_refused","pid","tgid","comm",...}`
+//! - `{"event_type":"file",...}` (see `FileLine`)
+//! - `{"event_type":"network","timestamp","pid","tgid","comm","action":"allow"|"deny","operation",
+//!   "family","socket_type","protocol","address"?,"port"?,"peer_address"?,"peer_port"?,"reason","rule"?}`
+//! - `{"event_type":"seccomp","timestamp","pid","tgid","comm","action":"kill","abi","syscall_nr",
+//!   "syscall"?,"reason"}`
 //! - `{"event_type":"summary",...}` (see `Summary`)
 
 use std::{
@@ -16,9 +21,13 @@ use std::{
 use anyhow::{Context as _, Result};
 use serde::{Serialize, Serializer};
 
-use super::{Labels, RuleLabel, access_names, errno_name, is_error, summary::Summary};
+use super::{
+    Labels, RuleLabel, access_names, errno_name, is_error,
+    network::{family_name, op_name, protocol_name, sock_type_name},
+    summary::Summary,
+};
 use crate::{
-    events::{Event, EventBody, FileRecord, SyscallRecord},
+    events::{Event, EventBody, FileRecord, NetworkRecord, SeccompKillRecord, SyscallRecord},
     syscall_table,
 };
 
@@ -75,6 +84,12 @@ enum ProcessDetail<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         signal: Option<i32>,
     },
+    /// A fork the process limit refused.
+    ForkRefused {
+        syscall: &'a str,
+        errno: String,
+        reason: &'static str,
+    },
 }
 
 #[derive(Serialize)]
@@ -103,6 +118,47 @@ struct FileLine<'a> {
     reason: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     rule: Option<&'a RuleLabel>,
+}
+
+#[derive(Serialize)]
+struct NetworkLine<'a> {
+    event_type: &'static str,
+    timestamp: Timestamp,
+    pid: u32,
+    tgid: u32,
+    comm: &'a str,
+    /// `allow` or `deny`.
+    action: &'static str,
+    operation: &'static str,
+    family: String,
+    socket_type: String,
+    protocol: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer_address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer_port: Option<u16>,
+    reason: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<&'a RuleLabel>,
+}
+
+#[derive(Serialize)]
+struct SeccompLine<'a> {
+    event_type: &'static str,
+    timestamp: Timestamp,
+    pid: u32,
+    tgid: u32,
+    comm: &'a str,
+    action: &'static str,
+    abi: String,
+    syscall_nr: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    syscall: Option<&'static str>,
+    reason: &'static str,
 }
 
 #[derive(Serialize)]
@@ -141,8 +197,22 @@ impl JsonlWriter {
         let t = &event.task;
         let timestamp = Timestamp(event.time);
         match &event.body {
-            EventBody::Syscall(s) => self.line(&syscall_line(event, s, labels)),
+            EventBody::Syscall(s) => self.line(&syscall_line(event, s)),
             EventBody::File(f) => self.line(&file_line(event, f, labels)),
+            EventBody::Network(n) => self.line(&network_line(event, n, labels)),
+            EventBody::SeccompKill(k) => self.line(&seccomp_line(event, k)),
+            EventBody::ForkRefused { nr, errno } => self.line(&ProcessLine {
+                event_type: "process",
+                timestamp,
+                pid: t.pid,
+                tgid: t.tgid,
+                comm: &t.comm,
+                detail: ProcessDetail::ForkRefused {
+                    syscall: syscall_table::name(*nr).unwrap_or("unknown"),
+                    errno: format!("{:?}", nix::errno::Errno::from_raw(*errno)),
+                    reason: FORK_REFUSED_REASON,
+                },
+            }),
             EventBody::Fork {
                 child_pid,
                 child_tgid,
@@ -226,7 +296,52 @@ fn file_line<'a>(event: &'a Event, f: &'a FileRecord, labels: &'a Labels) -> Fil
     }
 }
 
-fn syscall_line<'a>(event: &'a Event, s: &'a SyscallRecord, labels: &Labels) -> SyscallLine<'a> {
+/// Why forks fail with EAGAIN in a session.
+pub const FORK_REFUSED_REASON: &str = "max_processes reached (or another process limit)";
+
+fn network_line<'a>(event: &'a Event, n: &'a NetworkRecord, labels: &'a Labels) -> NetworkLine<'a> {
+    NetworkLine {
+        event_type: "network",
+        timestamp: Timestamp(event.time),
+        pid: event.task.pid,
+        tgid: event.task.tgid,
+        comm: &event.task.comm,
+        action: if n.verdict.is_denied() {
+            "deny"
+        } else {
+            "allow"
+        },
+        operation: op_name(n.op),
+        family: family_name(n.family),
+        socket_type: sock_type_name(n.sock_type),
+        protocol: protocol_name(n.protocol, n.sock_type),
+        address: n.addr.map(|(a, _)| a.to_string()),
+        port: n.addr.map(|(_, p)| p),
+        peer_address: n.peer.map(|(a, _)| a.to_string()),
+        peer_port: n.peer.map(|(_, p)| p),
+        reason: labels.network_rules.reason(n),
+        rule: n
+            .rule
+            .and_then(|(list, index)| labels.network_rules.label(list, index)),
+    }
+}
+
+fn seccomp_line<'a>(event: &'a Event, k: &SeccompKillRecord) -> SeccompLine<'a> {
+    SeccompLine {
+        event_type: "seccomp",
+        timestamp: Timestamp(event.time),
+        pid: event.task.pid,
+        tgid: event.task.tgid,
+        comm: &event.task.comm,
+        action: "kill",
+        abi: k.abi.as_str(),
+        syscall_nr: k.nr,
+        syscall: super::foreign_syscall_name(k),
+        reason: super::FOREIGN_ABI_REASON,
+    }
+}
+
+fn syscall_line<'a>(event: &'a Event, s: &'a SyscallRecord) -> SyscallLine<'a> {
     SyscallLine {
         event_type: "syscall",
         timestamp: Timestamp(event.time),
@@ -242,7 +357,7 @@ fn syscall_line<'a>(event: &'a Event, s: &'a SyscallRecord, labels: &Labels) -> 
         success: !s.ret.is_some_and(is_error),
         errno: s.ret.and_then(errno_name),
         duration_us: s.duration.map(|d| d.as_micros() as u64),
-        action: labels.syscalls.of(s.nr).as_str(),
+        action: s.action.as_str(),
         category: syscall_table::category(s.nr).as_str(),
     }
 }

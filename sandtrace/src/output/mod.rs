@@ -4,61 +4,9 @@ pub mod jsonl;
 pub mod summary;
 pub mod terminal;
 
-/// How a syscall was treated by the policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SyscallAction {
-    Allow,
-    /// Refused by the seccomp filter (EPERM).
-    Deny,
-    /// Allowed, and reported even at default verbosity.
-    LogOnly,
-}
+pub mod network;
 
-impl SyscallAction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Allow => "allow",
-            Self::Deny => "deny",
-            Self::LogOnly => "log_only",
-        }
-    }
-}
-
-/// Classifies syscall events by the policy's `[syscalls]` lists.
-#[derive(Debug, Clone, Default)]
-pub struct SyscallActions {
-    denied: Vec<bool>,
-    log_only: Vec<bool>,
-}
-
-impl SyscallActions {
-    pub fn new(denied: &[u32], log_only: &[u32]) -> Self {
-        let table = |nrs: &[u32]| {
-            let mut t = vec![false; sandtrace_common::event::MAX_SYSCALL_NR];
-            for &nr in nrs {
-                if let Some(slot) = t.get_mut(nr as usize) {
-                    *slot = true;
-                }
-            }
-            t
-        };
-        Self {
-            denied: table(denied),
-            log_only: table(log_only),
-        }
-    }
-
-    pub fn of(&self, nr: u32) -> SyscallAction {
-        let is = |t: &[bool]| t.get(nr as usize).copied().unwrap_or(false);
-        if is(&self.denied) {
-            SyscallAction::Deny
-        } else if is(&self.log_only) {
-            SyscallAction::LogOnly
-        } else {
-            SyscallAction::Allow
-        }
-    }
-}
+pub use crate::events::SyscallAction;
 
 /// The policy's file rules as the output names them: per kind (`KIND_INDEX_*`), in the
 /// kernel's rule order, the pattern as written and where it came from.
@@ -83,20 +31,14 @@ impl FileRules {
 /// What the outputs need to know about the policy to label events.
 #[derive(Debug, Clone, Default)]
 pub struct Labels {
-    pub syscalls: SyscallActions,
     pub file_rules: FileRules,
+    pub network_rules: network::NetworkRules,
 }
 
 impl Labels {
-    /// Labels for a session enforcing `policy`, with `denied` the syscall numbers the seccomp
-    /// filter refuses.
-    pub fn for_policy(policy: &crate::policy::EffectivePolicy, denied: &[u32]) -> Self {
+    /// Labels for a session enforcing `policy`.
+    pub fn for_policy(policy: &crate::policy::EffectivePolicy) -> Self {
         use crate::policy::PathKind;
-        let log_only: Vec<u32> = policy
-            .log_only_syscalls
-            .iter()
-            .map(|s| s.value.id() as u32)
-            .collect();
         let mut file_rules = FileRules::default();
         for kind in PathKind::ALL {
             file_rules.by_kind[kind.index()] = policy
@@ -116,9 +58,25 @@ impl Labels {
                 .collect();
         }
         Self {
-            syscalls: SyscallActions::new(denied, &log_only),
             file_rules,
+            network_rules: network::NetworkRules::for_policy(policy),
         }
+    }
+}
+
+/// Why the seccomp filter kills processes that use another syscall ABI.
+pub const FOREIGN_ABI_REASON: &str = "syscalls through a foreign ABI (x32, i386) could reach \
+                                      denied syscalls under other numbers";
+
+/// The x86_64 name of an x32 syscall (x32 shares the x86_64 table below its marker bit).
+pub fn foreign_syscall_name(k: &crate::events::SeccompKillRecord) -> Option<&'static str> {
+    use crate::events::SyscallAbi;
+    match k.abi {
+        SyscallAbi::X32 => {
+            crate::syscall_table::name(k.nr & !sandtrace_common::event::X32_SYSCALL_BIT)
+        }
+        SyscallAbi::X86_64 => crate::syscall_table::name(k.nr),
+        SyscallAbi::I386 | SyscallAbi::Other(_) => None,
     }
 }
 

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use sandtrace_common::event::MAX_SYSCALL_NR;
 
+use super::{RuleLabel, SyscallAction};
 use crate::{
     events::{Event, EventBody},
     syscall_table,
@@ -31,12 +32,34 @@ pub struct SyscallCount {
     pub count: u64,
 }
 
+/// Denials by what refused them; `Summary::denied_count` is their sum.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Denials {
+    /// File and exec operations (BPF LSM).
+    pub files: u64,
+    /// Connects, sends, binds, sockets and received packets (network rules).
+    pub network: u64,
+    /// Syscalls the seccomp filter refused or killed a process for.
+    pub syscalls: u64,
+    /// Forks refused by the process limit.
+    pub processes: u64,
+}
+
+impl Denials {
+    pub fn total(&self) -> u64 {
+        self.files + self.network + self.syscalls + self.processes
+    }
+}
+
 /// The last line of the JSONL log and the source of the terminal summary.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     pub total_syscalls: u64,
     pub unique_syscalls: u64,
     pub denied_count: u64,
+    pub denials: Denials,
+    /// Calls of `log_only` syscalls.
+    pub log_only_count: u64,
     pub process_count: u64,
     pub duration_ms: u64,
     pub exit_code: i32,
@@ -48,8 +71,10 @@ pub struct Summary {
     /// Signal that killed CMD, if one did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signal: Option<i32>,
-    /// `trace-only` or `enforce`.
+    /// `trace-only`, `enforce` or `degraded` (`--allow-degraded`: some rules not enforced).
     pub mode: &'static str,
+    /// Rules of the policy this session did not enforce (see `mode`).
+    pub unenforced: Vec<RuleLabel>,
     /// Per-syscall call counts, most frequent first.
     pub syscall_counts: Vec<SyscallCount>,
 }
@@ -58,7 +83,8 @@ pub struct Summary {
 #[derive(Debug, Default)]
 pub struct Tally {
     forks: u64,
-    denials: u64,
+    denials: Denials,
+    log_only: u64,
     undecodable: u64,
 }
 
@@ -70,7 +96,15 @@ impl Tally {
                 child_pid,
                 child_tgid,
             } if child_pid == child_tgid => self.forks += 1,
-            EventBody::File(f) if f.verdict.is_denied() => self.denials += 1,
+            EventBody::File(f) if f.verdict.is_denied() => self.denials.files += 1,
+            EventBody::Network(n) if n.verdict.is_denied() => self.denials.network += 1,
+            EventBody::Syscall(s) => match s.action {
+                SyscallAction::Deny => self.denials.syscalls += 1,
+                SyscallAction::LogOnly => self.log_only += 1,
+                SyscallAction::Allow => {}
+            },
+            EventBody::SeccompKill(_) => self.denials.syscalls += 1,
+            EventBody::ForkRefused { .. } => self.denials.processes += 1,
             _ => {}
         }
     }
@@ -85,7 +119,7 @@ impl Tally {
         syscall_counts: &[u64],
         ring_buffer_lost: u64,
         incomplete_events: u64,
-        run: RunResult,
+        run: RunResult<'_>,
     ) -> Summary {
         let mut counts: Vec<SyscallCount> = syscall_counts
             .iter()
@@ -109,7 +143,9 @@ impl Tally {
         Summary {
             total_syscalls: counts.iter().map(|c| c.count).sum(),
             unique_syscalls: counts.len() as u64,
-            denied_count: self.denials,
+            denied_count: self.denials.total(),
+            denials: self.denials,
+            log_only_count: self.log_only,
             // CMD itself plus every process created inside the session.
             process_count: u64::from(run.ending != Ending::StartFailed) + self.forks,
             duration_ms: run.duration.as_millis() as u64,
@@ -119,6 +155,7 @@ impl Tally {
             ending: run.ending,
             signal: run.signal,
             mode: run.mode,
+            unenforced: run.unenforced.to_vec(),
             syscall_counts: counts,
         }
     }
@@ -126,10 +163,11 @@ impl Tally {
 
 /// What the session runner knows when the session is over.
 #[derive(Debug, Clone, Copy)]
-pub struct RunResult {
+pub struct RunResult<'a> {
     pub duration: Duration,
     pub exit_code: i32,
     pub signal: Option<i32>,
     pub ending: Ending,
     pub mode: &'static str,
+    pub unenforced: &'a [RuleLabel],
 }

@@ -8,6 +8,7 @@ use std::{
 
 use super::{
     Labels, SyscallAction, access_names, errno_name, is_error,
+    network::{endpoint, op_name, protocol_name},
     summary::{Ending, Summary},
 };
 use crate::{
@@ -72,14 +73,19 @@ impl Terminal {
     /// Prints the event if the verbosity asks for it.
     pub fn event(&self, event: &Event, labels: &Labels) {
         let t = &event.task;
-        let who = self.paint(DIM, &format!("[{} {}]", t.tgid, t.comm));
+        // Packets are checked as they arrive, outside any task of the session.
+        let who = if t.tgid == 0 {
+            self.paint(DIM, "[incoming]")
+        } else {
+            self.paint(DIM, &format!("[{} {}]", t.tgid, t.comm))
+        };
         let line = match &event.body {
             EventBody::Syscall(s) => {
-                let action = labels.syscalls.of(s.nr);
+                let action = s.action;
                 let failed = s.ret.is_some_and(is_error);
+                // Denied and log_only syscalls always show, like every other denial.
                 let wanted = match self.verbosity {
-                    Verbosity::Quiet => false,
-                    Verbosity::Processes => action == SyscallAction::Deny,
+                    Verbosity::Quiet | Verbosity::Processes => action != SyscallAction::Allow,
                     Verbosity::FailedSyscalls => failed || action != SyscallAction::Allow,
                     Verbosity::AllSyscalls => true,
                 };
@@ -125,7 +131,54 @@ impl Terminal {
                     f.path
                 )
             }
+            EventBody::Network(n) => {
+                // Denials always show; allowed decisions are only reported at -v.
+                let verdict = if n.verdict.is_denied() {
+                    self.paint(RED, "denied")
+                } else {
+                    self.paint(GREEN, "allowed")
+                };
+                let target = n
+                    .addr
+                    .map(|(a, p)| format!(" {}", endpoint(a, p)))
+                    .unwrap_or_default();
+                let from = n
+                    .peer
+                    .map(|(a, p)| format!(" from {}", endpoint(a, p)))
+                    .unwrap_or_default();
+                let why = match n
+                    .rule
+                    .and_then(|(list, index)| labels.network_rules.label(list, index))
+                {
+                    Some(r) => format!("by {} rule `{}` ({})", r.kind, r.pattern, r.source),
+                    None => format!("({})", labels.network_rules.reason(n)),
+                };
+                format!(
+                    "{who} {verdict} {} {}{target}{from} {why}",
+                    protocol_name(n.protocol, n.sock_type),
+                    op_name(n.op),
+                )
+            }
+            EventBody::SeccompKill(k) => {
+                let name = super::foreign_syscall_name(k)
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default();
+                format!(
+                    "{who} {} by the seccomp filter: {} syscall {}{name}; {}",
+                    self.paint(RED, "killed"),
+                    k.abi.as_str(),
+                    k.nr,
+                    super::FOREIGN_ABI_REASON
+                )
+            }
             _ if self.verbosity < Verbosity::Processes => return,
+            EventBody::ForkRefused { nr, errno } => format!(
+                "{who} {} {} failed with {:?}: {}",
+                self.paint(RED, "fork refused"),
+                syscall_table::name(*nr).unwrap_or("clone"),
+                nix::errno::Errno::from_raw(*errno),
+                super::jsonl::FORK_REFUSED_REASON
+            ),
             EventBody::Fork {
                 child_tgid,
                 child_pid,
@@ -190,15 +243,38 @@ impl Terminal {
                 .collect();
             out += &row("top", top.join(", "));
         }
-        let denied = s.denied_count.to_string();
-        out += &row(
-            "denied",
-            if s.denied_count > 0 {
-                self.paint(RED, &denied)
-            } else {
-                denied
-            },
-        );
+        let denied = if s.denied_count > 0 {
+            let d = &s.denials;
+            let parts: Vec<String> = [
+                (d.files, "files"),
+                (d.network, "network"),
+                (d.syscalls, "syscalls"),
+                (d.processes, "forks"),
+            ]
+            .into_iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, what)| format!("{what} {n}"))
+            .collect();
+            self.paint(RED, &format!("{} ({})", s.denied_count, parts.join(", ")))
+        } else {
+            "0".to_owned()
+        };
+        out += &row("denied", denied);
+        if s.log_only_count > 0 {
+            out += &row("log_only", format!("{} calls", s.log_only_count));
+        }
+        if !s.unenforced.is_empty() {
+            out += &row(
+                "unenforced",
+                self.paint(
+                    YELLOW,
+                    &format!(
+                        "{} rules (--allow-degraded; listed before the command started)",
+                        s.unenforced.len()
+                    ),
+                ),
+            );
+        }
         let lost = s.lost_events.to_string();
         out += &row(
             "lost events",

@@ -265,6 +265,32 @@ impl PathPattern {
         prefix
     }
 
+    /// The same pattern with its literal prefix replaced by where that prefix resolves to now,
+    /// when it goes through a symlink (`/lib64/x` -> `/usr/lib64/x`); `None` otherwise. The
+    /// kernel decides on resolved paths, so a rule is applied to both spellings.
+    pub fn with_resolved_prefix(&self) -> Option<PathPattern> {
+        let prefix = self.literal_prefix();
+        if prefix == Path::new("/") {
+            return None;
+        }
+        let resolved = std::fs::canonicalize(&prefix).ok()?;
+        if resolved == prefix {
+            return None;
+        }
+        let literal_count = self
+            .components
+            .iter()
+            .take_while(|c| matches!(c, Component::Literal(_)))
+            .count();
+        let mut components: Vec<Component> = resolved
+            .iter()
+            .skip(1)
+            .map(|name| Component::Literal(name.as_bytes().to_vec()))
+            .collect();
+        components.extend_from_slice(&self.components[literal_count..]);
+        Some(PathPattern::new(components))
+    }
+
     /// The reference matcher: whether this pattern covers `path`, a normalised absolute path.
     /// A path that is not normalised (relative, empty components, trailing slash) is never
     /// covered.

@@ -13,6 +13,7 @@ pub mod decision;
 pub mod diagnostic;
 pub mod glob;
 pub mod model;
+pub mod network;
 pub mod parse;
 pub mod render;
 pub mod resolve;

@@ -12,6 +12,7 @@ use syscalls::Sysno;
 
 use super::diagnostic::{Location, Span};
 use super::glob::PathEntry;
+use super::network::AddressRule;
 
 /// Syscalls denied in every policy, whatever it says.
 pub const ALWAYS_BLOCKED_SYSCALLS: [Sysno; 10] = [
@@ -170,17 +171,58 @@ impl FilesystemRules {
     }
 }
 
-/// `[network]`. Fine-grained rules (addresses, ports) are meant to become further fields
-/// here, each with its own key in the parser.
+/// `[network]`: `allow = true` allows everything; otherwise only what the address rules
+/// allow (nothing, when there are none).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NetworkRules {
     pub allow: Located<bool>,
+    /// Destinations of connects and UDP sends.
+    pub allow_connect: Vec<Located<AddressRule>>,
+    /// Local addresses to bind, listen and receive on.
+    pub allow_bind: Vec<Located<AddressRule>>,
 }
 
 impl Default for NetworkRules {
     fn default() -> Self {
         Self {
             allow: Located::default_value(false),
+            allow_connect: Vec::new(),
+            allow_bind: Vec::new(),
+        }
+    }
+}
+
+/// The address-rule lists of `[network]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetworkList {
+    Connect,
+    Bind,
+}
+
+impl NetworkList {
+    pub const ALL: [NetworkList; 2] = [NetworkList::Connect, NetworkList::Bind];
+
+    /// The key in `[network]`.
+    pub const fn key(self) -> &'static str {
+        match self {
+            NetworkList::Connect => "allow_connect",
+            NetworkList::Bind => "allow_bind",
+        }
+    }
+}
+
+impl NetworkRules {
+    pub fn list(&self, list: NetworkList) -> &[Located<AddressRule>] {
+        match list {
+            NetworkList::Connect => &self.allow_connect,
+            NetworkList::Bind => &self.allow_bind,
+        }
+    }
+
+    pub fn list_mut(&mut self, list: NetworkList) -> &mut Vec<Located<AddressRule>> {
+        match list {
+            NetworkList::Connect => &mut self.allow_connect,
+            NetworkList::Bind => &mut self.allow_bind,
         }
     }
 }

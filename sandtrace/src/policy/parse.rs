@@ -10,7 +10,8 @@ use toml::de::{DeTable, DeValue};
 
 use super::diagnostic::{Diagnostic, Diagnostics, Location, Problem, SourceText, Span};
 use super::glob::PathEntry;
-use super::model::{Located, Origin, PathKind, Policy};
+use super::model::{Located, NetworkList, Origin, PathKind, Policy};
+use super::network::AddressRule;
 use super::suggest::closest;
 use super::validate;
 
@@ -20,7 +21,7 @@ const SECTIONS: [(&str, &[&str]); 4] = [
         "filesystem",
         &["allow_read", "allow_write", "allow_exec", "deny"],
     ),
-    ("network", &["allow"]),
+    ("network", &["allow", "allow_connect", "allow_bind"]),
     ("syscalls", &["deny", "log_only"]),
     ("limits", &["timeout", "max_processes"]),
 ];
@@ -75,6 +76,9 @@ pub fn parse(path: &Path, text: String) -> Result<Policy, Diagnostics> {
         parser.section(key, value);
     }
     for diagnostic in validate::syscall_lists(&parser.policy.syscalls) {
+        parser.diagnostics.push(diagnostic);
+    }
+    for diagnostic in validate::network_lists(&parser.policy.network) {
         parser.diagnostics.push(diagnostic);
     }
     parser.diagnostics.into_result(parser.policy)
@@ -169,6 +173,14 @@ impl Parser {
                     if let Some(allow) = self.boolean(section, name, value) {
                         self.policy.network.allow = allow;
                     }
+                }
+                ("network", "allow_connect" | "allow_bind") => {
+                    let list = NetworkList::ALL
+                        .into_iter()
+                        .find(|l| l.key() == name)
+                        .expect("every address-rule key is a network list");
+                    let rules = self.address_rules(section, name, value);
+                    self.policy.network.list_mut(list).extend(rules);
                 }
                 ("syscalls", "deny") => {
                     self.policy.syscalls.deny = self.syscalls(section, name, value);
@@ -274,6 +286,22 @@ impl Parser {
             }
         }
         entries
+    }
+
+    fn address_rules(
+        &mut self,
+        section: &str,
+        key: &str,
+        value: &Value<'_>,
+    ) -> Vec<Located<AddressRule>> {
+        let mut rules = Vec::new();
+        for (text, range) in self.strings(section, key, value) {
+            match AddressRule::parse(text) {
+                Ok(rule) => rules.push(Located::new(rule, self.origin(range))),
+                Err(problem) => self.report(prefixed(section, key, problem), range),
+            }
+        }
+        rules
     }
 
     fn syscalls(

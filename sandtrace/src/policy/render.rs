@@ -9,7 +9,7 @@ use syscalls::Sysno;
 
 use super::compile::CompiledPaths;
 use super::glob::PathPattern;
-use super::model::{ALWAYS_BLOCKED_SYSCALLS, Located, PathKind, Policy};
+use super::model::{ALWAYS_BLOCKED_SYSCALLS, Located, NetworkList, PathKind, Policy};
 use super::resolve::EffectivePolicy;
 
 /// `policy` as a complete TOML policy file (every field written out, defaults included),
@@ -30,6 +30,20 @@ pub fn policy_to_toml(policy: &Policy, title: &str) -> String {
         write_string_array(&mut out, kind.key(), &texts);
     }
     let _ = writeln!(out, "\n[network]\nallow = {}", policy.network.allow.value);
+    for list in NetworkList::ALL {
+        let rules: Vec<String> = policy
+            .network
+            .list(list)
+            .iter()
+            .map(|r| r.value.to_string())
+            .collect();
+        // With allow = true the lists must be empty; leave them out rather than write an
+        // invalid policy.
+        if !policy.network.allow.value || !rules.is_empty() {
+            let texts: Vec<&str> = rules.iter().map(String::as_str).collect();
+            write_string_array(&mut out, list.key(), &texts);
+        }
+    }
     out.push_str("\n[syscalls]\n");
     write_string_array(&mut out, "deny", &syscall_names(&policy.syscalls.deny));
     write_string_array(
@@ -101,12 +115,35 @@ pub fn effective_report(policy: &EffectivePolicy, compiled: &CompiledPaths) -> S
             "network: {}",
             if policy.network_allowed.value {
                 "allowed"
-            } else {
+            } else if policy.allow_connect.is_empty() && policy.allow_bind.is_empty() {
                 "blocked"
+            } else {
+                "blocked except what these rules allow"
             }
         ),
         origin: policy.network_allowed.origin.to_string(),
     });
+    for (list, rules) in NetworkList::ALL
+        .into_iter()
+        .zip([&policy.allow_connect, &policy.allow_bind])
+    {
+        if rules.is_empty() {
+            rows.push(Row::Heading(format!("  {}: none", list.key())));
+            continue;
+        }
+        let ignored = if policy.network_allowed.value {
+            " (not needed: the network is allowed)"
+        } else {
+            ""
+        };
+        rows.push(Row::Heading(format!("  {}:{ignored}", list.key())));
+        for rule in rules {
+            rows.push(Row::Item {
+                what: format!("    {}", rule.value),
+                origin: rule.origin.to_string(),
+            });
+        }
+    }
     for (title, list) in [
         ("syscalls denied (EPERM)", &policy.denied_syscalls),
         ("syscalls logged only", &policy.log_only_syscalls),
@@ -170,8 +207,8 @@ fn symlink_note(pattern: &PathPattern) -> Option<String> {
     let resolved = std::fs::canonicalize(&prefix).ok()?;
     (resolved != prefix && prefix != Path::new("/")).then(|| {
         format!(
-            "{} goes through a symlink (to {} now); the kernel checks resolved paths, so this \
-             rule does not cover what the link points to",
+            "{} goes through a symlink (to {} now); the kernel checks resolved paths, so the \
+             rule is also applied to the resolved spelling",
             prefix.display(),
             resolved.display()
         )

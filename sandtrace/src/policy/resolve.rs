@@ -5,12 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use sandtrace_common::network::MAX_NET_RULES;
 use sandtrace_common::policy::{KIND_COUNT, MAX_RULES_PER_KIND};
 use syscalls::Sysno;
 
 use super::diagnostic::{Diagnostics, Location, Problem};
 use super::glob::{PathEntry, PathPattern};
-use super::model::{ALWAYS_BLOCKED_SYSCALLS, Located, Origin, PathKind, Policy};
+use super::model::{ALWAYS_BLOCKED_SYSCALLS, Located, NetworkList, Origin, PathKind, Policy};
+use super::network::{AddressMatch, AddressRule};
 use super::validate;
 use crate::cli::PolicyOverrideFlags;
 
@@ -60,11 +62,19 @@ impl PathRules {
     }
 
     /// Adds `rule` unless an equal pattern is already listed for `kind` (the first one keeps
-    /// its place and origin).
+    /// its place and origin). A rule whose literal prefix goes through a symlink is added a
+    /// second time with the prefix resolved, since the kernel sees resolved paths.
     fn add(&mut self, kind: PathKind, rule: PathRule) {
-        let rules = &mut self.by_kind[kind.index()];
-        if !rules.iter().any(|r| r.pattern == rule.pattern) {
-            rules.push(rule);
+        let resolved = rule.pattern.with_resolved_prefix().map(|pattern| PathRule {
+            pattern,
+            written: rule.written.clone(),
+            origin: rule.origin.clone(),
+        });
+        for rule in std::iter::once(rule).chain(resolved) {
+            let rules = &mut self.by_kind[kind.index()];
+            if !rules.iter().any(|r| r.pattern == rule.pattern) {
+                rules.push(rule);
+            }
         }
     }
 }
@@ -74,6 +84,10 @@ impl PathRules {
 pub struct EffectivePolicy {
     pub paths: PathRules,
     pub network_allowed: Located<bool>,
+    /// `[network] allow_connect`, deduplicated; only in force while the network is not allowed.
+    pub allow_connect: Vec<Located<AddressRule>>,
+    /// `[network] allow_bind`, deduplicated; only in force while the network is not allowed.
+    pub allow_bind: Vec<Located<AddressRule>>,
     /// Sorted by number, deduplicated; includes [`ALWAYS_BLOCKED_SYSCALLS`].
     pub denied_syscalls: Vec<Located<Sysno>>,
     /// Sorted by number, deduplicated.
@@ -92,6 +106,9 @@ pub fn resolve(
     let mut diagnostics = Diagnostics::new();
     // A `Policy` can be built in code as well as parsed; check it the same way.
     for diagnostic in validate::syscall_lists(&policy.syscalls) {
+        diagnostics.push(diagnostic);
+    }
+    for diagnostic in validate::network_lists(&policy.network) {
         diagnostics.push(diagnostic);
     }
 
@@ -162,6 +179,39 @@ pub fn resolve(
         policy.network.allow.clone()
     };
 
+    let [allow_connect, allow_bind] = NetworkList::ALL.map(|list| {
+        let mut unique: Vec<Located<AddressRule>> = Vec::new();
+        for rule in policy.network.list(list) {
+            if !unique.iter().any(|r| r.value == rule.value) {
+                unique.push(rule.clone());
+            }
+        }
+        unique
+    });
+    for (list, rules) in NetworkList::ALL
+        .into_iter()
+        .zip([&allow_connect, &allow_bind])
+    {
+        // `*` covers IPv4 and IPv6, which the kernel keeps as two rules.
+        let kernel_rules = |rule: &Located<AddressRule>| match rule.value.address {
+            AddressMatch::Any => 2,
+            AddressMatch::Network { .. } => 1,
+        };
+        let mut used = 0;
+        if let Some(excess) = rules.iter().find(|rule| {
+            used += kernel_rules(rule);
+            used > MAX_NET_RULES
+        }) {
+            let problem = Problem::new(format!(
+                "more than {MAX_NET_RULES} [network] {} rules (limit MAX_NET_RULES; `*` counts \
+                 twice, once per IP version)",
+                list.key()
+            ))
+            .with_hint("cover several addresses with one network (10.0.0.0/8) or port range");
+            diagnostics.push(problem.at(excess.origin.location()));
+        }
+    }
+
     let always_blocked = ALWAYS_BLOCKED_SYSCALLS
         .iter()
         .map(|&sysno| Located::new(sysno, Origin::AlwaysBlocked));
@@ -186,6 +236,8 @@ pub fn resolve(
     diagnostics.into_result(EffectivePolicy {
         paths,
         network_allowed,
+        allow_connect,
+        allow_bind,
         denied_syscalls,
         log_only_syscalls,
         timeout: Located::new(Duration::from_secs(timeout_secs.value), timeout_secs.origin),

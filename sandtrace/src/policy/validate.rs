@@ -5,7 +5,9 @@ use std::str::FromStr as _;
 use syscalls::Sysno;
 
 use super::diagnostic::{Diagnostic, Problem};
-use super::model::{ALWAYS_BLOCKED_SYSCALLS, Located, MAX_TIMEOUT_SECS, SyscallRules};
+use super::model::{
+    ALWAYS_BLOCKED_SYSCALLS, Located, MAX_TIMEOUT_SECS, NetworkList, NetworkRules, SyscallRules,
+};
 use super::suggest::closest;
 
 /// The syscall called `name` on the architecture sandtrace runs on.
@@ -77,6 +79,32 @@ pub fn syscall_lists(rules: &SyscallRules) -> Vec<Diagnostic> {
                 return None;
             };
             Some(problem.at(logged.origin.location()))
+        })
+        .collect()
+}
+
+/// Rules across the `[network]` keys: address rules only make sense with `allow = false`
+/// (with `allow = true` every address is allowed already, and a rule that can never matter
+/// is a misunderstanding worth pointing out).
+pub fn network_lists(rules: &NetworkRules) -> Vec<Diagnostic> {
+    if !rules.allow.value {
+        return Vec::new();
+    }
+    NetworkList::ALL
+        .into_iter()
+        .filter_map(|list| {
+            let first = rules.list(list).first()?;
+            let problem = Problem::new(format!(
+                "[network] {} has no effect with allow = true",
+                list.key()
+            ))
+            .with_hint(format!(
+                "allow = true (at {}) already allows every address; set allow = false to allow \
+                 only the listed addresses, or remove {}",
+                rules.allow.origin,
+                list.key()
+            ));
+            Some(problem.at(first.origin.location()))
         })
         .collect()
 }

@@ -27,8 +27,13 @@ impl KernelPackage {
 
     /// The fields of a local `.deb` file.
     pub fn of_deb(deb: &Path) -> Result<Self> {
-        let fields = setup::output(Command::new("dpkg-deb").arg("--field").arg(deb).args(["Package", "Version"]))
-            .with_context(|| format!("reading the package fields of {}", deb.display()))?;
+        let fields = setup::output(
+            Command::new("dpkg-deb")
+                .arg("--field")
+                .arg(deb)
+                .args(["Package", "Version"]),
+        )
+        .with_context(|| format!("reading the package fields of {}", deb.display()))?;
         let field = |key: &str| {
             fields
                 .lines()
@@ -36,7 +41,10 @@ impl KernelPackage {
                 .map(str::to_owned)
                 .with_context(|| format!("{} has no {key} field", deb.display()))
         };
-        Ok(Self { name: field("Package")?, version: field("Version")? })
+        Ok(Self {
+            name: field("Package")?,
+            version: field("Version")?,
+        })
     }
 }
 
@@ -58,16 +66,31 @@ pub fn newest_in_series(series: &str) -> Result<KernelPackage> {
 fn newest_known(series: &str) -> Result<Option<KernelPackage>> {
     let pattern = format!("^linux-image-{}\\.", series.replace('.', "\\."));
     // One apt call for names and versions: each call loads apt's whole cache (half a second).
-    let records = setup::output(Command::new("apt-cache").args(["search", "--names-only", "--full", &pattern]))
-        .context("looking up kernel packages with apt-cache (the VM harness needs Debian's apt)")?;
+    let records = setup::output(Command::new("apt-cache").args([
+        "search",
+        "--names-only",
+        "--full",
+        &pattern,
+    ]))
+    .context("looking up kernel packages with apt-cache (the VM harness needs Debian's apt)")?;
     Ok(records
         .split("\n\n")
         .filter_map(|record| {
-            let field = |key: &str| record.lines().find_map(|line| line.strip_prefix(key)).map(str::to_owned);
-            Some(KernelPackage { name: field("Package: ")?, version: field("Version: ")? })
+            let field = |key: &str| {
+                record
+                    .lines()
+                    .find_map(|line| line.strip_prefix(key))
+                    .map(str::to_owned)
+            };
+            Some(KernelPackage {
+                name: field("Package: ")?,
+                version: field("Version: ")?,
+            })
         })
         .filter(|package| is_generic_image(&package.name, series))
-        .max_by(|a, b| natural_cmp(&a.name, &b.name).then_with(|| natural_cmp(&a.version, &b.version))))
+        .max_by(|a, b| {
+            natural_cmp(&a.name, &b.name).then_with(|| natural_cmp(&a.version, &b.version))
+        }))
 }
 
 /// Whether `name` is `linux-image-SERIES.N-ABI-amd64-unsigned` (Debian 12's naming) or
@@ -83,7 +106,9 @@ fn is_generic_image(name: &str, series: &str) -> bool {
         return false;
     };
     let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let minor_end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    let minor_end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
     let (minor, tail) = rest.split_at(minor_end);
     all_digits(minor)
         && (tail.strip_prefix('-').is_some_and(all_digits)
@@ -117,30 +142,33 @@ fn split_digits(s: &str) -> (&str, &str) {
     s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()))
 }
 
-/// Downloads `package` into `dir` and returns the `.deb`'s path; refreshes apt's lists and
-/// retries once when the download fails (a stale list names files the mirror dropped).
+/// Downloads `package` into `dir` and returns the `.deb`'s path.
 pub fn download(package: &KernelPackage, dir: &Path) -> Result<PathBuf> {
     let spec = format!("{}={}", package.name, package.version);
-    let download = || {
-        run_checked(
-            Command::new("apt-get")
-                // Root downloads into a directory the `_apt` user may not write: say it is fine.
-                .args(["download", "--quiet", "--quiet", "--option", "APT::Sandbox::User=root"])
-                .arg(&spec)
-                .current_dir(dir),
-        )
-    };
-    if download().is_err() {
-        setup::apt_get_update()?;
-        download().with_context(|| format!("downloading {spec} with apt-get"))?;
-    }
+    run_checked(
+        Command::new("apt-get")
+            // Root downloads into a directory the `_apt` user may not write: say it is fine.
+            .args([
+                "download",
+                "--quiet",
+                "--quiet",
+                "--option",
+                "APT::Sandbox::User=root",
+            ])
+            .arg(&spec)
+            .current_dir(dir),
+    )
+    .with_context(|| format!("downloading {spec} with apt-get"))?;
     let mut debs = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .filter_map(|entry| Some(entry.ok()?.path()))
         .filter(|path| path.extension().is_some_and(|ext| ext == "deb"));
     match (debs.next(), debs.next()) {
         (Some(deb), None) => Ok(deb),
-        _ => bail!("apt-get download {spec} did not leave exactly one .deb in {}", dir.display()),
+        _ => bail!(
+            "apt-get download {spec} did not leave exactly one .deb in {}",
+            dir.display()
+        ),
     }
 }
 
@@ -156,11 +184,26 @@ mod tests {
 
     #[test]
     fn generic_images_of_both_naming_schemes_match_their_series_only() {
-        assert!(is_generic_image("linux-image-6.1.0-56-amd64-unsigned", "6.1"));
-        assert!(is_generic_image("linux-image-6.12.117+deb12-amd64-unsigned", "6.12"));
-        assert!(!is_generic_image("linux-image-6.12.117+deb12-amd64-unsigned", "6.1"));
-        assert!(!is_generic_image("linux-image-6.1.0-56-cloud-amd64-unsigned", "6.1"));
-        assert!(!is_generic_image("linux-image-6.1.0-56-rt-amd64-unsigned", "6.1"));
+        assert!(is_generic_image(
+            "linux-image-6.1.0-56-amd64-unsigned",
+            "6.1"
+        ));
+        assert!(is_generic_image(
+            "linux-image-6.12.117+deb12-amd64-unsigned",
+            "6.12"
+        ));
+        assert!(!is_generic_image(
+            "linux-image-6.12.117+deb12-amd64-unsigned",
+            "6.1"
+        ));
+        assert!(!is_generic_image(
+            "linux-image-6.1.0-56-cloud-amd64-unsigned",
+            "6.1"
+        ));
+        assert!(!is_generic_image(
+            "linux-image-6.1.0-56-rt-amd64-unsigned",
+            "6.1"
+        ));
         assert!(!is_generic_image("linux-image-6.1.0-56-amd64", "6.1"));
         assert!(!is_generic_image("linux-image-6.1.0-56-amd64-dbg", "6.1"));
     }
@@ -181,6 +224,9 @@ mod tests {
                 "linux-image-6.1.0-100-amd64-unsigned",
             ]
         );
-        assert_eq!(natural_cmp("6.12.117+deb12", "6.12.115+deb12"), Ordering::Greater);
+        assert_eq!(
+            natural_cmp("6.12.117+deb12", "6.12.115+deb12"),
+            Ordering::Greater
+        );
     }
 }

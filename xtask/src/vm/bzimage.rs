@@ -25,7 +25,10 @@ pub struct BzImage {
 impl BzImage {
     pub fn read(path: &Path) -> Result<Self> {
         let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let image = Self { bytes, path: path.display().to_string() };
+        let image = Self {
+            bytes,
+            path: path.display().to_string(),
+        };
         if image.bytes.get(0x202..0x206) != Some(b"HdrS") {
             bail!("{} is not a bzImage (no HdrS setup header)", image.path);
         }
@@ -33,12 +36,18 @@ impl BzImage {
     }
 
     fn u16_at(&self, offset: usize) -> Result<u16> {
-        let bytes = self.bytes.get(offset..offset + 2).with_context(|| self.truncated())?;
+        let bytes = self
+            .bytes
+            .get(offset..offset + 2)
+            .with_context(|| self.truncated())?;
         Ok(u16::from_le_bytes([bytes[0], bytes[1]]))
     }
 
     fn u32_at(&self, offset: usize) -> Result<u32> {
-        let bytes = self.bytes.get(offset..offset + 4).with_context(|| self.truncated())?;
+        let bytes = self
+            .bytes
+            .get(offset..offset + 4)
+            .with_context(|| self.truncated())?;
         Ok(u32::from_le_bytes(bytes.try_into().expect("four bytes")))
     }
 
@@ -50,7 +59,10 @@ impl BzImage {
     pub fn release(&self) -> Result<String> {
         let start = usize::from(self.u16_at(0x20e)?) + 0x200;
         let version = self.bytes.get(start..).with_context(|| self.truncated())?;
-        let end = version.iter().position(|&b| b == 0 || b == b' ').with_context(|| self.truncated())?;
+        let end = version
+            .iter()
+            .position(|&b| b == 0 || b == b' ')
+            .with_context(|| self.truncated())?;
         Ok(String::from_utf8_lossy(&version[..end]).into_owned())
     }
 
@@ -64,15 +76,27 @@ impl BzImage {
         };
         let offset = (setup_sectors + 1) * 512 + self.u32_at(0x248)? as usize;
         let length = self.u32_at(0x24c)? as usize;
-        let payload = self.bytes.get(offset..offset + length).with_context(|| self.truncated())?;
+        let payload = self
+            .bytes
+            .get(offset..offset + length)
+            .with_context(|| self.truncated())?;
         // The build appends the uncompressed size (4 bytes) to the compressed stream.
         let (tool, args, stream): (_, &[&str], _) = match payload {
-            [0xfd, b'7', b'z', b'X', b'Z', 0, ..] => ("xz", &["--decompress", "--stdout", "--single-stream"], payload),
-            [0x28, 0xb5, 0x2f, 0xfd, ..] => ("zstd", &["--decompress", "--stdout", "--quiet"], &payload[..length - 4]),
+            [0xfd, b'7', b'z', b'X', b'Z', 0, ..] => (
+                "xz",
+                &["--decompress", "--stdout", "--single-stream"],
+                payload,
+            ),
+            [0x28, 0xb5, 0x2f, 0xfd, ..] => (
+                "zstd",
+                &["--decompress", "--stdout", "--quiet"],
+                &payload[..length - 4],
+            ),
             _ => return Ok(false),
         };
         let compressed = scratch.join("payload");
-        fs::write(&compressed, stream).with_context(|| format!("writing {}", compressed.display()))?;
+        fs::write(&compressed, stream)
+            .with_context(|| format!("writing {}", compressed.display()))?;
         let output = File::create(dest).with_context(|| format!("creating {}", dest.display()))?;
         let status = Command::new(tool)
             .args(args)
@@ -82,10 +106,15 @@ impl BzImage {
             .with_context(|| format!("running {tool} (packages xz-utils and zstd)"))?;
         fs::remove_file(&compressed)?;
         if !status.success() {
-            bail!("{tool} could not decompress the kernel inside {} ({status})", self.path);
+            bail!(
+                "{tool} could not decompress the kernel inside {} ({status})",
+                self.path
+            );
         }
         let elf = fs::read(dest).with_context(|| format!("reading {}", dest.display()))?;
-        if has_pvh_entry(&elf).with_context(|| format!("reading the ELF kernel inside {}", self.path))? {
+        if has_pvh_entry(&elf)
+            .with_context(|| format!("reading the ELF kernel inside {}", self.path))?
+        {
             return Ok(true);
         }
         fs::remove_file(dest)?;
@@ -97,7 +126,9 @@ fn has_pvh_entry(elf: &[u8]) -> Result<bool> {
     let file = ElfFile64::<object::Endianness>::parse(elf)?;
     let endian = file.endian();
     for header in file.elf_program_headers() {
-        let Some(mut notes) = header.notes(endian, elf)? else { continue };
+        let Some(mut notes) = header.notes(endian, elf)? else {
+            continue;
+        };
         while let Some(note) = notes.next()? {
             if note.name() == b"Xen" && note.n_type(endian) == PVH_ENTRY_NOTE {
                 return Ok(true);

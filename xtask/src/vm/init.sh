@@ -56,6 +56,11 @@ mnt -t proc proc "$root/proc"
 mnt -t sysfs sysfs "$root/sys"
 mnt -t devtmpfs devtmpfs "$root/dev"
 mkdir -p "$root/dev/pts" "$root/dev/shm"
+# What udev adds on the host: programs open /dev/stdout and /dev/fd/N.
+ln -s /proc/self/fd "$root/dev/fd"
+ln -s fd/0 "$root/dev/stdin"
+ln -s fd/1 "$root/dev/stdout"
+ln -s fd/2 "$root/dev/stderr"
 mnt -t devpts -o ptmxmode=0666 devpts "$root/dev/pts"
 mnt -t tmpfs -o mode=1777 tmpfs "$root/dev/shm"
 mnt -t securityfs securityfs "$root/sys/kernel/security"
@@ -95,7 +100,11 @@ stdout_copy=$!
 cat /stderr >"$stderr" &
 stderr_copy=$!
 
-env -i /bin/chroot "$root" /bin/sh -c "$script" </dev/null >/stdout 2>/stderr
+# In a mount namespace of its own, the root is moved onto / before the chroot (as
+# switch_root does): a plain chroot would make the kernel refuse user namespaces inside.
+env -i /bin/unshare -m --propagation private /bin/sh -c \
+	'cd "$0" && mount --move . / && exec chroot . /bin/sh -c "$1"' "$root" "$script" \
+	</dev/null >/stdout 2>/stderr
 status=$?
 
 # Whatever the command left running would hold the pipes open: end it, as poweroff would.

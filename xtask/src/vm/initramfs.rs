@@ -26,10 +26,19 @@ pub fn ensure(dir: &Path, modules_dir: &Path, load_order: &[String]) -> Result<P
     let busybox = fs::metadata(BUSYBOX)
         .with_context(|| format!("{BUSYBOX} is missing: install the busybox-static package"))?;
     let mut fingerprint = DefaultHasher::new();
-    (INIT_SCRIPT, busybox.len(), busybox.mtime(), busybox.mtime_nsec(), load_order).hash(&mut fingerprint);
+    (
+        INIT_SCRIPT,
+        busybox.len(),
+        busybox.mtime(),
+        busybox.mtime_nsec(),
+        load_order,
+    )
+        .hash(&mut fingerprint);
     for module in load_order {
         let path = modules_dir.join(module);
-        let len = fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?.len();
+        let len = fs::metadata(&path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .len();
         len.hash(&mut fingerprint);
     }
     let image = dir.join(format!("initramfs-{:016x}.cpio", fingerprint.finish()));
@@ -40,7 +49,8 @@ pub fn ensure(dir: &Path, modules_dir: &Path, load_order: &[String]) -> Result<P
     let partial = dir.join(format!(".initramfs.{}.partial", std::process::id()));
     write_image(&partial, modules_dir, load_order)
         .with_context(|| format!("building the initramfs {}", image.display()))?;
-    fs::rename(&partial, &image).with_context(|| format!("moving {} into place", image.display()))?;
+    fs::rename(&partial, &image)
+        .with_context(|| format!("moving {} into place", image.display()))?;
     Ok(image)
 }
 
@@ -58,7 +68,19 @@ fn remove_stale_images(dir: &Path) -> Result<()> {
 fn write_image(path: &Path, modules_dir: &Path, load_order: &[String]) -> Result<()> {
     let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut cpio = CpioWriter::new(BufWriter::new(file));
-    for dir in ["bin", "dev", "etc", "lib", "lib/modules", "mnt", "mnt/host", "mnt/root", "mnt/rw", "proc", "sys"] {
+    for dir in [
+        "bin",
+        "dev",
+        "etc",
+        "lib",
+        "lib/modules",
+        "mnt",
+        "mnt/host",
+        "mnt/root",
+        "mnt/rw",
+        "proc",
+        "sys",
+    ] {
         cpio.directory(dir)?;
     }
     // The kernel opens /dev/console for init before init can mount devtmpfs.
@@ -75,7 +97,10 @@ fn write_image(path: &Path, modules_dir: &Path, load_order: &[String]) -> Result
         load_list.push('\n');
     }
     cpio.file("etc/modules.load", 0o644, load_list.as_bytes())?;
-    cpio.finish()?.into_inner().map_err(|err| err.into_error())?.sync_all()?;
+    cpio.finish()?
+        .into_inner()
+        .map_err(|err| err.into_error())?
+        .sync_all()?;
     Ok(())
 }
 
@@ -92,7 +117,11 @@ impl<W: Write> CpioWriter<W> {
     const CHAR_DEVICE: u32 = 0o020_000;
 
     fn new(out: W) -> Self {
-        Self { out, next_inode: 1, written: 0 }
+        Self {
+            out,
+            next_inode: 1,
+            written: 0,
+        }
     }
 
     fn directory(&mut self, name: &str) -> Result<()> {
@@ -112,7 +141,14 @@ impl<W: Write> CpioWriter<W> {
         Ok(self.out)
     }
 
-    fn entry(&mut self, name: &str, mode: u32, links: u32, rdev: (u32, u32), data: &[u8]) -> Result<()> {
+    fn entry(
+        &mut self,
+        name: &str,
+        mode: u32,
+        links: u32,
+        rdev: (u32, u32),
+        data: &[u8],
+    ) -> Result<()> {
         let inode = self.next_inode;
         self.next_inode += 1;
         let size = u32::try_from(data.len()).context("an initramfs file is larger than 4 GiB")?;

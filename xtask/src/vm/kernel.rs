@@ -46,7 +46,9 @@ impl FromStr for KernelChoice {
 
     fn from_str(arg: &str) -> Result<Self> {
         let is_series = arg.split('.').count() == 2
-            && arg.split('.').all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
+            && arg
+                .split('.')
+                .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
         if is_series {
             return Ok(Self::Series(arg.to_owned()));
         }
@@ -76,7 +78,16 @@ pub struct Kernel {
 /// Makes the chosen kernel ready, downloading and unpacking it on first use.
 pub fn prepare(choice: &KernelChoice) -> Result<Kernel> {
     match choice {
-        KernelChoice::Series(series) => prepare_package(&apt::newest_in_series(series)?, None),
+        KernelChoice::Series(series) => {
+            match prepare_package(&apt::newest_in_series(series)?, None) {
+                // Stale package lists name files the mirror has dropped: refresh them, look again.
+                Err(err) if setup::apt_get_update()? => {
+                    eprintln!("xtask: {err:#}\nxtask: retrying with refreshed package lists");
+                    prepare_package(&apt::newest_in_series(series)?, None)
+                }
+                prepared => prepared,
+            }
+        }
         KernelChoice::Deb(deb) => prepare_package(&KernelPackage::of_deb(deb)?, Some(deb)),
         KernelChoice::Image(image) => prepare_image(image),
     }
@@ -96,21 +107,40 @@ fn prepare_package(package: &KernelPackage, deb: Option<&Path>) -> Result<Kernel
     let read = |file: &str| {
         let path = dir.join(file);
         fs::read_to_string(&path).with_context(|| {
-            format!("reading {} (remove {} to prepare the kernel again)", path.display(), dir.display())
+            format!(
+                "reading {} (remove {} to prepare the kernel again)",
+                path.display(),
+                dir.display()
+            )
         })
     };
     let release = read("release")?.trim().to_owned();
-    let load_order: Vec<String> = read("modules.load")?.lines().map(str::to_owned).collect();
+    let load_order: Vec<String> = read("modules.load")?
+        .lines()
+        .filter(|module| !module.is_empty())
+        .map(str::to_owned)
+        .collect();
     let initramfs = initramfs::ensure(&dir, &dir.join("modules"), &load_order)?;
     let pvh_kernel = dir.join("vmlinux");
-    let image = if pvh_kernel.exists() { pvh_kernel } else { dir.join("vmlinuz") };
-    Ok(Kernel { release, origin, image, initramfs })
+    let image = if pvh_kernel.exists() {
+        pvh_kernel
+    } else {
+        dir.join("vmlinuz")
+    };
+    Ok(Kernel {
+        release,
+        origin,
+        image,
+        initramfs,
+    })
 }
 
 /// Unpacks what booting `package` needs into `dir`, through a private staging directory that is
 /// renamed into place, so an interrupted or concurrent preparation never leaves half a kernel.
 fn unpack_package(package: &KernelPackage, deb: Option<&Path>, dir: &Path) -> Result<()> {
-    let parent = dir.parent().expect("kernel directories live under the cache");
+    let parent = dir
+        .parent()
+        .expect("kernel directories live under the cache");
     let staging = StagingDir::create(parent, &package.cache_key())?;
     let download = staging.path.join("download");
     let tree = staging.path.join("tree");
@@ -134,22 +164,31 @@ fn unpack_package(package: &KernelPackage, deb: Option<&Path>, dir: &Path) -> Re
 
     let release = single_entry(&tree.join("lib/modules"))?;
     let config = tree.join(format!("boot/config-{release}"));
-    let config_text = fs::read_to_string(&config).with_context(|| format!("reading {}", config.display()))?;
+    let config_text =
+        fs::read_to_string(&config).with_context(|| format!("reading {}", config.display()))?;
     if !config_text.lines().any(|line| line == "CONFIG_BPF_LSM=y") {
-        bail!("{} {} is not built with CONFIG_BPF_LSM=y", package.name, package.version);
+        bail!(
+            "{} {} is not built with CONFIG_BPF_LSM=y",
+            package.name,
+            package.version
+        );
     }
     let vmlinuz = tree.join(format!("boot/vmlinuz-{release}"));
     if !BzImage::read(&vmlinuz)?.write_pvh_kernel(&staging.path, &kernel.join("vmlinux"))? {
-        fs::copy(&vmlinuz, kernel.join("vmlinuz")).with_context(|| format!("copying {}", vmlinuz.display()))?;
+        fs::copy(&vmlinuz, kernel.join("vmlinuz"))
+            .with_context(|| format!("copying {}", vmlinuz.display()))?;
     }
-    fs::copy(&config, kernel.join("config")).with_context(|| format!("copying {}", config.display()))?;
+    fs::copy(&config, kernel.join("config"))
+        .with_context(|| format!("copying {}", config.display()))?;
     let load_order = modules::install(
         &tree.join("lib/modules").join(&release),
         &modules::GUEST_DRIVERS,
         &kernel.join("modules"),
     )?;
-    let mut load_list = load_order.join("\n");
-    load_list.push('\n');
+    let load_list: String = load_order
+        .iter()
+        .map(|module| format!("{module}\n"))
+        .collect();
     fs::write(kernel.join("modules.load"), load_list)?;
     fs::write(kernel.join("release"), format!("{release}\n"))?;
 
@@ -169,7 +208,10 @@ fn single_entry(dir: &Path) -> Result<String> {
         .collect::<Result<_>>()?;
     match names.as_slice() {
         [name] => Ok(name.clone()),
-        _ => bail!("expected one kernel release in {}, found {names:?}", dir.display()),
+        _ => bail!(
+            "expected one kernel release in {}, found {names:?}",
+            dir.display()
+        ),
     }
 }
 
@@ -182,7 +224,8 @@ impl StagingDir {
     fn create(parent: &Path, key: &str) -> Result<Self> {
         let path = parent.join(format!(".{key}.{}.partial", std::process::id()));
         if path.exists() {
-            fs::remove_dir_all(&path).with_context(|| format!("removing the stale {}", path.display()))?;
+            fs::remove_dir_all(&path)
+                .with_context(|| format!("removing the stale {}", path.display()))?;
         }
         fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
         Ok(Self { path })
@@ -201,6 +244,12 @@ fn prepare_image(image: &Path) -> Result<Kernel> {
     let dir = vm_cache().join("builtin-drivers");
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let initramfs = initramfs::ensure(&dir, &dir, &[])?;
-    let image = fs::canonicalize(image).with_context(|| format!("resolving {}", image.display()))?;
-    Ok(Kernel { release, origin: image.display().to_string(), image, initramfs })
+    let image =
+        fs::canonicalize(image).with_context(|| format!("resolving {}", image.display()))?;
+    Ok(Kernel {
+        release,
+        origin: image.display().to_string(),
+        image,
+        initramfs,
+    })
 }

@@ -16,17 +16,12 @@ mod modules;
 mod qemu;
 mod suite;
 
-use std::{
-    ffi::OsString,
-    path::PathBuf,
-    process::ExitCode,
-    time::Duration,
-};
+use std::{ffi::OsString, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
 
+pub use self::kernel::{DEFAULT_SERIES, KernelChoice};
 pub use self::suite::{VmTestArgs, run as run_tests};
-use self::kernel::KernelChoice;
 use crate::setup;
 
 /// Host variables the guest command inherits; everything else starts empty, as on a fresh boot.
@@ -68,6 +63,19 @@ pub struct VmArgs {
     /// The command to run in the guest, as root, in the current directory.
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<OsString>,
+}
+
+/// Runs `argv` in the chosen kernel with the defaults of `cargo xtask vm` (for
+/// `cargo xtask run --vm`).
+pub fn run_in_kernel(kernel: KernelChoice, argv: Vec<OsString>) -> Result<ExitCode> {
+    run_command(&VmArgs {
+        kernel,
+        share: Vec::new(),
+        env: Vec::new(),
+        timeout: DEFAULT_TIMEOUT_SECS,
+        console: false,
+        command: argv,
+    })
 }
 
 /// `cargo xtask vm`: runs the command in the chosen kernel and returns its exit status.

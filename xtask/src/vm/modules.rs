@@ -18,7 +18,13 @@ use object::{Object as _, ObjectSection as _};
 /// What the guest needs from the kernel: virtio PCI transport and serial ports (the command's
 /// stdout and stderr), 9p over virtio (the host's filesystem) and overlayfs (a writable tmpfs
 /// layer over it).
-pub const GUEST_DRIVERS: [&str; 5] = ["virtio_pci", "virtio_console", "9pnet_virtio", "9p", "overlay"];
+pub const GUEST_DRIVERS: [&str; 5] = [
+    "virtio_pci",
+    "virtio_console",
+    "9pnet_virtio",
+    "9p",
+    "overlay",
+];
 
 /// Copies the modules among `wanted` (and their dependencies) that the kernel tree at `moddir`
 /// (`.../lib/modules/RELEASE`) does not have built in into `dest`, decompressed, and returns
@@ -26,7 +32,12 @@ pub const GUEST_DRIVERS: [&str; 5] = ["virtio_pci", "virtio_console", "9pnet_vir
 pub fn install(moddir: &Path, wanted: &[&str], dest: &Path) -> Result<Vec<String>> {
     let tree = ModuleTree::read(moddir)?;
     fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
-    let mut installer = Installer { tree: &tree, dest, seen: HashSet::new(), load_order: Vec::new() };
+    let mut installer = Installer {
+        tree: &tree,
+        dest,
+        seen: HashSet::new(),
+        load_order: Vec::new(),
+    };
     for name in wanted {
         installer.install(&normalize(name))?;
     }
@@ -49,8 +60,12 @@ impl<'a> ModuleTree<'a> {
     fn read(moddir: &'a Path) -> Result<Self> {
         let list = |file: &str| -> Result<BTreeMap<String, String>> {
             let path = moddir.join(file);
-            let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-            Ok(text.lines().filter_map(|line| Some((module_name(line)?, line.to_owned()))).collect())
+            let text =
+                fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            Ok(text
+                .lines()
+                .filter_map(|line| Some((module_name(line)?, line.to_owned())))
+                .collect())
         };
         Ok(Self {
             moddir,
@@ -80,7 +95,11 @@ impl<'a> ModuleTree<'a> {
             .output()
             .context("running xz (package xz-utils)")?;
         if !out.status.success() {
-            bail!("xz could not decompress {}: {}", xz.display(), String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "xz could not decompress {}: {}",
+                xz.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         Ok(out.stdout)
     }
@@ -112,7 +131,9 @@ impl Installer<'_> {
             );
         };
         let image = self.tree.load(relative)?;
-        for dependency in depends(&image).with_context(|| format!("reading the dependencies of {relative}"))? {
+        for dependency in
+            depends(&image).with_context(|| format!("reading the dependencies of {relative}"))?
+        {
             self.install(&dependency)?;
         }
         let file = format!("{name}.ko");
@@ -126,12 +147,19 @@ impl Installer<'_> {
 /// The `depends=` entry of a module's `.modinfo` section: the modules it needs loaded first.
 fn depends(image: &[u8]) -> Result<Vec<String>> {
     let elf = object::File::parse(image).context("parsing the module as ELF")?;
-    let section = elf.section_by_name(".modinfo").context("the module has no .modinfo section")?;
+    let section = elf
+        .section_by_name(".modinfo")
+        .context("the module has no .modinfo section")?;
     let data = section.data().context("reading .modinfo")?;
     Ok(data
         .split(|&byte| byte == 0)
         .filter_map(|entry| entry.strip_prefix(b"depends="))
-        .flat_map(|list| String::from_utf8_lossy(list).split(',').map(normalize).collect::<Vec<_>>())
+        .flat_map(|list| {
+            String::from_utf8_lossy(list)
+                .split(',')
+                .map(normalize)
+                .collect::<Vec<_>>()
+        })
         .filter(|name| !name.is_empty())
         .collect())
 }

@@ -36,6 +36,14 @@ const CONSOLE_TAIL_LINES: usize = 40;
 /// tmpfs scratch space.
 const MEMORY_MIB: &str = "2048";
 const CPUS: &str = "2";
+/// Console text that starts a kernel crash report.
+const CRASH_SIGNS: [&str; 5] = [
+    "Kernel panic",
+    "BUG:",
+    "Oops:",
+    "general protection fault",
+    "invalid opcode:",
+];
 /// The exit status line `init.sh` prints: `sandtrace-vm-exit RUN STATUS`.
 const EXIT_MARKER: &str = "sandtrace-vm-exit ";
 
@@ -102,7 +110,8 @@ pub fn run(command: &GuestCommand) -> Result<GuestExit> {
         qemu_stderr: drain(child.stderr.take().expect("stderr is piped")),
         console_shown: command.show_console,
     };
-    let (stdout, stderr) = match accept_ports(&mut child, &stdout_socket, &stderr_socket, deadline) {
+    let (stdout, stderr) = match accept_ports(&mut child, &stdout_socket, &stderr_socket, deadline)
+    {
         Ok(ports) => ports,
         Err(err) => {
             stop(&mut child);
@@ -123,7 +132,10 @@ pub fn run(command: &GuestCommand) -> Result<GuestExit> {
         (Some(_), Some(code)) => Ok(GuestExit { code, stdout }),
         (None, _) => {
             let timeout = command.timeout.as_secs();
-            Err(diagnostics.error(&format!("the VM did not finish within {timeout} s and was killed"), &console))
+            Err(diagnostics.error(
+                &format!("the VM did not finish within {timeout} s and was killed"),
+                &console,
+            ))
         }
         (Some(status), None) => Err(diagnostics.error(
             &format!(
@@ -152,7 +164,19 @@ impl Diagnostics<'_> {
             message.push_str(&format!("\nqemu's stderr:\n{}", qemu_stderr.trim_end()));
         }
         if !self.console_shown {
-            message.push_str(&format!("\nlast lines of the guest console:\n{}", console.tail.join("\n")));
+            if let Some(crash) = console
+                .first_crash
+                .as_ref()
+                .filter(|line| !console.tail.contains(line))
+            {
+                message.push_str(&format!(
+                    "\nfirst kernel error on the guest console:\n{crash}"
+                ));
+            }
+            message.push_str(&format!(
+                "\nlast lines of the guest console:\n{}",
+                console.tail.join("\n")
+            ));
         }
         anyhow!(message)
     }
@@ -189,7 +213,10 @@ fn checked_share(dir: &Path) -> Result<String> {
     }
     match canonical.to_str() {
         Some(path) if !path.contains('\n') => Ok(path.to_owned()),
-        _ => bail!("--share {}: the path must be UTF-8 without newlines", dir.display()),
+        _ => bail!(
+            "--share {}: the path must be UTF-8 without newlines",
+            dir.display()
+        ),
     }
 }
 
@@ -200,11 +227,12 @@ fn command_script(command: &GuestCommand) -> Vec<u8> {
     let mut script = Vec::new();
     script.extend_from_slice(b"cd -- ");
     script.extend_from_slice(&cwd);
-    script.extend_from_slice(b" 2>/dev/null || { echo \"sandtrace-vm: the working directory ");
-    script.extend_from_slice(&command.cwd.as_os_str().as_bytes().escape_ascii().to_string().into_bytes());
     script.extend_from_slice(
-        b" does not exist in the guest (/tmp and /run are the guest's own; --share it)\" >&2; exit 125; }\n",
+        b" 2>/dev/null || { printf 'sandtrace-vm: the working directory %s does not exist in \
+          the guest (/tmp and /run are the guest'\\''s own; --share it)\\n' ",
     );
+    script.extend_from_slice(&cwd);
+    script.extend_from_slice(b" >&2; exit 125; }\n");
     for (name, value) in command.env {
         script.extend_from_slice(format!("export {name}=").as_bytes());
         script.extend_from_slice(&shell_quote(value));
@@ -237,8 +265,25 @@ fn qemu_command(kernel: &Kernel, run_dir: &RunDir, shares: &[String]) -> Result<
     let mut qemu = Command::new("qemu-system-x86_64");
     // One host thread runs both vCPUs: with multi-threaded TCG, Linux patching its own code on
     // one vCPU (static keys) occasionally crashed another (invalid opcode, about 1 boot in 30).
-    qemu.args(["-accel", "tcg,thread=single", "-cpu", "max", "-m", MEMORY_MIB, "-smp", CPUS]);
-    qemu.args(["-nographic", "-vga", "none", "-no-reboot", "-no-user-config", "-nic", "none"]);
+    qemu.args([
+        "-accel",
+        "tcg,thread=single",
+        "-cpu",
+        "max",
+        "-m",
+        MEMORY_MIB,
+        "-smp",
+        CPUS,
+    ]);
+    qemu.args([
+        "-nographic",
+        "-vga",
+        "none",
+        "-no-reboot",
+        "-no-user-config",
+        "-nic",
+        "none",
+    ]);
     qemu.arg("-kernel").arg(&kernel.image);
     qemu.arg("-initrd").arg(&kernel.initramfs);
     // `panic=-1` turns a guest panic into a reboot, which `-no-reboot` turns into QEMU exiting.
@@ -246,7 +291,10 @@ fn qemu_command(kernel: &Kernel, run_dir: &RunDir, shares: &[String]) -> Result<
         "console=ttyS0 quiet panic=-1 lsm={LSM_LIST} sandtrace.run={}",
         run_dir.guest_path()
     ));
-    qemu.args(["-virtfs", "local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap"]);
+    qemu.args([
+        "-virtfs",
+        "local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap",
+    ]);
     for (index, dir) in shares.iter().enumerate() {
         qemu.arg("-virtfs").arg(format!(
             "local,path={},mount_tag=share{index},security_model=none,multidevs=remap",
@@ -256,9 +304,14 @@ fn qemu_command(kernel: &Kernel, run_dir: &RunDir, shares: &[String]) -> Result<
     qemu.args(["-device", "virtio-serial-pci,id=ports"]);
     for (port, socket) in [("stdout", "stdout.sock"), ("stderr", "stderr.sock")] {
         let path = run_dir.path.join(socket);
-        let path = path.to_str().context("the run directory's path is not UTF-8")?;
-        qemu.arg("-chardev").arg(format!("socket,id={port},path={}", path.replace(',', ",,")));
-        qemu.arg("-device").arg(format!("virtserialport,bus=ports.0,chardev={port},name=sandtrace.{port}"));
+        let path = path
+            .to_str()
+            .context("the run directory's path is not UTF-8")?;
+        qemu.arg("-chardev")
+            .arg(format!("socket,id={port},path={}", path.replace(',', ",,")));
+        qemu.arg("-device").arg(format!(
+            "virtserialport,bus=ports.0,chardev={port},name=sandtrace.{port}"
+        ));
     }
     Ok(qemu)
 }
@@ -282,7 +335,10 @@ impl RunDir {
             .with_context(|| format!("creating {}", path.display()))?;
         let run_dir = Self { path };
         if run_dir.guest_path().contains(char::is_whitespace) {
-            bail!("the temp directory {} contains whitespace; set TMPDIR", run_dir.path.display());
+            bail!(
+                "the temp directory {} contains whitespace; set TMPDIR",
+                run_dir.path.display()
+            );
         }
         Ok(run_dir)
     }
@@ -299,7 +355,8 @@ impl RunDir {
 
     fn listen(&self, name: &str) -> Result<UnixListener> {
         let path = self.path.join(name);
-        let listener = UnixListener::bind(&path).with_context(|| format!("listening on {}", path.display()))?;
+        let listener = UnixListener::bind(&path)
+            .with_context(|| format!("listening on {}", path.display()))?;
         listener.set_nonblocking(true)?;
         Ok(listener)
     }
@@ -341,7 +398,11 @@ fn accept_ports(
 
 /// Copies a guest port to `sink` until QEMU closes it, keeping a copy when asked. A sink that
 /// fails (a closed pipe) is dropped while the port is still drained, so the guest never stalls.
-fn forward(mut port: UnixStream, mut sink: impl Write + Send + 'static, keep: bool) -> JoinHandle<Vec<u8>> {
+fn forward(
+    mut port: UnixStream,
+    mut sink: impl Write + Send + 'static,
+    keep: bool,
+) -> JoinHandle<Vec<u8>> {
     thread::spawn(move || {
         let mut kept = Vec::new();
         let mut sink_ok = true;
@@ -352,7 +413,10 @@ fn forward(mut port: UnixStream, mut sink: impl Write + Send + 'static, keep: bo
                 Ok(n) => n,
             };
             if sink_ok {
-                sink_ok = sink.write_all(&buffer[..n]).and_then(|()| sink.flush()).is_ok();
+                sink_ok = sink
+                    .write_all(&buffer[..n])
+                    .and_then(|()| sink.flush())
+                    .is_ok();
             }
             if keep {
                 kept.extend_from_slice(&buffer[..n]);
@@ -372,29 +436,40 @@ fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
 /// What the console showed by the time QEMU closed it.
 struct ConsoleReport {
     exit_code: Option<u8>,
+    /// The first sign of a kernel crash: the cause, when the tail shows only its aftermath.
+    first_crash: Option<String>,
     tail: Vec<String>,
 }
 
 /// The console's report, once QEMU has exited.
 fn finish(console: JoinHandle<ConsoleReport>) -> Result<ConsoleReport> {
-    console.join().map_err(|_| anyhow!("the console reader panicked"))
+    console
+        .join()
+        .map_err(|_| anyhow!("the console reader panicked"))
 }
 
 /// Reads the console until QEMU closes it (exits), noting the exit status line.
 fn watch_console(console: ChildStdout, marker: String, show: bool) -> JoinHandle<ConsoleReport> {
     thread::spawn(move || {
-        let mut report = ConsoleReport { exit_code: None, tail: Vec::new() };
+        let mut report = ConsoleReport {
+            exit_code: None,
+            first_crash: None,
+            tail: Vec::new(),
+        };
         let mut tail = VecDeque::with_capacity(CONSOLE_TAIL_LINES);
         let mut reader = BufReader::new(console);
         let mut line = Vec::new();
         while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
-            let text = String::from_utf8_lossy(&line).trim_end().to_owned();
+            let text = without_escapes(String::from_utf8_lossy(&line).trim_end());
             line.clear();
             if show {
                 eprintln!("{text}");
             }
             if let Some(status) = text.split_once(&marker).map(|(_, status)| status.trim()) {
                 report.exit_code = status.parse().ok();
+            }
+            if report.first_crash.is_none() && CRASH_SIGNS.iter().any(|sign| text.contains(sign)) {
+                report.first_crash = Some(text.clone());
             }
             if tail.len() == CONSOLE_TAIL_LINES {
                 tail.pop_front();
@@ -406,9 +481,41 @@ fn watch_console(console: ChildStdout, marker: String, show: bool) -> JoinHandle
     })
 }
 
+/// `line` without terminal escape sequences (the firmware clears the screen on the console).
+fn without_escapes(line: &str) -> String {
+    let mut text = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            // CSI: parameters up to a final byte in @..~; any other escape is two characters.
+            '\x1b' => match chars.next() {
+                Some('[') => {
+                    for c in chars.by_ref() {
+                        if ('@'..='~').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+                _ => continue,
+            },
+            c if c.is_control() => {}
+            c => text.push(c),
+        }
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn console_lines_lose_escape_sequences() {
+        assert_eq!(
+            without_escapes("\x1bc\x1b[?7l\x1b[2J\x1b[0mSeaBIOS (version 1)\r"),
+            "SeaBIOS (version 1)"
+        );
+    }
 
     #[test]
     fn shell_quote_survives_quotes_and_spaces() {
@@ -416,7 +523,9 @@ mod tests {
         assert_eq!(quoted, b"'it'\\''s a b'");
         let out = Command::new("sh")
             .arg("-c")
-            .arg(OsStr::from_bytes(&[b"printf %s ".as_slice(), &quoted].concat()))
+            .arg(OsStr::from_bytes(
+                &[b"printf %s ".as_slice(), &quoted].concat(),
+            ))
             .output()
             .unwrap();
         assert_eq!(out.stdout, b"it's a b");

@@ -1,6 +1,6 @@
-//! `cargo xtask vm-test`: builds the integration tests that need BPF LSM (the `vm` test target,
-//! compiled only with the `vm-tests` feature) and runs them inside each kernel, counting
-//! libtest's results.
+//! `cargo xtask vm-test`: builds the integration tests that need BPF LSM (the `vm*` test
+//! targets, compiled only with the `vm-tests` feature) and runs them inside each kernel,
+//! counting libtest's results.
 
 use std::{
     ffi::OsString,
@@ -52,12 +52,17 @@ pub fn run(args: &VmTestArgs) -> Result<ExitCode> {
     setup::ensure_vm_packages()?;
     let executables = build_test_executables()?;
     let choices = if args.kernel.is_empty() {
-        SUPPORTED_SERIES.map(|series| KernelChoice::Series(series.to_owned())).to_vec()
+        SUPPORTED_SERIES
+            .map(|series| KernelChoice::Series(series.to_owned()))
+            .to_vec()
     } else {
         args.kernel.clone()
     };
     // Prepare (download) every kernel first: a missing one fails before any test time is spent.
-    let kernels = choices.iter().map(kernel::prepare).collect::<Result<Vec<_>>>()?;
+    let kernels = choices
+        .iter()
+        .map(kernel::prepare)
+        .collect::<Result<Vec<_>>>()?;
 
     let (argv, cwd) = test_command(&executables, &args.test_args);
     let env = super::guest_env();
@@ -65,7 +70,10 @@ pub fn run(args: &VmTestArgs) -> Result<ExitCode> {
     let mut summary = Vec::new();
     let mut total = Counts::default();
     for kernel in &kernels {
-        eprintln!("xtask: vm-test: running in kernel {} ({})", kernel.release, kernel.origin);
+        eprintln!(
+            "xtask: vm-test: running in kernel {} ({})",
+            kernel.release, kernel.origin
+        );
         let started = Instant::now();
         let outcome = qemu::run(&qemu::GuestCommand {
             kernel,
@@ -93,7 +101,10 @@ pub fn run(args: &VmTestArgs) -> Result<ExitCode> {
             }
             Err(err) => {
                 eprintln!("xtask: vm-test: kernel {}: {err:#}", kernel.release);
-                Counts { passed: 0, failed: 1 }
+                Counts {
+                    passed: 0,
+                    failed: 1,
+                }
             }
         };
         summary.push(format!(
@@ -108,18 +119,33 @@ pub fn run(args: &VmTestArgs) -> Result<ExitCode> {
         println!("{line}");
     }
     if total.passed + total.failed == 0 {
-        eprintln!("xtask: vm-test: no test ran (does the filter match any test in sandtrace/tests/vm.rs?)");
+        eprintln!(
+            "xtask: vm-test: no test ran (does the filter match any test in sandtrace/tests/vm*.rs?)"
+        );
     }
     println!("{} passed, {} failed", total.passed, total.failed);
-    Ok(if total.failed == 0 && total.passed > 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if total.failed == 0 && total.passed > 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
-/// Builds the `vm` test target with the `vm-tests` feature and returns its executables.
+/// Builds the VM test targets (`sandtrace/tests/vm*.rs`, each gated by the `vm-tests`
+/// feature) and returns their executables.
 fn build_test_executables() -> Result<Vec<PathBuf>> {
     setup::ensure_ebpf_toolchain()?;
     let mut build = cargo::cargo();
     build
-        .args(["test", "--package", "sandtrace", "--features", "vm-tests", "--test", "vm"])
+        .args([
+            "test",
+            "--package",
+            "sandtrace",
+            "--features",
+            "vm-tests",
+            "--test",
+            "vm*",
+        ])
         .args(["--no-run", "--message-format", "json-render-diagnostics"])
         .stdout(Stdio::piped());
     let out = build
@@ -131,7 +157,7 @@ fn build_test_executables() -> Result<Vec<PathBuf>> {
     }
     let executables = test_executables(&String::from_utf8_lossy(&out.stdout))?;
     if executables.is_empty() {
-        bail!("cargo built no test executable for sandtrace's `vm` test target");
+        bail!("cargo built no test executable for sandtrace's `vm*` test targets");
     }
     Ok(executables)
 }
@@ -140,9 +166,10 @@ fn build_test_executables() -> Result<Vec<PathBuf>> {
 fn test_executables(messages: &str) -> Result<Vec<PathBuf>> {
     let mut executables = Vec::new();
     for line in messages.lines().filter(|line| line.starts_with('{')) {
-        let message: serde_json::Value =
-            serde_json::from_str(line).with_context(|| format!("parsing cargo's message {line}"))?;
-        let is_test = message["reason"] == "compiler-artifact" && message["profile"]["test"] == true;
+        let message: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("parsing cargo's message {line}"))?;
+        let is_test =
+            message["reason"] == "compiler-artifact" && message["profile"]["test"] == true;
         if let (true, Some(executable)) = (is_test, message["executable"].as_str()) {
             executables.push(PathBuf::from(executable));
         }
@@ -196,7 +223,13 @@ mod tests {
             test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.50s\n\
             \n\
             test result: ok. 4 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 1.00s\n";
-        assert_eq!(parse_libtest_counts(output), Counts { passed: 6, failed: 1 });
+        assert_eq!(
+            parse_libtest_counts(output),
+            Counts {
+                passed: 6,
+                failed: 1
+            }
+        );
         assert_eq!(parse_libtest_counts("no tests here\n"), Counts::default());
     }
 
@@ -206,6 +239,9 @@ mod tests {
 {"reason":"compiler-artifact","profile":{"test":true},"executable":"/t/deps/vm-123"}
 {"reason":"compiler-artifact","profile":{"test":true},"executable":null}
 {"reason":"build-finished","success":true}"#;
-        assert_eq!(test_executables(messages).unwrap(), [PathBuf::from("/t/deps/vm-123")]);
+        assert_eq!(
+            test_executables(messages).unwrap(),
+            [PathBuf::from("/t/deps/vm-123")]
+        );
     }
 }

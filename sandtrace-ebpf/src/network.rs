@@ -1,0 +1,451 @@
+//! Network enforcement, for sessions whose network is not fully allowed.
+//!
+//! cgroup programs, attached to the session's cgroup only: the kernel runs them for the
+//! sockets created inside the session (a socket belongs to the cgroup its creator was in).
+//! They work without BPF LSM.
+//! - `connect4/6`: every connect: TCP, UDP, TCP Fast Open (`sendmsg(MSG_FASTOPEN)` connects
+//!   through the same path) and io_uring's connect; decided by `allow_connect`.
+//! - `sendmsg4/6`: UDP sends with a destination (`sendto` without `connect`); `allow_connect`.
+//! - `bind4/6`: `bind`; `allow_bind`.
+//! - `sock_create`: only TCP and UDP sockets may be created: raw, ICMP, SCTP, MPTCP, UDP-Lite
+//!   and other IPv4/IPv6 protocols have send paths the hooks above do not see.
+//! - `cgroup_skb/ingress`: a socket can receive without passing `bind`: `listen` on an
+//!   unbound TCP socket and a UDP send (even a refused one) bind an ephemeral port implicitly.
+//!   Packets to a listening or unconnected socket are dropped unless its local address is
+//!   covered by `allow_bind`, or (UDP) the packet comes from an `allow_connect` address.
+//!
+//! With BPF LSM (enforcing mode), `socket_create` also refuses socket families that reach the
+//! network past the IPv4/IPv6 hooks (packet, vsock, ...) on every path, io_uring's included.
+//! Without it the seccomp filter refuses them (see the loader).
+//!
+//! Addresses are compared in their IPv6 form (see `sandtrace_common::network`), so an
+//! IPv4-mapped IPv6 destination meets the IPv4 rules.
+
+use aya_ebpf::{
+    bindings::{__sk_buff, bpf_sock, bpf_sock_addr},
+    helpers::generated::{bpf_sk_fullsock, bpf_skb_load_bytes},
+    macros::{cgroup_skb, cgroup_sock, cgroup_sock_addr, lsm, map},
+    maps::Array,
+    programs::{LsmContext, SkBuffContext, SockAddrContext, SockContext},
+};
+use sandtrace_common::{
+    config::FLAG_NETWORK_EVENTS_ALL,
+    event::{COMM_LEN, EventHeader, EventKind},
+    network::{
+        MAX_NET_RULES, NET_LIST_BIND, NET_LIST_CONNECT, NET_LIST_COUNT, NO_NET_RULE, NetOp,
+        NetRule, NetVerdict, NetworkEvent, V4_MAPPED_WORD,
+    },
+};
+
+use crate::{emit, session};
+
+/// `allow_connect` rules, `NET_RULE_COUNTS[NET_LIST_CONNECT]` of them.
+#[map]
+static NET_CONNECT_RULES: Array<NetRule> = Array::with_max_entries(MAX_NET_RULES as u32, 0);
+/// `allow_bind` rules, `NET_RULE_COUNTS[NET_LIST_BIND]` of them.
+#[map]
+static NET_BIND_RULES: Array<NetRule> = Array::with_max_entries(MAX_NET_RULES as u32, 0);
+/// Rules in use per list, indexed by `NET_LIST_*`.
+#[map]
+static NET_RULE_COUNTS: Array<u32> = Array::with_max_entries(NET_LIST_COUNT as u32, 0);
+
+const AF_UNIX: u32 = 1;
+const AF_INET: u32 = 2;
+const AF_INET6: u32 = 10;
+const AF_NETLINK: u32 = 16;
+const SOCK_STREAM: u32 = 1;
+const SOCK_DGRAM: u32 = 2;
+/// The type bits of socket(2)'s `type` (without SOCK_NONBLOCK / SOCK_CLOEXEC).
+const SOCK_TYPE_MASK: u32 = 0xf;
+const IPPROTO_TCP: u32 = 6;
+const IPPROTO_UDP: u32 = 17;
+/// `BPF_TCP_LISTEN` / `BPF_TCP_ESTABLISHED` of `bpf_sock.state`.
+const TCP_LISTEN: u32 = 10;
+const TCP_ESTABLISHED: u32 = 1;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const EPERM: i32 = 1;
+
+/// sock_addr and sock programs: 1 lets the call proceed, 0 fails it with EPERM. cgroup_skb
+/// programs: 1 passes the packet, 0 drops it.
+const ALLOW: i32 = 1;
+const DENY: i32 = 0;
+
+/// An address in IPv6 form and a port (host order).
+#[derive(Clone, Copy)]
+struct Endpoint {
+    addr: [u32; 4],
+    port: u16,
+}
+
+#[inline(always)]
+fn ipv4_mapped(ip4: u32) -> [u32; 4] {
+    [0, 0, V4_MAPPED_WORD, ip4]
+}
+
+#[inline(always)]
+fn is_ipv4(addr: &[u32; 4]) -> bool {
+    addr[0] == 0 && addr[1] == 0 && addr[2] == V4_MAPPED_WORD
+}
+
+/// The policy entry of `list` covering `at`, if any.
+#[inline(always)]
+fn find_rule(list: u16, at: Endpoint) -> Option<u16> {
+    // One call site per map: the verifier wants a constant map at each lookup.
+    if list == NET_LIST_CONNECT {
+        find_in(&NET_CONNECT_RULES, list, at)
+    } else {
+        find_in(&NET_BIND_RULES, list, at)
+    }
+}
+
+#[inline(always)]
+fn find_in(rules: &Array<NetRule>, list: u16, at: Endpoint) -> Option<u16> {
+    let count = NET_RULE_COUNTS.get(list as u32).copied().unwrap_or(0);
+    let ipv4 = is_ipv4(&at.addr) as u8;
+    for i in 0..MAX_NET_RULES as u32 {
+        if i >= count {
+            break;
+        }
+        let Some(r) = rules.get(i) else {
+            break;
+        };
+        if r.ipv4 == ipv4
+            && (r.port_lo..=r.port_hi).contains(&at.port)
+            && at.addr[0] & r.mask[0] == r.addr[0]
+            && at.addr[1] & r.mask[1] == r.addr[1]
+            && at.addr[2] & r.mask[2] == r.addr[2]
+            && at.addr[3] & r.mask[3] == r.addr[3]
+        {
+            return Some(r.rule);
+        }
+    }
+    None
+}
+
+/// What a program decided, for its event.
+struct Decision {
+    op: NetOp,
+    verdict: NetVerdict,
+    family: u32,
+    sock_type: u32,
+    protocol: u32,
+    rule_list: u16,
+    rule: u16,
+    at: Endpoint,
+    peer: Endpoint,
+}
+
+const NOWHERE: Endpoint = Endpoint {
+    addr: [0; 4],
+    port: 0,
+};
+
+/// Sends the decision's event (every denial; allowed decisions only at `-v`).
+#[inline(always)]
+fn report(d: &Decision, header: EventHeader) {
+    if !d.verdict.is_denied() && !session::flag(FLAG_NETWORK_EVENTS_ALL) {
+        return;
+    }
+    if let Some(mut entry) = emit::reserve::<NetworkEvent>() {
+        let e = entry.as_mut_ptr();
+        unsafe {
+            (*e).header = header;
+            (*e).op = d.op as u16;
+            (*e).verdict = d.verdict as u16;
+            (*e).family = d.family as u16;
+            (*e).sock_type = d.sock_type as u16;
+            (*e).protocol = d.protocol as u16;
+            (*e).rule_list = d.rule_list;
+            (*e).rule = d.rule;
+            (*e).port = d.at.port;
+            (*e).peer_port = d.peer.port;
+            (*e)._pad = 0;
+            (*e).addr = d.at.addr;
+            (*e).peer = d.peer.addr;
+        }
+        entry.submit(0);
+    }
+}
+
+/// Decides `at` against `list`, reports, and returns the program's verdict.
+#[inline(always)]
+fn enforce(list: u16, op: NetOp, family: u32, sock_type: u32, protocol: u32, at: Endpoint) -> i32 {
+    let rule = find_rule(list, at);
+    let decision = Decision {
+        op,
+        verdict: if rule.is_some() {
+            NetVerdict::Allowed
+        } else {
+            NetVerdict::DeniedNoRule
+        },
+        family,
+        sock_type,
+        protocol,
+        rule_list: list,
+        rule: rule.unwrap_or(NO_NET_RULE),
+        at,
+        peer: NOWHERE,
+    };
+    report(&decision, emit::header(EventKind::Network));
+    if rule.is_some() { ALLOW } else { DENY }
+}
+
+/// The address and port a sock_addr call names. `ipv6` is the program's attach type (4 or 6),
+/// a constant: the verifier lets IPv4 programs read only `user_ip4`, IPv6 ones only
+/// `user_ip6`.
+#[inline(always)]
+fn requested(ctx: &SockAddrContext, ipv6: bool) -> Endpoint {
+    let a: &bpf_sock_addr = unsafe { &*ctx.sock_addr };
+    let addr = if ipv6 {
+        // One 4-byte read per word.
+        [a.user_ip6[0], a.user_ip6[1], a.user_ip6[2], a.user_ip6[3]]
+    } else {
+        ipv4_mapped(a.user_ip4)
+    };
+    // user_port holds the network-order port in its low 16 bits.
+    let port = u16::from_be(a.user_port as u16);
+    Endpoint { addr, port }
+}
+
+#[inline(always)]
+fn sock_addr(ctx: &SockAddrContext, ipv6: bool, list: u16, op: NetOp) -> i32 {
+    let at = requested(ctx, ipv6);
+    let a: &bpf_sock_addr = unsafe { &*ctx.sock_addr };
+    // The family of the address (what the program was called for), not the socket's: an
+    // IPv6 socket sending to an AF_INET address reaches the IPv4 program.
+    let family = if ipv6 { AF_INET6 } else { AF_INET };
+    enforce(list, op, family, a.type_, a.protocol, at)
+}
+
+#[cgroup_sock_addr(connect4)]
+pub fn net_connect4(ctx: SockAddrContext) -> i32 {
+    sock_addr(&ctx, false, NET_LIST_CONNECT, NetOp::Connect)
+}
+
+#[cgroup_sock_addr(connect6)]
+pub fn net_connect6(ctx: SockAddrContext) -> i32 {
+    sock_addr(&ctx, true, NET_LIST_CONNECT, NetOp::Connect)
+}
+
+#[cgroup_sock_addr(sendmsg4)]
+pub fn net_sendmsg4(ctx: SockAddrContext) -> i32 {
+    sock_addr(&ctx, false, NET_LIST_CONNECT, NetOp::Send)
+}
+
+#[cgroup_sock_addr(sendmsg6)]
+pub fn net_sendmsg6(ctx: SockAddrContext) -> i32 {
+    sock_addr(&ctx, true, NET_LIST_CONNECT, NetOp::Send)
+}
+
+#[cgroup_sock_addr(bind4)]
+pub fn net_bind4(ctx: SockAddrContext) -> i32 {
+    sock_addr(&ctx, false, NET_LIST_BIND, NetOp::Bind)
+}
+
+#[cgroup_sock_addr(bind6)]
+pub fn net_bind6(ctx: SockAddrContext) -> i32 {
+    sock_addr(&ctx, true, NET_LIST_BIND, NetOp::Bind)
+}
+
+/// Creating an IPv4/IPv6 socket: TCP and UDP only.
+#[cgroup_sock(sock_create)]
+pub fn net_sock_create(ctx: SockContext) -> i32 {
+    let s: &bpf_sock = unsafe { &*ctx.sock };
+    let (sock_type, protocol) = (s.type_, s.protocol);
+    if (sock_type == SOCK_STREAM && protocol == IPPROTO_TCP)
+        || (sock_type == SOCK_DGRAM && protocol == IPPROTO_UDP)
+    {
+        return ALLOW;
+    }
+    let decision = Decision {
+        op: NetOp::Socket,
+        verdict: NetVerdict::DeniedSocketKind,
+        family: s.family,
+        sock_type,
+        protocol,
+        rule_list: NET_LIST_CONNECT,
+        rule: NO_NET_RULE,
+        at: NOWHERE,
+        peer: NOWHERE,
+    };
+    report(&decision, emit::header(EventKind::Network));
+    DENY
+}
+
+/// The source address and port of the packet in `skb` (which starts at its IP header), in
+/// IPv6 form. `None` if it is neither IPv4 nor IPv6, or (IPv6) the transport header does not
+/// follow the fixed header directly.
+#[inline(always)]
+fn packet_source(skb: *mut __sk_buff) -> Option<Endpoint> {
+    let load = |offset: u32, to: *mut u8, len: u32| unsafe {
+        bpf_skb_load_bytes(skb as *const _, offset, to.cast(), len) == 0
+    };
+    let protocol = u16::from_be(unsafe { (*skb).protocol } as u16);
+    let mut port = [0u8; 2];
+    if protocol == ETH_P_IP {
+        let mut head = [0u8; 16];
+        if !load(0, head.as_mut_ptr(), 16) {
+            return None;
+        }
+        let header_len = ((head[0] & 0x0f) as u32) * 4;
+        if !load(header_len, port.as_mut_ptr(), 2) {
+            return None;
+        }
+        let src = u32::from_ne_bytes([head[12], head[13], head[14], head[15]]);
+        Some(Endpoint {
+            addr: ipv4_mapped(src),
+            port: u16::from_be_bytes(port),
+        })
+    } else if protocol == ETH_P_IPV6 {
+        let mut head = [0u32; 6];
+        if !load(0, head.as_mut_ptr().cast(), 24) {
+            return None;
+        }
+        let next_header = head[1].to_ne_bytes()[2];
+        if next_header as u32 != IPPROTO_UDP && next_header as u32 != IPPROTO_TCP {
+            return None;
+        }
+        if !load(40, port.as_mut_ptr(), 2) {
+            return None;
+        }
+        Some(Endpoint {
+            addr: [head[2], head[3], head[4], head[5]],
+            port: u16::from_be_bytes(port),
+        })
+    } else {
+        None
+    }
+}
+
+/// A header for events of the ingress program: packets arrive in softirq context, where the
+/// current task is unrelated to the session.
+#[inline(always)]
+fn packet_header() -> EventHeader {
+    EventHeader {
+        kind: EventKind::Network as u32,
+        pid: 0,
+        tgid: 0,
+        _pad: 0,
+        ts_ns: unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() },
+        comm: [0; COMM_LEN],
+    }
+}
+
+/// Packets arriving at the session's sockets. Sockets that connected passed `connect4/6`; a
+/// socket that listens, or a UDP socket that is not connected, may only receive on an address
+/// `allow_bind` covers, or (UDP) from an address `allow_connect` covers, so that replies to
+/// allowed sends arrive.
+#[cgroup_skb(ingress)]
+pub fn net_ingress(ctx: SkBuffContext) -> i32 {
+    let skb = ctx.skb.skb;
+    let sk = unsafe { (*skb).__bindgen_anon_2.sk };
+    if sk.is_null() {
+        return DENY;
+    }
+    let sk = unsafe { bpf_sk_fullsock(sk) };
+    if sk.is_null() {
+        return DENY;
+    }
+    let s: &bpf_sock = unsafe { &*sk };
+    let (protocol, state) = (s.protocol, s.state);
+    if (protocol == IPPROTO_TCP && state != TCP_LISTEN)
+        || (protocol == IPPROTO_UDP && state == TCP_ESTABLISHED)
+    {
+        return ALLOW;
+    }
+    let family = s.family;
+    // Every field read unconditionally and volatile: the compiler must not turn a choice
+    // between two fields into arithmetic on the socket pointer, which the verifier refuses.
+    let field = |f: &u32| unsafe { core::ptr::read_volatile(f) };
+    let ip6 = [
+        field(&s.src_ip6[0]),
+        field(&s.src_ip6[1]),
+        field(&s.src_ip6[2]),
+        field(&s.src_ip6[3]),
+    ];
+    let ip4 = field(&s.src_ip4);
+    let local = Endpoint {
+        addr: if family == AF_INET6 {
+            ip6
+        } else {
+            ipv4_mapped(ip4)
+        },
+        // src_port is in host order.
+        port: field(&s.src_port) as u16,
+    };
+    let peer = packet_source(skb);
+    let mut decision = Decision {
+        op: NetOp::Receive,
+        verdict: NetVerdict::DeniedNoRule,
+        family,
+        sock_type: s.type_,
+        protocol,
+        rule_list: NET_LIST_BIND,
+        rule: NO_NET_RULE,
+        at: local,
+        peer: peer.unwrap_or(NOWHERE),
+    };
+    if protocol == IPPROTO_TCP || protocol == IPPROTO_UDP {
+        if let Some(rule) = find_rule(NET_LIST_BIND, local) {
+            decision.verdict = NetVerdict::Allowed;
+            decision.rule = rule;
+        } else if protocol == IPPROTO_UDP
+            && let Some(rule) = peer.and_then(|p| find_rule(NET_LIST_CONNECT, p))
+        {
+            decision.verdict = NetVerdict::Allowed;
+            decision.rule_list = NET_LIST_CONNECT;
+            decision.rule = rule;
+        }
+    }
+    report(&decision, packet_header());
+    if decision.verdict.is_denied() {
+        DENY
+    } else {
+        ALLOW
+    }
+}
+
+/// Reports a socket family the seccomp filter refused (no BPF LSM: see `syscalls::sys_exit`).
+#[inline(always)]
+pub fn report_refused_family(family: u32, sock_type: u32, protocol: u32) {
+    let decision = Decision {
+        op: NetOp::Socket,
+        verdict: NetVerdict::DeniedFamily,
+        family,
+        sock_type: sock_type & SOCK_TYPE_MASK,
+        protocol,
+        rule_list: NET_LIST_CONNECT,
+        rule: NO_NET_RULE,
+        at: NOWHERE,
+        peer: NOWHERE,
+    };
+    report(&decision, emit::header(EventKind::Network));
+}
+
+/// Whether sockets of `family` may be created while the network is restricted.
+#[inline(always)]
+pub fn family_allowed(family: u32) -> bool {
+    matches!(family, AF_UNIX | AF_INET | AF_INET6 | AF_NETLINK)
+}
+
+/// `socket_create(int family, int type, int protocol, int kern)` (enforcing mode): families
+/// other than UNIX, IPv4, IPv6 and netlink reach the network past the cgroup hooks. Covers every
+/// way of creating a socket, io_uring's included. Sockets the kernel creates for itself pass.
+#[lsm(hook = "socket_create")]
+#[inline(always)]
+pub fn net_socket_create(ctx: LsmContext) -> i32 {
+    let prev: i32 = ctx.arg(4);
+    if prev != 0 || !session::current_in_session() {
+        return prev;
+    }
+    let family: i32 = ctx.arg(0);
+    let kern: i32 = ctx.arg(3);
+    if kern != 0 || family_allowed(family as u32) {
+        return 0;
+    }
+    let sock_type: i32 = ctx.arg(1);
+    let protocol: i32 = ctx.arg(2);
+    report_refused_family(family as u32, sock_type as u32, protocol as u32);
+    -EPERM
+}

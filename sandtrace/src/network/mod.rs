@@ -1,0 +1,260 @@
+//! Network enforcement: the `[network]` rules compiled for the kernel programs
+//! (`sandtrace-ebpf/src/network.rs`), and those programs attached to the session's cgroup.
+//!
+//! With `allow = true` nothing is attached. Otherwise every IPv4/IPv6 socket of the session
+//! passes the cgroup programs, which allow exactly what `allow_connect` and `allow_bind` cover
+//! (nothing, when they are empty). They work on kernels without BPF LSM. Socket families that
+//! reach the network past those programs (packet, vsock, ...) are refused by the BPF LSM
+//! `socket_create` program where BPF LSM is available, and otherwise by the seccomp filter
+//! ([`SeccompNetworkGuard`]).
+
+use std::{net::IpAddr, os::fd::BorrowedFd};
+
+use anyhow::{Context as _, Result, anyhow};
+use aya::{
+    Btf, Ebpf,
+    maps::Array,
+    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, Lsm},
+};
+use sandtrace_common::network::{NET_LIST_BIND, NET_LIST_CONNECT, NetRule, V4_MAPPED_WORD};
+
+use crate::policy::{
+    EffectivePolicy,
+    network::{AddressMatch, AddressRule, prefix_mask_v4, prefix_mask_v6},
+};
+
+/// The kernel's form of the session's address rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkRules {
+    pub connect: Vec<NetRule>,
+    pub bind: Vec<NetRule>,
+}
+
+impl NetworkRules {
+    /// The rules to enforce, or `None` when the network is allowed (nothing to attach).
+    pub fn for_policy(policy: &EffectivePolicy) -> Option<Self> {
+        if policy.network_allowed.value {
+            return None;
+        }
+        let compile = |rules: &[crate::policy::Located<AddressRule>]| {
+            rules
+                .iter()
+                .enumerate()
+                .flat_map(|(index, rule)| kernel_rules(&rule.value, index as u16))
+                .collect()
+        };
+        Some(Self {
+            connect: compile(&policy.allow_connect),
+            bind: compile(&policy.allow_bind),
+        })
+    }
+}
+
+/// An address in the kernel programs' IPv6 form.
+fn words(addr: IpAddr) -> [u32; 4] {
+    match addr {
+        IpAddr::V4(v4) => [0, 0, V4_MAPPED_WORD, u32::from_ne_bytes(v4.octets())],
+        IpAddr::V6(v6) => {
+            let o = v6.octets();
+            std::array::from_fn(|i| {
+                u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
+            })
+        }
+    }
+}
+
+/// The kernel rules of one policy entry (`*` is one IPv4 and one IPv6 rule).
+fn kernel_rules(rule: &AddressRule, index: u16) -> Vec<NetRule> {
+    let rule_for = |addr: IpAddr, prefix_len: u8| {
+        let (mask, ipv4) = match addr {
+            IpAddr::V4(_) => {
+                let mask = std::net::Ipv4Addr::from(prefix_mask_v4(prefix_len));
+                let mut m = words(IpAddr::V4(mask));
+                // The ::ffff: prefix must match exactly.
+                m[..3].copy_from_slice(&[u32::MAX; 3]);
+                (m, 1)
+            }
+            IpAddr::V6(_) => (
+                words(IpAddr::V6(std::net::Ipv6Addr::from(prefix_mask_v6(
+                    prefix_len,
+                )))),
+                0,
+            ),
+        };
+        NetRule {
+            addr: words(addr),
+            mask,
+            port_lo: rule.ports.first,
+            port_hi: rule.ports.last,
+            ipv4,
+            _pad: 0,
+            rule: index,
+        }
+    };
+    match rule.address {
+        AddressMatch::Network { addr, prefix_len } => vec![rule_for(addr, prefix_len)],
+        AddressMatch::Any => vec![
+            rule_for(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0),
+            rule_for(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), 0),
+        ],
+    }
+}
+
+/// cgroup sock_addr programs and their attach types.
+const SOCK_ADDR_PROGRAMS: &[&str] = &[
+    "net_connect4",
+    "net_connect6",
+    "net_sendmsg4",
+    "net_sendmsg6",
+    "net_bind4",
+    "net_bind6",
+];
+
+fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::programs::Program> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| anyhow!("program {name} missing from the eBPF object"))
+}
+
+fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::maps::Map> {
+    ebpf.map_mut(name)
+        .with_context(|| format!("{name} map missing from the eBPF object"))
+}
+
+/// Fills the rule maps, then attaches the cgroup programs to `cgroup` (the session's cgroup
+/// directory) and, with `lsm`, the BPF LSM `socket_create` program. Everything is in force when
+/// this returns.
+pub fn attach(
+    ebpf: &mut Ebpf,
+    rules: &NetworkRules,
+    cgroup: BorrowedFd<'_>,
+    lsm: bool,
+) -> Result<()> {
+    {
+        let mut counts: Array<_, u32> = Array::try_from(map_mut(ebpf, "NET_RULE_COUNTS")?)?;
+        counts.set(u32::from(NET_LIST_CONNECT), rules.connect.len() as u32, 0)?;
+        counts.set(u32::from(NET_LIST_BIND), rules.bind.len() as u32, 0)?;
+    }
+    for (name, list) in [
+        ("NET_CONNECT_RULES", &rules.connect),
+        ("NET_BIND_RULES", &rules.bind),
+    ] {
+        let mut map: Array<_, NetRule> = Array::try_from(map_mut(ebpf, name)?)?;
+        for (i, rule) in list.iter().enumerate() {
+            map.set(i as u32, rule, 0)
+                .with_context(|| format!("filling the network rule map {name}"))?;
+        }
+    }
+    let attached = |name: &str| {
+        format!(
+            "attaching the {name} cgroup program to the session cgroup (the kernel needs \
+             CONFIG_CGROUP_BPF)"
+        )
+    };
+    for name in SOCK_ADDR_PROGRAMS {
+        let prog: &mut CgroupSockAddr = program(ebpf, name)?.try_into()?;
+        prog.load()
+            .with_context(|| format!("loading the {name} program"))?;
+        prog.attach(cgroup, CgroupAttachMode::Single)
+            .with_context(|| attached(name))?;
+    }
+    let name = "net_sock_create";
+    let prog: &mut CgroupSock = program(ebpf, name)?.try_into()?;
+    prog.load()
+        .with_context(|| format!("loading the {name} program"))?;
+    prog.attach(cgroup, CgroupAttachMode::Single)
+        .with_context(|| attached(name))?;
+    let name = "net_ingress";
+    let prog: &mut CgroupSkb = program(ebpf, name)?.try_into()?;
+    prog.load()
+        .with_context(|| format!("loading the {name} program"))?;
+    prog.attach(
+        cgroup,
+        CgroupSkbAttachType::Ingress,
+        CgroupAttachMode::Single,
+    )
+    .with_context(|| attached(name))?;
+    if lsm {
+        let btf =
+            Btf::from_sys_fs().context("reading the kernel's BTF (/sys/kernel/btf/vmlinux)")?;
+        let name = "net_socket_create";
+        let prog: &mut Lsm = program(ebpf, name)?.try_into()?;
+        prog.load("socket_create", &btf)
+            .context("loading the BPF LSM program for the socket_create hook")?;
+        prog.attach()
+            .context("attaching the BPF LSM program to socket_create")?;
+    }
+    Ok(())
+}
+
+/// Socket families a session with a restricted network may create: local IPC and the two the
+/// cgroup programs check. Every other family reaches the network (or other machines) past
+/// those programs.
+pub const ALLOWED_SOCKET_FAMILIES: &[u32] = &[
+    libc::AF_UNIX as u32,
+    libc::AF_INET as u32,
+    libc::AF_INET6 as u32,
+    libc::AF_NETLINK as u32,
+];
+
+/// Socket families are numbered below this (the kernel's `AF_MAX` is 46 in 6.x; the margin
+/// covers families added later). The kernel refuses larger numbers itself.
+pub const SOCKET_FAMILY_LIMIT: u32 = 64;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::network::AddressRule;
+
+    fn matches(rule: &NetRule, addr: IpAddr, port: u16) -> bool {
+        let w = words(addr);
+        let ipv4 = w[0] == 0 && w[1] == 0 && w[2] == V4_MAPPED_WORD;
+        u8::from(ipv4) == rule.ipv4
+            && (rule.port_lo..=rule.port_hi).contains(&port)
+            && (0..4).all(|i| w[i] & rule.mask[i] == rule.addr[i])
+    }
+
+    /// The kernel's matching (mirrored above) agrees with the policy's on every sample.
+    #[test]
+    fn kernel_rules_match_like_the_policy() {
+        let samples: Vec<IpAddr> = [
+            "127.0.0.1",
+            "10.1.2.3",
+            "11.0.0.1",
+            "0.0.0.0",
+            "::1",
+            "::",
+            "fd00::5",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.9.9.9",
+            "2001:db8::1",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        for text in [
+            "127.0.0.1:8080",
+            "10.0.0.0/8:443",
+            "[::1]:*",
+            "[fd00::]/8:53",
+            "*:443",
+            "0.0.0.0/0:*",
+            "[::]/0:1-1024",
+            "[::ffff:127.0.0.1]:80",
+        ] {
+            let rule = AddressRule::parse(text).unwrap();
+            let kernel = kernel_rules(&rule, 7);
+            for &addr in &samples {
+                for port in [0, 53, 80, 443, 8080, 65535] {
+                    let by_kernel = kernel.iter().any(|k| matches(k, addr, port));
+                    assert_eq!(
+                        by_kernel,
+                        rule.covers(addr, port),
+                        "{text} on {addr} port {port}"
+                    );
+                }
+            }
+            assert!(kernel.iter().all(|k| k.rule == 7));
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Names and wording for network events, shared by the JSONL log and the terminal.
+
+use sandtrace_common::network::{NetOp, NetVerdict};
+
+use super::RuleLabel;
+use crate::{
+    events::{NetList, NetworkRecord},
+    policy::{EffectivePolicy, Located, model::NetworkList, network::AddressRule},
+};
+
+/// The policy's `[network]` rules as events name them.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkRules {
+    connect: Vec<RuleLabel>,
+    bind: Vec<RuleLabel>,
+}
+
+impl NetworkRules {
+    pub fn for_policy(policy: &EffectivePolicy) -> Self {
+        Self {
+            connect: labels(NetworkList::Connect, &policy.allow_connect),
+            bind: labels(NetworkList::Bind, &policy.allow_bind),
+        }
+    }
+
+    pub fn label(&self, list: NetList, index: usize) -> Option<&RuleLabel> {
+        match list {
+            NetList::Connect => self.connect.get(index),
+            NetList::Bind => self.bind.get(index),
+        }
+    }
+
+    /// Whether the policy has any address rule (otherwise the network is simply off).
+    fn any(&self) -> bool {
+        !self.connect.is_empty() || !self.bind.is_empty()
+    }
+
+    /// Why the kernel decided as it did, in words.
+    pub fn reason(&self, n: &NetworkRecord) -> &'static str {
+        match n.verdict {
+            NetVerdict::Allowed => "allowed by rule",
+            NetVerdict::DeniedSocketKind => {
+                "only TCP and UDP sockets may be created while the network is restricted"
+            }
+            NetVerdict::DeniedFamily => {
+                "this socket family reaches the network and is refused while it is restricted"
+            }
+            NetVerdict::DeniedNoRule if !self.any() => "network disabled",
+            NetVerdict::DeniedNoRule => match (n.op, n.list) {
+                (NetOp::Receive, _) => {
+                    "receiving on an address no allow_bind rule covers (listen or receive \
+                     without an allowed bind)"
+                }
+                (_, NetList::Bind) => "no allow_bind rule covers this address",
+                (_, NetList::Connect) => "no allow_connect rule covers this address",
+            },
+        }
+    }
+}
+
+fn labels(list: NetworkList, rules: &[Located<AddressRule>]) -> Vec<RuleLabel> {
+    rules
+        .iter()
+        .map(|r| RuleLabel {
+            kind: list.key(),
+            pattern: r.value.to_string(),
+            source: r.origin.to_string(),
+        })
+        .collect()
+}
+
+pub fn op_name(op: NetOp) -> &'static str {
+    match op {
+        NetOp::Connect => "connect",
+        NetOp::Send => "send",
+        NetOp::Bind => "bind",
+        NetOp::Socket => "socket",
+        NetOp::Receive => "receive",
+    }
+}
+
+/// `tcp`, `udp`, `icmp`, ...; `raw` for raw sockets of an unnamed protocol.
+pub fn protocol_name(protocol: u16, sock_type: u16) -> String {
+    const SOCK_RAW: u16 = 3;
+    match protocol {
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        1 => "icmp".into(),
+        58 => "icmpv6".into(),
+        132 => "sctp".into(),
+        136 => "udplite".into(),
+        262 => "mptcp".into(),
+        255 => "raw".into(),
+        0 if sock_type == SOCK_RAW => "raw".into(),
+        0 => "default".into(),
+        other => format!("protocol {other}"),
+    }
+}
+
+/// `ipv4`, `ipv6`, `packet`, ...
+pub fn family_name(family: u16) -> String {
+    match family {
+        1 => "unix".into(),
+        2 => "ipv4".into(),
+        10 => "ipv6".into(),
+        16 => "netlink".into(),
+        17 => "packet".into(),
+        29 => "can".into(),
+        30 => "tipc".into(),
+        31 => "bluetooth".into(),
+        38 => "alg".into(),
+        40 => "vsock".into(),
+        41 => "kcm".into(),
+        43 => "smc".into(),
+        44 => "xdp".into(),
+        45 => "mctp".into(),
+        other => format!("family {other}"),
+    }
+}
+
+/// `stream`, `dgram`, `raw`, ...
+pub fn sock_type_name(sock_type: u16) -> String {
+    match sock_type {
+        1 => "stream".into(),
+        2 => "dgram".into(),
+        3 => "raw".into(),
+        4 => "rdm".into(),
+        5 => "seqpacket".into(),
+        6 => "dccp".into(),
+        10 => "packet".into(),
+        other => format!("type {other}"),
+    }
+}
+
+/// `127.0.0.1:80`, `[::1]:80`.
+pub fn endpoint(addr: std::net::IpAddr, port: u16) -> String {
+    std::net::SocketAddr::new(addr, port).to_string()
+}

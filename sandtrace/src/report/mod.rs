@@ -1,0 +1,485 @@
+//! `sandtrace report FILE.jsonl`: a recorded run, summarised for people (text) or machines
+//! (`--format json`): the process tree, files by kind of access, network attempts, denials
+//! with the rule that fired, the busiest syscalls and lost events.
+//!
+//! [`log`] reads the log back; [`activity`] replays it into the files and sockets the run
+//! used, which `sandtrace learn` turns into a policy.
+
+pub mod activity;
+pub mod log;
+mod text;
+
+pub use text::shell_quote;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    io::Write as _,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::SystemTime,
+};
+
+use anyhow::Result;
+use serde::Serialize;
+
+use self::{
+    activity::{Activity, FileUse, PathNaming, Replay, SocketUse, UnresolvedAccess},
+    log::{LogProblem, ProcessChange, Record, RuleLine, SummaryLine, SyscallCountLine},
+};
+use crate::cli::{ReportArgs, ReportFormat};
+
+/// How many of the busiest syscalls a report lists.
+const TOP_SYSCALLS: usize = 12;
+
+/// A recorded run, summarised.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub log: PathBuf,
+    /// The log ends with its summary line.
+    pub complete: bool,
+    pub problems: Vec<LogProblem>,
+    pub run: RunOutline,
+    /// In the order they first appear; each names its parent and children by pid.
+    pub processes: Vec<ProcessNode>,
+    /// By path, as the processes named them (relative paths are relative to the directory
+    /// CMD started in, which the log does not record).
+    pub files: Vec<FileRow>,
+    /// Socket calls, from the syscall lines (addresses are not in them).
+    pub network: Vec<NetworkRow>,
+    /// The kernel's network decisions, with addresses (enforcing runs only).
+    pub network_decisions: Vec<NetworkDecision>,
+    pub denials: Vec<Denial>,
+    pub top_syscalls: Vec<SyscallCountLine>,
+    pub unresolved: Vec<UnresolvedAccess>,
+    pub unresolved_count: u64,
+}
+
+/// How the run went: from the summary line, or counted from the lines present.
+#[derive(Debug, Serialize)]
+pub struct RunOutline {
+    /// The first program CMD's process executed.
+    pub command: Option<String>,
+    /// `trace-only` or `enforce`; unknown without a summary.
+    pub mode: Option<String>,
+    /// `exited`, `timed_out`, `interrupted`, `start_failed`; unknown without a summary.
+    pub ending: Option<String>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    /// From the summary; without one, from the first to the last event.
+    pub duration_ms: Option<u64>,
+    pub process_count: u64,
+    pub total_syscalls: u64,
+    pub unique_syscalls: u64,
+    pub denied_count: u64,
+    /// Events the ring buffer dropped; unknown without a summary.
+    pub lost_events: Option<u64>,
+    /// Syscall events without arguments (the kernel's table of in-flight calls was full).
+    pub incomplete_events: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecRecord {
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub argv: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessNode {
+    /// The process id (thread-group id) in the initial PID namespace.
+    pub pid: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<u32>,
+    /// The last command name the process had.
+    pub comm: String,
+    /// Programs the process executed, in order.
+    pub execs: Vec<ExecRecord>,
+    /// Threads it started.
+    pub threads: u64,
+    /// `None` when the log has no exit for it (still running when the log ended).
+    pub exit_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    pub children: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileRow {
+    pub path: PathBuf,
+    #[serde(flatten)]
+    pub usage: FileUse,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NetworkRow {
+    pub family: String,
+    pub call: String,
+    #[serde(flatten)]
+    pub usage: SocketUse,
+}
+
+/// Kernel network decisions of one kind (enforcing runs), grouped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NetworkDecision {
+    /// `allow` or `deny`.
+    pub action: String,
+    pub operation: String,
+    pub family: String,
+    pub protocol: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    pub count: u64,
+}
+
+/// Equal denials, grouped: a file or network decision of the kernel programs, a syscall the
+/// seccomp filter refused, a process it killed, or a fork the process limit refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Denial {
+    /// `file`, `network`, `syscall`, `seccomp_kill` or `fork`.
+    pub kind: &'static str,
+    /// What was refused, e.g. `open read /etc/shadow`.
+    pub what: String,
+    /// Why: the reason the kernel programs gave.
+    pub why: String,
+    /// The policy rule that fired, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<RuleLine>,
+    pub count: u64,
+    /// The first process denied.
+    pub pid: u32,
+    pub comm: String,
+}
+
+/// Collects a report while the log is read.
+struct Builder {
+    replay: Replay,
+    nodes: Vec<ProcessNode>,
+    index: HashMap<u32, usize>,
+    denials: Vec<Denial>,
+    network_decisions: Vec<NetworkDecision>,
+    syscall_lines: BTreeMap<String, u64>,
+    summary: Option<SummaryLine>,
+    first_time: Option<SystemTime>,
+    last_time: Option<SystemTime>,
+}
+
+impl Builder {
+    fn node(&mut self, tgid: u32, comm: &str) -> &mut ProcessNode {
+        let i = *self.index.entry(tgid).or_insert_with(|| {
+            self.nodes.push(ProcessNode {
+                pid: tgid,
+                parent: None,
+                comm: comm.to_owned(),
+                execs: Vec::new(),
+                threads: 0,
+                exit_code: None,
+                signal: None,
+                children: Vec::new(),
+            });
+            self.nodes.len() - 1
+        });
+        &mut self.nodes[i]
+    }
+
+    fn record(&mut self, record: Record) {
+        if let Some(t) = record
+            .timestamp()
+            .and_then(|t| humantime::parse_rfc3339(t).ok())
+        {
+            self.first_time.get_or_insert(t);
+            self.last_time = Some(t);
+        }
+        self.replay.record(&record);
+        match record {
+            Record::Syscall(s) => {
+                *self.syscall_lines.entry(s.syscall.clone()).or_default() += 1;
+                self.node(s.tgid, &s.comm).comm.clone_from(&s.comm);
+                if s.action == "deny" {
+                    self.deny(Denial {
+                        kind: "syscall",
+                        what: format!("syscall {}", s.syscall),
+                        why: "refused by the policy's seccomp filter (EPERM)".to_owned(),
+                        rule: None,
+                        count: 1,
+                        pid: s.tgid,
+                        comm: s.comm,
+                    });
+                }
+            }
+            Record::Process(p) => {
+                self.node(p.tgid, &p.comm).comm.clone_from(&p.comm);
+                match p.change {
+                    ProcessChange::Fork {
+                        child_pid,
+                        child_tgid,
+                    } if child_pid == child_tgid => {
+                        let comm = p.comm.clone();
+                        let child = self.node(child_tgid, &comm);
+                        child.parent = Some(p.tgid);
+                        self.node(p.tgid, &comm).children.push(child_tgid);
+                    }
+                    ProcessChange::Fork { .. } => self.node(p.tgid, &p.comm).threads += 1,
+                    ProcessChange::Exec { path, argv } => {
+                        self.node(p.tgid, &p.comm)
+                            .execs
+                            .push(ExecRecord { path, argv });
+                    }
+                    ProcessChange::Exited { exit_code, signal } => {
+                        let node = self.node(p.tgid, &p.comm);
+                        node.exit_code = Some(exit_code);
+                        node.signal = signal;
+                    }
+                    ProcessChange::ForkRefused { syscall, reason } => self.deny(Denial {
+                        kind: "fork",
+                        what: format!("new process ({syscall})"),
+                        why: reason,
+                        rule: None,
+                        count: 1,
+                        pid: p.tgid,
+                        comm: p.comm,
+                    }),
+                }
+            }
+            Record::File(f) => {
+                if f.action == "deny" {
+                    self.deny(Denial {
+                        kind: "file",
+                        what: format!("{} {} {}", f.operation, f.access.join("+"), f.path),
+                        why: f.reason,
+                        rule: f.rule,
+                        count: 1,
+                        pid: f.tgid,
+                        comm: f.comm,
+                    });
+                }
+            }
+            Record::Network(n) => {
+                let decision = NetworkDecision {
+                    action: n.action,
+                    operation: n.operation,
+                    family: n.family,
+                    protocol: n.protocol,
+                    address: n.address,
+                    port: n.port,
+                    count: 1,
+                };
+                if decision.action == "deny" {
+                    self.deny(Denial {
+                        kind: "network",
+                        what: describe_network(&decision),
+                        why: n.reason,
+                        rule: n.rule,
+                        count: 1,
+                        pid: n.tgid,
+                        comm: n.comm,
+                    });
+                }
+                let same = |d: &NetworkDecision| {
+                    NetworkDecision {
+                        count: 1,
+                        ..d.clone()
+                    } == decision
+                };
+                match self.network_decisions.iter_mut().find(|d| same(d)) {
+                    Some(d) => d.count += 1,
+                    None => self.network_decisions.push(decision),
+                }
+            }
+            Record::Seccomp(k) => self.deny(Denial {
+                kind: "seccomp_kill",
+                what: format!(
+                    "syscall {} ({} ABI)",
+                    k.syscall.unwrap_or_else(|| k.syscall_nr.to_string()),
+                    k.abi
+                ),
+                why: k.reason,
+                rule: None,
+                count: 1,
+                pid: k.tgid,
+                comm: k.comm,
+            }),
+            Record::Summary(s) => self.summary = Some(s),
+        }
+    }
+
+    /// Adds a denial to the group of equal ones.
+    fn deny(&mut self, denial: Denial) {
+        let same = |d: &Denial| {
+            d.kind == denial.kind
+                && d.what == denial.what
+                && d.why == denial.why
+                && d.rule == denial.rule
+        };
+        match self.denials.iter_mut().find(|d| same(d)) {
+            Some(d) => d.count += 1,
+            None => self.denials.push(denial),
+        }
+    }
+
+    fn finish(self, log: &Path, problems: Vec<LogProblem>) -> Report {
+        let activity: Activity = self.replay.finish();
+        let command = self
+            .nodes
+            .first()
+            .and_then(|n| n.execs.first())
+            .map(|e| e.path.clone());
+        let denied_lines = self.denials.iter().map(|d| d.count).sum();
+        let run = match &self.summary {
+            Some(s) => RunOutline {
+                command,
+                mode: Some(s.mode.clone()),
+                ending: Some(s.ending.clone()),
+                exit_code: Some(s.exit_code),
+                signal: s.signal,
+                duration_ms: Some(s.duration_ms),
+                process_count: s.process_count,
+                total_syscalls: s.total_syscalls,
+                unique_syscalls: s.unique_syscalls,
+                denied_count: s.denied_count,
+                lost_events: Some(s.lost_events),
+                incomplete_events: Some(s.incomplete_events),
+            },
+            None => RunOutline {
+                command,
+                mode: None,
+                ending: None,
+                exit_code: self.nodes.first().and_then(|n| n.exit_code),
+                signal: self.nodes.first().and_then(|n| n.signal),
+                duration_ms: match (self.first_time, self.last_time) {
+                    (Some(first), Some(last)) => last
+                        .duration_since(first)
+                        .ok()
+                        .map(|d| d.as_millis() as u64),
+                    _ => None,
+                },
+                process_count: self.nodes.len() as u64,
+                total_syscalls: self.syscall_lines.values().sum(),
+                unique_syscalls: self.syscall_lines.len() as u64,
+                denied_count: denied_lines,
+                lost_events: None,
+                incomplete_events: None,
+            },
+        };
+        let top_syscalls = match &self.summary {
+            Some(s) => s
+                .syscall_counts
+                .iter()
+                .take(TOP_SYSCALLS)
+                .cloned()
+                .collect(),
+            None => {
+                let mut counts: Vec<SyscallCountLine> = self
+                    .syscall_lines
+                    .into_iter()
+                    .map(|(syscall, count)| SyscallCountLine { syscall, count })
+                    .collect();
+                counts.sort_by(|a, b| b.count.cmp(&a.count).then(a.syscall.cmp(&b.syscall)));
+                counts.truncate(TOP_SYSCALLS);
+                counts
+            }
+        };
+        Report {
+            log: log.to_owned(),
+            complete: self.summary.is_some(),
+            problems,
+            run,
+            processes: self.nodes,
+            files: activity
+                .files
+                .into_iter()
+                .map(|(path, usage)| FileRow { path, usage })
+                .collect(),
+            network: activity
+                .sockets
+                .into_iter()
+                .map(|((family, call), usage)| NetworkRow {
+                    family,
+                    call,
+                    usage,
+                })
+                .collect(),
+            network_decisions: self.network_decisions,
+            denials: self.denials,
+            top_syscalls,
+            unresolved: activity.unresolved,
+            unresolved_count: activity.unresolved_count,
+        }
+    }
+}
+
+impl Report {
+    /// Reads the log at `path` and summarises it.
+    pub fn from_log(path: &Path) -> Result<Self> {
+        let mut builder = Builder {
+            replay: Replay::new(PathNaming::AsNamed),
+            nodes: Vec::new(),
+            index: HashMap::new(),
+            denials: Vec::new(),
+            network_decisions: Vec::new(),
+            syscall_lines: BTreeMap::new(),
+            summary: None,
+            first_time: None,
+            last_time: None,
+        };
+        let end = log::read(path, |record| builder.record(record))?;
+        Ok(builder.finish(path, end.problems))
+    }
+
+    /// The report for people.
+    pub fn to_text(&self) -> String {
+        text::render(self)
+    }
+
+    /// The report for machines: one JSON object.
+    pub fn to_json(&self) -> String {
+        let mut out = serde_json::to_string_pretty(self).expect("a report serialises");
+        out.push('\n');
+        out
+    }
+}
+
+/// `connect inet tcp 127.0.0.1:80`, as the report names a network decision.
+pub fn describe_network(d: &NetworkDecision) -> String {
+    let mut text = format!("{} {} {}", d.operation, d.family, d.protocol);
+    match (&d.address, d.port) {
+        (Some(a), Some(p)) if a.contains(':') => text += &format!(" [{a}]:{p}"),
+        (Some(a), Some(p)) => text += &format!(" {a}:{p}"),
+        (Some(a), None) => text += &format!(" {a}"),
+        _ => {}
+    }
+    text
+}
+
+/// Runs `sandtrace report`; the report goes to stdout, errors to stderr.
+pub fn command(args: &ReportArgs) -> ExitCode {
+    let report = match Report::from_log(&args.file) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sandtrace: error: {e:#}");
+            eprintln!(
+                "  hint: record a log with `sandtrace run -o FILE -- CMD`, then run \
+                 `sandtrace report FILE`"
+            );
+            return ExitCode::from(1);
+        }
+    };
+    let text = match args.format {
+        ReportFormat::Text => report.to_text(),
+        ReportFormat::Json => report.to_json(),
+    };
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        // A closed pipe (`| head`) is the reader's choice, not an error worth a message.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sandtrace: error: writing the report: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! The text form of a [`Report`].
+
+use std::{collections::HashMap, fmt::Write as _};
+
+use super::{Denial, FileRow, ProcessNode, Report};
+use crate::output::terminal::signal_name;
+
+/// Longest file list shown per kind of access; `--format json` lists every file.
+const LIST_LIMIT: usize = 40;
+
+pub fn render(r: &Report) -> String {
+    let mut out = String::new();
+    header(&mut out, r);
+    processes(&mut out, &r.processes);
+    files(&mut out, r);
+    network(&mut out, r);
+    denials(&mut out, &r.denials);
+    let _ = writeln!(out, "\nbusiest syscalls");
+    if r.top_syscalls.is_empty() {
+        let _ = writeln!(out, "  none recorded");
+    }
+    for c in &r.top_syscalls {
+        let _ = writeln!(out, "  {:<18} {}", c.syscall, c.count);
+    }
+    out
+}
+
+fn header(out: &mut String, r: &Report) {
+    let run = &r.run;
+    let _ = writeln!(out, "sandtrace report of {}", r.log.display());
+    let what = run.command.as_deref().unwrap_or("a command");
+    let mode = run
+        .mode
+        .as_deref()
+        .map(|m| format!(" ({m})"))
+        .unwrap_or_default();
+    let how = match (run.ending.as_deref(), run.signal, run.exit_code) {
+        (Some("timed_out"), ..) => "was killed by the timeout".to_owned(),
+        (Some("interrupted"), ..) => "was interrupted".to_owned(),
+        (Some("start_failed"), ..) => "could not be started".to_owned(),
+        (_, Some(sig), _) => format!("was killed by {}", signal_name(sig)),
+        (_, None, Some(code)) => format!("exited with status {code}"),
+        (_, None, None) => "had not exited when the log ends".to_owned(),
+    };
+    let after = match (run.duration_ms, r.complete) {
+        (Some(ms), true) => format!(" after {:.2} s", ms as f64 / 1000.0),
+        (Some(ms), false) => format!(" (log spans {:.2} s)", ms as f64 / 1000.0),
+        (None, _) => String::new(),
+    };
+    let _ = writeln!(out, "run: {what}{mode} {how}{after}");
+    let lost = match (run.lost_events, run.incomplete_events) {
+        (Some(0), Some(0)) => "no events lost".to_owned(),
+        (Some(lost), Some(incomplete)) => format!(
+            "{lost} events lost (raise --ring-buffer-size), {incomplete} syscall events without \
+             arguments"
+        ),
+        _ => "lost events unknown (no summary line)".to_owned(),
+    };
+    let _ = writeln!(
+        out,
+        "  {} processes, {} syscalls ({} distinct), {} denied, {lost}",
+        run.process_count, run.total_syscalls, run.unique_syscalls, run.denied_count
+    );
+    for problem in &r.problems {
+        let _ = writeln!(out, "  note: {problem}");
+    }
+}
+
+fn processes(out: &mut String, nodes: &[ProcessNode]) {
+    let _ = writeln!(out, "\nprocesses ({})", nodes.len());
+    let by_pid: HashMap<u32, &ProcessNode> = nodes.iter().map(|n| (n.pid, n)).collect();
+    // Roots: CMD, and any process whose fork the log does not show.
+    for root in nodes
+        .iter()
+        .filter(|n| n.parent.is_none_or(|p| !by_pid.contains_key(&p)))
+    {
+        tree(out, root, &by_pid, "  ", "");
+    }
+}
+
+fn tree(
+    out: &mut String,
+    node: &ProcessNode,
+    by_pid: &HashMap<u32, &ProcessNode>,
+    prefix: &str,
+    branch: &str,
+) {
+    let _ = writeln!(out, "{prefix}{branch}{}", describe(node));
+    let child_prefix = format!(
+        "{prefix}{}",
+        match branch {
+            "" => "",
+            "└─ " => "   ",
+            _ => "│  ",
+        }
+    );
+    let children: Vec<&ProcessNode> = node
+        .children
+        .iter()
+        .filter_map(|pid| by_pid.get(pid).copied())
+        .collect();
+    for (i, child) in children.iter().enumerate() {
+        let branch = if i + 1 == children.len() {
+            "└─ "
+        } else {
+            "├─ "
+        };
+        tree(out, child, by_pid, &child_prefix, branch);
+    }
+}
+
+fn describe(n: &ProcessNode) -> String {
+    let mut text = n.pid.to_string();
+    if n.execs.is_empty() {
+        let _ = write!(text, " [{}]", n.comm);
+    }
+    for (i, exec) in n.execs.iter().enumerate() {
+        text += if i == 0 { " " } else { " → " };
+        match &exec.argv {
+            Some(argv) => text += &shell_words(&exec.path, argv),
+            None => text += &exec.path,
+        }
+    }
+    if n.threads > 0 {
+        let _ = write!(
+            text,
+            " (+{} thread{})",
+            n.threads,
+            if n.threads == 1 { "" } else { "s" }
+        );
+    }
+    match (n.signal, n.exit_code) {
+        (Some(sig), _) => {
+            let _ = write!(text, "  killed by {}", signal_name(sig));
+        }
+        (None, Some(code)) => {
+            let _ = write!(text, "  exit {code}");
+        }
+        (None, None) => text += "  (no exit recorded)",
+    }
+    text
+}
+
+/// `path` followed by the arguments after argv[0], quoted where a shell would need it.
+fn shell_words(path: &str, argv: &[String]) -> String {
+    let mut words = vec![path.to_owned()];
+    words.extend(argv.iter().skip(1).map(|a| shell_quote(a)));
+    words.join(" ")
+}
+
+/// `word` as a shell would need it written: as it is when it is plain, else single-quoted.
+pub fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+fn files(out: &mut String, r: &Report) {
+    let _ = writeln!(
+        out,
+        "\nfiles (as the processes named them; ./ is the directory CMD started in)"
+    );
+    for kind in ["read", "written", "executed"] {
+        let rows: Vec<&FileRow> = r
+            .files
+            .iter()
+            .filter(|f| match kind {
+                "read" => f.usage.read > 0,
+                "written" => f.usage.write > 0,
+                _ => f.usage.exec() > 0,
+            })
+            .collect();
+        let _ = writeln!(out, "  {kind} ({})", rows.len());
+        for f in rows.iter().take(LIST_LIMIT) {
+            let _ = writeln!(out, "    {}{}", f.path.display(), notes(f));
+        }
+        if rows.len() > LIST_LIMIT {
+            let _ = writeln!(
+                out,
+                "    … and {} more (--format json lists them all)",
+                rows.len() - LIST_LIMIT
+            );
+        }
+    }
+    if r.unresolved_count > 0 {
+        let _ = writeln!(
+            out,
+            "  not named ({}): the replay of descriptors and working directories could not \
+             name these paths",
+            r.unresolved_count
+        );
+        for u in &r.unresolved {
+            let path = if u.path.is_empty() {
+                String::new()
+            } else {
+                format!(" {:?}", u.path)
+            };
+            let _ = writeln!(out, "    {}{path}: {}", u.syscall, u.why.describe());
+        }
+    }
+}
+
+fn notes(f: &FileRow) -> String {
+    let u = &f.usage;
+    let notes: Vec<&str> = [
+        (u.directory, "directory"),
+        (u.created_dir, "created directory"),
+        (u.created, "created"),
+        (u.removed, "removed or renamed"),
+        (u.cut, "longer path cut by the trace"),
+    ]
+    .into_iter()
+    .filter_map(|(on, note)| on.then_some(note))
+    .collect();
+    if notes.is_empty() {
+        String::new()
+    } else {
+        format!("  ({})", notes.join(", "))
+    }
+}
+
+fn network(out: &mut String, r: &Report) {
+    let _ = writeln!(out, "\nnetwork");
+    if r.network.is_empty() && r.network_decisions.is_empty() {
+        let _ = writeln!(
+            out,
+            "  no connect, bind, listen or addressed sendto on any socket"
+        );
+    }
+    if !r.network_decisions.is_empty() {
+        let _ = writeln!(out, "  decided by the policy:");
+    }
+    for d in &r.network_decisions {
+        let verdict = if d.action == "deny" {
+            "denied"
+        } else {
+            "allowed"
+        };
+        let _ = writeln!(
+            out,
+            "    {}: {verdict} {}×",
+            super::describe_network(d),
+            d.count
+        );
+    }
+    if !r.network.is_empty() {
+        let _ = writeln!(
+            out,
+            "  socket calls (the syscall trace records no addresses):"
+        );
+    }
+    for n in &r.network {
+        let calls = n.usage.calls;
+        let plural = if calls == 1 { "" } else { "s" };
+        let mut line = format!("    {} {}: {calls} call{plural}", n.family, n.call);
+        if n.usage.failed > 0 {
+            let errors: Vec<String> = n
+                .usage
+                .errors
+                .iter()
+                .map(|(e, c)| format!("{e} {c}"))
+                .collect();
+            let _ = write!(line, ", {} failed ({})", n.usage.failed, errors.join(", "));
+        }
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+fn denials(out: &mut String, denials: &[Denial]) {
+    let total: u64 = denials.iter().map(|d| d.count).sum();
+    let _ = writeln!(out, "\ndenials ({total})");
+    if denials.is_empty() {
+        let _ = writeln!(out, "  none");
+    }
+    for d in denials {
+        let why = match &d.rule {
+            Some(rule) => format!("{} rule {:?} ({})", rule.kind, rule.pattern, rule.source),
+            None => d.why.clone(),
+        };
+        let _ = writeln!(
+            out,
+            "  {}: {why}; {}× (first by {}, pid {})",
+            d.what, d.count, d.comm, d.pid
+        );
+    }
+}

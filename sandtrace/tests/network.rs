@@ -1,0 +1,477 @@
+//! Network enforcement on this host's kernel, which has no BPF LSM: the cgroup socket programs
+//! and the seccomp filter work without it, so these sessions run with `--allow-degraded`.
+//! Every test talks to servers on 127.0.0.1 that the test itself runs, outside the session.
+
+mod common;
+mod probe;
+
+use std::{
+    net::{SocketAddr, TcpStream},
+    time::Duration,
+};
+
+use common::*;
+use probe::{Servers, Session};
+use serde_json::Value;
+
+/// This host has no BPF LSM: sessions run with what works without it.
+const DEGRADED: &str = "--allow-degraded";
+
+fn in_session(name: &str, policy: &str, ops: &[String], extra: &[&str]) -> Session {
+    let mut flags = vec![DEGRADED];
+    flags.extend_from_slice(extra);
+    probe::in_session(name, policy, ops, &flags)
+}
+
+fn network_events(events: &[Value]) -> Vec<&Value> {
+    of_type(events, "network")
+}
+
+/// The network event about `operation` on `address`:`port`, which must exist.
+fn event_for<'a>(events: &'a [Value], operation: &str, address: &str, port: u16) -> &'a Value {
+    network_events(events)
+        .into_iter()
+        .find(|e| e["operation"] == operation && e["address"] == address && e["port"] == port)
+        .unwrap_or_else(|| {
+            panic!(
+                "no {operation} event for {address}:{port} among {:#?}",
+                network_events(events)
+            )
+        })
+}
+
+const NETWORK_OFF: &str = "[network]\nallow = false\n";
+const NETWORK_ON: &str = "[network]\nallow = true\n";
+
+/// socket(2) arguments of the sockets that bypass TCP/UDP.
+const RAW_ICMP: &str = "socket 2 3 1"; // AF_INET, SOCK_RAW, IPPROTO_ICMP
+const PACKET: &str = "socket 17 3 768"; // AF_PACKET, SOCK_RAW, htons(ETH_P_ALL)
+const PING: &str = "socket 2 2 1"; // AF_INET, SOCK_DGRAM, IPPROTO_ICMP
+
+fn mapped(addr: SocketAddr) -> SocketAddr {
+    format!("[::ffff:{}]:{}", addr.ip(), addr.port())
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn network_off_refuses_every_way_out_and_outside_is_unaffected() {
+    let servers = Servers::start();
+    let (tcp, udp) = (servers.tcp, servers.udp);
+    let ops = vec![
+        format!("tcp-connect {tcp}"),
+        format!("tcp-fastopen {tcp}"),
+        format!("udp-send {udp}"),
+        format!("udp-connect {udp}"),
+        format!("tcp-connect {}", mapped(tcp)),
+        format!("udp-send {}", mapped(udp)),
+        RAW_ICMP.to_owned(),
+        PACKET.to_owned(),
+        PING.to_owned(),
+        "bind 127.0.0.1:0".to_owned(),
+        format!("io-uring-connect {tcp}"),
+    ];
+    let s = in_session("net-off", NETWORK_OFF, &ops, &[]);
+    let expected_inside = [
+        "EPERM",
+        "EPERM",
+        "EPERM",
+        "EPERM",
+        "EPERM",
+        "EPERM",
+        "EPERM",
+        "EPERM",
+        "EPERM",
+        "EPERM",
+        // Without BPF LSM the sockets io_uring creates cannot be checked: no io_uring.
+        "io_uring_setup:EPERM",
+    ];
+    // Hosts may not offer ICMP datagram sockets at all (net.ipv4.ping_group_range): then the
+    // kernel refuses with EACCES before sandtrace is asked.
+    let ping_outside = probe::outside(PING).remove(0);
+    for ((op, got), want) in ops.iter().zip(&s.results).zip(expected_inside) {
+        if op == PING && ping_outside != "ok" {
+            assert_ne!(got, "ok", "inside the session: {op}");
+            continue;
+        }
+        assert_eq!(got, want, "inside the session: {op}");
+    }
+    assert_eq!(servers.tcp_accepted(), 0, "a connection got through");
+    assert_eq!(servers.udp_received(), 0, "a datagram got through");
+
+    // Every refusal is an event naming the address, port, protocol and why.
+    let tcp_port = tcp.port();
+    let connect = event_for(&s.events, "connect", "127.0.0.1", tcp_port);
+    assert_eq!(connect["action"], "deny");
+    assert_eq!(connect["protocol"], "tcp");
+    assert_eq!(connect["family"], "ipv4");
+    assert_eq!(connect["reason"], "network disabled");
+    assert!(connect.get("rule").is_none(), "{connect}");
+    let connects = network_events(&s.events)
+        .into_iter()
+        .filter(|e| {
+            e["operation"] == "connect" && e["address"] == "127.0.0.1" && e["port"] == tcp_port
+        })
+        .count();
+    assert_eq!(
+        connects, 2,
+        "connect and TCP Fast Open are both refused at connect"
+    );
+    let send = event_for(&s.events, "send", "127.0.0.1", udp.port());
+    assert_eq!(send["protocol"], "udp");
+    let mapped_connect = event_for(&s.events, "connect", "::ffff:127.0.0.1", tcp_port);
+    assert_eq!(mapped_connect["family"], "ipv6");
+    assert_eq!(mapped_connect["action"], "deny");
+    event_for(&s.events, "bind", "127.0.0.1", 0);
+    let sockets: Vec<_> = network_events(&s.events)
+        .into_iter()
+        .filter(|e| e["operation"] == "socket")
+        .collect();
+    assert!(
+        sockets
+            .iter()
+            .any(|e| e["protocol"] == "icmp" && e["socket_type"] == "raw"),
+        "{sockets:#?}"
+    );
+    assert!(
+        sockets.iter().any(|e| e["family"] == "packet"),
+        "{sockets:#?}"
+    );
+    let uring = of_type(&s.events, "syscall")
+        .into_iter()
+        .find(|e| e["syscall"] == "io_uring_setup")
+        .expect("an io_uring_setup event");
+    assert_eq!(uring["action"], "deny");
+
+    let summary = summary(&s.events);
+    let denied_network = network_events(&s.events)
+        .iter()
+        .filter(|e| e["action"] == "deny")
+        .count() as u64;
+    assert_eq!(summary["denials"]["network"], denied_network, "{summary}");
+    assert!(denied_network >= 9, "{summary}");
+    assert_eq!(summary["mode"], "degraded");
+    assert!(
+        summary["denied_count"].as_u64().unwrap() >= denied_network + 1,
+        "{summary}"
+    );
+
+    // The same calls outside any session go through.
+    let outside = probe::outside(&ops[..8].join(";"));
+    for (op, got) in ops.iter().zip(&outside) {
+        assert_eq!(got, "ok", "outside the session: {op}");
+    }
+    assert_eq!(probe::outside(&ops[9])[0], "ok", "outside: {}", ops[9]);
+    assert_eq!(probe::outside(&ops[10])[0], "ok", "outside: {}", ops[10]);
+    assert!(
+        servers.tcp_accepted() >= 4,
+        "outside connects reached the server"
+    );
+    assert!(
+        servers.udp_received() >= 2,
+        "outside datagrams reached the server"
+    );
+}
+
+#[test]
+fn network_allowed_reaches_the_servers() {
+    let servers = Servers::start();
+    let (tcp, udp) = (servers.tcp, servers.udp);
+    let ops = vec![
+        format!("tcp-connect {tcp}"),
+        format!("tcp-fastopen {tcp}"),
+        format!("udp-send {udp}"),
+        format!("tcp-connect {}", mapped(tcp)),
+        RAW_ICMP.to_owned(),
+        format!("io-uring-connect {tcp}"),
+    ];
+    let s = in_session("net-on", NETWORK_ON, &ops, &[]);
+    for (op, got) in ops.iter().zip(&s.results) {
+        assert_eq!(got, "ok", "{op}");
+    }
+    assert_eq!(servers.tcp_accepted(), 4);
+    assert_eq!(servers.udp_received(), 1);
+    assert!(network_events(&s.events).is_empty(), "nothing to decide");
+    assert_eq!(summary(&s.events)["denied_count"], 0);
+}
+
+#[test]
+fn allow_connect_admits_exactly_the_covered_destinations() {
+    let servers = Servers::start();
+    let (tcp, udp) = (servers.tcp, servers.udp);
+    let policy = format!(
+        "[network]\nallow = false\nallow_connect = [\"127.0.0.1:{}\", \"10.0.0.0/8:443\"]\n",
+        tcp.port()
+    );
+    let other_address: SocketAddr = format!("127.0.0.2:{}", tcp.port()).parse().unwrap();
+    let ops = vec![
+        format!("tcp-connect {tcp}"),
+        format!("tcp-fastopen {tcp}"),
+        format!("tcp-connect {}", mapped(tcp)),
+        format!("udp-send {udp}"),
+        format!("tcp-connect {other_address}"),
+        "bind 127.0.0.1:0".to_owned(),
+    ];
+    // -v: allowed decisions are reported too.
+    let s = in_session("net-rules", &policy, &ops, &["-v"]);
+    let want = ["ok", "ok", "ok", "EPERM", "EPERM", "EPERM"];
+    for ((op, got), want) in ops.iter().zip(&s.results).zip(want) {
+        assert_eq!(got, want, "{op}");
+    }
+    assert_eq!(servers.tcp_accepted(), 3);
+    assert_eq!(servers.udp_received(), 0);
+
+    let allowed = event_for(&s.events, "connect", "127.0.0.1", tcp.port());
+    assert_eq!(allowed["action"], "allow");
+    let rule = &allowed["rule"];
+    assert_eq!(rule["kind"], "allow_connect");
+    assert_eq!(rule["pattern"], format!("127.0.0.1:{}", tcp.port()));
+    assert!(
+        rule["source"]
+            .as_str()
+            .unwrap()
+            .ends_with("policy.toml:3:18"),
+        "{rule}"
+    );
+    let mapped_allowed = event_for(&s.events, "connect", "::ffff:127.0.0.1", tcp.port());
+    assert_eq!(mapped_allowed["action"], "allow");
+    let refused = event_for(&s.events, "send", "127.0.0.1", udp.port());
+    assert_eq!(refused["action"], "deny");
+    assert_eq!(
+        refused["reason"],
+        "no allow_connect rule covers this address"
+    );
+    let elsewhere = event_for(&s.events, "connect", "127.0.0.2", tcp.port());
+    assert_eq!(elsewhere["action"], "deny");
+    let bind = event_for(&s.events, "bind", "127.0.0.1", 0);
+    assert_eq!(bind["reason"], "no allow_bind rule covers this address");
+    assert!(
+        s.stderr.contains(&format!(
+            "allowed tcp connect 127.0.0.1:{} by allow_connect rule",
+            tcp.port()
+        )),
+        "{}",
+        s.stderr
+    );
+}
+
+fn with_announced_port(
+    name: &str,
+    policy: &str,
+    op: &str,
+    poke: impl FnOnce(u16),
+) -> (String, Vec<Value>) {
+    probe::with_announced_port(name, policy, op, &[DEGRADED], poke)
+}
+
+fn connect_from_outside(port: u16) -> bool {
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+}
+
+#[test]
+fn listening_without_bind_receives_nothing_unless_allowed() {
+    let (result, events) =
+        with_announced_port("listen-off", NETWORK_OFF, "listen-unbound", |port| {
+            assert!(
+                !connect_from_outside(port),
+                "reached a socket the session listens on without an allowed bind"
+            );
+        });
+    assert_eq!(result, "listen:ok nothing");
+    let receive = network_events(&events)
+        .into_iter()
+        .find(|e| e["operation"] == "receive")
+        .unwrap_or_else(|| panic!("no receive event: {events:#?}"));
+    assert_eq!(receive["action"], "deny");
+    assert_eq!(receive["protocol"], "tcp");
+    assert_eq!(receive["address"], "0.0.0.0");
+    assert_eq!(receive["peer_address"], "127.0.0.1");
+
+    let (result, _) = with_announced_port("listen-on", NETWORK_ON, "listen-unbound", |port| {
+        assert!(connect_from_outside(port), "allow = true must let it in");
+    });
+    assert_eq!(result, "listen:ok accepted");
+
+    let bind_rule = "[network]\nallow = false\nallow_bind = [\"0.0.0.0:*\"]\n";
+    let (result, _) = with_announced_port("listen-rule", bind_rule, "listen-unbound", |port| {
+        assert!(connect_from_outside(port), "allow_bind covers 0.0.0.0:*");
+    });
+    assert_eq!(result, "listen:ok accepted");
+}
+
+#[test]
+fn udp_receives_only_replies_from_allowed_destinations() {
+    let servers = Servers::start();
+    let udp = servers.udp;
+    let stranger = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let send_from_stranger = |port: u16| {
+        stranger
+            .send_to(b"unsolicited", ("127.0.0.1", port))
+            .expect("sending from outside");
+    };
+    // A refused send still binds the socket: nothing may arrive on it.
+    let (result, _) = with_announced_port(
+        "udp-off",
+        NETWORK_OFF,
+        &format!("udp-send-receive {udp}"),
+        send_from_stranger,
+    );
+    assert_eq!(result, "send:EPERM nothing");
+
+    let policy = format!(
+        "[network]\nallow = false\nallow_connect = [\"127.0.0.1:{}\"]\n",
+        udp.port()
+    );
+    let (result, _) = with_announced_port(
+        "udp-reply",
+        &policy,
+        &format!("udp-send-receive {udp}"),
+        |_| {},
+    );
+    assert_eq!(
+        result, "send:ok received",
+        "the server's reply comes from an allowed address"
+    );
+
+    // Datagrams from elsewhere are dropped even on a socket that may send.
+    let quiet = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let policy = format!(
+        "[network]\nallow = false\nallow_connect = [\"127.0.0.1:{}\"]\n",
+        quiet.local_addr().unwrap().port()
+    );
+    let (result, events) = with_announced_port(
+        "udp-stranger",
+        &policy,
+        &format!("udp-send-receive {}", quiet.local_addr().unwrap()),
+        send_from_stranger,
+    );
+    assert_eq!(result, "send:ok nothing");
+    let receive = network_events(&events)
+        .into_iter()
+        .find(|e| e["operation"] == "receive")
+        .unwrap_or_else(|| panic!("no receive event: {events:#?}"));
+    assert_eq!(receive["protocol"], "udp");
+    assert_eq!(
+        receive["peer_port"],
+        stranger.local_addr().unwrap().port(),
+        "{receive}"
+    );
+}
+
+#[test]
+fn network_rules_are_validated_like_the_rest_of_the_policy() {
+    let scratch = Scratch::new("net-check");
+    let check = |text: &str| {
+        let file = scratch.path("policy.toml");
+        std::fs::write(&file, text).unwrap();
+        run(&["policy", "check", file.to_str().unwrap()])
+    };
+    let out = check(
+        "[network]\nallow_connect = [\"example.com:443\", \"10.1.0.0/8:80\", \"[::1]\"]\n\
+         allow_bind = [\"127.0.0.1:0\"]\n",
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "policy.toml:2:18",
+        "host names are not supported",
+        "did you mean 10.0.0.0/8?",
+        "add the port: [::1]:PORT",
+        "policy.toml:3:15",
+        "port 0 is not a port",
+        "4 errors",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+
+    let out = check("[network]\nallow = true\nallow_connect = [\"127.0.0.1:80\"]\n");
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("allow_connect has no effect with allow = true"),
+        "{}",
+        describe(&out)
+    );
+
+    let out = check("[network]\nallow_connect = [\"127.0.0.1:8080\", \"*:443\"]\n");
+    assert!(out.status.success(), "{}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("network: blocked except what these rules allow"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("    127.0.0.1:8080"), "{stdout}");
+    assert!(stdout.contains("    *:443"), "{stdout}");
+}
+
+#[test]
+fn without_allow_degraded_a_kernel_without_bpf_lsm_is_refused() {
+    let out = run(&["run", "--", "true"]);
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("BPF LSM is not available"), "{stderr}");
+    assert!(stderr.contains("--allow-degraded"), "{stderr}");
+}
+
+#[test]
+fn degraded_mode_lists_the_unenforced_rules_before_the_command_starts() {
+    let scratch = Scratch::new("degraded");
+    let policy = scratch.path("policy.toml");
+    std::fs::write(
+        &policy,
+        "[filesystem]\nallow_read = [\"/usr\"]\ndeny = [\"/etc/shadow\"]\n",
+    )
+    .unwrap();
+    let log = scratch.path("events.jsonl");
+    // CMD prints a marker: the list must come before it on the shared stderr.
+    let out = run(&[
+        "run",
+        "--allow-degraded",
+        "--policy",
+        policy.to_str().unwrap(),
+        "-o",
+        log.to_str().unwrap(),
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo CMD-STARTED >&2",
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let started = stderr.find("CMD-STARTED").expect("CMD ran");
+    for line in [
+        "NOT enforced: [filesystem]",
+        "allow_read /usr (",
+        "deny /etc/shadow (",
+    ] {
+        let at = stderr
+            .find(line)
+            .unwrap_or_else(|| panic!("missing {line:?} in:\n{stderr}"));
+        assert!(
+            at < started,
+            "{line:?} was printed after CMD started:\n{stderr}"
+        );
+    }
+    let events = read_jsonl(&log);
+    let summary = summary(&events);
+    assert_eq!(summary["mode"], "degraded");
+    let unenforced = summary["unenforced"].as_array().unwrap();
+    let has = |kind: &str, pattern: &str| {
+        unenforced
+            .iter()
+            .any(|r| r["kind"] == kind && r["pattern"] == pattern)
+    };
+    assert!(has("allow_read", "/usr"), "{summary}");
+    assert!(has("deny", "/etc/shadow"), "{summary}");
+    assert!(
+        unenforced[0]["source"]
+            .as_str()
+            .unwrap()
+            .contains("policy.toml:2:"),
+        "{summary}"
+    );
+}

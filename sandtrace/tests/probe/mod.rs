@@ -1,0 +1,658 @@
+//! A probe the tests run as CMD, inside a session or outside for comparison: the test
+//! executable itself, re-run with only the ignored `probe::entry` test and the operation in
+//! `SANDTRACE_PROBE`. It makes the raw calls the tests are about (sockets through every path,
+//! denied syscalls, forks) and prints `PROBE-RESULT: ...` (and, for probes that wait,
+//! `PROBE-PORT: N` first) on stdout.
+#![allow(dead_code)] // each test crate uses a different subset
+
+use std::{
+    ffi::CString,
+    io::{BufRead as _, BufReader, Write as _},
+    mem::size_of,
+    net::{SocketAddr, TcpListener, UdpSocket},
+    process::{Child, Command, Output, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use crate::common::{Scratch, describe, read_jsonl, sandtrace};
+
+const ENV: &str = "SANDTRACE_PROBE";
+const RESULT: &str = "PROBE-RESULT: ";
+const PORT: &str = "PROBE-PORT: ";
+
+/// Arguments that make the test executable run only the probe.
+fn probe_args() -> [&'static str; 5] {
+    [
+        "probe::entry",
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--quiet",
+    ]
+}
+
+/// The test executable and the arguments running the probe, for use as CMD.
+pub fn command_line() -> Vec<String> {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let mut argv = vec![exe.to_str().expect("a UTF-8 path").to_owned()];
+    argv.extend(probe_args().map(str::to_owned));
+    argv
+}
+
+/// Runs `ops` (operations separated by `;`) outside any session and returns the results, one
+/// per operation.
+pub fn outside(ops: &str) -> Vec<String> {
+    let argv = command_line();
+    let out = Command::new(&argv[0])
+        .args(&argv[1..])
+        .env(ENV, ops)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running the probe {ops:?}: {e}"));
+    results_of(&out).unwrap_or_else(|| panic!("the probe {ops:?} reported nothing: {out:?}"))
+}
+
+/// The results of a finished run, one per operation, if it reported any.
+pub fn results_of(out: &Output) -> Option<Vec<String>> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix(RESULT))
+        .map(split_results)
+}
+
+fn split_results(line: &str) -> Vec<String> {
+    line.split("; ").map(str::to_owned).collect()
+}
+
+/// Reads a running probe's stdout: the port it announces, then its result.
+pub struct RunningProbe {
+    pub child: Child,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+}
+
+impl RunningProbe {
+    pub fn new(mut child: Child) -> Self {
+        let stdout = child.stdout.take().expect("stdout is piped");
+        Self {
+            child,
+            lines: BufReader::new(stdout).lines(),
+        }
+    }
+
+    /// Waits for `PROBE-PORT: N`.
+    pub fn port(&mut self) -> u16 {
+        for line in self.lines.by_ref() {
+            let line = line.expect("reading the probe's stdout");
+            if let Some(port) = line.strip_prefix(PORT) {
+                return port.trim().parse().expect("a port number");
+            }
+            if let Some(result) = line.strip_prefix(RESULT) {
+                panic!("the probe finished without announcing a port: {result}");
+            }
+        }
+        panic!("the probe exited without announcing a port");
+    }
+
+    /// Waits for the result line and the process.
+    pub fn result(mut self) -> Vec<String> {
+        let mut result = None;
+        for line in self.lines.by_ref() {
+            let line = line.expect("reading the probe's stdout");
+            if let Some(r) = line.strip_prefix(RESULT) {
+                result = Some(r.to_owned());
+            }
+        }
+        let status = self.child.wait().expect("waiting for the probe");
+        let line = result.unwrap_or_else(|| panic!("the probe reported no result ({status})"));
+        split_results(&line)
+    }
+}
+
+pub fn env_var() -> &'static str {
+    ENV
+}
+
+/// A finished session that ran the probe.
+pub struct Session {
+    /// One per operation.
+    pub results: Vec<String>,
+    pub events: Vec<serde_json::Value>,
+    pub stderr: String,
+}
+
+/// Runs the probe operations `ops` in a session under `policy` (TOML text), with `flags`
+/// before `--`; the session must succeed and the probe report.
+pub fn in_session(name: &str, policy: &str, ops: &[String], flags: &[&str]) -> Session {
+    let scratch = Scratch::new(name);
+    let policy_file = scratch.path("policy.toml");
+    std::fs::write(&policy_file, policy).unwrap();
+    let log = scratch.path("events.jsonl");
+    let mut args = vec![
+        "run",
+        "--policy",
+        policy_file.to_str().unwrap(),
+        "-o",
+        log.to_str().unwrap(),
+    ];
+    args.extend_from_slice(flags);
+    args.push("--");
+    let argv = command_line();
+    args.extend(argv.iter().map(String::as_str));
+    let out = sandtrace()
+        .args(&args)
+        .env(ENV, ops.join(";"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running sandtrace {args:?}: {e}"));
+    let results = results_of(&out)
+        .unwrap_or_else(|| panic!("the probe reported nothing:\n{}", describe(&out)));
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(results.len(), ops.len(), "{results:?}");
+    Session {
+        results,
+        events: read_jsonl(&log),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs `op` (which announces a port) in a session under `policy` with `flags`, lets `poke`
+/// talk to that port from outside, and returns the probe's result and the session's events.
+pub fn with_announced_port(
+    name: &str,
+    policy: &str,
+    op: &str,
+    flags: &[&str],
+    poke: impl FnOnce(u16),
+) -> (String, Vec<serde_json::Value>) {
+    let scratch = Scratch::new(name);
+    let policy_file = scratch.path("policy.toml");
+    std::fs::write(&policy_file, policy).unwrap();
+    let log = scratch.path("events.jsonl");
+    let mut cmd = sandtrace();
+    cmd.args([
+        "run",
+        "--policy",
+        policy_file.to_str().unwrap(),
+        "-o",
+        log.to_str().unwrap(),
+    ])
+    .args(flags)
+    .arg("--")
+    .args(command_line())
+    .env(ENV, op)
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped());
+    let mut running = RunningProbe::new(cmd.spawn().expect("starting sandtrace"));
+    let port = running.port();
+    poke(port);
+    let result = running.result().remove(0);
+    (result, read_jsonl(&log))
+}
+
+/// A loopback TCP server that accepts and counts connections, and a UDP socket that counts
+/// datagrams, both on ephemeral ports of 127.0.0.1.
+pub struct Servers {
+    pub tcp: SocketAddr,
+    pub udp: SocketAddr,
+    tcp_accepted: Arc<AtomicUsize>,
+    udp_received: Arc<Mutex<Vec<SocketAddr>>>,
+}
+
+impl Servers {
+    pub fn start() -> Self {
+        let tcp = TcpListener::bind("127.0.0.1:0").expect("binding a loopback TCP server");
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("binding a loopback UDP socket");
+        let tcp_addr = tcp.local_addr().unwrap();
+        let udp_addr = udp.local_addr().unwrap();
+        let tcp_accepted = Arc::new(AtomicUsize::new(0));
+        let udp_received = Arc::new(Mutex::new(Vec::new()));
+        let accepted = Arc::clone(&tcp_accepted);
+        std::thread::spawn(move || {
+            for stream in tcp.incoming().flatten() {
+                accepted.fetch_add(1, Ordering::SeqCst);
+                drop(stream);
+            }
+        });
+        let received = Arc::clone(&udp_received);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            while let Ok((_, from)) = udp.recv_from(&mut buf) {
+                received.lock().unwrap().push(from);
+                // Echo, so that probes can test replies.
+                let _ = udp.send_to(b"reply", from);
+            }
+        });
+        Self {
+            tcp: tcp_addr,
+            udp: udp_addr,
+            tcp_accepted,
+            udp_received,
+        }
+    }
+
+    pub fn tcp_accepted(&self) -> usize {
+        // Accepting runs on another thread; give a connection that got through time to land.
+        std::thread::sleep(Duration::from_millis(50));
+        self.tcp_accepted.load(Ordering::SeqCst)
+    }
+
+    pub fn udp_received(&self) -> usize {
+        std::thread::sleep(Duration::from_millis(50));
+        self.udp_received.lock().unwrap().len()
+    }
+}
+
+/// Brings the loopback interface up (the test VM's init leaves it down). Idempotent.
+pub fn loopback_up() {
+    // SAFETY: plain ioctls on a socket with a zeroed, named ifreq.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo".iter().enumerate() {
+            req.ifr_name[i] = *b as libc::c_char;
+        }
+        assert_eq!(
+            libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req),
+            0,
+            "SIOCGIFFLAGS lo: {}",
+            std::io::Error::last_os_error()
+        );
+        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        assert_eq!(
+            libc::ioctl(fd, libc::SIOCSIFFLAGS, &req),
+            0,
+            "SIOCSIFFLAGS lo up: {}",
+            std::io::Error::last_os_error()
+        );
+        libc::close(fd);
+    }
+}
+
+// ---- the probe itself, running as CMD ----
+
+/// The entry point: does nothing unless `SANDTRACE_PROBE` names an operation.
+#[test]
+#[ignore = "the probe's entry point; the tests run it themselves, inside and outside sessions"]
+fn entry() {
+    let Ok(ops) = std::env::var(ENV) else {
+        return;
+    };
+    let results: Vec<String> = ops.split(';').map(|op| run_op(op.trim())).collect();
+    println!("{RESULT}{}", results.join("; "));
+    std::io::stdout().flush().unwrap();
+    // Skip libtest's own reporting: the output is ours.
+    std::process::exit(0);
+}
+
+/// Runs one operation (`NAME ARGS...`) and returns its outcome.
+fn run_op(op: &str) -> String {
+    let words: Vec<&str> = op.split_whitespace().collect();
+    let addr = |i: usize| -> SocketAddr {
+        words
+            .get(i)
+            .and_then(|w| w.parse().ok())
+            .unwrap_or_else(|| panic!("{op:?}: argument {i} is not a socket address"))
+    };
+    match words.first().copied() {
+        Some("tcp-connect") => tcp_connect(addr(1)),
+        Some("tcp-fastopen") => tcp_fastopen(addr(1)),
+        Some("udp-send") => udp_send(addr(1)),
+        Some("udp-connect") => udp_connect(addr(1)),
+        Some("bind") => bind_tcp(addr(1)),
+        Some("socket") => socket(
+            words[1].parse().unwrap(),
+            words[2].parse().unwrap(),
+            words[3].parse().unwrap(),
+        ),
+        Some("listen-unbound") => listen_unbound(),
+        Some("udp-send-receive") => udp_send_receive(addr(1)),
+        Some("io-uring-connect") => io_uring_connect(addr(1)),
+        Some("io-uring-socket") => io_uring_socket(
+            words[1].parse().unwrap(),
+            words[2].parse().unwrap(),
+            words[3].parse().unwrap(),
+        ),
+        Some("syscalls") => syscalls(&words[1..]),
+        Some("x32") => x32(words[1]),
+        Some("fork-until-refused") => fork_until_refused(),
+        other => panic!("unknown probe operation {other:?}"),
+    }
+}
+
+fn errno_name(errno: i32) -> String {
+    format!("{:?}", nix::errno::Errno::from_raw(errno))
+}
+
+fn last_errno() -> String {
+    errno_name(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+}
+
+/// `0` → `ok`, `-1` → the errno's name.
+fn outcome(ret: libc::c_long) -> String {
+    if ret < 0 { last_errno() } else { "ok".into() }
+}
+
+/// A sockaddr for `addr`.
+fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain data large enough for both forms.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(v4) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: v4.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(v4.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            unsafe { std::ptr::write((&raw mut storage).cast(), sin) };
+            size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(v6) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: v6.port().to_be(),
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr {
+                    s6_addr: v6.ip().octets(),
+                },
+                sin6_scope_id: 0,
+            };
+            unsafe { std::ptr::write((&raw mut storage).cast(), sin6) };
+            size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
+
+fn family(addr: SocketAddr) -> libc::c_int {
+    match addr {
+        SocketAddr::V4(_) => libc::AF_INET,
+        SocketAddr::V6(_) => libc::AF_INET6,
+    }
+}
+
+/// A new socket, or the errno's name.
+fn new_socket(
+    family: libc::c_int,
+    kind: libc::c_int,
+    protocol: libc::c_int,
+) -> Result<i32, String> {
+    // SAFETY: plain syscall.
+    let fd = unsafe { libc::socket(family, kind | libc::SOCK_CLOEXEC, protocol) };
+    if fd < 0 { Err(last_errno()) } else { Ok(fd) }
+}
+
+fn connect_fd(fd: i32, addr: SocketAddr) -> String {
+    let (sa, len) = sockaddr(addr);
+    // SAFETY: `sa` holds `len` valid bytes.
+    outcome(unsafe { libc::connect(fd, (&raw const sa).cast(), len) } as libc::c_long)
+}
+
+fn send_to(fd: i32, addr: SocketAddr, flags: libc::c_int) -> String {
+    let (sa, len) = sockaddr(addr);
+    let data = b"probe";
+    // SAFETY: valid buffer and address.
+    outcome(unsafe {
+        libc::sendto(
+            fd,
+            data.as_ptr().cast(),
+            data.len(),
+            flags,
+            (&raw const sa).cast(),
+            len,
+        )
+    } as libc::c_long)
+}
+
+fn tcp_connect(addr: SocketAddr) -> String {
+    match new_socket(family(addr), libc::SOCK_STREAM, 0) {
+        Ok(fd) => connect_fd(fd, addr),
+        Err(e) => format!("socket:{e}"),
+    }
+}
+
+/// TCP Fast Open: the connect happens inside `sendto(MSG_FASTOPEN)`.
+fn tcp_fastopen(addr: SocketAddr) -> String {
+    match new_socket(family(addr), libc::SOCK_STREAM, 0) {
+        Ok(fd) => send_to(fd, addr, libc::MSG_FASTOPEN),
+        Err(e) => format!("socket:{e}"),
+    }
+}
+
+/// A datagram on an unconnected UDP socket.
+fn udp_send(addr: SocketAddr) -> String {
+    match new_socket(family(addr), libc::SOCK_DGRAM, 0) {
+        Ok(fd) => send_to(fd, addr, 0),
+        Err(e) => format!("socket:{e}"),
+    }
+}
+
+fn udp_connect(addr: SocketAddr) -> String {
+    match new_socket(family(addr), libc::SOCK_DGRAM, 0) {
+        Ok(fd) => connect_fd(fd, addr),
+        Err(e) => format!("socket:{e}"),
+    }
+}
+
+fn bind_tcp(addr: SocketAddr) -> String {
+    match new_socket(family(addr), libc::SOCK_STREAM, 0) {
+        Ok(fd) => {
+            let (sa, len) = sockaddr(addr);
+            // SAFETY: `sa` holds `len` valid bytes.
+            outcome(unsafe { libc::bind(fd, (&raw const sa).cast(), len) } as libc::c_long)
+        }
+        Err(e) => format!("socket:{e}"),
+    }
+}
+
+fn socket(family: libc::c_int, kind: libc::c_int, protocol: libc::c_int) -> String {
+    match new_socket(family, kind, protocol) {
+        Ok(_) => "ok".into(),
+        Err(e) => e,
+    }
+}
+
+fn local_port(fd: i32) -> u16 {
+    let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: `sa` is large enough for an IPv4 address.
+    let ret = unsafe { libc::getsockname(fd, (&raw mut sa).cast(), &mut len) };
+    assert_eq!(ret, 0, "getsockname: {}", std::io::Error::last_os_error());
+    u16::from_be(sa.sin_port)
+}
+
+/// Whether `fd` becomes readable within 3 s.
+fn readable_soon(fd: i32) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut pfd, 1, 3000) == 1 }
+}
+
+fn announce_port(port: u16) {
+    println!("{PORT}{port}");
+    std::io::stdout().flush().unwrap();
+}
+
+/// `listen` on a TCP socket that was never bound: the kernel binds an ephemeral port without
+/// asking the bind hook. Announces the port and reports whether a connection arrived.
+fn listen_unbound() -> String {
+    let fd = match new_socket(libc::AF_INET, libc::SOCK_STREAM, 0) {
+        Ok(fd) => fd,
+        Err(e) => return format!("socket:{e}"),
+    };
+    // SAFETY: plain syscall.
+    if unsafe { libc::listen(fd, 8) } != 0 {
+        return format!("listen:{}", last_errno());
+    }
+    announce_port(local_port(fd));
+    if readable_soon(fd) {
+        "listen:ok accepted".into()
+    } else {
+        "listen:ok nothing".into()
+    }
+}
+
+/// A datagram to `addr` from an unconnected UDP socket (which binds it implicitly, even when
+/// the send is refused), then whether anything arrives on that socket.
+fn udp_send_receive(addr: SocketAddr) -> String {
+    let fd = match new_socket(libc::AF_INET, libc::SOCK_DGRAM, 0) {
+        Ok(fd) => fd,
+        Err(e) => return format!("socket:{e}"),
+    };
+    let sent = send_to(fd, addr, 0);
+    announce_port(local_port(fd));
+    let received = if readable_soon(fd) {
+        "received"
+    } else {
+        "nothing"
+    };
+    format!("send:{sent} {received}")
+}
+
+fn io_uring_connect(addr: SocketAddr) -> String {
+    let mut ring = match io_uring::IoUring::new(4) {
+        Ok(ring) => ring,
+        Err(e) => {
+            return format!(
+                "io_uring_setup:{}",
+                errno_name(e.raw_os_error().unwrap_or(0))
+            );
+        }
+    };
+    let fd = match new_socket(family(addr), libc::SOCK_STREAM, 0) {
+        Ok(fd) => fd,
+        Err(e) => return format!("socket:{e}"),
+    };
+    let (sa, len) = sockaddr(addr);
+    let op = io_uring::opcode::Connect::new(io_uring::types::Fd(fd), (&raw const sa).cast(), len)
+        .build();
+    complete(&mut ring, op)
+}
+
+fn io_uring_socket(family: libc::c_int, kind: libc::c_int, protocol: libc::c_int) -> String {
+    let mut ring = match io_uring::IoUring::new(4) {
+        Ok(ring) => ring,
+        Err(e) => {
+            return format!(
+                "io_uring_setup:{}",
+                errno_name(e.raw_os_error().unwrap_or(0))
+            );
+        }
+    };
+    let op = io_uring::opcode::Socket::new(family, kind | libc::SOCK_CLOEXEC, protocol).build();
+    complete(&mut ring, op)
+}
+
+/// Submits one operation and returns its outcome.
+fn complete(ring: &mut io_uring::IoUring, op: io_uring::squeue::Entry) -> String {
+    // SAFETY: the operation's buffers live on the caller's stack until completion below.
+    unsafe {
+        ring.submission()
+            .push(&op)
+            .expect("an empty submission queue")
+    };
+    ring.submit_and_wait(1).expect("io_uring_enter");
+    let cqe = ring.completion().next().expect("a completion");
+    if cqe.result() < 0 {
+        errno_name(-cqe.result())
+    } else {
+        "ok".into()
+    }
+}
+
+/// Calls each named syscall with harmless arguments (ones that fail or do nothing when the
+/// call is allowed) and reports `name=outcome` for each.
+fn syscalls(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|name| {
+            let nr = sandtrace::syscall_table::number(name)
+                .unwrap_or_else(|| panic!("{name} is not a syscall"))
+                as libc::c_long;
+            let path = CString::new("/nonexistent-sandtrace-probe").unwrap();
+            let p = path.as_ptr() as libc::c_long;
+            // SAFETY: every argument list is harmless for its syscall (see each comment).
+            let ret = unsafe {
+                match *name {
+                    // Bad magic numbers: EINVAL before anything happens.
+                    "reboot" => libc::syscall(nr, 0, 0, 0, 0),
+                    // An invalid architecture in the flags: EINVAL.
+                    "kexec_load" => libc::syscall(nr, 0, 0, 0, 0xdead_0000_u32 as libc::c_long),
+                    // Invalid descriptors and flags: EBADF/EINVAL.
+                    "kexec_file_load" => libc::syscall(nr, -1, -1, 0, 0, 0x100),
+                    "finit_module" => libc::syscall(nr, -1, 0, 0),
+                    // A path that does not exist: ENOENT.
+                    "swapon" | "swapoff" | "acct" | "chdir" | "chroot" => libc::syscall(nr, p, 0),
+                    "pivot_root" | "umount2" | "mount" => libc::syscall(nr, p, p, 0, 0, 0),
+                    // NULL image / name: EFAULT.
+                    "init_module" | "delete_module" => libc::syscall(nr, 0, 0, 0),
+                    // NULL buffers: EFAULT.
+                    "uname" | "getcwd" | "sysinfo" => libc::syscall(nr, 0, 0),
+                    // Calls without effect.
+                    "getpid" | "getppid" | "sched_yield" => libc::syscall(nr),
+                    // PTRACE_PEEKDATA of pid 0: ESRCH.
+                    "ptrace" => libc::syscall(nr, libc::PTRACE_PEEKDATA, 0, 0, 0),
+                    other => panic!("no harmless arguments known for {other}"),
+                }
+            };
+            format!("{name}={}", outcome(ret))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Calls `name` through the x32 ABI (number | 0x40000000). The seccomp filter kills the
+/// process; without it the call goes through.
+fn x32(name: &str) -> String {
+    let nr = sandtrace::syscall_table::number(name).unwrap() as libc::c_long;
+    let mut buf = std::mem::MaybeUninit::<libc::utsname>::uninit();
+    // SAFETY: the x32 uname/getpid take at most a utsname buffer.
+    let ret = unsafe { libc::syscall(nr | 0x4000_0000, buf.as_mut_ptr()) };
+    outcome(ret)
+}
+
+/// Forks children that wait until the limit refuses a fork; reports how many were forked, how
+/// many threads this process has (they count against the limit too) and the refusal's errno.
+fn fork_until_refused() -> String {
+    let threads: usize = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("Threads: in /proc/self/status");
+    let mut hold = [0; 2];
+    // SAFETY: plain syscalls; the children only block on the pipe and _exit.
+    unsafe {
+        assert_eq!(libc::pipe2(hold.as_mut_ptr(), libc::O_CLOEXEC), 0);
+        let mut forked = 0;
+        let errno = loop {
+            match libc::fork() {
+                -1 => break last_errno(),
+                0 => {
+                    libc::close(hold[1]);
+                    let mut b = 0u8;
+                    libc::read(hold[0], (&raw mut b).cast(), 1);
+                    libc::_exit(0);
+                }
+                _ => forked += 1,
+            }
+            if forked > 1000 {
+                break "no limit".into();
+            }
+        };
+        libc::close(hold[1]);
+        while libc::wait(std::ptr::null_mut()) > 0 {}
+        format!("forked={forked} threads={threads} refused={errno}")
+    }
+}

@@ -1,0 +1,183 @@
+//! `[limits] max_processes` on this host's kernel (no BPF LSM, so `--allow-degraded`): the
+//! pids controller (here the hybrid layout's v1 hierarchy) bounds the session's live tasks,
+//! refused forks fail with EAGAIN and are reported, and a fork bomb is contained.
+
+mod common;
+mod probe;
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use common::*;
+use serde_json::Value;
+
+/// Where the session's pids cgroup of loader `pid` lives: the v1 pids hierarchy on hybrid
+/// hosts, the session's own v2 cgroup on pure v2 hosts.
+fn pids_cgroups_of(pid: u32) -> Vec<PathBuf> {
+    let mut found = session_cgroups_of(pid);
+    if let Ok(entries) = fs::read_dir("/sys/fs/cgroup/pids/sandtrace") {
+        found.extend(
+            entries
+                .flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(&format!("run-{pid}-"))
+                })
+                .map(|e| e.path()),
+        );
+    }
+    found.retain(|dir| dir.join("pids.current").exists());
+    found
+}
+
+fn read_number(path: &Path) -> Option<u64> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn write_policy(scratch: &Scratch, text: &str) -> String {
+    let path = scratch.path("policy.toml");
+    fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn forks_beyond_the_limit_fail_with_eagain_and_are_reported() {
+    let scratch = Scratch::new("pids-exact");
+    let policy = write_policy(&scratch, "[limits]\nmax_processes = 6\n");
+    let log = scratch.path("events.jsonl");
+    let mut args = vec![
+        "run".to_owned(),
+        "--allow-degraded".to_owned(),
+        "--policy".to_owned(),
+        policy,
+        "-o".to_owned(),
+        log.to_str().unwrap().to_owned(),
+        "--".to_owned(),
+    ];
+    args.extend(probe::command_line());
+    let out = sandtrace()
+        .args(&args)
+        .env(probe::env_var(), "fork-until-refused")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let result = probe::results_of(&out).expect("a result").remove(0);
+    let field = |name: &str| -> String {
+        result
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name} in {result}"))
+            .to_owned()
+    };
+    let forked: u64 = field("forked").parse().unwrap();
+    let threads: u64 = field("threads").parse().unwrap();
+    assert_eq!(field("refused"), "EAGAIN", "{result}");
+    // Every task counts: the probe's own threads and the children it forked.
+    assert_eq!(forked + threads, 6, "{result}");
+
+    let events = read_jsonl(&log);
+    let refused: Vec<&Value> = of_type(&events, "process")
+        .into_iter()
+        .filter(|e| e["action"] == "fork_refused")
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:#?}");
+    assert_eq!(refused[0]["errno"], "EAGAIN");
+    assert!(refused[0]["syscall"] == "clone" || refused[0]["syscall"] == "fork");
+    let summary = summary(&events);
+    assert_eq!(summary["denials"]["processes"], 1, "{summary}");
+    assert!(pids_cgroups_of(std::process::id()).is_empty());
+}
+
+#[test]
+fn a_fork_bomb_never_exceeds_max_processes_and_ends_at_the_timeout() {
+    let scratch = Scratch::new("pids-bomb");
+    let policy = write_policy(&scratch, "[limits]\nmax_processes = 10\ntimeout = 3\n");
+    let log = scratch.path("events.jsonl");
+    let marker = format!("sandtrace-bomb-{}", std::process::id());
+    // The classic bomb: every call starts two more in the background. CMD's own process then
+    // waits, so the session lasts until the timeout whatever happens to the bomb. $0 carries
+    // the marker so leftovers can be found.
+    let bomb = "b() { b | b & }; b; exec sleep 60";
+    let mut child = sandtrace()
+        .args([
+            "run",
+            "--allow-degraded",
+            "--policy",
+            &policy,
+            "-o",
+            log.to_str().unwrap(),
+            "--",
+            "/bin/sh",
+            "-c",
+            bomb,
+            &marker,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting sandtrace");
+    let loader = child.id();
+    let started = Instant::now();
+    let mut peak_tasks = 0;
+    let mut samples = 0;
+    // Count the session's tasks from outside, twice: the pids controller's own count and the
+    // tasks listed in the session's cgroups.
+    while child.try_wait().unwrap().is_none() {
+        for dir in pids_cgroups_of(loader) {
+            if let Some(n) = read_number(&dir.join("pids.current")) {
+                peak_tasks = peak_tasks.max(n);
+                samples += 1;
+            }
+        }
+        for dir in session_cgroups_of(loader) {
+            if let Ok(threads) = fs::read_to_string(dir.join("cgroup.threads")) {
+                peak_tasks = peak_tasks.max(threads.lines().count() as u64);
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the session outlived its timeout"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(samples > 10, "the session's pids cgroup was never seen");
+    assert!(
+        peak_tasks <= 10,
+        "{peak_tasks} live tasks under max_processes = 10"
+    );
+    assert!(
+        peak_tasks >= 5,
+        "the bomb never got going ({peak_tasks} tasks)"
+    );
+    assert_eq!(out.status.code(), Some(124), "{}", describe(&out));
+
+    let events = read_jsonl(&log);
+    let summary = summary(&events);
+    assert_eq!(summary["ending"], "timed_out", "{summary}");
+    let refused = of_type(&events, "process")
+        .into_iter()
+        .filter(|e| e["action"] == "fork_refused")
+        .count() as u64;
+    assert!(refused > 0, "no refused fork was reported");
+    assert!(
+        summary["denials"]["processes"].as_u64().unwrap() >= refused,
+        "{summary}"
+    );
+    // Nothing of the session is left: processes, v2 and v1 cgroups.
+    assert!(
+        wait_until(Duration::from_secs(5), || processes_with(&marker)
+            .is_empty()),
+        "bomb processes outlived the session: {:?}",
+        processes_with(&marker)
+    );
+    assert!(session_cgroups_of(loader).is_empty());
+    assert!(pids_cgroups_of(loader).is_empty());
+}

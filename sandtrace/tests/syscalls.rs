@@ -1,0 +1,225 @@
+//! `[syscalls]` in whole sessions on this host's kernel (no BPF LSM, so `--allow-degraded`):
+//! denied syscalls fail with EPERM inside the session only, the x32 alias of a denied syscall
+//! kills the caller, and denied and `log_only` calls are reported without per-syscall tracing.
+
+mod common;
+mod probe;
+
+use std::process::{Output, Stdio};
+
+use common::*;
+use serde_json::Value;
+
+/// The syscalls denied in every policy.
+const ALWAYS_BLOCKED: [&str; 10] = [
+    "kexec_load",
+    "kexec_file_load",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "acct",
+    "pivot_root",
+];
+
+/// Runs the probe operation `op` in a session under `policy`; `log` adds `-o`.
+fn in_session(scratch: &Scratch, policy: &str, op: &str, log: bool) -> Output {
+    let policy_file = scratch.path("policy.toml");
+    std::fs::write(&policy_file, policy).unwrap();
+    let log_file = scratch.path("events.jsonl");
+    let mut args = vec![
+        "run".to_owned(),
+        "--allow-degraded".to_owned(),
+        "--policy".to_owned(),
+        policy_file.to_str().unwrap().to_owned(),
+    ];
+    if log {
+        args.extend(["-o".to_owned(), log_file.to_str().unwrap().to_owned()]);
+    }
+    args.push("--".to_owned());
+    args.extend(probe::command_line());
+    sandtrace()
+        .args(&args)
+        .env(probe::env_var(), op)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running sandtrace {args:?}: {e}"))
+}
+
+/// `name=outcome` pairs of a `syscalls` probe result.
+fn outcomes(result: &str) -> Vec<(String, String)> {
+    result
+        .split_whitespace()
+        .map(|pair| {
+            let (name, outcome) = pair.split_once('=').expect("name=outcome");
+            (name.to_owned(), outcome.to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn every_denied_syscall_fails_with_eperm_inside_the_session_only() {
+    let scratch = Scratch::new("sys-deny");
+    let listed = ["uname", "getcwd", "chdir", "ptrace", "sysinfo", "umount2"];
+    let policy = format!(
+        "[syscalls]\ndeny = [{}]\n",
+        listed
+            .iter()
+            .map(|n| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let all: Vec<&str> = listed.iter().chain(&ALWAYS_BLOCKED).copied().collect();
+    let op = format!("syscalls {}", all.join(" "));
+    let out = in_session(&scratch, &policy, &op, true);
+    assert!(out.status.success(), "{}", describe(&out));
+    let result = probe::results_of(&out).expect("a result").remove(0);
+    for (name, outcome) in outcomes(&result) {
+        assert_eq!(outcome, "EPERM", "{name} inside the session ({result})");
+    }
+    // Outside, the same calls reach the kernel, which refuses their harmless arguments
+    // differently.
+    let outside = probe::outside(&format!("syscalls {}", listed.join(" "))).remove(0);
+    for (name, outcome) in outcomes(&outside) {
+        assert_ne!(outcome, "EPERM", "{name} outside the session ({outside})");
+    }
+
+    let events = read_jsonl(&scratch.path("events.jsonl"));
+    let denied: Vec<&Value> = of_type(&events, "syscall")
+        .into_iter()
+        .filter(|e| e["action"] == "deny")
+        .collect();
+    for name in &all {
+        let e = denied
+            .iter()
+            .find(|e| e["syscall"] == *name)
+            .unwrap_or_else(|| panic!("no deny event for {name}"));
+        assert_eq!(e["errno"], "EPERM", "{e}");
+    }
+    let summary = summary(&events);
+    assert_eq!(
+        summary["denials"]["syscalls"],
+        denied.len() as u64,
+        "{summary}"
+    );
+    assert!(denied.len() >= all.len(), "{summary}");
+    // Refused calls never reach sys_enter; they are counted all the same.
+    let counted = |name: &str| {
+        summary["syscall_counts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["syscall"] == name)
+            .map_or(0, |c| c["count"].as_u64().unwrap())
+    };
+    assert!(counted("uname") >= 1 && counted("reboot") >= 1, "{summary}");
+    assert_eq!(
+        summary["total_syscalls"].as_u64().unwrap(),
+        of_type(&events, "syscall").len() as u64,
+        "every counted syscall has its line"
+    );
+}
+
+#[test]
+fn the_x32_alias_of_a_denied_syscall_kills_the_caller() {
+    let scratch = Scratch::new("sys-x32");
+    let out = in_session(
+        &scratch,
+        "[syscalls]\ndeny = [\"uname\"]\n",
+        "x32 uname",
+        true,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(128 + libc::SIGSYS),
+        "CMD must be killed by SIGSYS:\n{}",
+        describe(&out)
+    );
+    assert_eq!(
+        probe::results_of(&out),
+        None,
+        "the call returned:\n{}",
+        describe(&out)
+    );
+    let events = read_jsonl(&scratch.path("events.jsonl"));
+    let kills = of_type(&events, "seccomp");
+    assert_eq!(kills.len(), 1, "{kills:#?}");
+    let kill = kills[0];
+    assert_eq!(kill["action"], "kill");
+    assert_eq!(kill["abi"], "x32");
+    assert_eq!(kill["syscall"], "uname");
+    assert_eq!(kill["syscall_nr"], 0x4000_0000u64 + 63);
+    let summary = summary(&events);
+    assert_eq!(summary["signal"], libc::SIGSYS, "{summary}");
+    assert_eq!(summary["denials"]["syscalls"], 1, "{summary}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("killed by the seccomp filter: x32 syscall"),
+        "{stderr}"
+    );
+
+    // Outside, the kernel answers the x32 call itself (ENOSYS where x32 is compiled out).
+    let outside = probe::outside("x32 uname").remove(0);
+    assert!(!outside.is_empty());
+}
+
+#[test]
+fn denied_and_log_only_calls_are_reported_at_default_verbosity() {
+    let scratch = Scratch::new("sys-report");
+    let policy = "[syscalls]\ndeny = [\"sysinfo\"]\nlog_only = [\"getppid\"]\n";
+    // No -o and no -v: per-syscall events are off, yet these are reported.
+    let out = in_session(
+        &scratch,
+        policy,
+        "syscalls getppid getppid sysinfo sched_yield",
+        false,
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines = |needle: &str| stderr.lines().filter(|l| l.contains(needle)).count();
+    assert_eq!(lines("getppid = "), 2, "{stderr}");
+    assert_eq!(lines("] getppid = "), 2, "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("sysinfo = -1 EPERM") && l.contains("[denied]")),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .filter(|l| l.contains("getppid"))
+            .all(|l| l.contains("[log_only]")),
+        "{stderr}"
+    );
+    assert_eq!(
+        lines("sched_yield"),
+        0,
+        "unlisted syscalls stay quiet: {stderr}"
+    );
+    assert!(stderr.contains("denied      1 (syscalls 1)"), "{stderr}");
+    assert!(stderr.contains("log_only    2 calls"), "{stderr}");
+
+    // In the event log they are marked.
+    let out = in_session(&scratch, policy, "syscalls getppid sysinfo", true);
+    assert!(out.status.success(), "{}", describe(&out));
+    let events = read_jsonl(&scratch.path("events.jsonl"));
+    let getppid: Vec<&Value> = of_type(&events, "syscall")
+        .into_iter()
+        .filter(|e| e["syscall"] == "getppid")
+        .collect();
+    assert!(!getppid.is_empty());
+    assert!(
+        getppid.iter().all(|e| e["action"] == "log_only"),
+        "{getppid:#?}"
+    );
+    let sysinfo = of_type(&events, "syscall")
+        .into_iter()
+        .find(|e| e["syscall"] == "sysinfo")
+        .expect("a sysinfo line");
+    assert_eq!(sysinfo["action"], "deny");
+    let summary = summary(&events);
+    assert_eq!(summary["log_only_count"], getppid.len() as u64, "{summary}");
+}

@@ -1,0 +1,327 @@
+//! Network, syscall and process-limit enforcement in enforcing mode, in kernels with BPF LSM.
+//!
+//! Compiled only with the `vm-tests` feature; `cargo xtask vm-test` runs it in QEMU (6.1 and
+//! 6.12). The same probe as the host tests (`tests/probe`) runs as CMD; here sessions enforce
+//! everything, and BPF LSM adds the `socket_create` check that covers io_uring's sockets, so
+//! io_uring stays available. The guest is pure cgroup v2: `max_processes` uses the session
+//! cgroup's own `pids.max`.
+
+mod common;
+mod probe;
+
+use std::{
+    fs,
+    net::{SocketAddr, TcpStream},
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use common::*;
+use probe::{Servers, Session};
+use serde_json::Value;
+
+/// The probe is the test executable: it must be readable and executable. Nothing else about
+/// files matters here.
+const FILES: &str = "[filesystem]\nallow_read = [\"/\"]\nallow_exec = [\"/\"]\n";
+
+fn policy(rest: &str) -> String {
+    format!("{FILES}{rest}")
+}
+
+fn in_session(name: &str, rest: &str, ops: &[String], flags: &[&str]) -> Session {
+    probe::loopback_up();
+    let s = probe::in_session(name, &policy(rest), ops, flags);
+    assert_eq!(summary(&s.events)["mode"], "enforce");
+    s
+}
+
+fn network_events(events: &[Value]) -> Vec<&Value> {
+    of_type(events, "network")
+}
+
+fn event_for<'a>(events: &'a [Value], operation: &str, address: &str, port: u16) -> &'a Value {
+    network_events(events)
+        .into_iter()
+        .find(|e| e["operation"] == operation && e["address"] == address && e["port"] == port)
+        .unwrap_or_else(|| {
+            panic!(
+                "no {operation} event for {address}:{port} among {:#?}",
+                network_events(events)
+            )
+        })
+}
+
+fn mapped(addr: SocketAddr) -> SocketAddr {
+    format!("[::ffff:{}]:{}", addr.ip(), addr.port())
+        .parse()
+        .unwrap()
+}
+
+const NETWORK_OFF: &str = "[network]\nallow = false\n";
+const RAW_ICMP: &str = "socket 2 3 1";
+const PACKET: &str = "socket 17 3 768";
+const PACKET_VIA_IO_URING: &str = "io-uring-socket 17 3 768";
+const VSOCK: &str = "socket 40 1 0";
+
+#[test]
+fn network_off_refuses_every_way_out_including_io_uring() {
+    probe::loopback_up();
+    let servers = Servers::start();
+    let (tcp, udp) = (servers.tcp, servers.udp);
+    let ops = vec![
+        format!("tcp-connect {tcp}"),
+        format!("tcp-fastopen {tcp}"),
+        format!("udp-send {udp}"),
+        format!("udp-connect {udp}"),
+        format!("tcp-connect {}", mapped(tcp)),
+        format!("udp-send {}", mapped(udp)),
+        RAW_ICMP.to_owned(),
+        PACKET.to_owned(),
+        "bind 127.0.0.1:0".to_owned(),
+        format!("io-uring-connect {tcp}"),
+        PACKET_VIA_IO_URING.to_owned(),
+        VSOCK.to_owned(),
+    ];
+    let s = in_session("vm-net-off", NETWORK_OFF, &ops, &[]);
+    for (op, got) in ops.iter().zip(&s.results) {
+        assert_eq!(got, "EPERM", "inside the session: {op}");
+    }
+    assert_eq!(servers.tcp_accepted(), 0, "a connection got through");
+    assert_eq!(servers.udp_received(), 0, "a datagram got through");
+
+    let connects = network_events(&s.events)
+        .into_iter()
+        .filter(|e| {
+            e["operation"] == "connect" && e["address"] == "127.0.0.1" && e["port"] == tcp.port()
+        })
+        .count();
+    assert_eq!(connects, 3, "connect, TCP Fast Open and io_uring's connect");
+    let mapped_connect = event_for(&s.events, "connect", "::ffff:127.0.0.1", tcp.port());
+    assert_eq!(mapped_connect["reason"], "network disabled");
+    event_for(&s.events, "send", "127.0.0.1", udp.port());
+    event_for(&s.events, "bind", "127.0.0.1", 0);
+    let families: Vec<&Value> = network_events(&s.events)
+        .into_iter()
+        .filter(|e| e["operation"] == "socket")
+        .map(|e| &e["family"])
+        .collect();
+    for family in ["ipv4", "packet", "vsock"] {
+        assert!(
+            families.iter().any(|f| *f == family),
+            "{family}: {families:?}"
+        );
+    }
+    assert_eq!(
+        families.iter().filter(|f| **f == "packet").count(),
+        2,
+        "socket(2) and io_uring both create packet sockets through socket_create"
+    );
+    let summary = summary(&s.events);
+    assert_eq!(summary["denials"]["network"], 12, "{summary}");
+
+    // Outside the session the same calls go through.
+    let outside_ops = [&ops[..9], &ops[9..11]].concat();
+    for (op, got) in outside_ops
+        .iter()
+        .zip(probe::outside(&outside_ops.join(";")))
+    {
+        assert_eq!(got, "ok", "outside the session: {op}");
+    }
+}
+
+#[test]
+fn allowed_network_and_allow_connect_rules() {
+    probe::loopback_up();
+    let servers = Servers::start();
+    let (tcp, udp) = (servers.tcp, servers.udp);
+    let ops = vec![
+        format!("tcp-connect {tcp}"),
+        format!("tcp-fastopen {tcp}"),
+        format!("udp-send {udp}"),
+        format!("tcp-connect {}", mapped(tcp)),
+        format!("io-uring-connect {tcp}"),
+        RAW_ICMP.to_owned(),
+    ];
+    let s = in_session("vm-net-on", "[network]\nallow = true\n", &ops, &[]);
+    for (op, got) in ops.iter().zip(&s.results) {
+        assert_eq!(got, "ok", "{op}");
+    }
+    assert_eq!(servers.tcp_accepted(), 4);
+    assert_eq!(servers.udp_received(), 1);
+
+    let rules = format!(
+        "[network]\nallow = false\nallow_connect = [\"127.0.0.1:{}\"]\n",
+        tcp.port()
+    );
+    let s = in_session("vm-net-rules", &rules, &ops, &[]);
+    let want = ["ok", "ok", "EPERM", "ok", "ok", "EPERM"];
+    for ((op, got), want) in ops.iter().zip(&s.results).zip(want) {
+        assert_eq!(got, want, "{op}");
+    }
+    let refused = event_for(&s.events, "send", "127.0.0.1", udp.port());
+    assert_eq!(
+        refused["reason"],
+        "no allow_connect rule covers this address"
+    );
+}
+
+#[test]
+fn listening_without_bind_receives_nothing() {
+    probe::loopback_up();
+    let (result, events) = probe::with_announced_port(
+        "vm-listen",
+        &policy(NETWORK_OFF),
+        "listen-unbound",
+        &[],
+        |port| {
+            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            assert!(
+                TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err(),
+                "reached a socket the session listens on without an allowed bind"
+            );
+        },
+    );
+    assert_eq!(result, "listen:ok nothing");
+    assert!(
+        network_events(&events)
+            .iter()
+            .any(|e| e["operation"] == "receive" && e["action"] == "deny"),
+        "{events:#?}"
+    );
+}
+
+#[test]
+fn denied_syscalls_fail_and_the_x32_alias_kills() {
+    let scratch = Scratch::new("vm-sys");
+    let policy_file = scratch.path("policy.toml");
+    fs::write(
+        &policy_file,
+        policy("[syscalls]\ndeny = [\"uname\", \"sysinfo\"]\nlog_only = [\"getppid\"]\n"),
+    )
+    .unwrap();
+    let run_probe = |op: &str| {
+        let mut args = vec![
+            "run".to_owned(),
+            "--policy".to_owned(),
+            policy_file.to_str().unwrap().to_owned(),
+            "--".to_owned(),
+        ];
+        args.extend(probe::command_line());
+        sandtrace()
+            .args(&args)
+            .env(probe::env_var(), op)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run_probe("syscalls uname sysinfo reboot getppid");
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        probe::results_of(&out).unwrap()[0],
+        "uname=EPERM sysinfo=EPERM reboot=EPERM getppid=ok"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("[log_only]"), "{stderr}");
+    assert!(stderr.contains("denied      3 (syscalls 3)"), "{stderr}");
+
+    let out = run_probe("x32 uname");
+    assert_eq!(
+        out.status.code(),
+        Some(128 + libc::SIGSYS),
+        "{}",
+        describe(&out)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("killed by the seccomp filter: x32 syscall 1073741887 (uname)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn max_processes_uses_the_v2_pids_controller() {
+    let scratch = Scratch::new("vm-pids");
+    let policy_file = scratch.path("policy.toml");
+    fs::write(&policy_file, policy("[limits]\nmax_processes = 6\n")).unwrap();
+    let mut args = vec![
+        "run".to_owned(),
+        "--policy".to_owned(),
+        policy_file.to_str().unwrap().to_owned(),
+        "--".to_owned(),
+    ];
+    args.extend(probe::command_line());
+    let out = sandtrace()
+        .args(&args)
+        .env(probe::env_var(), "fork-until-refused")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let result = probe::results_of(&out).unwrap().remove(0);
+    let field = |name: &str| -> u64 {
+        result
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {result}"))
+    };
+    assert_eq!(field("forked") + field("threads"), 6, "{result}");
+    assert!(result.ends_with("refused=EAGAIN"), "{result}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("(forks 1)"),
+        "{}",
+        describe(&out)
+    );
+
+    // A fork bomb stays within the limit and the session ends at its timeout.
+    fs::write(
+        &policy_file,
+        policy("[limits]\nmax_processes = 10\ntimeout = 3\n"),
+    )
+    .unwrap();
+    let mut child = sandtrace()
+        .args([
+            "run",
+            "--policy",
+            policy_file.to_str().unwrap(),
+            "--",
+            "/bin/sh",
+            "-c",
+            "b() { b | b & }; b; exec sleep 60",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let loader = child.id();
+    let started = Instant::now();
+    let (mut peak, mut samples) = (0u64, 0);
+    while child.try_wait().unwrap().is_none() {
+        for dir in session_cgroups_of(loader) {
+            if let Some(n) = fs::read_to_string(dir.join("pids.current"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            {
+                peak = peak.max(n);
+                samples += 1;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the session outlived its timeout"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(124), "{}", describe(&out));
+    assert!(
+        samples > 5,
+        "pids.current of the session cgroup was never read"
+    );
+    assert!(
+        peak <= 10 && peak >= 5,
+        "peak of {peak} tasks under max_processes = 10"
+    );
+    assert!(session_cgroups_of(loader).is_empty());
+}
