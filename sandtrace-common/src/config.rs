@@ -83,6 +83,13 @@ pub struct KernelOffsets {
     pub upid_size: u32,
     /// `upid.nr`
     pub upid_nr: u32,
+    /// `socket.sk`
+    pub socket_sk: u32,
+    /// `unix_sock.path` (the socket file of a pathname UNIX socket)
+    pub unix_sock_path: u32,
+    /// `super_block.s_magic`
+    pub sb_s_magic: u32,
+    pub _pad: u32,
 }
 
 #[repr(C)]
@@ -148,6 +155,10 @@ impl KernelOffsets {
         pid_numbers: 0,
         upid_size: 0,
         upid_nr: 0,
+        socket_sk: 0,
+        unix_sock_path: 0,
+        sb_s_magic: 0,
+        _pad: 0,
     };
 }
 

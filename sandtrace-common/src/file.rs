@@ -32,6 +32,10 @@ pub enum FileOp {
     RenameTo = 13,
     Chmod = 14,
     Chown = 15,
+    /// Connecting or sending to a UNIX socket through its file (a pathname socket).
+    Connect = 16,
+    /// ptrace, /proc/PID/mem, process_vm_*, pidfd_getfd of another process.
+    Ptrace = 17,
 }
 
 impl FileOp {
@@ -53,6 +57,8 @@ impl FileOp {
             13 => RenameTo,
             14 => Chmod,
             15 => Chown,
+            16 => Connect,
+            17 => Ptrace,
             _ => return None,
         })
     }
@@ -75,6 +81,8 @@ impl FileOp {
             RenameTo => "rename_to",
             Chmod => "chmod",
             Chown => "chown",
+            Connect => "connect",
+            Ptrace => "ptrace",
         }
     }
 }
@@ -105,6 +113,9 @@ pub enum Verdict {
     DeniedDynamicLoader = 15,
     /// The policy tables are missing or malformed (fail closed).
     DeniedNoPolicy = 16,
+    /// Would reach outside the session whatever the policy says: writing a cgroup file (to
+    /// move a process out of the session's cgroup), or tracing the session's init.
+    DeniedSessionEscape = 17,
 }
 
 impl Verdict {
@@ -121,6 +132,7 @@ impl Verdict {
             14 => DeniedMovesDenied,
             15 => DeniedDynamicLoader,
             16 => DeniedNoPolicy,
+            17 => DeniedSessionEscape,
             _ => return None,
         })
     }
@@ -142,6 +154,7 @@ impl Verdict {
             DeniedMovesDenied => "denied: would move a denied path",
             DeniedDynamicLoader => "denied: running the dynamic loader directly",
             DeniedNoPolicy => "denied: no policy loaded",
+            DeniedSessionEscape => "denied: would reach outside the session",
         }
     }
 }

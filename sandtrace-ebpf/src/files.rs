@@ -32,6 +32,13 @@ fn applies(prev: i32) -> bool {
     prev == 0 && session::flag(FLAG_ENFORCE_FILES) && session::current_in_session()
 }
 
+/// Argument `n` of the hook as a plain number rather than a typed kernel pointer.
+#[inline(always)]
+fn scalar_arg(ctx: &LsmContext, n: usize) -> u64 {
+    let args = aya_ebpf::EbpfContext::as_ptr(ctx) as *const u64;
+    unsafe { bpf_probe_read_kernel(args.add(n)).unwrap_or(0) }
+}
+
 #[inline(always)]
 fn field<T: Default + Copy>(base: *const u8, offset: u32) -> T {
     unsafe { bpf_probe_read_kernel(base.add(offset as usize).cast::<T>()).unwrap_or_default() }
@@ -51,6 +58,13 @@ pub fn file_open(ctx: LsmContext) -> i32 {
     let flags: u32 = field(file, config!(offsets.file_f_flags));
     if (mode | flags) & FMODE_EXEC != 0 {
         return 0;
+    }
+    // Whatever the policy allows: writing cgroup files could move a task out of the session.
+    if mode & FMODE_WRITE != 0 && crate::isolation::on_cgroupfs(file) {
+        let d = Decision::of(sandtrace_common::file::Verdict::DeniedSessionEscape);
+        let f_path = unsafe { file.add(config!(offsets.file_f_path) as usize) };
+        report(FileOp::Open, NEED_WRITE, d, resolve_path(f_path, 0).ok());
+        return errno_of(d);
     }
     let mut needed = 0;
     if mode & FMODE_READ != 0 {
@@ -181,7 +195,9 @@ pub fn path_link(ctx: LsmContext) -> i32 {
     if !applies(prev) {
         return prev;
     }
-    let old_dentry: *const u8 = ctx.arg(0);
+    // Read as a plain number: the verifier lets only scalars into the global function that
+    // rebuilds the path.
+    let old_dentry = scalar_arg(&ctx, 0) as *const u8;
     let new_dir: *const u8 = ctx.arg(1);
     let new_dentry: *const u8 = ctx.arg(2);
     let vfsmount: *const u8 = field::<usize>(new_dir, config!(offsets.path_mnt)) as *const u8;

@@ -11,6 +11,7 @@
 mod emit;
 mod exec;
 mod files;
+mod isolation;
 mod launch;
 mod lsm_probe;
 mod network;

@@ -20,6 +20,8 @@
 //!
 //! Addresses are compared in their IPv6 form (see `sandtrace_common::network`), so an
 //! IPv4-mapped IPv6 destination meets the IPv4 rules.
+//!
+//! Also here: pathname UNIX sockets follow the path rules (enforcing mode; see the end).
 
 use aya_ebpf::{
     bindings::{__sk_buff, bpf_sock, bpf_sock_addr},
@@ -29,15 +31,20 @@ use aya_ebpf::{
     programs::{LsmContext, SkBuffContext, SockAddrContext, SockContext},
 };
 use sandtrace_common::{
-    config::FLAG_NETWORK_EVENTS_ALL,
+    config::{FLAG_ENFORCE_FILES, FLAG_NETWORK_EVENTS_ALL},
     event::{COMM_LEN, EventHeader, EventKind},
+    file::FileOp,
     network::{
         MAX_NET_RULES, NET_LIST_BIND, NET_LIST_CONNECT, NET_LIST_COUNT, NO_NET_RULE, NetOp,
         NetRule, NetVerdict, NetworkEvent, V4_MAPPED_WORD,
     },
 };
 
-use crate::{emit, session};
+use crate::{
+    emit,
+    path_policy::{self, NEED_WRITE},
+    session::{self, config},
+};
 
 /// `allow_connect` rules, `NET_RULE_COUNTS[NET_LIST_CONNECT]` of them.
 #[map]
@@ -53,6 +60,8 @@ const AF_UNIX: u32 = 1;
 const AF_INET: u32 = 2;
 const AF_INET6: u32 = 10;
 const AF_NETLINK: u32 = 16;
+const AF_PACKET: u32 = 17;
+const SOCK_PACKET: u32 = 10;
 const SOCK_STREAM: u32 = 1;
 const SOCK_DGRAM: u32 = 2;
 /// The type bits of socket(2)'s `type` (without SOCK_NONBLOCK / SOCK_CLOEXEC).
@@ -429,6 +438,17 @@ pub fn family_allowed(family: u32) -> bool {
     matches!(family, AF_UNIX | AF_INET | AF_INET6 | AF_NETLINK)
 }
 
+/// The family socket(2) creates: `(AF_INET, SOCK_PACKET)` is the old spelling of a packet
+/// socket (the kernel converts it before the LSM hook; seccomp sees the original).
+#[inline(always)]
+pub fn created_family(family: u32, sock_type: u32) -> u32 {
+    if family == AF_INET && sock_type & SOCK_TYPE_MASK == SOCK_PACKET {
+        AF_PACKET
+    } else {
+        family
+    }
+}
+
 /// `socket_create(int family, int type, int protocol, int kern)` (enforcing mode): families
 /// other than UNIX, IPv4, IPv6 and netlink reach the network past the cgroup hooks. Covers every
 /// way of creating a socket, io_uring's included. Sockets the kernel creates for itself pass.
@@ -448,4 +468,64 @@ pub fn net_socket_create(ctx: LsmContext) -> i32 {
     let protocol: i32 = ctx.arg(2);
     report_refused_family(family as u32, sock_type as u32, protocol as u32);
     -EPERM
+}
+
+// ---- UNIX sockets ----
+//
+// A pathname UNIX socket is reached through its file, so it follows the path rules:
+// connecting or sending to one needs write access to its path, as the kernel's own permission
+// check does (enforcing mode, `FLAG_ENFORCE_FILES`). Abstract and unnamed sockets have no file;
+// the loader scopes abstract ones to the session with Landlock.
+
+/// Reads the pointer at `base + offset`, or null.
+#[inline(always)]
+fn pointer_at(base: *const u8, offset: u32) -> *const u8 {
+    unsafe {
+        aya_ebpf::helpers::bpf_probe_read_kernel(base.add(offset as usize).cast::<*const u8>())
+            .unwrap_or(core::ptr::null())
+    }
+}
+
+/// Decides a connect or send to the UNIX socket `peer` (a `struct sock`) by its file's path.
+#[inline(always)]
+fn unix_peer(peer: *const u8) -> i32 {
+    let path = unsafe { peer.add(config!(offsets.unix_sock_path) as usize) };
+    let dentry = pointer_at(path, config!(offsets.path_dentry));
+    if dentry.is_null() {
+        return 0;
+    }
+    let mnt = pointer_at(path, config!(offsets.path_mnt));
+    path_policy::enforce(
+        FileOp::Connect,
+        NEED_WRITE,
+        path_policy::rebuild_path(dentry, mnt, 0),
+    )
+}
+
+#[inline(always)]
+fn unix_applies(prev: i32) -> bool {
+    prev == 0 && session::flag(FLAG_ENFORCE_FILES) && session::current_in_session()
+}
+
+/// `unix_stream_connect(struct sock *sock, struct sock *other, struct sock *newsk)`: connecting
+/// a stream or seqpacket socket to the listener `other`.
+#[lsm(hook = "unix_stream_connect")]
+pub fn unix_stream_connect(ctx: LsmContext) -> i32 {
+    let prev: i32 = ctx.arg(3);
+    if !unix_applies(prev) {
+        return prev;
+    }
+    unix_peer(ctx.arg(1))
+}
+
+/// `unix_may_send(struct socket *sock, struct socket *other)`: connecting a datagram socket
+/// to, or sending a datagram to, `other`.
+#[lsm(hook = "unix_may_send")]
+pub fn unix_may_send(ctx: LsmContext) -> i32 {
+    let prev: i32 = ctx.arg(2);
+    if !unix_applies(prev) {
+        return prev;
+    }
+    let other: *const u8 = ctx.arg(1);
+    unix_peer(pointer_at(other, config!(offsets.socket_sk)))
 }

@@ -233,6 +233,30 @@ pub fn rebuild_path(
     vfsmount: *const u8,
     slot: u32,
 ) -> Result<Resolved, Verdict> {
+    let packed = sandtrace_rebuild_path(dentry as u64, vfsmount as u64, slot);
+    if packed >> 63 != 0 {
+        return Err(Verdict::from_u16(packed as u16).unwrap_or(Verdict::DeniedUnresolved));
+    }
+    Ok(Resolved {
+        slot,
+        start: (packed >> 32) as usize & BUF_MASK,
+        len: packed as u32 as usize,
+    })
+}
+
+/// [`rebuild_path`] as one scalar: `start << 32 | len`, or bit 63 and a `Verdict`. A global
+/// BPF function, verified once per program (see [`sandtrace_decide_path`]).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn sandtrace_rebuild_path(dentry: u64, vfsmount: u64, slot: u32) -> u64 {
+    match rebuild(dentry as *const u8, vfsmount as *const u8, slot & 1) {
+        Ok(p) => (p.start as u64) << 32 | p.len as u64,
+        Err(v) => 1 << 63 | v as u64,
+    }
+}
+
+#[inline(always)]
+fn rebuild(dentry: *const u8, vfsmount: *const u8, slot: u32) -> Result<Resolved, Verdict> {
     let buf = buffer(slot).ok_or(Verdict::DeniedNoPolicy)?;
     let task = unsafe { aya_ebpf::helpers::bpf_get_current_task() } as *const u8;
     let fs: *const u8 = read(task, config!(offsets.task_fs));
@@ -473,16 +497,46 @@ pub fn decide(p: Resolved, needed: u16) -> Decision {
 /// and failures).
 #[inline(always)]
 pub fn decide_at(p: Resolved, needed: u16) -> (Decision, Option<u32>) {
+    let packed = sandtrace_decide_path(p.slot, p.start as u32, p.len as u32, needed as u32);
+    let verdict = Verdict::from_u16(packed as u16).unwrap_or(Verdict::DeniedNoPolicy);
+    let decision = Decision {
+        verdict,
+        rule_kind: (packed >> 16) as u16,
+        rule_index: (packed >> 32) as u16,
+    };
+    let state = (packed >> 48) as u32;
+    (decision, (state != 0).then(|| state - 1))
+}
+
+/// The decision for a path as one scalar: verdict, rule kind and rule index in the low three
+/// 16-bit fields, the final automaton state + 1 (0: none) in the top one.
+///
+/// A global BPF function: the verifier checks it once per program, on its own, instead of
+/// once per call site in every caller's state (which made programs slow to load).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn sandtrace_decide_path(slot: u32, start: u32, len: u32, needed: u32) -> u64 {
+    let p = Resolved {
+        slot: slot & 1,
+        start: opaque(start as usize) & BUF_MASK,
+        len: len as usize,
+    };
+    let pack = |d: Decision, state: Option<u32>| {
+        d.verdict as u64
+            | (d.rule_kind as u64) << 16
+            | (d.rule_index as u64) << 32
+            | (state.map_or(0, |s| s as u64 + 1) & 0xffff) << 48
+    };
     if is_pseudo(p) {
-        return (Decision::of(Verdict::AllowedPseudo), None);
+        return pack(Decision::of(Verdict::AllowedPseudo), None);
     }
     let state = match walk(p) {
         Ok(s) => s,
-        Err(v) => return (Decision::of(v), None),
+        Err(v) => return pack(Decision::of(v), None),
     };
     match PATH_DFA_ACCEPT.get(state) {
-        Some(accept) => (verdict_of(accept, needed), Some(state)),
-        None => (Decision::of(Verdict::DeniedNoPolicy), None),
+        Some(accept) => pack(verdict_of(accept, needed as u16), Some(state)),
+        None => pack(Decision::of(Verdict::DeniedNoPolicy), None),
     }
 }
 
@@ -554,35 +608,58 @@ pub fn report(op: FileOp, needed: u16, d: Decision, p: Option<Resolved>) {
     if !d.verdict.is_denied() && !crate::session::flag(FLAG_FILE_EVENTS_ALL) {
         return;
     }
+    let (slot, start, len) = match p {
+        Some(p) => (p.slot as u64, p.start as u64, p.len as u64),
+        None => (0, 0, 0),
+    };
+    sandtrace_report_file(
+        (op as u64) << 16 | needed as u64,
+        d.verdict as u64 | (d.rule_kind as u64) << 16 | (d.rule_index as u64) << 32,
+        slot << 48 | (start & 0xff_ffff) << 24 | (len & 0xff_ffff),
+    );
+}
+
+/// [`report`] with its arguments packed into scalars: `op << 16 | needed`, `verdict |
+/// rule_kind << 16 | rule_index << 32`, and `slot << 48 | start << 24 | len` (len 0: no
+/// path). A global BPF function, verified once per program (see [`sandtrace_decide_path`]).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn sandtrace_report_file(op_needed: u64, decision: u64, path: u64) -> u64 {
     let Some(mut entry) = emit::reserve::<FileEvent>() else {
-        return;
+        return 0;
     };
     let e = entry.as_mut_ptr();
+    let (slot, start, len) = (
+        (path >> 48) as u32,
+        (path >> 24) as usize & 0xff_ffff,
+        path as usize & 0xff_ffff,
+    );
     unsafe {
         (*e).header = emit::header(EventKind::File);
-        (*e).op = op as u32;
-        (*e).needed = needed;
-        (*e).verdict = d.verdict as u16;
-        (*e).rule_kind = d.rule_kind;
-        (*e).rule_index = d.rule_index;
+        (*e).op = (op_needed >> 16) as u32;
+        (*e).needed = op_needed as u16;
+        (*e).verdict = decision as u16;
+        (*e).rule_kind = (decision >> 16) as u16;
+        (*e).rule_index = (decision >> 32) as u16;
         (*e).path_len = 0;
         (*e).path[0] = 0;
-        if let Some(p) = p {
-            if let Some(buf) = buffer(p.slot) {
-                let len = if p.len > MAX_PATH_LEN {
-                    MAX_PATH_LEN
-                } else {
-                    p.len
-                };
-                let src = (*buf).bytes.as_ptr().add(opaque(p.start) & BUF_MASK);
-                let dst = core::ptr::addr_of_mut!((*e).path).cast::<u8>();
-                if generated::bpf_probe_read_kernel(dst.cast(), len as u32, src.cast()) == 0 {
-                    (*e).path_len = len as u32;
-                }
+        if len > 0
+            && let Some(buf) = buffer(slot & 1)
+        {
+            let len = if len > MAX_PATH_LEN {
+                MAX_PATH_LEN
+            } else {
+                len
+            };
+            let src = (*buf).bytes.as_ptr().add(opaque(start) & BUF_MASK);
+            let dst = core::ptr::addr_of_mut!((*e).path).cast::<u8>();
+            if generated::bpf_probe_read_kernel(dst.cast(), len as u32, src.cast()) == 0 {
+                (*e).path_len = len as u32;
             }
         }
     }
     entry.submit(0);
+    0
 }
 
 /// The LSM return value for a decision: 0 or -EACCES.

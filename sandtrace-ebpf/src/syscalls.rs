@@ -52,6 +52,8 @@ const NR_CLONE: u32 = 56;
 const NR_FORK: u32 = 57;
 const NR_VFORK: u32 = 58;
 const NR_CLONE3: u32 = 435;
+const NR_EXECVE: u32 = 59;
+const NR_EXECVEAT: u32 = 322;
 const NR_EXIT: i64 = 60;
 const NR_EXIT_GROUP: i64 = 231;
 const EAGAIN: i64 = 11;
@@ -181,12 +183,13 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     let key = bpf_get_current_pid_tgid();
     let pending = unsafe { PENDING.get(&key) };
     if action == syscall_action::SOCKET_FAMILY {
-        let family = unsafe { reg(regs, REGS_DI) } as u32;
+        let (sock_type, protocol) = unsafe { (reg(regs, REGS_SI), reg(regs, REGS_DX)) };
+        let family =
+            network::created_family(unsafe { reg(regs, REGS_DI) } as u32, sock_type as u32);
         // A syscall with an action always leaves an entry in sys_enter; without one the
         // seccomp filter refused it. IPv4/IPv6 refusals come from the cgroup programs, which
         // report them themselves.
         if pending.is_none() && ret == -EPERM && !network::family_allowed(family) {
-            let (sock_type, protocol) = unsafe { (reg(regs, REGS_SI), reg(regs, REGS_DX)) };
             network::report_refused_family(family, sock_type as u32, protocol as u32);
         }
         if !session::flag(FLAG_SYSCALL_EVENTS) {
@@ -199,7 +202,16 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     let action_flags = action_flags(action);
     let now = unsafe { bpf_ktime_get_ns() };
     let has_path = pending.is_some_and(|p| p.flags & SYSCALL_HAS_PATH != 0);
-    if has_path {
+    // A path string in memory not yet paged in cannot be read at entry (bpf_probe_read_user
+    // does not fault); the syscall has paged it in by now. Not after an exec: the memory the
+    // argument pointed to is gone.
+    let reread = match (pending, path_arg(nr)) {
+        (Some(p), Some(index)) if !has_path && nr != NR_EXECVE && nr != NR_EXECVEAT => {
+            Some(p.args[index] as *const u8)
+        }
+        _ => None,
+    };
+    if has_path || reread.is_some() {
         if let Some(mut entry) = emit::reserve::<SyscallPathEvent>() {
             let e = entry.as_mut_ptr();
             unsafe {
@@ -213,8 +225,25 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
                     regs,
                 );
                 (*e).syscall.flags |= action_flags;
-                if let Some(p) = pending {
-                    (*e).path = p.path;
+                match (pending, reread) {
+                    (Some(p), None) => (*e).path = p.path,
+                    (_, Some(user)) => {
+                        let dst = core::ptr::addr_of_mut!((*e).path).cast::<u8>();
+                        let n = aya_ebpf::helpers::generated::bpf_probe_read_user_str(
+                            dst.cast(),
+                            SYSCALL_PATH_CAP as u32,
+                            user.cast(),
+                        );
+                        if n > 0 {
+                            (*e).syscall.flags |= SYSCALL_HAS_PATH;
+                            if n as usize >= SYSCALL_PATH_CAP {
+                                (*e).syscall.flags |= SYSCALL_PATH_TRUNCATED;
+                            }
+                        } else {
+                            (*e).path[0] = 0;
+                        }
+                    }
+                    (None, None) => (*e).path[0] = 0,
                 }
             }
             entry.submit(0);

@@ -238,8 +238,7 @@ fn kill_tree(dir: &Path, wait: Duration) -> Result<()> {
 }
 
 fn kill_listed_processes(dir: &Path) {
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
+    for d in cgroup_tree(dir) {
         if let Ok(procs) = fs::read_to_string(d.join("cgroup.procs")) {
             for pid in procs.lines().filter_map(|l| l.parse::<i32>().ok()) {
                 let _ = nix::sys::signal::kill(
@@ -248,15 +247,20 @@ fn kill_listed_processes(dir: &Path) {
                 );
             }
         }
-        if let Ok(entries) = fs::read_dir(&d) {
-            stack.extend(
-                entries
-                    .flatten()
-                    .filter(|e| e.path().is_dir())
-                    .map(|e| e.path()),
-            );
-        }
     }
+}
+
+/// `dir` and every cgroup below it, parents before their children.
+fn cgroup_tree(dir: &Path) -> Vec<PathBuf> {
+    let mut tree = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        if let Ok(entries) = fs::read_dir(&d) {
+            stack.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+        }
+        tree.push(d);
+    }
+    tree
 }
 
 /// Kills everything in `dir` and removes it with its sub-cgroups (deepest first).
@@ -265,19 +269,7 @@ fn remove_tree(dir: &Path) -> Result<()> {
         return Ok(());
     }
     kill_tree(dir, Duration::from_secs(5))?;
-    let mut dirs = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        if let Ok(entries) = fs::read_dir(&d) {
-            stack.extend(
-                entries
-                    .flatten()
-                    .filter(|e| e.path().is_dir())
-                    .map(|e| e.path()),
-            );
-        }
-        dirs.push(d);
-    }
+    let dirs = cgroup_tree(dir);
     for d in dirs.iter().rev() {
         // An emptied cgroup can stay busy for a moment while its last tasks are reaped.
         let deadline = Instant::now() + Duration::from_secs(2);

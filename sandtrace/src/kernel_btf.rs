@@ -486,6 +486,10 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<KernelOffsets> {
         pid_numbers: btf.member_offset("pid", "numbers")?,
         upid_size: btf.struct_size("upid")?,
         upid_nr: btf.member_offset("upid", "nr")?,
+        socket_sk: btf.member_offset("socket", "sk")?,
+        unix_sock_path: btf.member_offset("unix_sock", "path")?,
+        sb_s_magic: btf.member_offset("super_block", "s_magic")?,
+        _pad: 0,
     })
 }
 

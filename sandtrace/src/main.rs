@@ -34,6 +34,11 @@ const PATH_INTEGRITY_SYSCALLS: &[&str] = &[
     "open_by_handle_at",
 ];
 
+/// Syscalls that would let a root process detach or replace sandtrace's own kernel programs
+/// (the network and path rules, the event stream): `bpf` can fetch any BPF link by id and
+/// detach it. Every enforcing session refuses them.
+const PROGRAM_INTEGRITY_SYSCALLS: &[&str] = &["bpf"];
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -104,6 +109,7 @@ fn run(args: RunArgs) -> i32 {
         denied.extend(
             PATH_INTEGRITY_SYSCALLS
                 .iter()
+                .chain(PROGRAM_INTEGRITY_SYSCALLS)
                 .filter_map(|n| syscall_table::number(n)),
         );
         // Without BPF LSM nothing sees the sockets io_uring creates (the seccomp filter only

@@ -35,6 +35,11 @@ use nix::{
 
 use crate::syscall_table;
 
+/// The type bits of socket(2)'s `type` argument (the rest are SOCK_NONBLOCK / SOCK_CLOEXEC).
+const SOCK_TYPE_MASK: u64 = 0xf;
+/// `SOCK_PACKET`: obsolete (hence deprecated in libc), but the kernel still honours it.
+const SOCK_PACKET: u64 = 10;
+
 /// The kernel refuses longer programs (`BPF_MAXINSNS`).
 const MAX_INSTRUCTIONS: usize = 4096;
 
@@ -102,21 +107,41 @@ impl SeccompFilter {
                     continue;
                 }
                 let refused = (0..families.limit).filter(|f| !families.allowed.contains(f));
-                for family in refused {
-                    // The kernel reads the family as an int: compare the low 32 bits only, so
-                    // that garbage in the upper half cannot slip past.
-                    let domain = ScmpArgCompare::new(
+                // The kernel reads the family as an int: compare the low 32 bits only, so that
+                // garbage in the upper half cannot slip past.
+                let domain = |family: u32| {
+                    ScmpArgCompare::new(
                         0,
                         ScmpCompareOp::MaskedEqual(u64::from(u32::MAX)),
                         u64::from(family),
+                    )
+                };
+                for family in refused {
+                    ctx.add_rule_conditional(
+                        ScmpAction::Errno(libc::EPERM),
+                        syscall(nr),
+                        &[domain(family)],
+                    )
+                    .with_context(|| {
+                        format!("adding the seccomp rule refusing {name} for family {family}")
+                    })?;
+                }
+                // socket(AF_INET, SOCK_PACKET) is the kernel's old spelling of a packet socket.
+                if families.allowed.contains(&(libc::AF_INET as u32))
+                    && !families.allowed.contains(&(libc::AF_PACKET as u32))
+                {
+                    let packet_type = ScmpArgCompare::new(
+                        1,
+                        ScmpCompareOp::MaskedEqual(SOCK_TYPE_MASK),
+                        SOCK_PACKET,
                     );
                     ctx.add_rule_conditional(
                         ScmpAction::Errno(libc::EPERM),
                         syscall(nr),
-                        &[domain],
+                        &[domain(libc::AF_INET as u32), packet_type],
                     )
                     .with_context(|| {
-                        format!("adding the seccomp rule refusing {name} for family {family}")
+                        format!("adding the seccomp rule refusing {name}(AF_INET, SOCK_PACKET)")
                     })?;
                 }
             }

@@ -23,7 +23,10 @@ use crate::{
     ebpf::{Enforcement, SessionPrograms, SessionRules},
     events::{self, Clock, Event},
     kernel_btf, launch,
-    network::NetworkRules,
+    network::{
+        NetworkRules,
+        abstract_sockets::{AbstractSocketScope, Unsupported},
+    },
     output::{
         Labels, RuleLabel,
         jsonl::{JsonlWriter, decode_wait_status},
@@ -34,7 +37,7 @@ use crate::{
     process_limit::ProcessLimit,
     progress::Progress,
     seccomp::SeccompFilter,
-    spawn::{self, Outcome, PreparedCommand},
+    spawn::{self, CmdSetup, Outcome, PreparedCommand},
 };
 
 /// Exit status when the timeout killed the session (as timeout(1)).
@@ -247,9 +250,25 @@ async fn run_session(plan: &Plan, cmd: &PreparedCommand, terminal: &Terminal) ->
         enforcement.as_ref(),
         &rules,
     )?;
-    let unenforced = plan.unenforced();
+    // A restricted network also keeps abstract UNIX sockets inside the session, where the
+    // kernel can (Landlock scoping).
+    let abstract_scope = match &plan.rules.network {
+        Some(_) => Some(AbstractSocketScope::new()?),
+        None => None,
+    };
+    let mut unenforced = plan.unenforced();
     if let Some(why) = &plan.rules.degraded {
         report_degraded(terminal, why, plan, &unenforced);
+    }
+    if let Some(Err(Unsupported(why))) = &abstract_scope {
+        terminal.note(&format!(
+            "warning: abstract UNIX sockets outside the session stay reachable: {why}"
+        ));
+        unenforced.push(RuleLabel {
+            kind: "network",
+            pattern: "abstract UNIX sockets outside the session".to_owned(),
+            source: why.clone(),
+        });
     }
     let ring = programs.take_events()?;
     // SAFETY: the ring buffer owns its fd and outlives the registration.
@@ -277,12 +296,15 @@ async fn run_session(plan: &Plan, cmd: &PreparedCommand, terminal: &Terminal) ->
     let mut sighup = signal(SignalKind::hangup()).context("installing a SIGHUP handler")?;
 
     let started = Instant::now();
-    let mut child = spawn::spawn(
-        cmd,
-        cgroup.dir_fd(),
-        plan.seccomp.as_ref(),
-        process_limit.as_ref().and_then(ProcessLimit::join_fd),
-    )?;
+    let setup = CmdSetup {
+        join_procs: process_limit.as_ref().and_then(ProcessLimit::join_fd),
+        landlock_ruleset: match &abstract_scope {
+            Some(Ok(scope)) => Some(scope.fd()),
+            _ => None,
+        },
+        seccomp: plan.seccomp.as_ref(),
+    };
+    let mut child = spawn::spawn(cmd, cgroup.dir_fd(), &setup)?;
     // SAFETY: the pidfd is owned by `child`, which outlives the registration.
     let init_exit = unsafe {
         AsyncFd::register_with_interest(

@@ -153,6 +153,7 @@ pub enum SetupStage {
     CloneIntoCgroup = 2,
     Seccomp = 3,
     ProcessLimit = 4,
+    Landlock = 5,
 }
 
 impl SetupStage {
@@ -162,6 +163,7 @@ impl SetupStage {
             2 => Self::CloneIntoCgroup,
             3 => Self::Seccomp,
             4 => Self::ProcessLimit,
+            5 => Self::Landlock,
             _ => return None,
         })
     }
@@ -172,6 +174,7 @@ impl SetupStage {
             Self::CloneIntoCgroup => "starting the command inside the session cgroup",
             Self::Seccomp => "installing the seccomp filter",
             Self::ProcessLimit => "joining the session's pids cgroup (max_processes)",
+            Self::Landlock => "scoping abstract UNIX sockets to the session (Landlock)",
         }
     }
 }
@@ -248,15 +251,19 @@ fn zeroed_clone_args() -> libc::clone_args {
     unsafe { std::mem::zeroed() }
 }
 
-/// Starts init and, through it, CMD inside `cgroup_fd`. Right before execve, CMD's process
-/// writes itself to `join_procs` (a v1 `cgroup.procs` open for writing: see `process_limit`)
-/// and installs `seccomp`.
-pub fn spawn(
-    cmd: &PreparedCommand,
-    cgroup_fd: RawFd,
-    seccomp: Option<&SeccompFilter>,
-    join_procs: Option<RawFd>,
-) -> Result<Spawned> {
+/// What CMD's process applies to itself right before execve, in this order. Everything is
+/// prepared by the loader; the child only makes raw syscalls on it.
+#[derive(Default)]
+pub struct CmdSetup<'a> {
+    /// A v1 `cgroup.procs` open for writing, to join (see `process_limit`).
+    pub join_procs: Option<RawFd>,
+    /// A Landlock ruleset to restrict itself to (see `network::abstract_sockets`).
+    pub landlock_ruleset: Option<RawFd>,
+    pub seccomp: Option<&'a SeccompFilter>,
+}
+
+/// Starts init and, through it, CMD inside `cgroup_fd`, set up by `setup` before execve.
+pub fn spawn(cmd: &PreparedCommand, cgroup_fd: RawFd, setup: &CmdSetup<'_>) -> Result<Spawned> {
     let (alive_rd, alive_wr) = pipe()?;
     let (report_rd, report_wr) = pipe()?;
     let mut pidfd: libc::c_int = -1;
@@ -275,8 +282,7 @@ pub fn spawn(
             cgroup_fd,
             alive_rd.as_raw_fd(),
             report_wr.as_raw_fd(),
-            seccomp,
-            join_procs,
+            setup,
         );
     }
     drop(alive_rd);
@@ -295,6 +301,12 @@ fn report(fd: RawFd, words: [i32; 3]) {
         buf[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
     }
     unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+}
+
+/// Reports that setting up CMD's process failed at `stage` (with the current errno) and exits.
+fn fail_setup(report_wr: RawFd, stage: SetupStage) -> ! {
+    report(report_wr, [TAG_SETUP_FAILED, stage as i32, errno()]);
+    unsafe { libc::_exit(1) }
 }
 
 fn errno() -> i32 {
@@ -324,8 +336,7 @@ fn init_main(
     cgroup_fd: RawFd,
     alive_rd: RawFd,
     report_wr: RawFd,
-    seccomp: Option<&SeccompFilter>,
-    join_procs: Option<RawFd>,
+    setup: &CmdSetup<'_>,
 ) -> ! {
     unsafe {
         // Die with the loader. The loader may already be gone (it was killed between clone and
@@ -356,24 +367,12 @@ fn init_main(
                 ptr::null(),
             ) != 0
         {
-            report(
-                report_wr,
-                [TAG_SETUP_FAILED, SetupStage::MountProc as i32, errno()],
-            );
-            libc::_exit(1);
+            fail_setup(report_wr, SetupStage::MountProc);
         }
 
         let mut exec_err = [0; 2];
         if libc::pipe2(exec_err.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
-            report(
-                report_wr,
-                [
-                    TAG_SETUP_FAILED,
-                    SetupStage::CloneIntoCgroup as i32,
-                    errno(),
-                ],
-            );
-            libc::_exit(1);
+            fail_setup(report_wr, SetupStage::CloneIntoCgroup);
         }
         let mut args = zeroed_clone_args();
         args.flags = CLONE_INTO_CGROUP;
@@ -381,33 +380,31 @@ fn init_main(
         args.exit_signal = libc::SIGCHLD as u64;
         let child = clone3(&mut args);
         if child < 0 {
-            report(
-                report_wr,
-                [
-                    TAG_SETUP_FAILED,
-                    SetupStage::CloneIntoCgroup as i32,
-                    errno(),
-                ],
-            );
-            libc::_exit(1);
+            fail_setup(report_wr, SetupStage::CloneIntoCgroup);
         }
         if child == 0 {
             libc::close(exec_err[0]);
-            // "0" is the writing process itself. Before seccomp and exec: nothing CMD runs
-            // escapes the limit.
-            if let Some(fd) = join_procs
+            let setup_failed = |stage: SetupStage, errno: i32| -> ! {
+                let msg = [stage as i32, errno];
+                libc::write(exec_err[1], msg.as_ptr().cast(), 8);
+                libc::_exit(127)
+            };
+            // "0" is the writing process itself. Before exec: nothing CMD runs escapes the
+            // limit.
+            if let Some(fd) = setup.join_procs
                 && libc::write(fd, c"0".as_ptr().cast(), 1) != 1
             {
-                let msg = [SetupStage::ProcessLimit as i32, errno()];
-                libc::write(exec_err[1], msg.as_ptr().cast(), 8);
-                libc::_exit(127);
+                setup_failed(SetupStage::ProcessLimit, errno());
             }
-            if let Some(filter) = seccomp
+            if let Some(ruleset) = setup.landlock_ruleset
+                && let Err(e) = crate::network::abstract_sockets::restrict_self(ruleset)
+            {
+                setup_failed(SetupStage::Landlock, e as i32);
+            }
+            if let Some(filter) = setup.seccomp
                 && let Err(e) = filter.install()
             {
-                let msg = [SetupStage::Seccomp as i32, e as i32];
-                libc::write(exec_err[1], msg.as_ptr().cast(), 8);
-                libc::_exit(127);
+                setup_failed(SetupStage::Seccomp, e as i32);
             }
             libc::execve(
                 cmd.program.as_ptr(),

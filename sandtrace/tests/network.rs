@@ -47,6 +47,7 @@ const NETWORK_ON: &str = "[network]\nallow = true\n";
 const RAW_ICMP: &str = "socket 2 3 1"; // AF_INET, SOCK_RAW, IPPROTO_ICMP
 const PACKET: &str = "socket 17 3 768"; // AF_PACKET, SOCK_RAW, htons(ETH_P_ALL)
 const PING: &str = "socket 2 2 1"; // AF_INET, SOCK_DGRAM, IPPROTO_ICMP
+const PACKET_OLD_SPELLING: &str = "socket 2 10 768"; // AF_INET, SOCK_PACKET: a packet socket
 
 fn mapped(addr: SocketAddr) -> SocketAddr {
     format!("[::ffff:{}]:{}", addr.ip(), addr.port())
@@ -58,38 +59,33 @@ fn mapped(addr: SocketAddr) -> SocketAddr {
 fn network_off_refuses_every_way_out_and_outside_is_unaffected() {
     let servers = Servers::start();
     let (tcp, udp) = (servers.tcp, servers.udp);
-    let ops = vec![
-        format!("tcp-connect {tcp}"),
-        format!("tcp-fastopen {tcp}"),
-        format!("udp-send {udp}"),
-        format!("udp-connect {udp}"),
-        format!("tcp-connect {}", mapped(tcp)),
-        format!("udp-send {}", mapped(udp)),
-        RAW_ICMP.to_owned(),
-        PACKET.to_owned(),
-        PING.to_owned(),
-        "bind 127.0.0.1:0".to_owned(),
-        format!("io-uring-connect {tcp}"),
-    ];
-    let s = in_session("net-off", NETWORK_OFF, &ops, &[]);
-    let expected_inside = [
-        "EPERM",
-        "EPERM",
-        "EPERM",
-        "EPERM",
-        "EPERM",
-        "EPERM",
-        "EPERM",
-        "EPERM",
-        "EPERM",
-        "EPERM",
+    // Each way out, what the session must get, and whether it works outside the session
+    // (ICMP datagram sockets depend on net.ipv4.ping_group_range, checked below).
+    let table = [
+        (format!("tcp-connect {tcp}"), "EPERM", true),
+        (format!("tcp-fastopen {tcp}"), "EPERM", true),
+        (format!("udp-send {udp}"), "EPERM", true),
+        (format!("udp-connect {udp}"), "EPERM", true),
+        (format!("tcp-connect {}", mapped(tcp)), "EPERM", true),
+        (format!("udp-send {}", mapped(udp)), "EPERM", true),
+        (RAW_ICMP.to_owned(), "EPERM", true),
+        (PACKET.to_owned(), "EPERM", true),
+        (PACKET_OLD_SPELLING.to_owned(), "EPERM", true),
+        (PING.to_owned(), "EPERM", false),
+        ("bind 127.0.0.1:0".to_owned(), "EPERM", true),
         // Without BPF LSM the sockets io_uring creates cannot be checked: no io_uring.
-        "io_uring_setup:EPERM",
+        (
+            format!("io-uring-connect {tcp}"),
+            "io_uring_setup:EPERM",
+            true,
+        ),
     ];
-    // Hosts may not offer ICMP datagram sockets at all (net.ipv4.ping_group_range): then the
-    // kernel refuses with EACCES before sandtrace is asked.
+    let ops: Vec<String> = table.iter().map(|(op, ..)| op.clone()).collect();
+    let s = in_session("net-off", NETWORK_OFF, &ops, &[]);
+    // Hosts may not offer ICMP datagram sockets at all: then the kernel refuses with EACCES
+    // before sandtrace is asked.
     let ping_outside = probe::outside(PING).remove(0);
-    for ((op, got), want) in ops.iter().zip(&s.results).zip(expected_inside) {
+    for ((op, want, _), got) in table.iter().zip(&s.results) {
         if op == PING && ping_outside != "ok" {
             assert_ne!(got, "ok", "inside the session: {op}");
             continue;
@@ -133,9 +129,10 @@ fn network_off_refuses_every_way_out_and_outside_is_unaffected() {
             .any(|e| e["protocol"] == "icmp" && e["socket_type"] == "raw"),
         "{sockets:#?}"
     );
-    assert!(
-        sockets.iter().any(|e| e["family"] == "packet"),
-        "{sockets:#?}"
+    assert_eq!(
+        sockets.iter().filter(|e| e["family"] == "packet").count(),
+        2,
+        "AF_PACKET and (AF_INET, SOCK_PACKET): {sockets:#?}"
     );
     let uring = of_type(&s.events, "syscall")
         .into_iter()
@@ -149,20 +146,26 @@ fn network_off_refuses_every_way_out_and_outside_is_unaffected() {
         .filter(|e| e["action"] == "deny")
         .count() as u64;
     assert_eq!(summary["denials"]["network"], denied_network, "{summary}");
-    assert!(denied_network >= 9, "{summary}");
+    assert!(denied_network >= 10, "{summary}");
     assert_eq!(summary["mode"], "degraded");
-    assert!(
-        summary["denied_count"].as_u64().unwrap() >= denied_network + 1,
-        "{summary}"
+    assert_eq!(
+        summary["denials"]["syscalls"], 1,
+        "io_uring_setup: {summary}"
     );
+    assert_eq!(summary["denied_count"], denied_network + 1, "{summary}");
 
     // The same calls outside any session go through.
-    let outside = probe::outside(&ops[..8].join(";"));
-    for (op, got) in ops.iter().zip(&outside) {
+    let outside_ops: Vec<&str> = table
+        .iter()
+        .filter(|(.., outside)| *outside)
+        .map(|(op, ..)| op.as_str())
+        .collect();
+    for (op, got) in outside_ops
+        .iter()
+        .zip(probe::outside(&outside_ops.join(";")))
+    {
         assert_eq!(got, "ok", "outside the session: {op}");
     }
-    assert_eq!(probe::outside(&ops[9])[0], "ok", "outside: {}", ops[9]);
-    assert_eq!(probe::outside(&ops[10])[0], "ok", "outside: {}", ops[10]);
     assert!(
         servers.tcp_accepted() >= 4,
         "outside connects reached the server"
@@ -397,15 +400,56 @@ fn network_rules_are_validated_like_the_rest_of_the_policy() {
         describe(&out)
     );
 
-    let out = check("[network]\nallow_connect = [\"127.0.0.1:8080\", \"*:443\"]\n");
+    let rules = "[network]\nallow_connect = [\"127.0.0.1:8080\", \"*:443\", \"[::ffff:10.0.0.0]/104:53\"]\n\
+                 allow_bind = [\"[::1]:3000-3009\"]\n";
+    let out = check(rules);
     assert!(out.status.success(), "{}", describe(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("network: blocked except what these rules allow"),
         "{stdout}"
     );
-    assert!(stdout.contains("    127.0.0.1:8080"), "{stdout}");
-    assert!(stdout.contains("    *:443"), "{stdout}");
+    for rule in [
+        "127.0.0.1:8080",
+        "*:443",
+        "10.0.0.0/8:53",
+        "[::1]:3000-3009",
+    ] {
+        assert!(
+            stdout.contains(&format!("    {rule} ")),
+            "{rule} in {stdout}"
+        );
+    }
+
+    // `policy show` writes the rules so that they parse back to the same rules.
+    let file = scratch.path("policy.toml");
+    std::fs::write(&file, rules).unwrap();
+    let shown = run(&["policy", "show", file.to_str().unwrap()]);
+    assert!(shown.status.success(), "{}", describe(&shown));
+    let text = String::from_utf8_lossy(&shown.stdout).into_owned();
+    assert!(
+        text.contains(
+            "allow_connect = [\n    \"127.0.0.1:8080\",\n    \"*:443\",\n    \"10.0.0.0/8:53\",\n]"
+        ),
+        "{text}"
+    );
+    let out = check(&text);
+    assert!(out.status.success(), "{}\n{text}", describe(&out));
+    // The same rules, in the same lists (their positions in the file differ).
+    let rules_of = |report: &str| -> Vec<String> {
+        report
+            .lines()
+            .skip_while(|l| !l.starts_with("network:"))
+            .take_while(|l| !l.starts_with("syscalls"))
+            .map(|l| l.split_whitespace().next().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let again = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        rules_of(&again),
+        rules_of(&stdout),
+        "the round trip changed the rules"
+    );
 }
 
 #[test]
@@ -474,4 +518,23 @@ fn degraded_mode_lists_the_unenforced_rules_before_the_command_starts() {
             .contains("policy.toml:2:"),
         "{summary}"
     );
+}
+
+#[test]
+fn abstract_unix_sockets_outside_the_session_are_out_of_reach() {
+    let name = format!("sandtrace-test-abstract-{}", std::process::id());
+    let _listener = probe::abstract_listener(&name);
+    let ops = vec![
+        format!("abstract-connect {name}"),
+        "abstract-within".to_owned(),
+    ];
+    let s = in_session("abstract-off", NETWORK_OFF, &ops, &[]);
+    assert_eq!(
+        s.results,
+        ["EPERM", "ok"],
+        "a host service is out of reach, the session's own sockets are not"
+    );
+    assert_eq!(probe::outside(&ops[0]), ["ok"]);
+    let s = in_session("abstract-on", NETWORK_ON, &ops, &[]);
+    assert_eq!(s.results, ["ok", "ok"]);
 }

@@ -24,8 +24,9 @@ const ALWAYS_BLOCKED: [&str; 10] = [
     "pivot_root",
 ];
 
-/// Runs the probe operation `op` in a session under `policy`; `log` adds `-o`.
-fn in_session(scratch: &Scratch, policy: &str, op: &str, log: bool) -> Output {
+/// Runs the probe operation `op` in a session under `policy`; `log` adds `-o`, `flags` go
+/// before `--`.
+fn in_session(scratch: &Scratch, policy: &str, op: &str, log: bool, flags: &[&str]) -> Output {
     let policy_file = scratch.path("policy.toml");
     std::fs::write(&policy_file, policy).unwrap();
     let log_file = scratch.path("events.jsonl");
@@ -38,6 +39,7 @@ fn in_session(scratch: &Scratch, policy: &str, op: &str, log: bool) -> Output {
     if log {
         args.extend(["-o".to_owned(), log_file.to_str().unwrap().to_owned()]);
     }
+    args.extend(flags.iter().map(|f| f.to_string()));
     args.push("--".to_owned());
     args.extend(probe::command_line());
     sandtrace()
@@ -73,7 +75,7 @@ fn every_denied_syscall_fails_with_eperm_inside_the_session_only() {
     );
     let all: Vec<&str> = listed.iter().chain(&ALWAYS_BLOCKED).copied().collect();
     let op = format!("syscalls {}", all.join(" "));
-    let out = in_session(&scratch, &policy, &op, true);
+    let out = in_session(&scratch, &policy, &op, true, &[]);
     assert!(out.status.success(), "{}", describe(&out));
     let result = probe::results_of(&out).expect("a result").remove(0);
     for (name, outcome) in outcomes(&result) {
@@ -130,6 +132,7 @@ fn the_x32_alias_of_a_denied_syscall_kills_the_caller() {
         "[syscalls]\ndeny = [\"uname\"]\n",
         "x32 uname",
         true,
+        &[],
     );
     assert_eq!(
         out.status.code(),
@@ -169,41 +172,42 @@ fn the_x32_alias_of_a_denied_syscall_kills_the_caller() {
 fn denied_and_log_only_calls_are_reported_at_default_verbosity() {
     let scratch = Scratch::new("sys-report");
     let policy = "[syscalls]\ndeny = [\"sysinfo\"]\nlog_only = [\"getppid\"]\n";
-    // No -o and no -v: per-syscall events are off, yet these are reported.
-    let out = in_session(
-        &scratch,
-        policy,
-        "syscalls getppid getppid sysinfo sched_yield",
-        false,
-    );
+    // No -o and no -vv: per-syscall events are off, yet these are reported: denials at the
+    // default verbosity, log_only calls from -v on, and both in the summary.
+    let op = "syscalls getppid getppid sysinfo sched_yield";
+    let out = in_session(&scratch, policy, op, false, &[]);
     assert!(out.status.success(), "{}", describe(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let lines = |needle: &str| stderr.lines().filter(|l| l.contains(needle)).count();
-    assert_eq!(lines("getppid = "), 2, "{stderr}");
-    assert_eq!(lines("] getppid = "), 2, "{stderr}");
+    let lines = |text: &str, needle: &str| text.lines().filter(|l| l.contains(needle)).count();
     assert!(
         stderr
             .lines()
             .any(|l| l.contains("sysinfo = -1 EPERM") && l.contains("[denied]")),
         "{stderr}"
     );
+    assert_eq!(lines(&stderr, "getppid"), 0, "{stderr}");
+    assert!(stderr.contains("denied      1 (syscalls 1)"), "{stderr}");
+    assert!(stderr.contains("log_only    2 calls"), "{stderr}");
+
+    let out = in_session(&scratch, policy, op, false, &["-v"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(lines(&stderr, "] getppid = "), 2, "{stderr}");
     assert!(
         stderr
             .lines()
-            .filter(|l| l.contains("getppid"))
+            .filter(|l| l.contains("] getppid = "))
             .all(|l| l.contains("[log_only]")),
         "{stderr}"
     );
     assert_eq!(
-        lines("sched_yield"),
+        lines(&stderr, "sched_yield"),
         0,
         "unlisted syscalls stay quiet: {stderr}"
     );
-    assert!(stderr.contains("denied      1 (syscalls 1)"), "{stderr}");
-    assert!(stderr.contains("log_only    2 calls"), "{stderr}");
 
     // In the event log they are marked.
-    let out = in_session(&scratch, policy, "syscalls getppid sysinfo", true);
+    let out = in_session(&scratch, policy, "syscalls getppid sysinfo", true, &[]);
     assert!(out.status.success(), "{}", describe(&out));
     let events = read_jsonl(&scratch.path("events.jsonl"));
     let getppid: Vec<&Value> = of_type(&events, "syscall")

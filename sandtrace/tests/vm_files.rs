@@ -79,6 +79,10 @@ enum Op {
         user_ns: bool,
     },
     Chroot(PathBuf),
+    /// PTRACE_ATTACH to a process of the session's PID namespace (then detach).
+    PtraceAttach(i32),
+    /// The `bpf` syscall (a BPF_PROG_GET_NEXT_ID query).
+    Bpf,
     /// Create `depth` nested directories named `name` under `base` (relative steps), then
     /// open `file` at the bottom for reading.
     OpenDeep {
@@ -127,6 +131,8 @@ impl Op {
                 if *user_ns { "user" } else { "mount" }
             ),
             Op::Chroot(x) => format!("chroot\t{}", p(x)),
+            Op::PtraceAttach(pid) => format!("ptrace_attach\t{pid}"),
+            Op::Bpf => "bpf".to_owned(),
             Op::OpenDeep {
                 base,
                 name,
@@ -448,6 +454,24 @@ fn perform(f: &[&str]) -> Result<(), Errno> {
             } as _)?;
             drop(unsafe { OwnedFd::from_raw_fd(fd as i32) });
             Ok(())
+        }
+        "ptrace_attach" => {
+            let pid: libc::pid_t = arg(1).parse().unwrap();
+            check(unsafe { libc::ptrace(libc::PTRACE_ATTACH, pid, 0, 0) })?;
+            let mut status = 0;
+            unsafe {
+                libc::waitpid(pid, &mut status, libc::__WALL);
+                libc::ptrace(libc::PTRACE_DETACH, pid, 0, 0);
+            }
+            Ok(())
+        }
+        "bpf" => {
+            // BPF_PROG_GET_NEXT_ID from 0: the first step of finding sandtrace's programs.
+            let mut attr = [0u32; 4];
+            check(unsafe {
+                libc::syscall(libc::SYS_bpf, 11, attr.as_mut_ptr(), size_of_val(&attr))
+            })
+            .map(drop)
         }
         other => panic!("unknown operation {other}"),
     }
@@ -925,9 +949,8 @@ fn run_escapes(trace_only: bool) -> (Escapes, Session) {
 fn escape_attempts_fail_under_strict_and_succeed_when_only_traced() {
     let (e, enforced) = run_escapes(false);
     let mut problems = Vec::new();
-    for ((op, what), result) in e.ops.iter().zip(&enforced.results) {
+    for ((_, what), result) in e.ops.iter().zip(&enforced.results) {
         let must_fail = !what.ends_with("(allowed)");
-        let _ = op;
         if must_fail && result == "ok" {
             problems.push(format!("ESCAPE: {what} succeeded under enforcement"));
         }
@@ -941,6 +964,16 @@ fn escape_attempts_fail_under_strict_and_succeed_when_only_traced() {
         e.secret.display(),
         enforced.describe
     );
+    // The 5000-byte path is denied because it is too long to decide, and says so.
+    let too_long = of_type(&enforced.events, "file").into_iter().any(|ev| {
+        ev["action"] == "deny"
+            && ev["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("too long"))
+    });
+    if !too_long {
+        problems.push("no denial says a path was too long to decide".to_owned());
+    }
     let (e2, traced) = run_escapes(true);
     for ((op, what), result) in e2.ops.iter().zip(&traced.results) {
         // Under tracing the same attempts work, which shows the denials above come from
@@ -957,28 +990,6 @@ fn escape_attempts_fail_under_strict_and_succeed_when_only_traced() {
         problems.join("\n"),
         enforced.describe,
         traced.describe
-    );
-}
-
-#[test]
-fn a_path_longer_than_the_policy_can_decide_is_denied_and_reported() {
-    let (e, enforced) = run_escapes(false);
-    let index = e
-        .ops
-        .iter()
-        .position(|(_, what)| *what == "a path of 5000 bytes")
-        .unwrap();
-    assert_eq!(enforced.results[index], "EACCES", "{}", enforced.describe);
-    let too_long = of_type(&enforced.events, "file").into_iter().any(|ev| {
-        ev["action"] == "deny"
-            && ev["reason"]
-                .as_str()
-                .is_some_and(|r| r.contains("too long"))
-    });
-    assert!(
-        too_long,
-        "no denial says the path was too long\n{}",
-        enforced.describe
     );
 }
 
@@ -1084,4 +1095,67 @@ fn proc_self_rules_cover_the_process_own_proc_directory() {
         None,
     );
     assert_eq!(session.results, ["EACCES"], "{}", session.describe);
+}
+
+#[test]
+fn leaving_the_session_is_denied_even_where_the_policy_allows_everything() {
+    let scratch = Scratch::new("session-escape");
+    let policy = scratch.path("everything.toml");
+    fs::write(
+        &policy,
+        "[filesystem]\nallow_read = [\"/\"]\nallow_write = [\"/\"]\nallow_exec = [\"**\"]\n[network]\nallow = true\n",
+    )
+    .unwrap();
+    let ops = [
+        (
+            Op::OpenWrite("/sys/fs/cgroup/cgroup.procs".into()),
+            "writing cgroup.procs",
+        ),
+        (Op::PtraceAttach(1), "tracing the session's init"),
+        (Op::Bpf, "the bpf syscall"),
+    ];
+    let list: Vec<Op> = ops.iter().map(|(op, _)| op.clone()).collect();
+    let enforced = run_ops(
+        &["--policy", policy.to_str().unwrap()],
+        &scratch.0,
+        &list,
+        &scratch.path("e.jsonl"),
+        None,
+    );
+    let traced = run_ops(
+        &["--policy", policy.to_str().unwrap(), "--trace-only"],
+        &scratch.0,
+        &list,
+        &scratch.path("t.jsonl"),
+        None,
+    );
+    let mut problems = Vec::new();
+    for (((_, what), enforced), traced) in ops.iter().zip(&enforced.results).zip(&traced.results) {
+        if enforced == "ok" {
+            problems.push(format!("ESCAPE: {what} succeeded under enforcement"));
+        }
+        if traced != "ok" {
+            problems.push(format!("{what}: failed even with --trace-only ({traced})"));
+        }
+    }
+    let named = of_type(&enforced.events, "file")
+        .into_iter()
+        .filter(|ev| {
+            ev["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("outside the session"))
+        })
+        .count();
+    if named < 2 {
+        problems.push(format!(
+            "{named} denials say they would reach outside the session, expected 2"
+        ));
+    }
+    assert!(
+        problems.is_empty(),
+        "{}\n--- enforced\n{}\n--- traced\n{}",
+        problems.join("\n"),
+        enforced.describe,
+        traced.describe
+    );
 }

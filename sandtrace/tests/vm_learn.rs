@@ -90,11 +90,9 @@ fn learned_policies_let_the_same_run_succeed_and_deny_a_secret() {
 }
 
 /// git opens `/dev/null` through a string constant of its binary whose page is often not
-/// mapped yet when `openat` starts; `sys_enter` cannot fault it in, so the trace has no path
-/// for that open, the learned policy lacks `/dev/null`, and git dies on the denial. Needs the
-/// kernel programs to read a path that failed at `sys_enter` again at `sys_exit`.
+/// mapped yet when `openat` starts: the path is only readable at `sys_exit`, which the kernel
+/// programs retry.
 #[test]
-#[ignore = "the kernel programs do not yet re-read path arguments at sys_exit"]
 fn git_under_its_learned_policy() {
     learn_and_enforce(&git());
 }

@@ -47,6 +47,10 @@ const LSM_PROGRAMS: &[&str] = &[
     "path_chmod",
     "path_chown",
     "bprm_check_security",
+    "ptrace_access_check",
+    // Pathname UNIX sockets: connecting is decided by the socket file's path.
+    "unix_stream_connect",
+    "unix_may_send",
 ];
 
 /// What the LSM programs enforce.
@@ -269,9 +273,18 @@ pub fn probe_lsm() -> LsmSupport {
 
 fn try_attach_probe() -> Result<()> {
     let btf = Btf::from_sys_fs().context("reading the kernel's BTF (/sys/kernel/btf/vmlinux)")?;
-    let mut ebpf = EbpfLoader::new()
-        .map_max_entries("EVENTS", 4096)
-        .load(OBJECT)?;
+    // Only the probe program is loaded: shrink the large maps the object creates anyway.
+    let mut loader = EbpfLoader::new();
+    loader.map_max_entries("EVENTS", 4096);
+    for map in [
+        "PENDING",
+        "PATH_DFA_ROWS",
+        "PATH_DFA_ACCEPT",
+        "PATH_DFA_DENY_AHEAD",
+    ] {
+        loader.map_max_entries(map, 1);
+    }
+    let mut ebpf = loader.load(OBJECT)?;
     let prog: &mut Lsm = ebpf
         .program_mut("lsm_probe")
         .context("lsm_probe missing from the eBPF object")?

@@ -6,7 +6,10 @@
 //! (nothing, when they are empty). They work on kernels without BPF LSM. Socket families that
 //! reach the network past those programs (packet, vsock, ...) are refused by the BPF LSM
 //! `socket_create` program where BPF LSM is available, and otherwise by the seccomp filter
-//! ([`SeccompNetworkGuard`]).
+//! ([`ALLOWED_SOCKET_FAMILIES`], with io_uring denied). Abstract UNIX sockets are scoped to
+//! the session with Landlock ([`abstract_sockets`]).
+
+pub mod abstract_sockets;
 
 use std::{net::IpAddr, os::fd::BorrowedFd};
 

@@ -83,9 +83,11 @@ impl Terminal {
             EventBody::Syscall(s) => {
                 let action = s.action;
                 let failed = s.ret.is_some_and(is_error);
-                // Denied and log_only syscalls always show, like every other denial.
+                // Denials always show, like every other denial; log_only hits (often frequent,
+                // like mmap) from -v on, and always in the event log and the summary.
                 let wanted = match self.verbosity {
-                    Verbosity::Quiet | Verbosity::Processes => action != SyscallAction::Allow,
+                    Verbosity::Quiet => action == SyscallAction::Deny,
+                    Verbosity::Processes => action != SyscallAction::Allow,
                     Verbosity::FailedSyscalls => failed || action != SyscallAction::Allow,
                     Verbosity::AllSyscalls => true,
                 };
@@ -269,7 +271,7 @@ impl Terminal {
                 self.paint(
                     YELLOW,
                     &format!(
-                        "{} rules (--allow-degraded; listed before the command started)",
+                        "{} rules (listed before the command started)",
                         s.unenforced.len()
                     ),
                 ),

@@ -317,6 +317,10 @@ fn run_op(op: &str) -> String {
             words[2].parse().unwrap(),
             words[3].parse().unwrap(),
         ),
+        Some("abstract-connect") => abstract_connect(words[1]),
+        Some("abstract-within") => abstract_within(),
+        Some("unix-connect") => unix_connect(words[1]),
+        Some("unix-send") => unix_send(words[1]),
         Some("syscalls") => syscalls(&words[1..]),
         Some("x32") => x32(words[1]),
         Some("fork-until-refused") => fork_until_refused(),
@@ -569,6 +573,99 @@ fn complete(ring: &mut io_uring::IoUring, op: io_uring::squeue::Entry) -> String
     } else {
         "ok".into()
     }
+}
+
+/// A `sockaddr_un` for the abstract name `@name`.
+fn abstract_address(name: &str) -> (libc::sockaddr_un, libc::socklen_t) {
+    // SAFETY: sockaddr_un is plain data.
+    let mut sun: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    sun.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (i, b) in name.bytes().enumerate() {
+        sun.sun_path[i + 1] = b as libc::c_char;
+    }
+    let len = size_of::<libc::sa_family_t>() + 1 + name.len();
+    (sun, len as libc::socklen_t)
+}
+
+/// Connects a stream socket to the abstract socket `@name`.
+fn abstract_connect(name: &str) -> String {
+    let fd = match new_socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) {
+        Ok(fd) => fd,
+        Err(e) => return format!("socket:{e}"),
+    };
+    let (sun, len) = abstract_address(name);
+    // SAFETY: `sun` holds `len` valid bytes.
+    outcome(unsafe { libc::connect(fd, (&raw const sun).cast(), len) } as libc::c_long)
+}
+
+/// Listens on an abstract socket and connects to it from the same process.
+fn abstract_within() -> String {
+    let name = format!("sandtrace-probe-{}", std::process::id());
+    let fd = match new_socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) {
+        Ok(fd) => fd,
+        Err(e) => return format!("socket:{e}"),
+    };
+    let (sun, len) = abstract_address(&name);
+    // SAFETY: `sun` holds `len` valid bytes.
+    if unsafe { libc::bind(fd, (&raw const sun).cast(), len) } != 0
+        || unsafe { libc::listen(fd, 1) } != 0
+    {
+        return format!("listen:{}", last_errno());
+    }
+    abstract_connect(&name)
+}
+
+/// A `sockaddr_un` for the socket file `path`.
+fn pathname_address(path: &str) -> (libc::sockaddr_un, libc::socklen_t) {
+    // SAFETY: sockaddr_un is plain data.
+    let mut sun: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    sun.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (i, b) in path.bytes().enumerate() {
+        sun.sun_path[i] = b as libc::c_char;
+    }
+    let len = size_of::<libc::sa_family_t>() + path.len() + 1;
+    (sun, len as libc::socklen_t)
+}
+
+/// Connects a stream socket to the socket file `path`.
+fn unix_connect(path: &str) -> String {
+    let fd = match new_socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) {
+        Ok(fd) => fd,
+        Err(e) => return format!("socket:{e}"),
+    };
+    let (sun, len) = pathname_address(path);
+    // SAFETY: `sun` holds `len` valid bytes.
+    outcome(unsafe { libc::connect(fd, (&raw const sun).cast(), len) } as libc::c_long)
+}
+
+/// Sends a datagram to the socket file `path` from an unconnected socket.
+fn unix_send(path: &str) -> String {
+    let fd = match new_socket(libc::AF_UNIX, libc::SOCK_DGRAM, 0) {
+        Ok(fd) => fd,
+        Err(e) => return format!("socket:{e}"),
+    };
+    let (sun, len) = pathname_address(path);
+    let data = b"probe";
+    // SAFETY: valid buffer and address.
+    outcome(unsafe {
+        libc::sendto(
+            fd,
+            data.as_ptr().cast(),
+            data.len(),
+            0,
+            (&raw const sun).cast(),
+            len,
+        )
+    } as libc::c_long)
+}
+
+/// Listens on the abstract socket `@name` (outside any session) until the returned listener
+/// is dropped.
+pub fn abstract_listener(name: &str) -> std::os::unix::net::UnixListener {
+    use std::os::linux::net::SocketAddrExt as _;
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    std::os::unix::net::UnixListener::bind_addr(&addr)
+        .unwrap_or_else(|e| panic!("listening on @{name}: {e}"))
 }
 
 /// Calls each named syscall with harmless arguments (ones that fail or do nothing when the

@@ -30,20 +30,21 @@ pub struct GuestReport {
 /// A bound on one boot: each enforcing run spends seconds in the verifier under emulation.
 const VM_TIMEOUT_SECS: u64 = 3600;
 
-/// Boots `kernel` and runs the VM part there; `quick` runs only the start-up workload.
+/// Boots `kernel` and runs the VM part there with `xtask`, a copy of this binary; `quick`
+/// runs only the start-up workload.
 pub fn run_in_vm(
+    xtask: &Path,
     kernel: &str,
     sandtrace: &Path,
     repetitions: u32,
     quick: bool,
 ) -> Result<GuestReport> {
-    let xtask = std::env::current_exe().context("locating the xtask binary")?;
-    let mut command = Command::new(&xtask);
+    let mut command = Command::new(xtask);
     command
         .args(["vm", "--kernel", kernel, "--timeout"])
         .arg(VM_TIMEOUT_SECS.to_string())
         .arg("--")
-        .arg(&xtask)
+        .arg(xtask)
         .args(["bench", "guest", "--sandtrace"])
         .arg(sandtrace)
         .arg("--repetitions")

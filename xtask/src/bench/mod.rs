@@ -91,13 +91,11 @@ fn bench(args: &BenchArgs) -> Result<()> {
     let out_dir =
         fs::canonicalize(&out_dir).with_context(|| format!("resolving {}", out_dir.display()))?;
     let scratch = fresh_dir(&out_dir.join("work"))?;
-    // Every run measures this copy, even if sandtrace is rebuilt while the benchmark runs.
-    let sandtrace = {
-        let copy = scratch.join("sandtrace");
-        fs::copy(&sandtrace, &copy)
-            .with_context(|| format!("copying {} to {}", sandtrace.display(), copy.display()))?;
-        copy
-    };
+    // The runs use copies of sandtrace and of this binary (the in-session timer, and the VM
+    // part's runner): either may be rebuilt while the benchmark runs. /proc/self/exe still
+    // reads when this binary's file has already been replaced.
+    let sandtrace = snapshot(&sandtrace, &scratch.join("sandtrace"))?;
+    let xtask = snapshot(Path::new("/proc/self/exe"), &scratch.join("xtask"))?;
     let repetitions = args.repetitions.unwrap_or(if args.quick { 1 } else { 5 });
     let vm_repetitions = args
         .vm_repetitions
@@ -106,7 +104,7 @@ fn bench(args: &BenchArgs) -> Result<()> {
 
     let tools = Tools {
         sandtrace: sandtrace.clone(),
-        timer: std::env::current_exe().context("locating the xtask binary")?,
+        timer: xtask.clone(),
         policy: runner::write_allow_policy(&scratch)?,
         scratch: scratch.clone(),
     };
@@ -120,7 +118,7 @@ fn bench(args: &BenchArgs) -> Result<()> {
             "bench: the BPF-LSM part, in the VM (kernel {})",
             args.kernel
         );
-        match guest::run_in_vm(&args.kernel, &sandtrace, vm_repetitions, args.quick) {
+        match guest::run_in_vm(&xtask, &args.kernel, &sandtrace, vm_repetitions, args.quick) {
             Ok(report) => VmOutcome::measured(report, vm_repetitions),
             Err(err) => VmOutcome::Failed {
                 error: format!("{err:#}"),
@@ -143,6 +141,13 @@ fn bench(args: &BenchArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Copies the executable `from` to `to`.
+fn snapshot(from: &Path, to: &Path) -> Result<PathBuf> {
+    fs::copy(from, to)
+        .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    Ok(to.to_path_buf())
 }
 
 /// `path` as a new empty directory (whatever an earlier run left there is removed).

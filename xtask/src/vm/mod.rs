@@ -93,7 +93,7 @@ pub fn run_command(args: &VmArgs) -> Result<ExitCode> {
         shares: &args.share,
         timeout: Duration::from_secs(args.timeout),
         show_console: args.console,
-        capture_stdout: false,
+        output: qemu::Output::Live,
     })?;
     Ok(ExitCode::from(exit.code))
 }

@@ -61,8 +61,9 @@ pub struct GuestCommand<'a> {
     pub timeout: Duration,
     /// Copy the serial console to stderr as it arrives.
     pub show_console: bool,
-    /// Also keep the command's stdout (it is always copied to the host's stdout).
-    pub capture_stdout: bool,
+    /// Where the command's output goes: live to this process's stdout/stderr, or only into
+    /// [`GuestExit`] (so that several VMs can run side by side without mixing their output).
+    pub output: Output,
 }
 
 /// How the guest command ended.
@@ -70,8 +71,15 @@ pub struct GuestCommand<'a> {
 pub struct GuestExit {
     /// The command's exit status (128 + N when killed by signal N).
     pub code: u8,
-    /// Its stdout when `capture_stdout` was set, else empty.
+    /// Its stdout and stderr with [`Output::Captured`], else empty.
     pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Live,
+    Captured,
 }
 
 /// Boots `command.kernel`, runs the command and returns its exit status. A guest that panics,
@@ -118,18 +126,32 @@ pub fn run(command: &GuestCommand) -> Result<GuestExit> {
             return Err(diagnostics.error(&format!("{err:#}"), &finish(console)?));
         }
     };
-    let stdout = forward(stdout, io::stdout(), command.capture_stdout);
-    let stderr = forward(stderr, io::stderr(), false);
+    let captured = command.output == Output::Captured;
+    let (stdout, stderr) = if captured {
+        (
+            forward(stdout, io::sink(), true),
+            forward(stderr, io::sink(), true),
+        )
+    } else {
+        (
+            forward(stdout, io::stdout(), false),
+            forward(stderr, io::stderr(), false),
+        )
+    };
     let exited = wait_until(&mut child, deadline)?;
     if exited.is_none() {
         stop(&mut child);
     }
     // QEMU has exited, so its ports and console are closed and these end once drained.
     let stdout = stdout.join().unwrap_or_default();
-    let _ = stderr.join();
+    let stderr = stderr.join().unwrap_or_default();
     let console = finish(console)?;
     match (exited, console.exit_code) {
-        (Some(_), Some(code)) => Ok(GuestExit { code, stdout }),
+        (Some(_), Some(code)) => Ok(GuestExit {
+            code,
+            stdout,
+            stderr,
+        }),
         (None, _) => {
             let timeout = command.timeout.as_secs();
             Err(diagnostics.error(

@@ -4,6 +4,7 @@
 
 use std::{
     ffi::OsString,
+    io::Write as _,
     path::PathBuf,
     process::{ExitCode, Stdio},
     time::{Duration, Instant},
@@ -12,7 +13,6 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 
 use super::{
-    DEFAULT_TIMEOUT_SECS,
     kernel::{self, KernelChoice, SUPPORTED_SERIES},
     qemu,
 };
@@ -23,7 +23,8 @@ pub struct VmTestArgs {
     /// Kernel to test in (repeatable; default: every supported series, 6.1 and 6.12).
     #[arg(long, value_name = "6.1|6.12|PATH")]
     kernel: Vec<KernelChoice>,
-    /// Kill a kernel's test run and count it as failed after SECS seconds (boot included).
+    /// Kill a kernel's test run and count it as failed after SECS seconds (boot included;
+    /// default 1800).
     #[arg(long, value_name = "SECS")]
     timeout: Option<u64>,
     /// Copy each guest's serial console to stderr while it runs.
@@ -33,6 +34,9 @@ pub struct VmTestArgs {
     #[arg(last = true, value_name = "TEST_ARGS")]
     test_args: Vec<OsString>,
 }
+
+/// The whole suite in one kernel, boot included: a hung guest fails the run after this.
+const SUITE_TIMEOUT_SECS: u64 = 1800;
 
 /// libtest's counts from one or more `test result:` lines.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -66,28 +70,50 @@ pub fn run(args: &VmTestArgs) -> Result<ExitCode> {
 
     let (argv, cwd) = test_command(&executables, &args.test_args);
     let env = super::guest_env();
-    let timeout = Duration::from_secs(args.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS));
+    let timeout = Duration::from_secs(args.timeout.unwrap_or(SUITE_TIMEOUT_SECS));
+    // One VM per kernel, side by side: emulation runs each guest on one host thread, so on a
+    // machine with a core per kernel this halves the wall time. Each guest's output is
+    // printed when it finishes, so the kernels' results do not interleave.
+    let outcomes: Vec<(Result<qemu::GuestExit>, f64)> = std::thread::scope(|scope| {
+        let runs: Vec<_> = kernels
+            .iter()
+            .map(|kernel| {
+                eprintln!(
+                    "xtask: vm-test: starting kernel {} ({})",
+                    kernel.release, kernel.origin
+                );
+                let (argv, cwd, env) = (&argv, &cwd, &env);
+                scope.spawn(move || {
+                    let started = Instant::now();
+                    let outcome = qemu::run(&qemu::GuestCommand {
+                        kernel,
+                        argv,
+                        cwd,
+                        env,
+                        shares: &[],
+                        timeout,
+                        show_console: args.console,
+                        output: qemu::Output::Captured,
+                    });
+                    (outcome, started.elapsed().as_secs_f64())
+                })
+            })
+            .collect();
+        runs.into_iter()
+            .map(|run| run.join().expect("a VM thread panicked"))
+            .collect()
+    });
     let mut summary = Vec::new();
     let mut total = Counts::default();
-    for kernel in &kernels {
+    for (kernel, (outcome, seconds)) in kernels.iter().zip(outcomes) {
         eprintln!(
-            "xtask: vm-test: running in kernel {} ({})",
+            "xtask: vm-test: ==== kernel {} ({}) ====",
             kernel.release, kernel.origin
         );
-        let started = Instant::now();
-        let outcome = qemu::run(&qemu::GuestCommand {
-            kernel,
-            argv: &argv,
-            cwd: &cwd,
-            env: &env,
-            shares: &[],
-            timeout,
-            show_console: args.console,
-            capture_stdout: true,
-        });
-        let seconds = started.elapsed().as_secs_f64();
         let counts = match outcome {
             Ok(exit) => {
+                let _ = std::io::stderr().write_all(&exit.stderr);
+                let _ = std::io::stdout().write_all(&exit.stdout);
                 let mut counts = parse_libtest_counts(&String::from_utf8_lossy(&exit.stdout));
                 if exit.code != 0 && counts.failed == 0 {
                     eprintln!(
