@@ -44,7 +44,7 @@ pub struct BenchArgs {
     /// Runs of each workload under each variant on the host (default 5, 1 with --quick).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     repetitions: Option<u32>,
-    /// Runs of each workload under each variant in the VM (default 3, 1 with --quick): every
+    /// Runs of each workload under each variant in the VM (default 5, 1 with --quick): every
     /// enforcing run there spends seconds loading the programs under emulation.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     vm_repetitions: Option<u32>,
@@ -99,7 +99,7 @@ fn bench(args: &BenchArgs) -> Result<()> {
     let repetitions = args.repetitions.unwrap_or(if args.quick { 1 } else { 5 });
     let vm_repetitions = args
         .vm_repetitions
-        .unwrap_or(if args.quick { 1 } else { 3 });
+        .unwrap_or(if args.quick { 1 } else { 5 });
     let mut machine = Machine::observe();
 
     let tools = Tools {
