@@ -17,7 +17,7 @@ use super::{
     runner::{self, Tools, Variant, WorkloadRuns},
     workloads::{self, Kind, Sizes},
 };
-use crate::cargo;
+use crate::vm;
 
 /// What one boot measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -43,7 +43,14 @@ pub fn run_in_vm(
     let mut command = Command::new(xtask);
     command
         .args(["vm", "--kernel", kernel, "--timeout"])
-        .arg((VM_TIMEOUT_SECS_PER_REPETITION * u64::from(repetitions + 1)).to_string())
+        .arg((VM_TIMEOUT_SECS_PER_REPETITION * u64::from(repetitions + 1)).to_string());
+    // The copies of both binaries live in the benchmark's scratch directory, which may lie
+    // where the guest has a tmpfs of its own (a clone in /tmp).
+    let binary_dirs = [xtask, sandtrace].map(|p| p.parent().unwrap_or(p).to_path_buf());
+    for dir in vm::hidden_in_guest(binary_dirs) {
+        command.arg("--share").arg(dir);
+    }
+    command
         .arg("--")
         .arg(xtask)
         .args(["bench", "guest", "--sandtrace"])
@@ -53,9 +60,9 @@ pub fn run_in_vm(
     if quick {
         command.arg("--quick");
     }
-    // The guest runs in the same directory, which must exist there: the workspace does.
+    // The guest runs in the same directory, which must exist there: `/` always does.
     command
-        .current_dir(cargo::workspace_root())
+        .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());

@@ -98,6 +98,19 @@ pub fn run_command(args: &VmArgs) -> Result<ExitCode> {
     Ok(ExitCode::from(exit.code))
 }
 
+/// Those of `dirs` that lie where the guest has its own empty tmpfs (/tmp, /run), as the
+/// files of a clone in /tmp do: a guest command that needs them must share them in. A
+/// directory inside another one listed needs no share of its own.
+pub fn hidden_in_guest(dirs: impl IntoIterator<Item = PathBuf>) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = dirs
+        .into_iter()
+        .filter(|d| d.starts_with("/tmp") || d.starts_with("/run"))
+        .collect();
+    dirs.sort();
+    dirs.dedup_by(|inner, outer| inner.starts_with(&*outer));
+    dirs
+}
+
 /// The environment the guest command starts with: [`PASSED_ENV`] taken from the host.
 fn guest_env() -> Vec<(String, OsString)> {
     PASSED_ENV

@@ -69,7 +69,7 @@ pub fn run(args: &VmTestArgs) -> Result<ExitCode> {
         .collect::<Result<Vec<_>>>()?;
 
     let (argv, cwd) = test_command(&executables, &args.test_args);
-    let shares = guest_hidden_dirs();
+    let shares = super::hidden_in_guest([cargo::workspace_root(), cargo::target_dir()]);
     let env = super::guest_env();
     let timeout = Duration::from_secs(args.timeout.unwrap_or(SUITE_TIMEOUT_SECS));
     // One VM per kernel, side by side: emulation runs each guest on one host thread, so on a
@@ -218,20 +218,6 @@ fn test_command(executables: &[PathBuf], test_args: &[OsString]) -> (Vec<OsStrin
     argv.push("vm-test".into());
     argv.extend(test_args.iter().cloned());
     (argv, cargo::workspace_root().join("sandtrace"))
-}
-
-/// The workspace and target directories when they lie where the guest has its own empty
-/// tmpfs (/tmp, /run), as a clone in /tmp does: they are shared into the guest so that the
-/// tests and their executables are there.
-fn guest_hidden_dirs() -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = [cargo::workspace_root(), cargo::target_dir()]
-        .into_iter()
-        .filter(|d| d.starts_with("/tmp") || d.starts_with("/run"))
-        .collect();
-    dirs.sort();
-    // A directory inside another shared one needs no share of its own.
-    dirs.dedup_by(|inner, outer| inner.starts_with(&*outer));
-    dirs
 }
 
 /// Sums libtest's `test result: ok. 2 passed; 0 failed; 0 ignored; ...` lines.
