@@ -95,8 +95,8 @@ pub enum Verdict {
     Allowed = 0,
     /// CMD's own exec, or its `#!`/`env` interpreter chain: the user's explicit choice.
     AllowedLaunch = 1,
-    /// A path that is not a file-system path (`pipe:[..]`, `socket:[..]`, `anon_inode:..`),
-    /// reached through a descriptor the process already holds.
+    /// A pipe, socket or anonymous inode (`pipe:[..]`, `socket:[..]`, `anon_inode:..`),
+    /// reopened through a descriptor the process already holds: no file-system path.
     AllowedPseudo = 2,
     /// A `deny` rule covers the path.
     DeniedRule = 10,
@@ -146,7 +146,7 @@ impl Verdict {
         match self {
             Allowed => "allowed",
             AllowedLaunch => "allowed: the launched command",
-            AllowedPseudo => "allowed: not a file-system path",
+            AllowedPseudo => "allowed: a pipe, socket or anonymous inode",
             DeniedRule => "denied by rule",
             DeniedUnlisted => "denied: no allow rule covers it",
             DeniedTooLong => "denied: path too long or too deep",

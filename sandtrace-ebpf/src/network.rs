@@ -173,7 +173,7 @@ fn report(d: &Decision, header: EventHeader) {
             (*e).addr = d.at.addr;
             (*e).peer = d.peer.addr;
         }
-        entry.submit(0);
+        emit::submit(entry);
     }
 }
 

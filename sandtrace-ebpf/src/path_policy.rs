@@ -355,29 +355,39 @@ struct Walk {
     failed: u32,
 }
 
-/// One step of the walk: consume byte `index`. Returns 1 to stop early (end of path, dead
-/// state, or a missing table).
+/// Bytes one `walk_step` consumes: a callback per byte would cost more than the steps.
+const WALK_STRIDE: usize = 8;
+
+/// One step of the walk: consume bytes `index * WALK_STRIDE` onwards. Returns 1 to stop
+/// early (end of path, dead state, or a missing table).
 #[inline(never)]
 extern "C" fn walk_step(index: u64, ctx: *mut core::ffi::c_void) -> i64 {
     let w = unsafe { &mut *(ctx as *mut Walk) };
-    if index >= w.len as u64 || w.state == DEAD_STATE as u32 {
+    let first = index as usize * WALK_STRIDE;
+    if first >= w.len as usize || w.state == DEAD_STATE as u32 {
         return 1;
     }
     let Some(buf) = buffer(w.slot) else {
         w.failed = 1;
         return 1;
     };
-    let byte = unsafe { (*buf).bytes[opaque(w.start as usize + index as usize) & BUF_MASK] };
-    match PATH_DFA_ROWS.get(w.state) {
-        Some(row) => {
-            w.state = row[byte as usize] as u32;
-            0
+    // Constant bounds: the compiler unrolls the loop, which the verifier then checks once.
+    for k in 0..WALK_STRIDE {
+        let i = first + k;
+        if i >= w.len as usize {
+            return 1;
         }
-        None => {
+        let byte = unsafe { (*buf).bytes[opaque(w.start as usize + i) & BUF_MASK] };
+        let Some(row) = PATH_DFA_ROWS.get(w.state) else {
             w.failed = 1;
-            1
+            return 1;
+        };
+        w.state = row[byte as usize] as u32;
+        if w.state == DEAD_STATE as u32 {
+            return 1;
         }
     }
+    0
 }
 
 /// Walks the automaton over the path (with `bpf_loop`: a path of `MAX_PATH_LEN` bytes is
@@ -410,7 +420,7 @@ fn walk(p: Resolved) -> Result<u32, Verdict> {
     }
     let ret = unsafe {
         generated::bpf_loop(
-            MAX_PATH_LEN as u32,
+            MAX_PATH_LEN.div_ceil(WALK_STRIDE) as u32,
             walk_step as *mut core::ffi::c_void,
             (&mut w as *mut Walk).cast(),
             0,
@@ -477,14 +487,25 @@ fn own_proc_prefix(p: Resolved) -> Option<usize> {
     (own_proc_pid()? == n).then_some(end)
 }
 
-/// True for paths that are not file-system paths (`pipe:[12]`, `socket:[3]`, `anon_inode:x`):
-/// objects reached through a descriptor the task already holds.
+/// How `d_path` names the objects that are no file-system path and that a task reaches only
+/// through a descriptor it already holds (reopening one through /proc/self/fd).
+const PSEUDO_PREFIXES: [&[u8]; 3] = [b"pipe:[", b"socket:[", b"anon_inode:"];
+
+/// True for a pipe, socket or anonymous inode. Other names that do not start with `/` (the
+/// namespace files behind /proc/PID/ns, say) are decided like paths, which no rule names:
+/// denied.
 #[inline(always)]
 fn is_pseudo(p: Resolved) -> bool {
-    match buffer(p.slot) {
-        Some(buf) => p.len > 0 && unsafe { (*buf).bytes[opaque(p.start) & BUF_MASK] } != b'/',
-        None => false,
-    }
+    let Some(buf) = buffer(p.slot) else {
+        return false;
+    };
+    PSEUDO_PREFIXES.iter().any(|prefix| {
+        p.len >= prefix.len()
+            && prefix.iter().enumerate().all(|(i, &b)| {
+                let byte = unsafe { (*buf).bytes[opaque(p.start + i) & BUF_MASK] };
+                byte == b
+            })
+    })
 }
 
 /// Decides whether the path allows every access in `needed` (`KIND_*` bits).
@@ -658,7 +679,7 @@ pub extern "C" fn sandtrace_report_file(op_needed: u64, decision: u64, path: u64
             }
         }
     }
-    entry.submit(0);
+    emit::submit(entry);
     0
 }
 

@@ -32,7 +32,7 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
             (*e).child_pid = read_field(child, session::config!(offsets.task_pid));
             (*e).child_tgid = read_field(child, session::config!(offsets.task_tgid));
         }
-        entry.submit(0);
+        emit::submit(entry);
     }
     0
 }
@@ -63,7 +63,7 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
                 }
             };
         }
-        entry.submit(0);
+        emit::submit(entry);
     }
     0
 }
@@ -88,7 +88,7 @@ pub fn sched_process_exit(_ctx: RawTracePointContext) -> i32 {
             (*e).exit_code = read_field(task, session::config!(offsets.task_exit_code));
             (*e)._pad = 0;
         }
-        entry.submit(0);
+        emit::submit(entry);
     }
     0
 }

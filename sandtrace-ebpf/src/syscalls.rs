@@ -1,10 +1,12 @@
 //! Syscall tracing: raw tracepoints on `sys_enter` / `sys_exit`.
 //!
-//! When per-syscall events are enabled, `sys_enter` stores the arguments (and a decoded path
-//! argument) keyed by thread until `sys_exit` turns them into one ring-buffer event with return
-//! value and duration. `sys_exit` counts every syscall in a per-CPU array (always, for the
-//! summary): a syscall the seccomp filter refuses never reaches `sys_enter`, but it does reach
-//! `sys_exit`. (`exit` and `exit_group` never return: `sys_enter` counts and reports them.)
+//! When per-syscall events are enabled, `sys_enter` stores the entry time by thread until
+//! `sys_exit` turns the call into one ring-buffer event with arguments (still in the registers
+//! at exit), decoded path argument, return value and duration. Every syscall is counted in a per-CPU array for the summary: by
+//! `sys_exit` when it is attached (a syscall the seccomp filter refuses never reaches
+//! `sys_enter`, but it does reach `sys_exit`), else by `sys_enter` (tracing only, with no
+//! per-syscall events: no seccomp filter then, and one program per syscall instead of two).
+//! `exit` and `exit_group` never return: `sys_enter` counts and reports them.
 //!
 //! Syscalls the policy denies or lists as `log_only` (the loader's `SYSCALL_ACTIONS` map) are
 //! reported whether or not per-syscall events are on. `sys_exit` also reports forks refused
@@ -18,7 +20,7 @@ use aya_ebpf::{
     programs::RawTracePointContext,
 };
 use sandtrace_common::{
-    config::FLAG_SYSCALL_EVENTS,
+    config::{FLAG_SYSCALL_EVENTS, FLAG_SYSCALL_EXIT},
     event::{
         EventKind, ForkRefusedEvent, MAX_SYSCALL_NR, SYSCALL_COUNT_SLOTS, SYSCALL_DENIED,
         SYSCALL_HAS_PATH, SYSCALL_LOG_ONLY, SYSCALL_NO_ENTRY, SYSCALL_NO_RETURN, SYSCALL_PATH_CAP,
@@ -62,38 +64,87 @@ const SIGSYS: i32 = 31;
 /// `si_code` of the SIGSYS the seccomp filter's kill action sends.
 const SYS_SECCOMP: i32 = 1;
 
-/// A syscall between entry and exit.
+/// A syscall between entry and exit: what only the entry knows.
 #[repr(C)]
 struct Pending {
+    /// The thread's `pid_tgid`; 0 when the slot is free.
+    owner: u64,
     ts_ns: u64,
-    args: [u64; 6],
-    flags: u32,
+    nr: u32,
     _pad: u32,
+}
+
+/// In-flight syscalls, one slot per thread id modulo the size (a hash map costs a lock and a
+/// free list on every syscall, several times more than an array slot). Two session threads
+/// whose ids collide and whose syscalls overlap displace each other: the displaced call's exit
+/// event is then sent flagged `SYSCALL_NO_ENTRY`, and the displacement is counted.
+#[map]
+static PENDING: Array<Pending> = Array::with_max_entries(PENDING_SLOTS, 0);
+const PENDING_SLOTS: u32 = 1 << 15;
+
+/// The arguments of an exec, read at entry: a successful exec replaces the registers and the
+/// memory they pointed to.
+#[repr(C)]
+struct ExecPath {
+    args: [u64; 6],
+    /// `SYSCALL_HAS_PATH`, `SYSCALL_PATH_TRUNCATED`.
+    flags: u32,
     path: [u8; SYSCALL_PATH_CAP],
 }
 
-/// In-flight syscalls keyed by `pid_tgid`. When full, the exit event is still sent, flagged
-/// `SYSCALL_NO_ENTRY`, and the overflow is counted.
+/// Path arguments of `execve`/`execveat` in flight: after a successful exec the memory they
+/// were read from is gone. Other syscalls' paths are read at exit, straight into the event.
 #[map]
-static PENDING: HashMap<u64, Pending> = HashMap::with_max_entries(16384, 0);
+static EXEC_PATHS: HashMap<u64, ExecPath> = HashMap::with_max_entries(4096, 0);
 
-/// Per-CPU scratch space to build a `Pending` (too large for the 512-byte BPF stack).
+/// Per-CPU scratch space to read an exec path (too large for the 512-byte BPF stack).
 #[map]
-static SCRATCH: PerCpuArray<Pending> = PerCpuArray::with_max_entries(1, 0);
+static SCRATCH: PerCpuArray<ExecPath> = PerCpuArray::with_max_entries(1, 0);
 
-// x86_64 `struct pt_regs` (an architecture ABI, identical in every kernel version).
+/// x86_64 `struct pt_regs` from `r10` to `orig_ax` (an architecture ABI, identical in every
+/// kernel version), read with one helper call.
+#[repr(C)]
+struct SyscallRegs {
+    r10: u64,
+    r9: u64,
+    r8: u64,
+    _ax: u64,
+    _cx: u64,
+    dx: u64,
+    si: u64,
+    di: u64,
+    orig_ax: u64,
+}
+/// Index of `r10` in `struct pt_regs`, counted in u64 words.
 const REGS_R10: usize = 7;
-const REGS_R9: usize = 8;
-const REGS_R8: usize = 9;
-const REGS_DX: usize = 12;
-const REGS_SI: usize = 13;
-const REGS_DI: usize = 14;
-const REGS_ORIG_AX: usize = 15;
-const ARG_REGS: [usize; 6] = [REGS_DI, REGS_SI, REGS_DX, REGS_R10, REGS_R8, REGS_R9];
+
+impl SyscallRegs {
+    #[inline(always)]
+    fn read(regs: *const u64) -> Self {
+        unsafe { aya_ebpf::helpers::bpf_probe_read_kernel(regs.add(REGS_R10).cast::<Self>()) }
+            .unwrap_or(Self {
+                r10: 0,
+                r9: 0,
+                r8: 0,
+                _ax: 0,
+                _cx: 0,
+                dx: 0,
+                si: 0,
+                di: 0,
+                orig_ax: u64::MAX,
+            })
+    }
+
+    /// The syscall's arguments in order.
+    #[inline(always)]
+    fn args(&self) -> [u64; 6] {
+        [self.di, self.si, self.dx, self.r10, self.r8, self.r9]
+    }
+}
 
 #[inline(always)]
-unsafe fn reg(regs: *const u64, index: usize) -> u64 {
-    unsafe { aya_ebpf::helpers::bpf_probe_read_kernel(regs.add(index)).unwrap_or(0) }
+fn slot_of(pid_tgid: u64) -> u32 {
+    (pid_tgid as u32) & (PENDING_SLOTS - 1)
 }
 
 #[raw_tracepoint(tracepoint = "sys_enter")]
@@ -105,56 +156,80 @@ pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
     let nr: i64 = ctx.arg(1);
     let slot = count_slot(nr as u32);
     let never_returns = nr == NR_EXIT || nr == NR_EXIT_GROUP;
-    if never_returns {
+    if never_returns || !session::flag(FLAG_SYSCALL_EXIT) {
         count(slot);
     }
     if !session::flag(FLAG_SYSCALL_EVENTS) && action_of(slot) == syscall_action::NONE {
         return 0;
     }
-    let regs: *const u64 = ctx.arg(0);
+    let now = unsafe { bpf_ktime_get_ns() };
     if never_returns {
         // These never reach sys_exit: report them now.
         if let Some(mut entry) = emit::reserve::<SyscallEvent>() {
             let e = entry.as_mut_ptr();
+            let regs = SyscallRegs::read(ctx.arg(0));
             unsafe {
-                fill(
-                    &mut *e,
-                    EventKind::Syscall,
-                    nr as u32,
-                    0,
-                    bpf_ktime_get_ns(),
-                    None,
-                    regs,
-                );
+                (*e).header = emit::header_at(EventKind::Syscall, now);
+                (*e).nr = nr as u32;
+                (*e).ret = 0;
+                (*e).args = regs.args();
+                (*e).duration_ns = 0;
                 (*e).flags = SYSCALL_NO_RETURN | action_flags(action_of(slot));
             }
-            entry.submit(0);
+            emit::submit(entry);
         }
         return 0;
     }
-    let Some(p) = SCRATCH.get_ptr_mut(0) else {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let nr = nr as u32;
+    if nr == NR_EXECVE || nr == NR_EXECVEAT {
+        remember_exec_path(ctx.arg(0), nr, pid_tgid);
+    }
+    let Some(p) = PENDING.get_ptr_mut(slot_of(pid_tgid)) else {
         return 0;
     };
     let p = unsafe { &mut *p };
-    p.ts_ns = unsafe { bpf_ktime_get_ns() };
-    for (i, r) in ARG_REGS.iter().enumerate() {
-        p.args[i] = unsafe { reg(regs, *r) };
-    }
-    p.flags = 0;
-    if let Some(idx) = path_arg(nr as u32) {
-        let user = p.args[idx] as *const u8;
-        if let Ok(s) = unsafe { bpf_probe_read_user_str_bytes(user, &mut p.path) } {
-            p.flags |= SYSCALL_HAS_PATH;
-            // A string that filled the buffer was most likely cut.
-            if s.len() >= SYSCALL_PATH_CAP - 1 {
-                p.flags |= SYSCALL_PATH_TRUNCATED;
-            }
-        }
-    }
-    if PENDING.insert(&bpf_get_current_pid_tgid(), p, 0).is_err() {
+    if p.owner != 0 && p.owner != pid_tgid {
         emit::count(counter::PENDING_FULL);
     }
+    p.owner = pid_tgid;
+    p.ts_ns = now;
+    p.nr = nr;
     0
+}
+
+/// Stores the arguments of an exec at entry, for its exit event.
+#[inline(always)]
+fn remember_exec_path(regs: *const u64, nr: u32, pid_tgid: u64) {
+    let (Some(index), Some(buf)) = (path_arg(nr), SCRATCH.get_ptr_mut(0)) else {
+        return;
+    };
+    let buf = unsafe { &mut *buf };
+    buf.args = SyscallRegs::read(regs).args();
+    let user = buf.args[index] as *const u8;
+    buf.flags = 0;
+    if let Ok(path) = unsafe { bpf_probe_read_user_str_bytes(user, &mut buf.path) } {
+        buf.flags = SYSCALL_HAS_PATH;
+        // A string that filled the buffer was most likely cut.
+        if path.len() >= SYSCALL_PATH_CAP - 1 {
+            buf.flags |= SYSCALL_PATH_TRUNCATED;
+        }
+    }
+    if EXEC_PATHS.insert(pid_tgid, buf, 0).is_err() {
+        emit::count(counter::PENDING_FULL);
+    }
+}
+
+/// Takes this thread's entry record for syscall `nr`, freeing the slot.
+#[inline(always)]
+fn take_pending(pid_tgid: u64, nr: u32) -> Option<u64> {
+    let p = PENDING.get_ptr_mut(slot_of(pid_tgid))?;
+    let p = unsafe { &mut *p };
+    if p.owner != pid_tgid {
+        return None;
+    }
+    p.owner = 0;
+    (p.nr == nr).then_some(p.ts_ns)
 }
 
 #[raw_tracepoint(tracepoint = "sys_exit")]
@@ -163,9 +238,9 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     if !session::current_in_session() {
         return 0;
     }
-    let regs: *const u64 = ctx.arg(0);
+    let regs = SyscallRegs::read(ctx.arg(0));
     let ret: i64 = ctx.arg(1);
-    let nr = unsafe { reg(regs, REGS_ORIG_AX) } as u32;
+    let nr = regs.orig_ax as u32;
     let is_fork = matches!(nr, NR_CLONE | NR_FORK | NR_VFORK | NR_CLONE3);
     // A new task's first return to user space (clone/fork in the child, returning 0): the
     // parent made the call, and counts and reports it. Skipping it keeps one count per call.
@@ -180,84 +255,76 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     if !session::flag(FLAG_SYSCALL_EVENTS) && action == syscall_action::NONE {
         return 0;
     }
-    let key = bpf_get_current_pid_tgid();
-    let pending = unsafe { PENDING.get(&key) };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let entered_at = take_pending(pid_tgid, nr);
+    let exec_path = if nr == NR_EXECVE || nr == NR_EXECVEAT {
+        let path = unsafe { EXEC_PATHS.get(pid_tgid) };
+        if path.is_some() {
+            let _ = EXEC_PATHS.remove(pid_tgid);
+        }
+        path
+    } else {
+        None
+    };
     if action == syscall_action::SOCKET_FAMILY {
-        let (sock_type, protocol) = unsafe { (reg(regs, REGS_SI), reg(regs, REGS_DX)) };
-        let family =
-            network::created_family(unsafe { reg(regs, REGS_DI) } as u32, sock_type as u32);
+        let family = network::created_family(regs.di as u32, regs.si as u32);
         // A syscall with an action always leaves an entry in sys_enter; without one the
         // seccomp filter refused it. IPv4/IPv6 refusals come from the cgroup programs, which
         // report them themselves.
-        if pending.is_none() && ret == -EPERM && !network::family_allowed(family) {
-            network::report_refused_family(family, sock_type as u32, protocol as u32);
+        if entered_at.is_none() && ret == -EPERM && !network::family_allowed(family) {
+            network::report_refused_family(family, regs.si as u32, regs.dx as u32);
         }
         if !session::flag(FLAG_SYSCALL_EVENTS) {
-            if pending.is_some() {
-                let _ = PENDING.remove(&key);
-            }
             return 0;
         }
     }
-    let action_flags = action_flags(action);
     let now = unsafe { bpf_ktime_get_ns() };
-    let has_path = pending.is_some_and(|p| p.flags & SYSCALL_HAS_PATH != 0);
-    // A path string in memory not yet paged in cannot be read at entry (bpf_probe_read_user
-    // does not fault); the syscall has paged it in by now. Not after an exec: the memory the
-    // argument pointed to is gone.
-    let reread = match (pending, path_arg(nr)) {
-        (Some(p), Some(index)) if !has_path && nr != NR_EXECVE && nr != NR_EXECVEAT => {
-            Some(p.args[index] as *const u8)
+    let mut flags = action_flags(action);
+    if entered_at.is_none() {
+        flags |= SYSCALL_NO_ENTRY;
+    }
+    let Some(index) = path_arg(nr) else {
+        if let Some(mut entry) = emit::reserve::<SyscallEvent>() {
+            let e = unsafe { &mut *entry.as_mut_ptr() };
+            fill(e, nr, ret, now, entered_at, &regs, flags);
+            emit::submit(entry);
         }
-        _ => None,
+        return 0;
     };
-    if has_path || reread.is_some() {
-        if let Some(mut entry) = emit::reserve::<SyscallPathEvent>() {
-            let e = entry.as_mut_ptr();
-            unsafe {
-                fill(
-                    &mut (*e).syscall,
-                    EventKind::SyscallPath,
-                    nr,
-                    ret,
-                    now,
-                    pending,
-                    regs,
-                );
-                (*e).syscall.flags |= action_flags;
-                match (pending, reread) {
-                    (Some(p), None) => (*e).path = p.path,
-                    (_, Some(user)) => {
-                        let dst = core::ptr::addr_of_mut!((*e).path).cast::<u8>();
-                        let n = aya_ebpf::helpers::generated::bpf_probe_read_user_str(
-                            dst.cast(),
-                            SYSCALL_PATH_CAP as u32,
-                            user.cast(),
-                        );
-                        if n > 0 {
-                            (*e).syscall.flags |= SYSCALL_HAS_PATH;
-                            if n as usize >= SYSCALL_PATH_CAP {
-                                (*e).syscall.flags |= SYSCALL_PATH_TRUNCATED;
-                            }
-                        } else {
-                            (*e).path[0] = 0;
-                        }
-                    }
-                    (None, None) => (*e).path[0] = 0,
-                }
-            }
-            entry.submit(0);
-        }
-    } else if let Some(mut entry) = emit::reserve::<SyscallEvent>() {
+    if let Some(mut entry) = emit::reserve::<SyscallPathEvent>() {
         let e = entry.as_mut_ptr();
         unsafe {
-            fill(&mut *e, EventKind::Syscall, nr, ret, now, pending, regs);
-            (*e).flags |= action_flags;
-        };
-        entry.submit(0);
-    }
-    if pending.is_some() {
-        let _ = PENDING.remove(&key);
+            fill(&mut (*e).syscall, nr, ret, now, entered_at, &regs, flags);
+            (*e).syscall.header.kind = EventKind::SyscallPath as u32;
+            let dst = core::ptr::addr_of_mut!((*e).path).cast::<u8>();
+            // Paths are read at exit: the call has paged the string in (bpf_probe_read_user
+            // does not fault pages in at entry), and only an exec frees its memory.
+            match exec_path {
+                Some(exec) => {
+                    (*e).syscall.args = exec.args;
+                    (*e).path = exec.path;
+                    (*e).syscall.flags |= exec.flags;
+                }
+                None if nr == NR_EXECVE || nr == NR_EXECVEAT => (*e).path[0] = 0,
+                None => {
+                    let n = aya_ebpf::helpers::generated::bpf_probe_read_user_str(
+                        dst.cast(),
+                        SYSCALL_PATH_CAP as u32,
+                        (regs.args()[index] as *const u8).cast(),
+                    );
+                    if n > 0 {
+                        (*e).syscall.flags |= SYSCALL_HAS_PATH;
+                        // A string that filled the buffer was most likely cut.
+                        if n as usize >= SYSCALL_PATH_CAP {
+                            (*e).syscall.flags |= SYSCALL_PATH_TRUNCATED;
+                        }
+                    } else {
+                        (*e).path[0] = 0;
+                    }
+                }
+            }
+        }
+        emit::submit(entry);
     }
     0
 }
@@ -299,7 +366,7 @@ fn report_refused_fork(nr: u32) {
             (*e).nr = nr;
             (*e).errno = EAGAIN as u32;
         }
-        entry.submit(0);
+        emit::submit(entry);
     }
 }
 
@@ -329,40 +396,27 @@ pub fn seccomp_kill(ctx: RawTracePointContext) -> i32 {
             (*e).nr = field(24);
             (*e).arch = field(28);
         }
-        entry.submit(0);
+        emit::submit(entry);
     }
     0
 }
 
-/// Fills a syscall event from its entry record or, without one, from the registers at exit
-/// (which still hold the arguments).
+/// Fills a syscall event; the arguments come from the registers at exit, which still hold
+/// them.
 #[inline(always)]
 fn fill(
     e: &mut SyscallEvent,
-    kind: EventKind,
     nr: u32,
     ret: i64,
     now: u64,
-    p: Option<&Pending>,
-    regs: *const u64,
+    entered_at: Option<u64>,
+    regs: &SyscallRegs,
+    flags: u32,
 ) {
-    e.header = emit::header(kind);
-    e.header.ts_ns = now;
+    e.header = emit::header_at(EventKind::Syscall, entered_at.unwrap_or(now));
     e.nr = nr;
     e.ret = ret;
-    match p {
-        Some(p) => {
-            e.header.ts_ns = p.ts_ns;
-            e.flags = p.flags;
-            e.args = p.args;
-            e.duration_ns = now.saturating_sub(p.ts_ns);
-        }
-        None => {
-            e.flags = SYSCALL_NO_ENTRY;
-            for (i, r) in ARG_REGS.iter().enumerate() {
-                e.args[i] = unsafe { reg(regs, *r) };
-            }
-            e.duration_ns = 0;
-        }
-    }
+    e.args = regs.args();
+    e.flags = flags;
+    e.duration_ns = entered_at.map_or(0, |t| now.saturating_sub(t));
 }

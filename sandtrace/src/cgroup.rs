@@ -58,19 +58,51 @@ impl Hierarchy {
 
 /// Parses one mountinfo line; `Some` for cgroup2 mounts.
 fn parse_cgroup2_mount(line: &str) -> Option<Hierarchy> {
-    // "36 25 0:31 / /sys/fs/cgroup rw,nosuid ... shared:9 - cgroup2 cgroup2 rw,..."
-    let (left, right) = line.split_once(" - ")?;
-    if right.split_whitespace().next()? != "cgroup2" {
+    let (fs_type, root, mount_point) = parse_mount(line)?;
+    if fs_type != "cgroup2" {
         return None;
     }
-    let fields: Vec<&str> = left.split_whitespace().collect();
-    let root = fields.get(3)?;
-    let mount_point = unescape_mountinfo(fields.get(4)?);
     let root_level = Path::new(root).components().skip(1).count() as u32;
     Some(Hierarchy {
-        mount_point: PathBuf::from(mount_point),
+        mount_point,
         root_level,
     })
+}
+
+/// One mountinfo line as (file-system type, root of the mount, mount point).
+fn parse_mount(line: &str) -> Option<(&str, &str, PathBuf)> {
+    // "36 25 0:31 / /sys/fs/cgroup rw,nosuid ... shared:9 - cgroup2 cgroup2 rw,..."
+    let (left, right) = line.split_once(" - ")?;
+    let fs_type = right.split_whitespace().next()?;
+    let mut fields = left.split_whitespace().skip(3);
+    let root = fields.next()?;
+    let mount_point = PathBuf::from(unescape_mountinfo(fields.next()?));
+    Some((fs_type, root, mount_point))
+}
+
+/// The fewest directories that cover every mounted cgroup file system (v1 and v2): mounting
+/// over them hides every cgroup's `cgroup.procs` from a session (see `spawn`).
+pub fn cgroup_mount_cover() -> Result<Vec<PathBuf>> {
+    let mountinfo =
+        fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    Ok(mount_cover(mountinfo.lines().filter_map(|line| {
+        let (fs_type, _, mount_point) = parse_mount(line)?;
+        matches!(fs_type, "cgroup" | "cgroup2").then_some(mount_point)
+    })))
+}
+
+/// The directories of `dirs` that no other one contains. `/sys/fs/cgroup` is one of them
+/// when it holds the mounts: a tmpfs there, like systemd's, holds the v1 hierarchies.
+fn mount_cover(dirs: impl Iterator<Item = PathBuf>) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = dirs
+        .map(|d| match d.parent() {
+            Some(parent) if parent == Path::new("/sys/fs/cgroup") => parent.to_path_buf(),
+            _ => d,
+        })
+        .collect();
+    dirs.sort();
+    dirs.dedup_by(|inner, outer| inner.starts_with(&*outer));
+    dirs
 }
 
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.
@@ -313,6 +345,25 @@ fn remove_stale_sessions(parent: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mount_cover_keeps_only_outermost_directories() {
+        let cover = mount_cover(
+            [
+                "/sys/fs/cgroup/unified",
+                "/sys/fs/cgroup/pids",
+                "/run/cg",
+                "/run/cg/nested",
+                "/sys/fs/cgroup",
+            ]
+            .into_iter()
+            .map(PathBuf::from),
+        );
+        assert_eq!(
+            cover,
+            [PathBuf::from("/run/cg"), PathBuf::from("/sys/fs/cgroup")]
+        );
+    }
 
     #[test]
     fn parses_hybrid_and_pure_mounts() {

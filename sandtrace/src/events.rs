@@ -1,14 +1,22 @@
 //! Ring-buffer records decoded into typed events.
+//!
+//! Decoding allocates nothing: an [`Event`] borrows its text (comm, paths) from the record,
+//! since a busy session delivers a million events a second.
 
-use std::time::{Duration, SystemTime};
-
-use std::net::{IpAddr, Ipv6Addr};
+use std::{
+    borrow::Cow,
+    fmt,
+    mem::offset_of,
+    net::{IpAddr, Ipv6Addr},
+    time::{Duration, SystemTime},
+};
 
 use sandtrace_common::{
     event::{
-        EventHeader, EventKind, ExecEvent, ExitEvent, FileEvent, ForkEvent, ForkRefusedEvent,
-        SYSCALL_DENIED, SYSCALL_HAS_PATH, SYSCALL_LOG_ONLY, SYSCALL_NO_ENTRY, SYSCALL_NO_RETURN,
-        SYSCALL_PATH_TRUNCATED, SeccompKillEvent, SyscallEvent, SyscallPathEvent, X32_SYSCALL_BIT,
+        COMM_LEN, EXEC_PATH_CAP, EventHeader, EventKind, ExecEvent, ExitEvent, FileEvent,
+        ForkEvent, ForkRefusedEvent, SYSCALL_DENIED, SYSCALL_HAS_PATH, SYSCALL_LOG_ONLY,
+        SYSCALL_NO_ENTRY, SYSCALL_NO_RETURN, SYSCALL_PATH_CAP, SYSCALL_PATH_TRUNCATED,
+        SeccompKillEvent, SyscallEvent, SyscallPathEvent, X32_SYSCALL_BIT,
     },
     file::{FileOp, Verdict},
     network::{NET_LIST_BIND, NET_LIST_CONNECT, NO_NET_RULE, NetOp, NetVerdict, NetworkEvent},
@@ -46,13 +54,55 @@ impl Default for Clock {
     }
 }
 
+/// Text from the kernel (a comm, a path), borrowed from the record: bytes that need not be
+/// UTF-8. It is shown lossily, every invalid sequence as U+FFFD, as
+/// [`String::from_utf8_lossy`] would.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct KernelText<'a>(&'a [u8]);
+
+impl<'a> KernelText<'a> {
+    /// The bytes up to the first NUL (all of them without one).
+    pub fn until_nul(bytes: &'a [u8]) -> Self {
+        let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+        Self(&bytes[..end])
+    }
+
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.0
+    }
+
+    /// The text, copied only when it is not UTF-8.
+    pub fn to_str_lossy(&self) -> Cow<'a, str> {
+        String::from_utf8_lossy(self.0)
+    }
+}
+
+impl fmt::Display for KernelText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for chunk in self.0.utf8_chunks() {
+            f.write_str(chunk.valid())?;
+            if !chunk.invalid().is_empty() {
+                f.write_str("\u{FFFD}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Quoted and escaped, as `Debug` shows a `str`.
+impl fmt::Debug for KernelText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.to_str_lossy(), f)
+    }
+}
+
 /// The task an event came from. Ids are in the initial PID namespace (as `ps` on the host
 /// shows them).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Task {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Task<'a> {
     pub pid: u32,
     pub tgid: u32,
-    pub comm: String,
+    pub comm: KernelText<'a>,
 }
 
 /// How the policy treated a syscall.
@@ -76,7 +126,7 @@ impl SyscallAction {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct SyscallRecord {
+pub struct SyscallRecord<'a> {
     pub nr: u32,
     pub action: SyscallAction,
     pub args: [u64; 6],
@@ -85,7 +135,7 @@ pub struct SyscallRecord {
     /// `None` when the entry was not recorded (see `SYSCALL_NO_ENTRY`) or the call does not return.
     pub duration: Option<Duration>,
     /// The decoded path argument, if the syscall takes one and it could be read.
-    pub path: Option<String>,
+    pub path: Option<KernelText<'a>>,
     pub path_truncated: bool,
 }
 
@@ -98,13 +148,13 @@ pub struct RuleRef {
 
 /// A file-system or exec decision of the kernel programs.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FileRecord {
+pub struct FileRecord<'a> {
     pub op: FileOp,
     /// `KIND_*` bits the operation needed.
     pub needed: u16,
     pub verdict: Verdict,
     pub rule: Option<RuleRef>,
-    pub path: String,
+    pub path: KernelText<'a>,
 }
 
 /// Which `[network]` list a rule belongs to.
@@ -166,32 +216,32 @@ impl SyscallAbi {
         }
     }
 
-    pub fn as_str(self) -> String {
+    pub fn as_str(self) -> Cow<'static, str> {
         match self {
             Self::X86_64 => "x86_64".into(),
             Self::X32 => "x32".into(),
             Self::I386 => "i386".into(),
-            Self::Other(arch) => format!("audit_arch_{arch:#x}"),
+            Self::Other(arch) => format!("audit_arch_{arch:#x}").into(),
         }
     }
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum EventBody {
-    Syscall(SyscallRecord),
+pub enum EventBody<'a> {
+    Syscall(SyscallRecord<'a>),
     Fork {
         child_pid: u32,
         child_tgid: u32,
     },
     Exec {
         old_pid: u32,
-        filename: String,
+        filename: KernelText<'a>,
     },
     /// `status` is a wait(2) status.
     Exit {
         status: i32,
     },
-    File(FileRecord),
+    File(FileRecord<'a>),
     Network(NetworkRecord),
     /// A fork, vfork or clone refused with this errno (the process limit).
     ForkRefused {
@@ -201,18 +251,20 @@ pub enum EventBody {
     SeccompKill(SeccompKillRecord),
 }
 
+/// A decoded record; it borrows from the record's bytes.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Event {
+pub struct Event<'a> {
     pub time: SystemTime,
-    pub task: Task,
-    pub body: EventBody,
+    pub task: Task<'a>,
+    pub body: EventBody<'a>,
 }
 
 /// Why a record could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodeError(pub String);
 
-fn read<T: Copy>(bytes: &[u8]) -> Result<T, DecodeError> {
+/// Fails unless `bytes` holds a whole `T`.
+fn check_len<T>(bytes: &[u8]) -> Result<(), DecodeError> {
     if bytes.len() < size_of::<T>() {
         return Err(DecodeError(format!(
             "record of {} bytes is shorter than {} ({} bytes)",
@@ -221,25 +273,23 @@ fn read<T: Copy>(bytes: &[u8]) -> Result<T, DecodeError> {
             size_of::<T>()
         )));
     }
+    Ok(())
+}
+
+fn read<T: Copy>(bytes: &[u8]) -> Result<T, DecodeError> {
+    check_len::<T>(bytes)?;
     // SAFETY: the length is checked and every type read here is plain old data.
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }
 
-/// Bytes up to the first NUL, as UTF-8 (lossy: paths need not be UTF-8).
-fn c_string(bytes: &[u8]) -> String {
-    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    String::from_utf8_lossy(&bytes[..end]).into_owned()
+/// The `len` bytes at `offset` of a record that holds a whole `T` (a field of `T`, borrowed
+/// rather than copied out with the struct).
+fn field<T>(bytes: &[u8], offset: usize, len: usize) -> Result<&[u8], DecodeError> {
+    check_len::<T>(bytes)?;
+    Ok(&bytes[offset..offset + len])
 }
 
-fn task(h: &EventHeader) -> Task {
-    Task {
-        pid: h.pid,
-        tgid: h.tgid,
-        comm: c_string(&h.comm),
-    }
-}
-
-fn syscall(e: &SyscallEvent, path: Option<&[u8]>) -> SyscallRecord {
+fn syscall<'a>(e: &SyscallEvent, path: Option<&'a [u8]>) -> SyscallRecord<'a> {
     let no_return = e.flags & SYSCALL_NO_RETURN != 0;
     SyscallRecord {
         nr: e.nr,
@@ -256,12 +306,13 @@ fn syscall(e: &SyscallEvent, path: Option<&[u8]>) -> SyscallRecord {
             .then(|| Duration::from_nanos(e.duration_ns)),
         path: path
             .filter(|_| e.flags & SYSCALL_HAS_PATH != 0)
-            .map(c_string),
+            .map(KernelText::until_nul),
         path_truncated: e.flags & SYSCALL_PATH_TRUNCATED != 0,
     }
 }
 
-fn file(e: &FileEvent) -> Result<FileRecord, DecodeError> {
+fn file(bytes: &[u8]) -> Result<FileRecord<'_>, DecodeError> {
+    let e: FileEvent = read(bytes)?;
     let op =
         FileOp::from_u32(e.op).ok_or_else(|| DecodeError(format!("unknown file op {}", e.op)))?;
     let verdict = Verdict::from_u16(e.verdict)
@@ -277,7 +328,7 @@ fn file(e: &FileEvent) -> Result<FileRecord, DecodeError> {
         needed: e.needed,
         verdict,
         rule,
-        path: String::from_utf8_lossy(&e.path[..len]).into_owned(),
+        path: KernelText(field::<FileEvent>(bytes, offset_of!(FileEvent, path), len)?),
     })
 }
 
@@ -326,15 +377,19 @@ fn network(e: &NetworkEvent) -> Result<NetworkRecord, DecodeError> {
 }
 
 /// Decodes one ring-buffer record.
-pub fn decode(bytes: &[u8], clock: &Clock) -> Result<Event, DecodeError> {
+pub fn decode<'a>(bytes: &'a [u8], clock: &Clock) -> Result<Event<'a>, DecodeError> {
     let header: EventHeader = read(bytes)?;
     let kind = EventKind::from_u32(header.kind)
         .ok_or_else(|| DecodeError(format!("unknown event kind {}", header.kind)))?;
     let body = match kind {
         EventKind::Syscall => EventBody::Syscall(syscall(&read::<SyscallEvent>(bytes)?, None)),
         EventKind::SyscallPath => {
-            let e: SyscallPathEvent = read(bytes)?;
-            EventBody::Syscall(syscall(&e.syscall, Some(&e.path)))
+            let path = field::<SyscallPathEvent>(
+                bytes,
+                offset_of!(SyscallPathEvent, path),
+                SYSCALL_PATH_CAP,
+            )?;
+            EventBody::Syscall(syscall(&read::<SyscallEvent>(bytes)?, Some(path)))
         }
         EventKind::Fork => {
             let e: ForkEvent = read(bytes)?;
@@ -343,17 +398,18 @@ pub fn decode(bytes: &[u8], clock: &Clock) -> Result<Event, DecodeError> {
                 child_tgid: e.child_tgid,
             }
         }
-        EventKind::Exec => {
-            let e: ExecEvent = read(bytes)?;
-            EventBody::Exec {
-                old_pid: e.old_pid,
-                filename: c_string(&e.filename),
-            }
-        }
+        EventKind::Exec => EventBody::Exec {
+            old_pid: read::<ExecEvent>(bytes)?.old_pid,
+            filename: KernelText::until_nul(field::<ExecEvent>(
+                bytes,
+                offset_of!(ExecEvent, filename),
+                EXEC_PATH_CAP,
+            )?),
+        },
         EventKind::Exit => EventBody::Exit {
             status: read::<ExitEvent>(bytes)?.exit_code as i32,
         },
-        EventKind::File => EventBody::File(file(&read::<FileEvent>(bytes)?)?),
+        EventKind::File => EventBody::File(file(bytes)?),
         EventKind::Network => EventBody::Network(network(&read::<NetworkEvent>(bytes)?)?),
         EventKind::ForkRefused => {
             let e: ForkRefusedEvent = read(bytes)?;
@@ -370,9 +426,14 @@ pub fn decode(bytes: &[u8], clock: &Clock) -> Result<Event, DecodeError> {
             })
         }
     };
+    let comm = field::<EventHeader>(bytes, offset_of!(EventHeader, comm), COMM_LEN)?;
     Ok(Event {
         time: clock.wall(header.ts_ns),
-        task: task(&header),
+        task: Task {
+            pid: header.pid,
+            tgid: header.tgid,
+            comm: KernelText::until_nul(comm),
+        },
         body,
     })
 }
@@ -413,14 +474,38 @@ mod tests {
             },
             path,
         };
-        let ev = decode(&bytes_of(&e), &Clock::new()).unwrap();
-        assert_eq!(ev.task.comm, "ls");
+        let record = bytes_of(&e);
+        let ev = decode(&record, &Clock::new()).unwrap();
+        assert_eq!(ev.task.comm.as_bytes(), b"ls");
         let EventBody::Syscall(s) = ev.body else {
             panic!("not a syscall: {ev:?}")
         };
-        assert_eq!(s.path.as_deref(), Some("/etc"));
+        assert_eq!(s.path, Some(KernelText(b"/etc")));
         assert_eq!(s.ret, Some(3));
         assert_eq!(s.duration, Some(Duration::from_micros(2)));
+    }
+
+    #[test]
+    fn text_is_borrowed_raw_and_shown_lossily() {
+        let mut filename = [0u8; EXEC_PATH_CAP];
+        filename[..6].copy_from_slice(b"/bin/\xff");
+        let mut e = ExecEvent {
+            header: header(EventKind::Exec),
+            old_pid: 9,
+            filename_len: 6,
+            filename,
+        };
+        e.header.comm[..4].copy_from_slice(b"a\0bc");
+        let record = bytes_of(&e);
+        let ev = decode(&record, &Clock::new()).unwrap();
+        assert_eq!(ev.task.comm.as_bytes(), b"a", "comm ends at its NUL");
+        let EventBody::Exec { old_pid, filename } = ev.body else {
+            panic!("not an exec: {ev:?}")
+        };
+        assert_eq!(old_pid, 9);
+        assert_eq!(filename.as_bytes(), b"/bin/\xff");
+        assert_eq!(filename.to_string(), "/bin/\u{FFFD}");
+        assert_eq!(format!("{filename:?}"), "\"/bin/\u{FFFD}\"");
     }
 
     #[test]

@@ -137,6 +137,22 @@ struct MemberLocation {
     type_id: u32,
 }
 
+/// The kernel's BTF as aya reads it (program loading and LSM attachment need it), parsed
+/// once per process: each parse costs tens of milliseconds here and seconds under emulation.
+pub fn aya_btf() -> Result<&'static aya::Btf> {
+    static BTF: std::sync::OnceLock<aya::Btf> = std::sync::OnceLock::new();
+    if let Some(btf) = BTF.get() {
+        return Ok(btf);
+    }
+    let btf = aya::Btf::from_sys_fs().with_context(|| {
+        format!(
+            "reading the kernel's BTF from {VMLINUX_BTF_PATH}: sandtrace needs a kernel built \
+             with CONFIG_DEBUG_INFO_BTF=y"
+        )
+    })?;
+    Ok(BTF.get_or_init(|| btf))
+}
+
 fn read_u16(bytes: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_ne_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
 }

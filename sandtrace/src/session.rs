@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result};
 use aya::maps::{MapData, RingBuf};
 use sandtrace_common::config::{
     Config, FLAG_ENFORCE_FILES, FLAG_EXEC_UNRESTRICTED, FLAG_FILE_EVENTS_ALL,
-    FLAG_NETWORK_EVENTS_ALL, FLAG_SYSCALL_EVENTS,
+    FLAG_NETWORK_EVENTS_ALL, FLAG_SYSCALL_EVENTS, FLAG_SYSCALL_EXIT,
 };
 use tokio::{
     io::{Interest, unix::AsyncFd},
@@ -21,7 +21,7 @@ use tokio::{
 use crate::{
     cgroup::{Hierarchy, SessionCgroup},
     ebpf::{Enforcement, SessionPrograms, SessionRules},
-    events::{self, Clock, Event},
+    events::{self, Clock},
     kernel_btf, launch,
     network::{
         NetworkRules,
@@ -29,7 +29,7 @@ use crate::{
     },
     output::{
         Labels, RuleLabel,
-        jsonl::{JsonlWriter, decode_wait_status},
+        jsonl::{EventLog, decode_wait_status},
         summary::{Ending, RunResult, Summary, Tally},
         terminal::{Terminal, Verbosity},
     },
@@ -39,6 +39,9 @@ use crate::{
     seccomp::SeccompFilter,
     spawn::{self, CmdSetup, Outcome, PreparedCommand},
 };
+
+/// How long an event may wait in the ring buffer below the kernel's wakeup threshold.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Exit status when the timeout killed the session (as timeout(1)).
 pub const EXIT_TIMEOUT: i32 = 124;
@@ -148,8 +151,7 @@ pub fn run(plan: Plan) -> i32 {
 /// Where the event stream goes.
 struct Sinks<'a> {
     clock: Clock,
-    jsonl: Option<JsonlWriter>,
-    jsonl_error: Option<anyhow::Error>,
+    jsonl: Option<EventLog>,
     terminal: &'a Terminal,
     labels: &'a Labels,
     tally: Tally,
@@ -174,17 +176,18 @@ impl Sinks<'_> {
         }
         self.tally.observe(&event);
         self.progress.observe(&event);
-        self.deliver(&event);
+        self.terminal.event(&event, self.labels);
+        // The log's own thread decodes the record again and formats it. A write error stops
+        // only the log: CMD stays confined, and the end of the run reports the error.
+        if let Some(log) = &mut self.jsonl {
+            log.append(bytes);
+        }
     }
 
-    fn deliver(&mut self, event: &Event) {
-        self.terminal.event(event, self.labels);
-        if let Some(w) = self.jsonl.as_mut()
-            && let Err(e) = w.write_event(event, self.labels)
-        {
-            // Keep running (CMD is still confined); report at the end and fail the run.
-            self.jsonl_error = Some(e);
-            self.jsonl = None;
+    /// The ring buffer is empty for now.
+    fn drained(&mut self) {
+        if let Some(log) = &mut self.jsonl {
+            log.hand_over();
         }
     }
 }
@@ -193,6 +196,7 @@ fn drain(ring: &mut RingBuf<MapData>, sinks: &mut Sinks<'_>) {
     while let Some(item) = ring.next() {
         sinks.record(&item);
     }
+    sinks.drained();
 }
 
 async fn run_session(plan: &Plan, cmd: &PreparedCommand, terminal: &Terminal) -> Result<i32> {
@@ -203,13 +207,30 @@ async fn run_session(plan: &Plan, cmd: &PreparedCommand, terminal: &Terminal) ->
         .max_processes
         .map(|max| ProcessLimit::apply(&hierarchy, &cgroup, max))
         .transpose()?;
-    let btf = kernel_btf::KernelBtf::from_sys_fs()?;
+    let offsets = {
+        let btf = kernel_btf::KernelBtf::from_sys_fs()?;
+        if plan.enforce.is_some() {
+            crate::ebpf::check_lsm_hooks(&btf)?;
+        }
+        kernel_btf::kernel_offsets(&btf)?
+        // Dropped here: loading parses the BTF again (aya's reader), and holding both would
+        // add a third to the loader's peak memory.
+    };
     let mut flags = 0;
     if plan.output.is_some() || plan.verbosity >= Verbosity::FailedSyscalls {
         flags |= FLAG_SYSCALL_EVENTS;
     }
     if plan.verbosity >= Verbosity::Processes {
         flags |= FLAG_NETWORK_EVENTS_ALL;
+    }
+    // sys_exit reports per-syscall events, syscall actions (including the seccomp filter's
+    // refusals, which never reach sys_enter) and forks the process limit refused.
+    if flags & FLAG_SYSCALL_EVENTS != 0
+        || !plan.rules.syscall_actions.is_empty()
+        || plan.seccomp.is_some()
+        || plan.rules.max_processes.is_some()
+    {
+        flags |= FLAG_SYSCALL_EXIT;
     }
     let enforcement = plan.enforce.as_ref().map(|e| {
         flags |= FLAG_ENFORCE_FILES;
@@ -232,7 +253,7 @@ async fn run_session(plan: &Plan, cmd: &PreparedCommand, terminal: &Terminal) ->
         flags,
         session_pid_ns_level: spawn::own_pid_ns_level() + 1,
         _pad: 0,
-        offsets: kernel_btf::kernel_offsets(&btf)?,
+        offsets,
     };
     let rules = SessionRules {
         syscall_actions: plan.rules.syscall_actions.clone(),
@@ -246,7 +267,6 @@ async fn run_session(plan: &Plan, cmd: &PreparedCommand, terminal: &Terminal) ->
     let mut programs = SessionPrograms::load(
         &config,
         plan.ring_buffer_bytes,
-        &btf,
         enforcement.as_ref(),
         &rules,
     )?;
@@ -275,14 +295,14 @@ async fn run_session(plan: &Plan, cmd: &PreparedCommand, terminal: &Terminal) ->
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
         .map_err(std::io::Error::from)
         .context("watching the ring buffer")?;
+    let clock = Clock::new();
     let mut sinks = Sinks {
-        clock: Clock::new(),
+        clock,
         jsonl: plan
             .output
             .as_deref()
-            .map(JsonlWriter::create)
+            .map(|path| EventLog::create(path, clock, plan.labels.clone()))
             .transpose()?,
-        jsonl_error: None,
         terminal,
         labels: &plan.labels,
         tally: Tally::default(),
@@ -296,7 +316,19 @@ async fn run_session(plan: &Plan, cmd: &PreparedCommand, terminal: &Terminal) ->
     let mut sighup = signal(SignalKind::hangup()).context("installing a SIGHUP handler")?;
 
     let started = Instant::now();
+    // With BPF LSM, isolation.rs keeps CMD out of the cgroup files; without it they are
+    // hidden, or a root CMD could leave the session's cgroup and with it the network rules
+    // and the process limit.
+    let hidden_dirs = match plan.rules.degraded {
+        Some(_) => crate::cgroup::cgroup_mount_cover()?
+            .into_iter()
+            .map(|dir| std::ffi::CString::new(dir.into_os_string().into_encoded_bytes()))
+            .collect::<Result<Vec<_>, _>>()
+            .context("a cgroup mount point contains a NUL byte")?,
+        None => Vec::new(),
+    };
     let setup = CmdSetup {
+        hidden_dirs: &hidden_dirs,
         join_procs: process_limit.as_ref().and_then(ProcessLimit::join_fd),
         landlock_ruleset: match &abstract_scope {
             Some(Ok(scope)) => Some(scope.fd()),
@@ -318,6 +350,10 @@ async fn run_session(plan: &Plan, cmd: &PreparedCommand, terminal: &Terminal) ->
     tokio::pin!(deadline);
 
     let mut progress_ticker = tokio::time::interval(Progress::REFRESH);
+    // The kernel wakes the loader only once the ring buffer is a quarter full (emit.rs in
+    // sandtrace-ebpf); slower streams are drained on this tick.
+    let mut drain_ticker = tokio::time::interval(DRAIN_INTERVAL);
+    drain_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let ending = loop {
         tokio::select! {
             guard = ring.readable_mut() => {
@@ -325,6 +361,7 @@ async fn run_session(plan: &Plan, cmd: &PreparedCommand, terminal: &Terminal) ->
                 drain(guard.get_inner_mut(), &mut sinks);
                 guard.clear_ready();
             }
+            _ = drain_ticker.tick() => drain(ring.get_mut(), &mut sinks),
             _ = init_exit.readable() => break None,
             _ = progress_ticker.tick(), if sinks.progress.is_enabled() => {
                 let syscalls = programs.syscall_counts().map(|c| c.iter().sum()).unwrap_or(0);
@@ -401,12 +438,10 @@ async fn run_session(plan: &Plan, cmd: &PreparedCommand, terminal: &Terminal) ->
             unenforced: &unenforced,
         },
     );
-    let mut failure = sinks.jsonl_error.take();
-    if let Some(w) = sinks.jsonl.take()
-        && let Err(e) = w.finish(&summary)
-    {
-        failure.get_or_insert(e);
-    }
+    let failure = sinks
+        .jsonl
+        .take()
+        .and_then(|log| log.finish(&summary).err());
     terminal.summary(
         &summary,
         &display_command(&plan.command),
@@ -460,6 +495,7 @@ fn report_degraded(terminal: &Terminal, why: &str, plan: &Plan, unenforced: &[Ru
         enforced.push("[limits] max_processes (pids cgroup)");
     }
     enforced.push("[limits] timeout");
+    enforced.push("the session cgroup (the cgroup file systems are hidden from the command)");
     terminal.note(&format!("enforced: {}", enforced.join(", ")));
     terminal.note(&format!(
         "NOT enforced: [filesystem]: the command may read, write and execute whatever its user \

@@ -154,6 +154,7 @@ pub enum SetupStage {
     Seccomp = 3,
     ProcessLimit = 4,
     Landlock = 5,
+    HideCgroups = 6,
 }
 
 impl SetupStage {
@@ -164,6 +165,7 @@ impl SetupStage {
             3 => Self::Seccomp,
             4 => Self::ProcessLimit,
             5 => Self::Landlock,
+            6 => Self::HideCgroups,
             _ => return None,
         })
     }
@@ -175,6 +177,7 @@ impl SetupStage {
             Self::Seccomp => "installing the seccomp filter",
             Self::ProcessLimit => "joining the session's pids cgroup (max_processes)",
             Self::Landlock => "scoping abstract UNIX sockets to the session (Landlock)",
+            Self::HideCgroups => "hiding the cgroup file systems from the session",
         }
     }
 }
@@ -260,6 +263,9 @@ pub struct CmdSetup<'a> {
     /// A Landlock ruleset to restrict itself to (see `network::abstract_sockets`).
     pub landlock_ruleset: Option<RawFd>,
     pub seccomp: Option<&'a SeccompFilter>,
+    /// Directories to cover with an empty read-only tmpfs in the session's mount namespace
+    /// (the cgroup file systems, where nothing else keeps CMD from leaving its cgroup).
+    pub hidden_dirs: &'a [CString],
 }
 
 /// Starts init and, through it, CMD inside `cgroup_fd`, set up by `setup` before execve.
@@ -368,6 +374,19 @@ fn init_main(
             ) != 0
         {
             fail_setup(report_wr, SetupStage::MountProc);
+        }
+        // The seccomp filter refuses every mount syscall to CMD: it cannot uncover them.
+        for dir in setup.hidden_dirs {
+            if libc::mount(
+                c"tmpfs".as_ptr(),
+                dir.as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                c"mode=0555".as_ptr().cast(),
+            ) != 0
+            {
+                fail_setup(report_wr, SetupStage::HideCgroups);
+            }
         }
 
         let mut exec_err = [0; 2];

@@ -181,3 +181,38 @@ fn a_fork_bomb_never_exceeds_max_processes_and_ends_at_the_timeout() {
     assert!(session_cgroups_of(loader).is_empty());
     assert!(pids_cgroups_of(loader).is_empty());
 }
+
+#[test]
+fn a_degraded_session_cannot_leave_its_cgroup_and_with_it_the_limit() {
+    // Without BPF LSM nothing checks writes to cgroup files: the session must not see them.
+    let scratch = Scratch::new("pids-escape");
+    let policy = write_policy(&scratch, "[limits]\nmax_processes = 20\n");
+    let script = "for f in /sys/fs/cgroup/cgroup.procs /sys/fs/cgroup/unified/cgroup.procs \
+                  /sys/fs/cgroup/pids/cgroup.procs /sys/fs/cgroup/pids/sandtrace/cgroup.procs; do \
+                  (echo 0 > $f) 2>/dev/null && echo LEFT-THROUGH $f; done; \
+                  echo ENTRIES $(ls -A /sys/fs/cgroup | wc -l); cat /proc/self/cgroup";
+    let out = run(&[
+        "run",
+        "--allow-degraded",
+        "--policy",
+        &policy,
+        "--",
+        "/bin/sh",
+        "-c",
+        script,
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("LEFT-THROUGH"), "{}", describe(&out));
+    assert!(stdout.contains("ENTRIES 0"), "{}", describe(&out));
+    let v2 = stdout
+        .lines()
+        .find(|l| l.starts_with("0::"))
+        .unwrap_or_else(|| panic!("no cgroup v2 line\n{}", describe(&out)));
+    assert!(v2.contains("/sandtrace/run-"), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cgroup file systems are hidden"),
+        "{}",
+        describe(&out)
+    );
+}

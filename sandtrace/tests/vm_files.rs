@@ -843,6 +843,10 @@ fn escapes() -> Escapes {
         (Op::OpenByHandle(secret.clone()), "open_by_handle_at"),
         (Op::IoUringOpen(secret.clone()), "io_uring IORING_OP_OPENAT"),
         (Op::OPathReopen(secret.clone()), "O_PATH then /proc/self/fd"),
+        (
+            Op::OpenRead("/proc/self/ns/net".into()),
+            "opening a namespace file (readable /proc/self, but no file-system path)",
+        ),
         (Op::ExecMemfd("/bin/true".into()), "execveat of a memfd"),
         (
             Op::ExecViaLoader("/usr/bin/true".into()),

@@ -4,25 +4,31 @@ mod path_tables;
 
 use anyhow::{Context as _, Result, anyhow};
 use aya::{
-    Btf, Ebpf, EbpfLoader,
+    Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{Lsm, RawTracePoint},
 };
 use sandtrace_common::{
-    config::{CONFIG_SYMBOL, Config},
+    config::{CONFIG_SYMBOL, Config, FLAG_SYSCALL_EXIT},
     event::counter,
     file::PathKey,
 };
 
-use crate::{kernel_btf::KernelBtf, policy::CompiledPaths};
+use crate::{
+    kernel_btf::{self, KernelBtf},
+    policy::CompiledPaths,
+};
 
 /// The eBPF object built by build.rs from `sandtrace-ebpf`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sandtrace"));
 
-/// Default ring-buffer size: room for about 150k syscall events.
-pub const DEFAULT_RING_BUFFER_BYTES: u32 = 16 * 1024 * 1024;
+/// Default ring-buffer size: room for about 65k syscall events, some 60 ms of the fastest
+/// event stream one process makes. Its pages count twice in the loader's RSS (the kernel maps
+/// the data area twice so that records never wrap).
+pub const DEFAULT_RING_BUFFER_BYTES: u32 = 8 * 1024 * 1024;
 
-/// Raw tracepoints and the programs attached to them, in attach order.
+/// Raw tracepoints and the programs attached to them, in attach order. `sys_exit` only with
+/// `FLAG_SYSCALL_EXIT`.
 const TRACEPOINTS: &[(&str, &str)] = &[
     ("sched_process_fork", "sched_process_fork"),
     ("sched_process_exec", "sched_process_exec"),
@@ -82,16 +88,17 @@ pub struct SessionPrograms {
 
 impl SessionPrograms {
     /// Loads the object with `config`, attaches the tracing programs, puts `rules` in force
-    /// and, with `enforcement`, fills the path policy maps and attaches the LSM programs.
+    /// and, with `enforcement`, fills the path policy maps and attaches the LSM programs
+    /// (whose hooks [`check_lsm_hooks`] has found).
     /// Everything is in place when this returns; CMD must not start before.
     pub fn load(
         config: &Config,
         ring_buffer_bytes: u32,
-        btf: &KernelBtf,
         enforcement: Option<&Enforcement<'_>>,
         rules: &SessionRules<'_>,
     ) -> Result<Self> {
         let mut ebpf = EbpfLoader::new()
+            .btf(Some(kernel_btf::aya_btf()?))
             .override_global(CONFIG_SYMBOL, config, true)
             .map_max_entries("EVENTS", ring_buffer_bytes)
             .load(OBJECT)
@@ -107,6 +114,9 @@ impl SessionPrograms {
             }
         }
         for (program, tracepoint) in TRACEPOINTS {
+            if *program == "sys_exit" && config.flags & FLAG_SYSCALL_EXIT == 0 {
+                continue;
+            }
             let prog: &mut RawTracePoint = ebpf
                 .program_mut(program)
                 .ok_or_else(|| anyhow!("program {program} missing from the eBPF object"))?
@@ -119,7 +129,7 @@ impl SessionPrograms {
         }
         if let Some(enforcement) = enforcement {
             fill_policy_maps(&mut ebpf, enforcement)?;
-            attach_lsm_programs(&mut ebpf, btf)?;
+            attach_lsm_programs(&mut ebpf)?;
         }
         if let Some((network, cgroup)) = rules.network {
             crate::network::attach(&mut ebpf, network, cgroup, enforcement.is_some())?;
@@ -198,8 +208,8 @@ fn fill_policy_maps(ebpf: &mut Ebpf, enforcement: &Enforcement<'_>) -> Result<()
     Ok(())
 }
 
-fn attach_lsm_programs(ebpf: &mut Ebpf, kernel: &KernelBtf) -> Result<()> {
-    let btf = Btf::from_sys_fs().context("reading the kernel's BTF (/sys/kernel/btf/vmlinux)")?;
+/// Fails unless the kernel has every LSM hook the path policy needs.
+pub fn check_lsm_hooks(kernel: &KernelBtf) -> Result<()> {
     for hook in LSM_PROGRAMS {
         if !kernel.has_function(&format!("bpf_lsm_{hook}")) {
             anyhow::bail!(
@@ -207,12 +217,19 @@ fn attach_lsm_programs(ebpf: &mut Ebpf, kernel: &KernelBtf) -> Result<()> {
                  sandtrace cannot enforce the path policy here"
             );
         }
+    }
+    Ok(())
+}
+
+fn attach_lsm_programs(ebpf: &mut Ebpf) -> Result<()> {
+    let btf = kernel_btf::aya_btf()?;
+    for hook in LSM_PROGRAMS {
         let program = hook;
         let prog: &mut Lsm = ebpf
             .program_mut(program)
             .ok_or_else(|| anyhow!("program {program} missing from the eBPF object"))?
             .try_into()?;
-        prog.load(hook, &btf)
+        prog.load(hook, btf)
             .with_context(|| format!("loading the BPF LSM program for the {hook} hook"))?;
         prog.attach()
             .with_context(|| format!("attaching the BPF LSM program to {hook}"))?;
@@ -272,9 +289,10 @@ pub fn probe_lsm() -> LsmSupport {
 }
 
 fn try_attach_probe() -> Result<()> {
-    let btf = Btf::from_sys_fs().context("reading the kernel's BTF (/sys/kernel/btf/vmlinux)")?;
+    let btf = kernel_btf::aya_btf()?;
     // Only the probe program is loaded: shrink the large maps the object creates anyway.
     let mut loader = EbpfLoader::new();
+    loader.btf(Some(btf));
     loader.map_max_entries("EVENTS", 4096);
     for map in [
         "PENDING",
@@ -289,7 +307,7 @@ fn try_attach_probe() -> Result<()> {
         .program_mut("lsm_probe")
         .context("lsm_probe missing from the eBPF object")?
         .try_into()?;
-    prog.load("file_open", &btf)?;
+    prog.load("file_open", btf)?;
     prog.attach()?;
     Ok(())
 }

@@ -15,7 +15,7 @@ use std::{net::IpAddr, os::fd::BorrowedFd};
 
 use anyhow::{Context as _, Result, anyhow};
 use aya::{
-    Btf, Ebpf,
+    Ebpf,
     maps::Array,
     programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, Lsm},
 };
@@ -177,11 +177,10 @@ pub fn attach(
     )
     .with_context(|| attached(name))?;
     if lsm {
-        let btf =
-            Btf::from_sys_fs().context("reading the kernel's BTF (/sys/kernel/btf/vmlinux)")?;
+        let btf = crate::kernel_btf::aya_btf()?;
         let name = "net_socket_create";
         let prog: &mut Lsm = program(ebpf, name)?.try_into()?;
-        prog.load("socket_create", &btf)
+        prog.load("socket_create", btf)
             .context("loading the BPF LSM program for the socket_create hook")?;
         prog.attach()
             .context("attaching the BPF LSM program to socket_create")?;

@@ -81,7 +81,7 @@ pub fn foreign_syscall_name(k: &crate::events::SeccompKillRecord) -> Option<&'st
 }
 
 /// Names of the `KIND_*` bits in `needed`, e.g. `["read", "write"]`.
-pub fn access_names(needed: u16) -> Vec<&'static str> {
+pub fn access_names(needed: u16) -> impl Iterator<Item = &'static str> {
     use sandtrace_common::policy::{KIND_EXEC, KIND_READ, KIND_WRITE};
     [
         (KIND_READ, "read"),
@@ -89,9 +89,8 @@ pub fn access_names(needed: u16) -> Vec<&'static str> {
         (KIND_EXEC, "exec"),
     ]
     .into_iter()
-    .filter(|(bit, _)| needed & bit != 0)
+    .filter(move |(bit, _)| needed & bit != 0)
     .map(|(_, name)| name)
-    .collect()
 }
 
 /// True when a raw syscall return value is an error (-4095..=-1).
@@ -100,6 +99,44 @@ pub fn is_error(ret: i64) -> bool {
 }
 
 /// The errno name for a failed syscall's return value, e.g. `ENOENT`.
-pub fn errno_name(ret: i64) -> Option<String> {
-    is_error(ret).then(|| format!("{:?}", nix::errno::Errno::from_raw((-ret) as i32)))
+pub fn errno_name(ret: i64) -> Option<&'static str> {
+    is_error(ret).then(|| errno_str((-ret) as i32))
+}
+
+/// The name of a positive errno value as `nix` spells it (`ENOENT`, `UnknownErrno`), from a
+/// table built once: failed syscalls are frequent and their names are needed per event.
+pub fn errno_str(errno: i32) -> &'static str {
+    // Every errno is below this (the kernel's error returns are -4095..=-1).
+    const TABLE_LEN: i32 = 4096;
+    static NAMES: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        (0..TABLE_LEN)
+            .map(|e| format!("{:?}", nix::errno::Errno::from_raw(e)))
+            .collect()
+    });
+    let index = if (0..TABLE_LEN).contains(&errno) {
+        errno as usize
+    } else {
+        // Out of range is unknown, like the table's unnamed entries.
+        0
+    };
+    &NAMES[index]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_names_are_nix_names() {
+        for errno in (-3..200).chain([4095, 4096, 100_000, i32::MAX]) {
+            assert_eq!(
+                errno_str(errno),
+                format!("{:?}", nix::errno::Errno::from_raw(errno)),
+                "errno {errno}"
+            );
+        }
+        assert_eq!(errno_name(-2), Some("ENOENT"));
+        assert_eq!(errno_name(-4096), None);
+        assert_eq!(errno_name(0), None);
+    }
 }

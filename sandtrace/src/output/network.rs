@@ -1,5 +1,7 @@
 //! Names and wording for network events, shared by the JSONL log and the terminal.
 
+use std::borrow::Cow;
+
 use sandtrace_common::network::{NetOp, NetVerdict};
 
 use super::RuleLabel;
@@ -80,7 +82,7 @@ pub fn op_name(op: NetOp) -> &'static str {
 }
 
 /// `tcp`, `udp`, `icmp`, ...; `raw` for raw sockets of an unnamed protocol.
-pub fn protocol_name(protocol: u16, sock_type: u16) -> String {
+pub fn protocol_name(protocol: u16, sock_type: u16) -> Cow<'static, str> {
     const SOCK_RAW: u16 = 3;
     match protocol {
         6 => "tcp".into(),
@@ -93,12 +95,12 @@ pub fn protocol_name(protocol: u16, sock_type: u16) -> String {
         255 => "raw".into(),
         0 if sock_type == SOCK_RAW => "raw".into(),
         0 => "default".into(),
-        other => format!("protocol {other}"),
+        other => format!("protocol {other}").into(),
     }
 }
 
 /// `ipv4`, `ipv6`, `packet`, ...
-pub fn family_name(family: u16) -> String {
+pub fn family_name(family: u16) -> Cow<'static, str> {
     match family {
         1 => "unix".into(),
         2 => "ipv4".into(),
@@ -114,12 +116,12 @@ pub fn family_name(family: u16) -> String {
         43 => "smc".into(),
         44 => "xdp".into(),
         45 => "mctp".into(),
-        other => format!("family {other}"),
+        other => format!("family {other}").into(),
     }
 }
 
 /// `stream`, `dgram`, `raw`, ...
-pub fn sock_type_name(sock_type: u16) -> String {
+pub fn sock_type_name(sock_type: u16) -> Cow<'static, str> {
     match sock_type {
         1 => "stream".into(),
         2 => "dgram".into(),
@@ -128,7 +130,7 @@ pub fn sock_type_name(sock_type: u16) -> String {
         5 => "seqpacket".into(),
         6 => "dccp".into(),
         10 => "packet".into(),
-        other => format!("type {other}"),
+        other => format!("type {other}").into(),
     }
 }
 

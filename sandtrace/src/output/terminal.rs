@@ -70,8 +70,36 @@ impl Terminal {
         }
     }
 
+    /// Whether the verbosity asks for the event. Checked before anything is formatted: most
+    /// events of a busy session are not shown.
+    fn shows(&self, body: &EventBody) -> bool {
+        match body {
+            EventBody::Syscall(s) => {
+                let action = s.action;
+                let failed = s.ret.is_some_and(is_error);
+                // Denials always show, like every other denial; log_only hits (often frequent,
+                // like mmap) from -v on, and always in the event log and the summary.
+                match self.verbosity {
+                    Verbosity::Quiet => action == SyscallAction::Deny,
+                    Verbosity::Processes => action != SyscallAction::Allow,
+                    Verbosity::FailedSyscalls => failed || action != SyscallAction::Allow,
+                    Verbosity::AllSyscalls => true,
+                }
+            }
+            // Denials always show; allowed decisions are only reported at -v.
+            EventBody::File(_) | EventBody::Network(_) | EventBody::SeccompKill(_) => true,
+            EventBody::ForkRefused { .. }
+            | EventBody::Fork { .. }
+            | EventBody::Exec { .. }
+            | EventBody::Exit { .. } => self.verbosity >= Verbosity::Processes,
+        }
+    }
+
     /// Prints the event if the verbosity asks for it.
     pub fn event(&self, event: &Event, labels: &Labels) {
+        if !self.shows(&event.body) {
+            return;
+        }
         let t = &event.task;
         // Packets are checked as they arrive, outside any task of the session.
         let who = if t.tgid == 0 {
@@ -81,25 +109,8 @@ impl Terminal {
         };
         let line = match &event.body {
             EventBody::Syscall(s) => {
-                let action = s.action;
-                let failed = s.ret.is_some_and(is_error);
-                // Denials always show, like every other denial; log_only hits (often frequent,
-                // like mmap) from -v on, and always in the event log and the summary.
-                let wanted = match self.verbosity {
-                    Verbosity::Quiet => action == SyscallAction::Deny,
-                    Verbosity::Processes => action != SyscallAction::Allow,
-                    Verbosity::FailedSyscalls => failed || action != SyscallAction::Allow,
-                    Verbosity::AllSyscalls => true,
-                };
-                if !wanted {
-                    return;
-                }
                 let name = syscall_table::name(s.nr).unwrap_or("unknown");
-                let path = s
-                    .path
-                    .as_deref()
-                    .map(|p| format!(" {p:?}"))
-                    .unwrap_or_default();
+                let path = s.path.map(|p| format!(" {p:?}")).unwrap_or_default();
                 let ret = match s.ret {
                     None => String::new(),
                     Some(r) => match errno_name(r) {
@@ -107,7 +118,7 @@ impl Terminal {
                         None => format!(" = {r}"),
                     },
                 };
-                let tag = match action {
+                let tag = match s.action {
                     SyscallAction::Allow => String::new(),
                     SyscallAction::Deny => format!(" {}", self.paint(RED, "[denied]")),
                     SyscallAction::LogOnly => format!(" {}", self.paint(YELLOW, "[log_only]")),
@@ -115,7 +126,6 @@ impl Terminal {
                 format!("{who} {name}{path}{ret}{tag}")
             }
             EventBody::File(f) => {
-                // Denials always show; allowed decisions are only reported at -v.
                 let verdict = if f.verdict.is_denied() {
                     self.paint(RED, "denied")
                 } else {
@@ -129,12 +139,11 @@ impl Terminal {
                 format!(
                     "{who} {verdict} {} {} {:?}{rule}",
                     f.op.as_str(),
-                    access_names(f.needed).join("+"),
+                    access_names(f.needed).collect::<Vec<_>>().join("+"),
                     f.path
                 )
             }
             EventBody::Network(n) => {
-                // Denials always show; allowed decisions are only reported at -v.
                 let verdict = if n.verdict.is_denied() {
                     self.paint(RED, "denied")
                 } else {
@@ -173,7 +182,6 @@ impl Terminal {
                     super::FOREIGN_ABI_REASON
                 )
             }
-            _ if self.verbosity < Verbosity::Processes => return,
             EventBody::ForkRefused { nr, errno } => format!(
                 "{who} {} {} failed with {:?}: {}",
                 self.paint(RED, "fork refused"),

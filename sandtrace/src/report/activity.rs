@@ -404,7 +404,7 @@ impl Replay {
         };
         let family = match self.state(s.tgid).fds.get(&s.int_arg(0)) {
             Some(Descriptor::Socket { family, .. }) => u16::try_from(*family)
-                .map(family_name)
+                .map(|f| family_name(f).into_owned())
                 .unwrap_or_else(|_| format!("family {family}")),
             _ => "unknown".to_owned(),
         };

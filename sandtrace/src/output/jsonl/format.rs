@@ -1,0 +1,748 @@
+//! One event as one JSON line, written by hand into a reusable buffer: at a million events a
+//! second a serializer's per-field work and per-event allocations are most of the cost.
+//! The fields, their order and their spelling are the log's format (see the module above).
+
+use anyhow::Result;
+
+use super::{FORK_REFUSED_REASON, decode_wait_status, json, timestamp::Timestamps};
+use crate::{
+    events::{Event, EventBody, FileRecord, NetworkRecord, SeccompKillRecord, SyscallRecord},
+    output::{
+        FOREIGN_ABI_REASON, Labels, RuleLabel, access_names, errno_name, errno_str,
+        foreign_syscall_name, is_error,
+        network::{family_name, op_name, protocol_name, sock_type_name},
+    },
+    syscall_table,
+};
+
+/// Formats events; keeps what is reused from one line to the next.
+pub struct LineFormat {
+    timestamps: Timestamps,
+}
+
+impl LineFormat {
+    pub fn new() -> Self {
+        Self {
+            timestamps: Timestamps::new(),
+        }
+    }
+
+    /// Appends `event` as one line, newline included. Fails only for an event time outside
+    /// what RFC 3339 timestamps can show, and then appends nothing.
+    pub fn line(&mut self, out: &mut Vec<u8>, event: &Event<'_>, labels: &Labels) -> Result<()> {
+        let start = out.len();
+        self.append_line(out, event, labels)
+            .inspect_err(|_| out.truncate(start))
+    }
+
+    fn append_line(&mut self, out: &mut Vec<u8>, event: &Event<'_>, labels: &Labels) -> Result<()> {
+        let event_type = match event.body {
+            EventBody::Syscall(_) => "syscall",
+            EventBody::File(_) => "file",
+            EventBody::Network(_) => "network",
+            EventBody::SeccompKill(_) => "seccomp",
+            EventBody::Fork { .. }
+            | EventBody::Exec { .. }
+            | EventBody::Exit { .. }
+            | EventBody::ForkRefused { .. } => "process",
+        };
+        json::raw(out, "{\"event_type\":\"");
+        json::raw(out, event_type);
+        json::raw(out, "\",\"timestamp\":\"");
+        self.timestamps.write(out, event.time)?;
+        json::raw(out, "\",\"pid\":");
+        json::integer(out, event.task.pid);
+        json::raw(out, ",\"tgid\":");
+        json::integer(out, event.task.tgid);
+        json::raw(out, ",\"comm\":");
+        json::kernel_text(out, event.task.comm);
+        match &event.body {
+            EventBody::Syscall(s) => syscall(out, s),
+            EventBody::File(f) => file(out, f, labels),
+            EventBody::Network(n) => network(out, n, labels),
+            EventBody::SeccompKill(k) => seccomp_kill(out, k),
+            EventBody::Fork {
+                child_pid,
+                child_tgid,
+            } => {
+                json::raw(out, ",\"action\":\"fork\",\"child_pid\":");
+                json::integer(out, *child_pid);
+                json::raw(out, ",\"child_tgid\":");
+                json::integer(out, *child_tgid);
+            }
+            EventBody::Exec { old_pid, filename } => {
+                json::raw(out, ",\"action\":\"exec\",\"path\":");
+                json::kernel_text(out, *filename);
+                json::raw(out, ",\"old_pid\":");
+                json::integer(out, *old_pid);
+            }
+            EventBody::Exit { status } => {
+                let (exit_code, signal) = decode_wait_status(*status);
+                json::raw(out, ",\"action\":\"exited\",\"exit_code\":");
+                json::integer(out, exit_code);
+                if let Some(signal) = signal {
+                    json::raw(out, ",\"signal\":");
+                    json::integer(out, signal);
+                }
+            }
+            EventBody::ForkRefused { nr, errno } => {
+                json::raw(out, ",\"action\":\"fork_refused\",\"syscall\":");
+                json::string(out, syscall_table::name(*nr).unwrap_or("unknown"));
+                json::raw(out, ",\"errno\":");
+                json::string(out, errno_str(*errno));
+                json::raw(out, ",\"reason\":");
+                json::string(out, FORK_REFUSED_REASON);
+            }
+        }
+        json::raw(out, "}\n");
+        Ok(())
+    }
+}
+
+fn syscall(out: &mut Vec<u8>, s: &SyscallRecord<'_>) {
+    json::raw(out, ",\"syscall\":");
+    json::string(out, syscall_table::name(s.nr).unwrap_or("unknown"));
+    json::raw(out, ",\"syscall_nr\":");
+    json::integer(out, s.nr);
+    json::raw(out, ",\"args\":{\"raw\":[");
+    for (i, arg) in s.args.iter().enumerate() {
+        if i > 0 {
+            json::raw(out, ",");
+        }
+        json::integer(out, *arg);
+    }
+    json::raw(out, "]}");
+    if let Some(path) = s.path {
+        json::raw(out, ",\"path\":");
+        json::kernel_text(out, path);
+    }
+    if s.path_truncated {
+        json::raw(out, ",\"path_truncated\":true");
+    }
+    json::raw(out, ",\"return_value\":");
+    optional_integer(out, s.ret);
+    json::raw(out, ",\"success\":");
+    json::boolean(out, !s.ret.is_some_and(is_error));
+    if let Some(errno) = s.ret.and_then(errno_name) {
+        json::raw(out, ",\"errno\":");
+        json::string(out, errno);
+    }
+    json::raw(out, ",\"duration_us\":");
+    optional_integer(out, s.duration.map(|d| d.as_micros() as u64));
+    json::raw(out, ",\"action\":");
+    json::string(out, s.action.as_str());
+    json::raw(out, ",\"category\":");
+    json::string(out, syscall_table::category(s.nr).as_str());
+}
+
+fn file(out: &mut Vec<u8>, f: &FileRecord<'_>, labels: &Labels) {
+    json::raw(out, ",\"action\":");
+    json::string(
+        out,
+        if f.verdict.is_denied() {
+            "deny"
+        } else {
+            "allow"
+        },
+    );
+    json::raw(out, ",\"operation\":");
+    json::string(out, f.op.as_str());
+    json::raw(out, ",\"access\":[");
+    for (i, name) in access_names(f.needed).enumerate() {
+        if i > 0 {
+            json::raw(out, ",");
+        }
+        json::string(out, name);
+    }
+    json::raw(out, "],\"path\":");
+    json::kernel_text(out, f.path);
+    json::raw(out, ",\"reason\":");
+    json::string(out, f.verdict.as_str());
+    if let Some(rule) = f.rule.and_then(|r| labels.file_rules.label(r)) {
+        rule_label(out, rule);
+    }
+}
+
+fn network(out: &mut Vec<u8>, n: &NetworkRecord, labels: &Labels) {
+    json::raw(out, ",\"action\":");
+    json::string(
+        out,
+        if n.verdict.is_denied() {
+            "deny"
+        } else {
+            "allow"
+        },
+    );
+    json::raw(out, ",\"operation\":");
+    json::string(out, op_name(n.op));
+    json::raw(out, ",\"family\":");
+    json::string(out, &family_name(n.family));
+    json::raw(out, ",\"socket_type\":");
+    json::string(out, &sock_type_name(n.sock_type));
+    json::raw(out, ",\"protocol\":");
+    json::string(out, &protocol_name(n.protocol, n.sock_type));
+    for ((address_key, port_key), endpoint) in [
+        ((",\"address\":\"", ",\"port\":"), n.addr),
+        ((",\"peer_address\":\"", ",\"peer_port\":"), n.peer),
+    ] {
+        if let Some((address, port)) = endpoint {
+            use std::io::Write as _;
+            json::raw(out, address_key);
+            // An address has nothing to escape; writing to a Vec cannot fail.
+            let _ = write!(out, "{address}");
+            json::raw(out, "\"");
+            json::raw(out, port_key);
+            json::integer(out, port);
+        }
+    }
+    json::raw(out, ",\"reason\":");
+    json::string(out, labels.network_rules.reason(n));
+    if let Some(rule) = n
+        .rule
+        .and_then(|(list, index)| labels.network_rules.label(list, index))
+    {
+        rule_label(out, rule);
+    }
+}
+
+fn seccomp_kill(out: &mut Vec<u8>, k: &SeccompKillRecord) {
+    json::raw(out, ",\"action\":\"kill\",\"abi\":");
+    json::string(out, &k.abi.as_str());
+    json::raw(out, ",\"syscall_nr\":");
+    json::integer(out, k.nr);
+    if let Some(name) = foreign_syscall_name(k) {
+        json::raw(out, ",\"syscall\":");
+        json::string(out, name);
+    }
+    json::raw(out, ",\"reason\":");
+    json::string(out, FOREIGN_ABI_REASON);
+}
+
+/// The `rule` field.
+fn rule_label(out: &mut Vec<u8>, rule: &RuleLabel) {
+    json::raw(out, ",\"rule\":{\"kind\":");
+    json::string(out, rule.kind);
+    json::raw(out, ",\"pattern\":");
+    json::string(out, &rule.pattern);
+    json::raw(out, ",\"source\":");
+    json::string(out, &rule.source);
+    json::raw(out, "}");
+}
+
+/// A number, or `null`.
+fn optional_integer(out: &mut Vec<u8>, n: Option<impl itoa::Integer>) {
+    match n {
+        Some(n) => json::integer(out, n),
+        None => json::raw(out, "null"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The hand-written lines against what the serde structs of the previous writer produced
+    //! (kept here as the reference).
+
+    use std::{
+        net::{IpAddr, Ipv4Addr, Ipv6Addr},
+        path::Path,
+        time::{Duration, SystemTime, UNIX_EPOCH},
+    };
+
+    use sandtrace_common::{
+        file::{FileOp, Verdict},
+        network::{NetOp, NetVerdict},
+    };
+    use serde::{Serialize, Serializer};
+
+    use super::*;
+    use crate::{
+        events::{KernelText, NetList, RuleRef, SyscallAbi, SyscallAction, Task},
+        output::{FileRules, network::NetworkRules},
+        policy::{CliOverrides, parse::parse, resolve},
+    };
+
+    struct Timestamp(SystemTime);
+
+    impl Serialize for Timestamp {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_str(&humantime::format_rfc3339_micros(self.0))
+        }
+    }
+
+    #[derive(Serialize)]
+    struct RawArgs {
+        raw: [u64; 6],
+    }
+
+    #[derive(Serialize)]
+    struct SyscallLine<'a> {
+        event_type: &'static str,
+        timestamp: Timestamp,
+        pid: u32,
+        tgid: u32,
+        comm: &'a str,
+        syscall: &'a str,
+        syscall_nr: u32,
+        args: RawArgs,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        path: Option<&'a str>,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        path_truncated: bool,
+        return_value: Option<i64>,
+        success: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        errno: Option<String>,
+        duration_us: Option<u64>,
+        action: &'static str,
+        category: &'static str,
+    }
+
+    #[derive(Serialize)]
+    #[serde(tag = "action", rename_all = "snake_case")]
+    enum ProcessDetail<'a> {
+        Fork {
+            child_pid: u32,
+            child_tgid: u32,
+        },
+        Exec {
+            path: &'a str,
+            old_pid: u32,
+        },
+        Exited {
+            exit_code: i32,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            signal: Option<i32>,
+        },
+        ForkRefused {
+            syscall: &'a str,
+            errno: String,
+            reason: &'static str,
+        },
+    }
+
+    #[derive(Serialize)]
+    struct ProcessLine<'a> {
+        event_type: &'static str,
+        timestamp: Timestamp,
+        pid: u32,
+        tgid: u32,
+        comm: &'a str,
+        #[serde(flatten)]
+        detail: ProcessDetail<'a>,
+    }
+
+    #[derive(Serialize)]
+    struct FileLine<'a> {
+        event_type: &'static str,
+        timestamp: Timestamp,
+        pid: u32,
+        tgid: u32,
+        comm: &'a str,
+        action: &'static str,
+        operation: &'static str,
+        access: Vec<&'static str>,
+        path: &'a str,
+        reason: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rule: Option<&'a RuleLabel>,
+    }
+
+    #[derive(Serialize)]
+    struct NetworkLine<'a> {
+        event_type: &'static str,
+        timestamp: Timestamp,
+        pid: u32,
+        tgid: u32,
+        comm: &'a str,
+        action: &'static str,
+        operation: &'static str,
+        family: String,
+        socket_type: String,
+        protocol: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        address: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        port: Option<u16>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        peer_address: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        peer_port: Option<u16>,
+        reason: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rule: Option<&'a RuleLabel>,
+    }
+
+    #[derive(Serialize)]
+    struct SeccompLine<'a> {
+        event_type: &'static str,
+        timestamp: Timestamp,
+        pid: u32,
+        tgid: u32,
+        comm: &'a str,
+        action: &'static str,
+        abi: String,
+        syscall_nr: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        syscall: Option<&'static str>,
+        reason: &'static str,
+    }
+
+    /// The line the serde structs wrote for `event`, newline included.
+    fn serde_line(event: &Event<'_>, labels: &Labels) -> String {
+        let comm = &*event.task.comm.to_str_lossy();
+        let (pid, tgid) = (event.task.pid, event.task.tgid);
+        let timestamp = Timestamp(event.time);
+        let process = |detail| {
+            serde_json::to_string(&ProcessLine {
+                event_type: "process",
+                timestamp: Timestamp(event.time),
+                pid,
+                tgid,
+                comm,
+                detail,
+            })
+        };
+        let line = match &event.body {
+            EventBody::Syscall(s) => serde_json::to_string(&SyscallLine {
+                event_type: "syscall",
+                timestamp,
+                pid,
+                tgid,
+                comm,
+                syscall: syscall_table::name(s.nr).unwrap_or("unknown"),
+                syscall_nr: s.nr,
+                args: RawArgs { raw: s.args },
+                path: s.path.map(|p| p.to_str_lossy()).as_deref(),
+                path_truncated: s.path_truncated,
+                return_value: s.ret,
+                success: !s.ret.is_some_and(is_error),
+                errno: s
+                    .ret
+                    .filter(|&r| is_error(r))
+                    .map(|r| format!("{:?}", nix::errno::Errno::from_raw((-r) as i32))),
+                duration_us: s.duration.map(|d| d.as_micros() as u64),
+                action: s.action.as_str(),
+                category: syscall_table::category(s.nr).as_str(),
+            }),
+            EventBody::File(f) => serde_json::to_string(&FileLine {
+                event_type: "file",
+                timestamp,
+                pid,
+                tgid,
+                comm,
+                action: if f.verdict.is_denied() {
+                    "deny"
+                } else {
+                    "allow"
+                },
+                operation: f.op.as_str(),
+                access: access_names(f.needed).collect(),
+                path: &f.path.to_str_lossy(),
+                reason: f.verdict.as_str(),
+                rule: f.rule.and_then(|r| labels.file_rules.label(r)),
+            }),
+            EventBody::Network(n) => serde_json::to_string(&NetworkLine {
+                event_type: "network",
+                timestamp,
+                pid,
+                tgid,
+                comm,
+                action: if n.verdict.is_denied() {
+                    "deny"
+                } else {
+                    "allow"
+                },
+                operation: op_name(n.op),
+                family: family_name(n.family).into_owned(),
+                socket_type: sock_type_name(n.sock_type).into_owned(),
+                protocol: protocol_name(n.protocol, n.sock_type).into_owned(),
+                address: n.addr.map(|(a, _)| a.to_string()),
+                port: n.addr.map(|(_, p)| p),
+                peer_address: n.peer.map(|(a, _)| a.to_string()),
+                peer_port: n.peer.map(|(_, p)| p),
+                reason: labels.network_rules.reason(n),
+                rule: n
+                    .rule
+                    .and_then(|(list, index)| labels.network_rules.label(list, index)),
+            }),
+            EventBody::SeccompKill(k) => serde_json::to_string(&SeccompLine {
+                event_type: "seccomp",
+                timestamp,
+                pid,
+                tgid,
+                comm,
+                action: "kill",
+                abi: k.abi.as_str().into_owned(),
+                syscall_nr: k.nr,
+                syscall: foreign_syscall_name(k),
+                reason: FOREIGN_ABI_REASON,
+            }),
+            EventBody::ForkRefused { nr, errno } => process(ProcessDetail::ForkRefused {
+                syscall: syscall_table::name(*nr).unwrap_or("unknown"),
+                errno: format!("{:?}", nix::errno::Errno::from_raw(*errno)),
+                reason: FORK_REFUSED_REASON,
+            }),
+            EventBody::Fork {
+                child_pid,
+                child_tgid,
+            } => process(ProcessDetail::Fork {
+                child_pid: *child_pid,
+                child_tgid: *child_tgid,
+            }),
+            EventBody::Exec { old_pid, filename } => process(ProcessDetail::Exec {
+                path: &filename.to_str_lossy(),
+                old_pid: *old_pid,
+            }),
+            EventBody::Exit { status } => {
+                let (exit_code, signal) = decode_wait_status(*status);
+                process(ProcessDetail::Exited { exit_code, signal })
+            }
+        };
+        line.expect("a line serialises") + "\n"
+    }
+
+    /// File rules and `[network]` rules to label events with.
+    fn labels() -> Labels {
+        let policy = parse(
+            Path::new("test.toml"),
+            "[network]\nallow = false\nallow_connect = [\"127.0.0.1:80\"]\n\
+             allow_bind = [\"[::1]:8080\"]\n"
+                .to_owned(),
+        )
+        .expect("the test policy parses");
+        let effective = resolve(&policy, &CliOverrides::default(), Path::new("/"), None)
+            .expect("the test policy resolves");
+        let rule = |kind, pattern: &str| RuleLabel {
+            kind,
+            pattern: pattern.to_owned(),
+            source: "policy.toml:3 \"quoted\"".to_owned(),
+        };
+        Labels {
+            file_rules: FileRules {
+                by_kind: [
+                    vec![rule("allow_read", "/usr/**")],
+                    vec![rule("allow_write", "/tmp/ä\\x")],
+                    vec![],
+                    vec![rule("deny", "**/.env"), rule("deny", "/etc/shadow")],
+                ],
+            },
+            network_rules: NetworkRules::for_policy(&effective),
+        }
+    }
+
+    /// A comm a process may set itself (prctl PR_SET_NAME): quotes, escapes, control
+    /// characters and bytes that are not UTF-8.
+    const ODD_COMM: &[u8] = b"a\"b\\c\n\t\x01\x7f\xff\xc3\xa9\0tail";
+
+    fn syscall(nr: u32, ret: Option<i64>, duration_ns: Option<u64>) -> EventBody<'static> {
+        EventBody::Syscall(SyscallRecord {
+            nr,
+            action: SyscallAction::Allow,
+            args: [0, 1, u64::MAX, 0x7fff_0000_1000, 42, 7],
+            ret,
+            duration: duration_ns.map(Duration::from_nanos),
+            path: None,
+            path_truncated: false,
+        })
+    }
+
+    fn path_syscall(
+        path: &'static [u8],
+        truncated: bool,
+        action: SyscallAction,
+    ) -> EventBody<'static> {
+        let EventBody::Syscall(openat) = syscall(257, Some(-13), Some(1_999)) else {
+            unreachable!("a syscall body")
+        };
+        EventBody::Syscall(SyscallRecord {
+            path: Some(KernelText::until_nul(path)),
+            path_truncated: truncated,
+            action,
+            ..openat
+        })
+    }
+
+    fn file(
+        verdict: Verdict,
+        rule: Option<(usize, usize)>,
+        path: &'static [u8],
+    ) -> EventBody<'static> {
+        EventBody::File(FileRecord {
+            op: if verdict.is_denied() {
+                FileOp::Open
+            } else {
+                FileOp::Create
+            },
+            needed: 3,
+            verdict,
+            rule: rule.map(|(kind, index)| RuleRef { kind, index }),
+            path: KernelText::until_nul(path),
+        })
+    }
+
+    /// One event of every line type and of every optional field, with text that needs
+    /// escaping, at times that cross seconds and days.
+    fn sample_events() -> Vec<Event<'static>> {
+        let v4 = Some((IpAddr::V4(Ipv4Addr::LOCALHOST), 80));
+        let v6 = Some((IpAddr::V6(Ipv6Addr::LOCALHOST), 8080));
+        let v4_in_v6 = Some((IpAddr::V6(Ipv4Addr::new(10, 1, 2, 3).to_ipv6_mapped()), 443));
+        let connect = NetworkRecord {
+            op: NetOp::Connect,
+            verdict: NetVerdict::Allowed,
+            family: 2,
+            sock_type: 1,
+            protocol: 6,
+            addr: v4,
+            peer: None,
+            rule: Some((NetList::Connect, 0)),
+            list: NetList::Connect,
+        };
+        let denied = NetworkRecord {
+            verdict: NetVerdict::DeniedNoRule,
+            rule: None,
+            ..connect.clone()
+        };
+        let bodies = [
+            syscall(110, Some(4242), Some(1_999)),
+            // No entry record: no duration.
+            syscall(0, Some(3), None),
+            // exit_group: neither a return value nor a duration.
+            syscall(231, None, None),
+            // Errors, the error range's edges, and returns outside it (not errnos).
+            syscall(257, Some(-2), Some(0)),
+            syscall(257, Some(-1), Some(1_000)),
+            syscall(257, Some(-4095), Some(u64::MAX)),
+            syscall(257, Some(-4096), Some(5)),
+            syscall(257, Some(i64::MIN), Some(5)),
+            // A number outside the table.
+            syscall(9999, Some(0), Some(5)),
+            path_syscall(b"/etc/passwd\0junk", false, SyscallAction::Deny),
+            path_syscall(ODD_COMM, true, SyscallAction::LogOnly),
+            path_syscall(b"", false, SyscallAction::Allow),
+            EventBody::Fork {
+                child_pid: 12,
+                child_tgid: 12,
+            },
+            EventBody::Exec {
+                old_pid: 11,
+                filename: KernelText::until_nul(b"/usr/bin/\"odd\"\xfe"),
+            },
+            EventBody::Exit { status: 3 << 8 },
+            EventBody::Exit {
+                status: libc::SIGKILL,
+            },
+            EventBody::ForkRefused { nr: 56, errno: 11 },
+            EventBody::ForkRefused {
+                nr: 9999,
+                errno: 100_000,
+            },
+            file(Verdict::DeniedRule, Some((3, 1)), b"/etc/shadow"),
+            file(Verdict::Allowed, Some((1, 0)), b"/tmp/\xc3\xa4\\x\n\xff"),
+            file(Verdict::DeniedUnlisted, None, b"/bin/sh"),
+            // A rule index the labels do not know.
+            file(Verdict::AllowedLaunch, Some((2, 9)), b""),
+            EventBody::Network(connect.clone()),
+            EventBody::Network(NetworkRecord {
+                family: 10,
+                addr: v4_in_v6,
+                ..denied.clone()
+            }),
+            EventBody::Network(NetworkRecord {
+                op: NetOp::Bind,
+                family: 10,
+                sock_type: 2,
+                protocol: 17,
+                addr: v6,
+                rule: Some((NetList::Bind, 0)),
+                list: NetList::Bind,
+                ..connect.clone()
+            }),
+            EventBody::Network(NetworkRecord {
+                op: NetOp::Socket,
+                verdict: NetVerdict::DeniedSocketKind,
+                sock_type: 3,
+                protocol: 0,
+                addr: None,
+                ..denied.clone()
+            }),
+            EventBody::Network(NetworkRecord {
+                op: NetOp::Socket,
+                verdict: NetVerdict::DeniedFamily,
+                family: 99,
+                sock_type: 77,
+                protocol: 999,
+                addr: None,
+                ..denied.clone()
+            }),
+            EventBody::Network(NetworkRecord {
+                op: NetOp::Receive,
+                peer: v4,
+                list: NetList::Bind,
+                ..denied.clone()
+            }),
+            // A rule index the labels do not know.
+            EventBody::Network(NetworkRecord {
+                rule: Some((NetList::Bind, 5)),
+                ..connect
+            }),
+            EventBody::SeccompKill(SeccompKillRecord {
+                abi: SyscallAbi::X86_64,
+                nr: 59,
+            }),
+            EventBody::SeccompKill(SeccompKillRecord {
+                abi: SyscallAbi::X32,
+                nr: 0x4000_0001,
+            }),
+            EventBody::SeccompKill(SeccompKillRecord {
+                abi: SyscallAbi::I386,
+                nr: 11,
+            }),
+            EventBody::SeccompKill(SeccompKillRecord {
+                abi: SyscallAbi::Other(0xdead),
+                nr: 4000,
+            }),
+        ];
+        let start = UNIX_EPOCH + Duration::from_secs(1_795_039_999);
+        bodies
+            .into_iter()
+            .enumerate()
+            .map(|(i, body)| Event {
+                // Steps of about 3 hours, with changing microseconds.
+                time: start + Duration::from_nanos(i as u64 * 11_111_111_111_111),
+                task: Task {
+                    pid: 4_000_001,
+                    tgid: if i == 1 { 0 } else { 4_000_000 },
+                    comm: KernelText::until_nul(if i % 2 == 0 { b"perl" } else { ODD_COMM }),
+                },
+                body,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_line_type_matches_the_serde_structs() {
+        let labels = labels();
+        let mut format = LineFormat::new();
+        let mut out = Vec::new();
+        for event in sample_events() {
+            out.clear();
+            format.line(&mut out, &event, &labels).unwrap();
+            assert_eq!(
+                String::from_utf8(out.clone()).expect("a line is UTF-8"),
+                serde_line(&event, &labels),
+                "the line for {event:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_line_that_fails_leaves_nothing_behind() {
+        let mut event = sample_events().remove(0);
+        event.time = UNIX_EPOCH - Duration::from_secs(1);
+        let mut out = b"earlier line\n".to_vec();
+        LineFormat::new()
+            .line(&mut out, &event, &Labels::default())
+            .expect_err("a time before 1970 has no RFC 3339 timestamp");
+        assert_eq!(out, b"earlier line\n");
+    }
+}

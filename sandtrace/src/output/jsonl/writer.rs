@@ -1,0 +1,349 @@
+//! The event log's writer thread, so that the thread draining the ring buffer only copies
+//! records: decoding and formatting a million lines a second would otherwise slow the
+//! draining until the ring buffer overflows.
+//!
+//! The draining thread appends raw records to a batch and hands full batches over, and a
+//! partial one whenever it has emptied the ring buffer, so no record waits for more to come.
+//! A fixed set of batch buffers circulates between the two threads: the writer returns each
+//! one emptied, and steady state allocates nothing. When the writer falls behind, the draining
+//! thread waits for a buffer; the ring buffer then fills and the kernel counts what it drops.
+//! Memory stays bounded and every loss is counted.
+
+use std::{
+    fs::File,
+    io::Write as _,
+    path::{Path, PathBuf},
+    sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel},
+    thread::JoinHandle,
+};
+
+use anyhow::{Context as _, Result, anyhow};
+
+use super::format::LineFormat;
+use crate::{
+    events::{self, Clock},
+    output::{Labels, summary::Summary},
+};
+
+/// Bytes of records per batch: about 500 syscall records.
+const BATCH_BYTES: usize = 64 * 1024;
+/// Batches in circulation: what the writer may lag behind (1 MiB of records).
+const BATCHES: usize = 16;
+/// Formatted lines are written to the file in chunks of at most about this size.
+const WRITE_BYTES: usize = 1 << 20;
+/// Each record in a batch is preceded by its length, in native byte order.
+const LENGTH_BYTES: usize = size_of::<usize>();
+
+/// The JSONL event log (`-o FILE`), as the draining thread sees it.
+pub struct EventLog {
+    /// Records not yet handed over; `None` between handing a batch over and the next record.
+    batch: Option<Vec<u8>>,
+    /// Full batches to the writer; `None` once the writer has stopped.
+    to_writer: Option<SyncSender<Vec<u8>>>,
+    /// Emptied batches back from the writer.
+    recycled: Receiver<Vec<u8>>,
+    writer: JoinHandle<Result<LogFile>>,
+}
+
+impl EventLog {
+    /// Creates (or truncates) the file at `path` and starts the writer thread, which decodes
+    /// records with `clock` and labels them with `labels`.
+    pub fn create(path: &Path, clock: Clock, labels: Labels) -> Result<Self> {
+        let file = File::create(path)
+            .with_context(|| format!("creating the event log {}", path.display()))?;
+        let log = LogFile {
+            file,
+            path: path.to_owned(),
+            pending: Vec::with_capacity(WRITE_BYTES + BATCH_BYTES),
+        };
+        let (to_writer, batches) = sync_channel(BATCHES);
+        let (recycle, recycled) = sync_channel(BATCHES);
+        for _ in 0..BATCHES {
+            recycle
+                .send(Vec::with_capacity(BATCH_BYTES))
+                .expect("the channel holds every batch");
+        }
+        let writer = std::thread::Builder::new()
+            .name("sandtrace-jsonl".to_owned())
+            .spawn(move || write_batches(log, &batches, &recycle, &clock, &labels))
+            .context("starting the event log's writer thread")?;
+        Ok(Self {
+            batch: None,
+            to_writer: Some(to_writer),
+            recycled,
+            writer,
+        })
+    }
+
+    /// Queues one ring-buffer record (one that decodes) for the log. Waits for the writer
+    /// when every batch is in use.
+    pub fn append(&mut self, record: &[u8]) {
+        if self.to_writer.is_none() {
+            // The writer has stopped (a write error, which `finish` reports).
+            return;
+        }
+        let needed = LENGTH_BYTES + record.len();
+        if self
+            .batch
+            .as_ref()
+            .is_some_and(|b| b.len() + needed > b.capacity())
+        {
+            self.hand_over();
+        }
+        if self.batch.is_none() {
+            // Fails only when the writer has stopped.
+            self.batch = self.recycled.recv().ok();
+        }
+        if let Some(batch) = &mut self.batch {
+            batch.extend_from_slice(&record.len().to_ne_bytes());
+            batch.extend_from_slice(record);
+        }
+    }
+
+    /// Hands the records queued so far to the writer: the ring buffer is empty for now, and
+    /// they should not wait for more.
+    pub fn hand_over(&mut self) {
+        if let Some(batch) = self.batch.take_if(|b| !b.is_empty())
+            && let Some(to_writer) = &self.to_writer
+            && to_writer.send(batch).is_err()
+        {
+            // The writer has stopped; `finish` reports why.
+            self.to_writer = None;
+        }
+    }
+
+    /// Writes every record appended, then the summary as the last line, and flushes the file
+    /// to disk.
+    pub fn finish(mut self, summary: &Summary) -> Result<()> {
+        self.hand_over();
+        // The writer's loop ends once it has written every batch sent.
+        drop(self.to_writer.take());
+        let mut log = self
+            .writer
+            .join()
+            .map_err(|_| anyhow!("the event log's writer thread panicked"))??;
+        log.finish(summary)
+    }
+}
+
+/// The writer thread: formats the records of each batch into the file, returning the batch.
+/// Lines reach the file once no batch is waiting (or a chunk is full), so the log follows a
+/// slow session closely and a busy one is written in large chunks. Stops at the first error;
+/// the draining thread then drops what it would have sent.
+fn write_batches(
+    mut log: LogFile,
+    batches: &Receiver<Vec<u8>>,
+    recycle: &SyncSender<Vec<u8>>,
+    clock: &Clock,
+    labels: &Labels,
+) -> Result<LogFile> {
+    let mut format = LineFormat::new();
+    let mut next = batches.recv().ok();
+    while let Some(mut batch) = next {
+        if let Err(e) = write_batch(&mut log, &mut format, &batch, clock, labels) {
+            // Keep the whole lines formatted before the error: the log ends where it struck.
+            let _ = log.write_pending();
+            return Err(e);
+        }
+        batch.clear();
+        // The draining thread may be gone already: after its last batch.
+        let _ = recycle.send(batch);
+        next = match batches.try_recv() {
+            Ok(batch) => Some(batch),
+            Err(TryRecvError::Empty) => {
+                log.write_pending()?;
+                batches.recv().ok()
+            }
+            Err(TryRecvError::Disconnected) => None,
+        };
+    }
+    log.write_pending()?;
+    Ok(log)
+}
+
+fn write_batch(
+    log: &mut LogFile,
+    format: &mut LineFormat,
+    batch: &[u8],
+    clock: &Clock,
+    labels: &Labels,
+) -> Result<()> {
+    let mut rest = batch;
+    while let Some((length, after)) = rest.split_first_chunk::<LENGTH_BYTES>() {
+        let (record, after) = after
+            .split_at_checked(usize::from_ne_bytes(*length))
+            .ok_or_else(|| anyhow!("an event batch ends inside a record"))?;
+        rest = after;
+        // The draining thread decoded this record before appending it.
+        let event = events::decode(record, clock)
+            .map_err(|e| anyhow!("an event record no longer decodes: {}", e.0))?;
+        format
+            .line(&mut log.pending, &event, labels)
+            .with_context(|| format!("writing {}", log.path.display()))?;
+        if log.pending.len() >= WRITE_BYTES {
+            log.write_pending()?;
+        }
+    }
+    Ok(())
+}
+
+/// The file and the formatted lines not yet written to it.
+struct LogFile {
+    file: File,
+    path: PathBuf,
+    pending: Vec<u8>,
+}
+
+impl LogFile {
+    fn write_pending(&mut self) -> Result<()> {
+        self.file
+            .write_all(&self.pending)
+            .with_context(|| format!("writing {}", self.path.display()))?;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Writes the summary line (once, so by serde) and flushes the file to disk.
+    fn finish(&mut self, summary: &Summary) -> Result<()> {
+        #[derive(serde::Serialize)]
+        struct SummaryLine<'a> {
+            event_type: &'static str,
+            #[serde(flatten)]
+            summary: &'a Summary,
+        }
+        serde_json::to_writer(
+            &mut self.pending,
+            &SummaryLine {
+                event_type: "summary",
+                summary,
+            },
+        )
+        .with_context(|| format!("writing {}", self.path.display()))?;
+        self.pending.push(b'\n');
+        self.write_pending()?;
+        self.file
+            .sync_data()
+            .with_context(|| format!("syncing {}", self.path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use sandtrace_common::event::{EventHeader, EventKind, SyscallEvent};
+
+    use super::*;
+    use crate::output::summary::{Ending, RunResult, Tally};
+
+    /// A `getppid` record numbered `n` (in its first argument).
+    fn record(n: u64) -> Vec<u8> {
+        let mut comm = [0u8; 16];
+        comm[..4].copy_from_slice(b"perl");
+        let event = SyscallEvent {
+            header: EventHeader {
+                kind: EventKind::Syscall as u32,
+                pid: 7,
+                tgid: 7,
+                _pad: 0,
+                ts_ns: n * 1_000,
+                comm,
+            },
+            nr: 110,
+            flags: 0,
+            args: [n, 0, 0, 0, 0, 0],
+            ret: 1,
+            duration_ns: 500,
+        };
+        // SAFETY: a plain `repr(C)` struct read as its bytes.
+        unsafe {
+            std::slice::from_raw_parts((&raw const event).cast::<u8>(), size_of::<SyscallEvent>())
+        }
+        .to_vec()
+    }
+
+    fn summary() -> Summary {
+        Tally::default().finish(
+            &[],
+            0,
+            0,
+            RunResult {
+                duration: Duration::from_millis(5),
+                exit_code: 0,
+                signal: None,
+                ending: Ending::Exited,
+                mode: "trace-only",
+                unenforced: &[],
+            },
+        )
+    }
+
+    #[test]
+    fn writes_every_record_in_order_then_the_summary() {
+        let dir = std::env::temp_dir().join(format!("sandtrace-jsonl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("events.jsonl");
+        let mut log = EventLog::create(&path, Clock::new(), Labels::default()).unwrap();
+        // Several times the batches in circulation, handed over full and partial.
+        let count = 4 * BATCHES * BATCH_BYTES / record(0).len();
+        for n in 0..count as u64 {
+            log.append(&record(n));
+            if n % 1000 == 999 {
+                log.hand_over();
+            }
+        }
+        log.finish(&summary()).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        assert_eq!(lines.len(), count + 1, "every record and the summary");
+        for (n, line) in lines[..count].iter().enumerate() {
+            assert_eq!(line["event_type"], "syscall", "line {n}");
+            assert_eq!(line["args"]["raw"][0], n, "line {n} is record {n}");
+        }
+        assert_eq!(lines[count]["event_type"], "summary");
+    }
+
+    #[test]
+    fn handed_over_records_reach_the_file_without_waiting_for_more() {
+        let dir = std::env::temp_dir().join(format!("sandtrace-jsonl-live-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("events.jsonl");
+        let mut log = EventLog::create(&path, Clock::new(), Labels::default()).unwrap();
+        for n in 0..3 {
+            log.append(&record(n));
+        }
+        log.hand_over();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let lines = loop {
+            let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+            if lines == 3 || std::time::Instant::now() > deadline {
+                break lines;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        log.finish(&summary()).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(lines, 3, "lines in the file before the session ends");
+    }
+
+    #[test]
+    fn a_write_error_is_reported_at_the_end() {
+        // Every write to /dev/full fails with ENOSPC.
+        let mut log = EventLog::create(Path::new("/dev/full"), Clock::new(), Labels::default())
+            .expect("/dev/full opens");
+        for n in 0..(2 * BATCHES * BATCH_BYTES / record(0).len()) as u64 {
+            log.append(&record(n));
+        }
+        let error = log
+            .finish(&summary())
+            .expect_err("writing to /dev/full fails");
+        assert_eq!(
+            format!("{error:#}"),
+            "writing /dev/full: No space left on device (os error 28)"
+        );
+    }
+}
