@@ -135,18 +135,16 @@ fn syscall(out: &mut Vec<u8>, s: &SyscallRecord<'_>) {
     json::string(out, syscall_table::category(s.nr).as_str());
 }
 
-fn file(out: &mut Vec<u8>, f: &FileRecord<'_>, labels: &Labels) {
+/// The `action` and `operation` fields of a file or network decision.
+fn decision(out: &mut Vec<u8>, denied: bool, operation: &str) {
     json::raw(out, ",\"action\":");
-    json::string(
-        out,
-        if f.verdict.is_denied() {
-            "deny"
-        } else {
-            "allow"
-        },
-    );
+    json::string(out, if denied { "deny" } else { "allow" });
     json::raw(out, ",\"operation\":");
-    json::string(out, f.op.as_str());
+    json::string(out, operation);
+}
+
+fn file(out: &mut Vec<u8>, f: &FileRecord<'_>, labels: &Labels) {
+    decision(out, f.verdict.is_denied(), f.op.as_str());
     json::raw(out, ",\"access\":[");
     for (i, name) in access_names(f.needed).enumerate() {
         if i > 0 {
@@ -164,17 +162,7 @@ fn file(out: &mut Vec<u8>, f: &FileRecord<'_>, labels: &Labels) {
 }
 
 fn network(out: &mut Vec<u8>, n: &NetworkRecord, labels: &Labels) {
-    json::raw(out, ",\"action\":");
-    json::string(
-        out,
-        if n.verdict.is_denied() {
-            "deny"
-        } else {
-            "allow"
-        },
-    );
-    json::raw(out, ",\"operation\":");
-    json::string(out, op_name(n.op));
+    decision(out, n.verdict.is_denied(), op_name(n.op));
     json::raw(out, ",\"family\":");
     json::string(out, &family_name(n.family));
     json::raw(out, ",\"socket_type\":");
