@@ -15,10 +15,6 @@ pub const FLAG_FILE_EVENTS_ALL: u32 = 1 << 2;
 pub const FLAG_EXEC_UNRESTRICTED: u32 = 1 << 3;
 /// Report every network decision, not only denials (`-v`).
 pub const FLAG_NETWORK_EVENTS_ALL: u32 = 1 << 4;
-/// The `sys_exit` program is attached and counts completed syscalls; without it `sys_enter`
-/// counts them. The loader attaches `sys_exit` only when it has work there (per-syscall
-/// events, syscall actions, a process limit): it doubles the per-syscall cost.
-pub const FLAG_SYSCALL_EXIT: u32 = 1 << 5;
 
 /// Offsets of kernel struct fields, read from the running kernel's BTF by the loader.
 /// aya-ebpf has no CO-RE, so nothing kernel-internal is hard-coded in the programs.

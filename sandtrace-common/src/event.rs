@@ -90,6 +90,9 @@ pub mod syscall_action {
     /// `socket`/`socketpair` while the seccomp filter refuses socket families that reach the
     /// network past the IPv4/IPv6 hooks: a refusal is reported as a network denial.
     pub const SOCKET_FAMILY: u8 = 3;
+    /// Refused by the seccomp filter without a policy rule (`clone3`, with `ENOSYS`): counted,
+    /// not reported.
+    pub const REFUSED: u8 = 4;
 }
 
 /// One completed syscall (`EventKind::Syscall`). `header.ts_ns` is the time of entry.

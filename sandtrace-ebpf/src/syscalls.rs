@@ -2,11 +2,14 @@
 //!
 //! When per-syscall events are enabled, `sys_enter` stores the entry time by thread until
 //! `sys_exit` turns the call into one ring-buffer event with arguments (still in the registers
-//! at exit), decoded path argument, return value and duration. Every syscall is counted in a per-CPU array for the summary: by
-//! `sys_exit` when it is attached (a syscall the seccomp filter refuses never reaches
-//! `sys_enter`, but it does reach `sys_exit`), else by `sys_enter` (tracing only, with no
-//! per-syscall events: no seccomp filter then, and one program per syscall instead of two).
-//! `exit` and `exit_group` never return: `sys_enter` counts and reports them.
+//! at exit), decoded path argument, return value and duration.
+//!
+//! `sys_enter` counts every syscall in a per-CPU array for the summary, except those the
+//! seccomp filter refuses, which never reach it: `sys_exit` counts those (the loader marks
+//! them in `SYSCALL_ACTIONS`). The loader attaches `sys_exit` only when it has such work, and
+//! calls without any return before the session check, so that the second program costs the
+//! machine's other syscalls little. `exit` and `exit_group` never return: `sys_enter` reports
+//! them.
 //!
 //! Syscalls the policy denies or lists as `log_only` (the loader's `SYSCALL_ACTIONS` map) are
 //! reported whether or not per-syscall events are on. `sys_exit` also reports forks refused
@@ -20,7 +23,7 @@ use aya_ebpf::{
     programs::RawTracePointContext,
 };
 use sandtrace_common::{
-    config::{FLAG_SYSCALL_EVENTS, FLAG_SYSCALL_EXIT},
+    config::FLAG_SYSCALL_EVENTS,
     event::{
         EventKind, ForkRefusedEvent, MAX_SYSCALL_NR, SYSCALL_COUNT_SLOTS, SYSCALL_DENIED,
         SYSCALL_HAS_PATH, SYSCALL_LOG_ONLY, SYSCALL_NO_ENTRY, SYSCALL_NO_RETURN, SYSCALL_PATH_CAP,
@@ -156,9 +159,7 @@ pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
     let nr: i64 = ctx.arg(1);
     let slot = count_slot(nr as u32);
     let never_returns = nr == NR_EXIT || nr == NR_EXIT_GROUP;
-    if never_returns || !session::flag(FLAG_SYSCALL_EXIT) {
-        count(slot);
-    }
+    count(slot);
     if !session::flag(FLAG_SYSCALL_EVENTS) && action_of(slot) == syscall_action::NONE {
         return 0;
     }
@@ -235,24 +236,32 @@ fn take_pending(pid_tgid: u64, nr: u32) -> Option<u64> {
 #[raw_tracepoint(tracepoint = "sys_exit")]
 #[inline(always)]
 pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
+    let regs = SyscallRegs::read(ctx.arg(0));
+    let nr = regs.orig_ax as u32;
+    let is_fork = matches!(nr, NR_CLONE | NR_FORK | NR_VFORK | NR_CLONE3);
+    let action = action_of(nr);
+    let events = session::flag(FLAG_SYSCALL_EVENTS);
+    // Most calls have nothing to do here: decided before the session check, the costliest
+    // step for calls that are not the session's.
+    if !events && action == syscall_action::NONE && !is_fork {
+        return 0;
+    }
     if !session::current_in_session() {
         return 0;
     }
-    let regs = SyscallRegs::read(ctx.arg(0));
     let ret: i64 = ctx.arg(1);
-    let nr = regs.orig_ax as u32;
-    let is_fork = matches!(nr, NR_CLONE | NR_FORK | NR_VFORK | NR_CLONE3);
     // A new task's first return to user space (clone/fork in the child, returning 0): the
-    // parent made the call, and counts and reports it. Skipping it keeps one count per call.
+    // parent made the call and reports it.
     if is_fork && ret == 0 {
         return 0;
     }
-    count(count_slot(nr));
+    if matches!(action, syscall_action::DENY | syscall_action::REFUSED) {
+        count(count_slot(nr));
+    }
     if is_fork && ret == -EAGAIN {
         report_refused_fork(nr);
     }
-    let action = action_of(nr);
-    if !session::flag(FLAG_SYSCALL_EVENTS) && action == syscall_action::NONE {
+    if !events && matches!(action, syscall_action::NONE | syscall_action::REFUSED) {
         return 0;
     }
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -272,9 +281,10 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
         // seccomp filter refused it. IPv4/IPv6 refusals come from the cgroup programs, which
         // report them themselves.
         if entered_at.is_none() && ret == -EPERM && !network::family_allowed(family) {
+            count(count_slot(nr));
             network::report_refused_family(family, regs.si as u32, regs.dx as u32);
         }
-        if !session::flag(FLAG_SYSCALL_EVENTS) {
+        if !events {
             return 0;
         }
     }

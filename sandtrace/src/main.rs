@@ -18,8 +18,9 @@ use sandtrace::{
 const EXIT_USAGE: i32 = 2;
 
 /// Syscalls that would let a process change what paths mean (mounts, a new root) or reach a
-/// file without a path (file handles). Enforcing mode refuses them whatever the policy says:
-/// the path rules could not be trusted otherwise.
+/// file without a path check (file handles; `uselib`, whose exec-mode open no exec hook
+/// decides). Enforcing mode refuses them whatever the policy says: the path rules could not be
+/// trusted otherwise.
 const PATH_INTEGRITY_SYSCALLS: &[&str] = &[
     "mount",
     "umount2",
@@ -32,6 +33,7 @@ const PATH_INTEGRITY_SYSCALLS: &[&str] = &[
     "chroot",
     "pivot_root",
     "open_by_handle_at",
+    "uselib",
 ];
 
 /// Syscalls that would let a root process detach or replace sandtrace's own kernel programs

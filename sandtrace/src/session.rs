@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result};
 use aya::maps::{MapData, RingBuf};
 use sandtrace_common::config::{
     Config, FLAG_ENFORCE_FILES, FLAG_EXEC_UNRESTRICTED, FLAG_FILE_EVENTS_ALL,
-    FLAG_NETWORK_EVENTS_ALL, FLAG_SYSCALL_EVENTS, FLAG_SYSCALL_EXIT,
+    FLAG_NETWORK_EVENTS_ALL, FLAG_SYSCALL_EVENTS,
 };
 use tokio::{
     io::{Interest, unix::AsyncFd},
@@ -223,15 +223,6 @@ async fn run_session(plan: &Plan, cmd: &PreparedCommand, terminal: &Terminal) ->
     if plan.verbosity >= Verbosity::Processes {
         flags |= FLAG_NETWORK_EVENTS_ALL;
     }
-    // sys_exit reports per-syscall events, syscall actions (including the seccomp filter's
-    // refusals, which never reach sys_enter) and forks the process limit refused.
-    if flags & FLAG_SYSCALL_EVENTS != 0
-        || !plan.rules.syscall_actions.is_empty()
-        || plan.seccomp.is_some()
-        || plan.rules.max_processes.is_some()
-    {
-        flags |= FLAG_SYSCALL_EXIT;
-    }
     let enforcement = plan.enforce.as_ref().map(|e| {
         flags |= FLAG_ENFORCE_FILES;
         if e.exec_unrestricted {
@@ -257,6 +248,7 @@ async fn run_session(plan: &Plan, cmd: &PreparedCommand, terminal: &Terminal) ->
     };
     let rules = SessionRules {
         syscall_actions: plan.rules.syscall_actions.clone(),
+        process_limit: plan.rules.max_processes.is_some(),
         // SAFETY: `cgroup` owns the descriptor and outlives the programs' attachment.
         network: plan.rules.network.as_ref().map(|n| {
             (n, unsafe {
@@ -460,9 +452,11 @@ async fn run_session(plan: &Plan, cmd: &PreparedCommand, terminal: &Terminal) ->
     Ok(exit_code)
 }
 
-/// The `SYSCALL_ACTIONS` entries for a session: `denied` (refused by the seccomp filter),
-/// `log_only`, and with `socket_families` (the filter refuses some socket families)
-/// `socket`/`socketpair`, whose refusals are then network denials.
+/// The `SYSCALL_ACTIONS` entries for a session with a seccomp filter: `denied` (refused by the
+/// filter), `log_only`, `clone3` (which the filter always refuses, so that the kernel side
+/// counts it; a `log_only` listing of it has no calls to report), and with `socket_families`
+/// (the filter refuses some socket families) `socket`/`socketpair`, whose refusals are then
+/// network denials.
 pub fn syscall_actions(denied: &[u32], log_only: &[u32], socket_families: bool) -> Vec<(u32, u8)> {
     use sandtrace_common::event::syscall_action;
     let mut actions: Vec<(u32, u8)> = denied
@@ -477,6 +471,11 @@ pub fn syscall_actions(denied: &[u32], log_only: &[u32], socket_families: bool) 
                 actions.push((nr, syscall_action::SOCKET_FAMILY));
             }
         }
+    }
+    let clone3 = crate::syscall_table::number("clone3").expect("an x86_64 syscall");
+    if !denied.contains(&clone3) {
+        actions.retain(|&(nr, _)| nr != clone3);
+        actions.push((clone3, syscall_action::REFUSED));
     }
     actions
 }

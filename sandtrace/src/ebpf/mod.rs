@@ -9,7 +9,7 @@ use aya::{
     programs::{Lsm, RawTracePoint},
 };
 use sandtrace_common::{
-    config::{CONFIG_SYMBOL, Config, FLAG_SYSCALL_EXIT},
+    config::{CONFIG_SYMBOL, Config, FLAG_SYSCALL_EVENTS},
     event::counter,
     file::PathKey,
 };
@@ -27,8 +27,8 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sa
 /// the data area twice so that records never wrap).
 pub const DEFAULT_RING_BUFFER_BYTES: u32 = 8 * 1024 * 1024;
 
-/// Raw tracepoints and the programs attached to them, in attach order. `sys_exit` only with
-/// `FLAG_SYSCALL_EXIT`.
+/// Raw tracepoints and the programs attached to them, in attach order. `sys_exit` only when
+/// it has work (see [`SessionRules::needs_sys_exit`]).
 const TRACEPOINTS: &[(&str, &str)] = &[
     ("sched_process_fork", "sched_process_fork"),
     ("sched_process_exec", "sched_process_exec"),
@@ -73,12 +73,25 @@ pub struct Enforcement<'a> {
 pub struct SessionRules<'a> {
     /// `(syscall number, syscall_action::*)`: syscalls reported whatever the verbosity.
     pub syscall_actions: Vec<(u32, u8)>,
+    /// A process limit is set: forks it refuses are reported.
+    pub process_limit: bool,
     /// The network rules and the session cgroup they apply to; `None` when the network is
     /// allowed.
     pub network: Option<(
         &'a crate::network::NetworkRules,
         std::os::fd::BorrowedFd<'a>,
     )>,
+}
+
+impl SessionRules<'_> {
+    /// Whether `sys_exit` has work: per-syscall events, syscall actions (the seccomp filter's
+    /// refusals never reach `sys_enter`) or forks the process limit refuses. Attached, it
+    /// costs every syscall on the machine a second program run.
+    fn needs_sys_exit(&self, config: &Config) -> bool {
+        config.flags & FLAG_SYSCALL_EVENTS != 0
+            || !self.syscall_actions.is_empty()
+            || self.process_limit
+    }
 }
 
 /// The loaded, attached programs of one session. Dropping it detaches everything.
@@ -114,7 +127,7 @@ impl SessionPrograms {
             }
         }
         for (program, tracepoint) in TRACEPOINTS {
-            if *program == "sys_exit" && config.flags & FLAG_SYSCALL_EXIT == 0 {
+            if *program == "sys_exit" && !rules.needs_sys_exit(config) {
                 continue;
             }
             let prog: &mut RawTracePoint = ebpf

@@ -188,18 +188,14 @@ impl WorkloadRuns {
 
 /// Runs every workload under every variant `repetitions` times. A repetition runs each
 /// workload under all variants back to back, starting with a different variant each time, so
-/// that a slow phase of the machine spreads over the variants instead of landing on one. One
-/// unrecorded native run of each workload first warms the page cache.
+/// that a slow phase of the machine spreads over the variants instead of landing on one, after
+/// an unrecorded native run of the workload that warms the caches it reads.
 pub fn run_interleaved(
     workloads: &[Workload],
     variants: &[Variant],
     repetitions: u32,
     tools: &Tools,
 ) -> Result<Vec<WorkloadRuns>> {
-    for workload in workloads {
-        eprintln!("bench: warming up: {}", workload.description);
-        measure(workload, Variant::Native, tools)?;
-    }
     if variants.iter().any(|v| v.runs_sandtrace()) {
         // Pages sandtrace's binary in (in the VM, from the host share) outside the timings.
         let mut version = Command::new(&tools.sandtrace);
@@ -223,6 +219,11 @@ pub fn run_interleaved(
         .collect();
     for rep in 0..repetitions as usize {
         for (workload, runs) in workloads.iter().zip(&mut results) {
+            // Between two repetitions of a workload run minutes of others (strace's), long
+            // enough for the kernel to reclaim the caches it reads: warm them again,
+            // unrecorded, so that no variant pays for it.
+            eprintln!("bench: warming up: {}", workload.description);
+            measure(workload, Variant::Native, tools)?;
             for offset in 0..variants.len() {
                 let index = (rep + offset) % variants.len();
                 let sample = measure(workload, variants[index], tools)?;
