@@ -65,9 +65,9 @@ pub struct EventHeader {
 pub const SYSCALL_HAS_PATH: u32 = 1 << 0;
 /// Set when the path argument was longer than [`SYSCALL_PATH_CAP`] and was cut.
 pub const SYSCALL_PATH_TRUNCATED: u32 = 1 << 1;
-/// Set when the entry record was missing (the syscall started before tracing, or the
-/// pending-syscall map was full, or the seccomp filter refused the call, which skips
-/// `sys_enter`): `args` are then read at exit and `duration_ns` is zero.
+/// Set when the entry record was missing (the syscall started before tracing, another
+/// thread's call displaced it, or the seccomp filter refused the call, which skips
+/// `sys_enter`): `duration_ns` is then zero and `header.ts_ns` is the time of exit.
 pub const SYSCALL_NO_ENTRY: u32 = 1 << 2;
 /// Set for syscalls that never return (`exit`, `exit_group`): the event is sent at entry and
 /// `ret` / `duration_ns` are meaningless.
@@ -176,8 +176,9 @@ pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 pub mod counter {
     /// Ring-buffer reservations that failed (events lost).
     pub const RINGBUF_LOST: u32 = 0;
-    /// sys_enter records that could not be stored (pending map full); the matching
-    /// syscall event then lacks arguments and duration.
+    /// sys_enter records displaced by another thread's (their slot is shared) or not stored
+    /// (an exec's arguments, map full); the matching syscall event then lacks its duration
+    /// (an exec's: its path and arguments).
     pub const PENDING_FULL: u32 = 1;
     pub const COUNT: u32 = 2;
 }
