@@ -227,3 +227,58 @@ fn denied_and_log_only_calls_are_reported_at_default_verbosity() {
     let summary = summary(&events);
     assert_eq!(summary["log_only_count"], getppid.len() as u64, "{summary}");
 }
+
+#[test]
+fn calls_the_seccomp_filter_refuses_are_counted_once() {
+    // Refused calls never reach sys_enter, which counts every other call: sys_exit counts
+    // them, the policy's denials and clone3 (which every session refuses with ENOSYS).
+    let scratch = Scratch::new("sys-refused-count");
+    let policy = "[syscalls]\ndeny = [\"sysinfo\"]\n";
+    let op = "syscalls clone3 clone3 sysinfo getppid getppid getppid";
+    let out = in_session(&scratch, policy, op, true, &[]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let result = probe::results_of(&out).expect("a result").remove(0);
+    assert_eq!(
+        outcomes(&result),
+        [
+            ("clone3", "ENOSYS"),
+            ("clone3", "ENOSYS"),
+            ("sysinfo", "EPERM"),
+            ("getppid", "ok"),
+            ("getppid", "ok"),
+            ("getppid", "ok"),
+        ]
+        .map(|(n, o)| (n.to_owned(), o.to_owned())),
+        "{result}"
+    );
+    let events = read_jsonl(&scratch.path("events.jsonl"));
+    let summary = summary(&events);
+    let count = |name: &str| {
+        summary["syscall_counts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["syscall"] == name)
+            .map_or(0, |c| c["count"].as_u64().unwrap())
+    };
+    // At least the probe's two (the test harness's thread start tries clone3 too).
+    assert!(count("clone3") >= 2, "{summary}");
+    assert_eq!(count("sysinfo"), 1, "{summary}");
+    assert!(count("getppid") >= 3, "{summary}");
+    let lines = |name: &str| {
+        of_type(&events, "syscall")
+            .into_iter()
+            .filter(|e| e["syscall"] == name)
+            .count() as u64
+    };
+    assert_eq!(
+        lines("clone3"),
+        count("clone3"),
+        "one line per counted call"
+    );
+    assert_eq!(
+        lines("sysinfo"),
+        count("sysinfo"),
+        "one line per counted call"
+    );
+}
