@@ -267,3 +267,51 @@ pub fn write_man_page(path: &[String], out: &mut dyn std::io::Write) -> Result<(
         .render(out)
         .map_err(|e| format!("writing the man page: {e}"))
 }
+
+impl From<&PolicyOverrideFlags> for crate::policy::CliOverrides {
+    fn from(flags: &PolicyOverrideFlags) -> Self {
+        Self {
+            allow_paths: flags.allow_path.clone(),
+            allow_net: flags.allow_net,
+            allow_exec: flags.allow_exec,
+            timeout_secs: flags.timeout,
+        }
+    }
+}
+
+impl RunArgs {
+    /// The run as the library takes it.
+    pub fn to_options(&self) -> crate::plan::RunOptions {
+        crate::plan::RunOptions {
+            policy_file: self.policy.policy.clone(),
+            overrides: (&self.policy.overrides).into(),
+            mode: crate::plan::ModeFlags {
+                trace_only: self.trace_only,
+                allow_degraded: self.allow_degraded,
+            },
+            output: self.output.clone(),
+            verbosity: crate::output::terminal::Verbosity::from_count(self.verbose),
+            no_color: self.no_color,
+            follow_forks: !self.no_follow_forks,
+            ring_buffer_bytes: self.ring_buffer_size,
+            command: self.command.clone(),
+        }
+    }
+}
+
+impl PolicyCommand {
+    /// The policy command as the library takes it.
+    pub fn to_request(&self) -> crate::policy::command::PolicyRequest {
+        use crate::policy::command::PolicyRequest;
+        match self {
+            PolicyCommand::Check { file, overrides } => PolicyRequest::Check {
+                file: file.clone(),
+                overrides: overrides.into(),
+            },
+            PolicyCommand::Show { file, default } => PolicyRequest::Show {
+                file: file.clone(),
+                default: *default,
+            },
+        }
+    }
+}

@@ -25,7 +25,10 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::cgroup::{Hierarchy, SessionCgroup};
+use crate::{
+    cgroup::{Hierarchy, SessionCgroup},
+    plan::PidsController,
+};
 
 /// Name of the v1 parent directory, as for the v2 session cgroups.
 const PARENT: &str = "sandtrace";
@@ -135,6 +138,27 @@ impl Drop for V1Cgroup {
         if !self.removed {
             let _ = remove_dir_when_empty(&self.dir);
         }
+    }
+}
+
+/// Where this host offers the pids controller, for the session plan.
+pub fn controller() -> PidsController {
+    let hierarchy = match Hierarchy::find() {
+        Ok(h) => h,
+        Err(e) => return PidsController::Missing(format!("{e:#}")),
+    };
+    if v2_offers_pids(&hierarchy.mount_point) {
+        return PidsController::CgroupV2;
+    }
+    match v1_pids_mount() {
+        Ok(Some(_)) => PidsController::CgroupV1,
+        Ok(None) => PidsController::Missing(format!(
+            "the cgroup v2 hierarchy at {} does not offer the pids controller and no cgroup v1 \
+             pids hierarchy is mounted; mount one (`mount -t cgroup -o pids none \
+             /sys/fs/cgroup/pids`) or remove max_processes",
+            hierarchy.mount_point.display()
+        )),
+        Err(e) => PidsController::Missing(format!("{e:#}")),
     }
 }
 

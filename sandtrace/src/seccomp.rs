@@ -1,11 +1,11 @@
-//! The policy's syscall denies as a seccomp filter, installed in the child before exec.
+//! The session plan's refused syscalls ([`SeccompPlan`]) as a seccomp filter, installed in the
+//! child before exec. Which syscalls are refused, and why, is the plan's decision
+//! (`plan/seccomp_rules.rs`); this module only builds and installs the program.
 //!
 //! libseccomp generates the BPF program, because it also emits the architecture checks a
 //! hand-written filter tends to get wrong. The filter:
-//! - returns `EPERM` for every denied x86_64 syscall and allows the rest;
-//! - returns `ENOSYS` for `clone3`, always: glibc then falls back to `clone`, and untrusted
-//!   code cannot use `CLONE_INTO_CGROUP` to move a child out of the session's cgroup (clone3's
-//!   flags live in memory, where a seccomp filter cannot inspect them);
+//! - returns `EPERM` or `ENOSYS` (as the plan's [`Refusal`] says) for every refused x86_64
+//!   syscall and allows the rest;
 //! - optionally ([`SocketFamilies`]) returns `EPERM` for `socket`/`socketpair` with a family
 //!   outside an allowed set: a restricted network without BPF LSM has no other way to refuse
 //!   packet sockets and their like;
@@ -33,7 +33,10 @@ use nix::{
     sys::memfd::{MFdFlags, memfd_create},
 };
 
-use crate::syscall_table;
+use crate::{
+    plan::{Refusal, SeccompPlan},
+    syscall_table,
+};
 
 /// The type bits of socket(2)'s `type` argument (the rest are SOCK_NONBLOCK / SOCK_CLOEXEC).
 const SOCK_TYPE_MASK: u64 = 0xf;
@@ -45,7 +48,7 @@ const MAX_INSTRUCTIONS: usize = 4096;
 
 /// Socket families `socket` and `socketpair` may create; the others, below `limit`, fail with
 /// `EPERM`. Families at or above `limit` must be ones the kernel refuses by itself.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SocketFamilies<'a> {
     pub allowed: &'a [u32],
     pub limit: u32,
@@ -57,28 +60,21 @@ pub struct SeccompFilter {
 }
 
 impl SeccompFilter {
-    /// Builds the filter denying the x86_64 syscalls numbered `denied` with `EPERM` (see the
-    /// module docs for what it always does besides). Duplicates are fine; `clone3` in `denied`
-    /// still gets `ENOSYS`; a number that is not an x86_64 syscall is an error.
+    /// Builds the filter of `plan`. A number that is not an x86_64 syscall is an error.
     ///
     /// Allocates: call it in the parent, before forking the child.
-    pub fn build(denied: &[u32]) -> Result<Self> {
-        Self::build_with_socket_families(denied, None)
-    }
-
-    /// [`SeccompFilter::build`], also refusing the socket families `families` does not allow.
-    pub fn build_with_socket_families(
-        denied: &[u32],
-        families: Option<SocketFamilies<'_>>,
-    ) -> Result<Self> {
-        let clone3 = syscall_table::number("clone3").expect("clone3 is an x86_64 syscall");
-        let mut denied = denied.to_vec();
-        denied.sort_unstable();
-        denied.dedup();
-        if let Some(unknown) = denied.iter().find(|&&nr| syscall_table::name(nr).is_none()) {
-            bail!("cannot deny syscall number {unknown}: it is not an x86_64 syscall");
+    pub fn build(plan: &SeccompPlan) -> Result<Self> {
+        if let Some(unknown) = plan
+            .rules
+            .iter()
+            .find(|rule| syscall_table::name(rule.nr).is_none())
+        {
+            bail!(
+                "cannot refuse syscall number {}: it is not an x86_64 syscall",
+                unknown.nr
+            );
         }
-
+        let refused = |nr: u32| plan.rules.iter().any(|rule| rule.nr == nr);
         let mut ctx = ScmpFilterContext::new(ScmpAction::Allow)
             .context("creating a libseccomp filter context")?;
         ensure!(
@@ -89,21 +85,18 @@ impl SeccompFilter {
         // The bad-arch action also covers x32 numbers on an x86_64 filter.
         ctx.set_act_badarch(ScmpAction::KillProcess)
             .context("setting the seccomp action for foreign syscall ABIs")?;
-        for &nr in denied.iter().filter(|&&nr| nr != clone3) {
-            ctx.add_rule(ScmpAction::Errno(libc::EPERM), syscall(nr))
-                .with_context(|| {
-                    format!(
-                        "adding a seccomp rule denying {}",
-                        syscall_table::name(nr).unwrap_or("?")
-                    )
-                })?;
+        for rule in &plan.rules {
+            let errno = match rule.refusal {
+                Refusal::Eperm => libc::EPERM,
+                Refusal::Enosys => libc::ENOSYS,
+            };
+            ctx.add_rule(ScmpAction::Errno(errno), syscall(rule.nr))
+                .with_context(|| format!("adding a seccomp rule refusing {}", rule.name))?;
         }
-        ctx.add_rule(ScmpAction::Errno(libc::ENOSYS), syscall(clone3))
-            .context("adding the seccomp rule that makes clone3 fail with ENOSYS")?;
-        if let Some(families) = families {
+        if let Some(families) = plan.socket_families {
             for name in ["socket", "socketpair"] {
                 let nr = syscall_table::number(name).expect("an x86_64 syscall");
-                if denied.contains(&nr) {
+                if refused(nr) {
                     continue;
                 }
                 let refused = (0..families.limit).filter(|f| !families.allowed.contains(f));

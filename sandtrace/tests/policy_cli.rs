@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser as _;
 use sandtrace::cli::{Cli, Command};
-use sandtrace::policy::command::{EXIT_INVALID_POLICY, execute};
+use sandtrace::exit::USAGE as EXIT_INVALID_POLICY;
+use sandtrace::plan::{KernelFeatures, PidsController};
+use sandtrace::policy::command::execute;
 use sandtrace::policy::{
     Access, CliOverrides, Origin, PathKind, Policy, Verdict, compile, load, parse, prepare, resolve,
 };
@@ -24,7 +26,7 @@ fn sandtrace(args: &[&str]) -> (u8, String, String) {
         panic!("{args:?} is not a policy command");
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let status = execute(&command, &mut out, &mut err);
+    let status = execute(&command.to_request(), &bpf_lsm_kernel(), &mut out, &mut err);
     let text = |bytes: Vec<u8>| String::from_utf8(bytes).expect("output is UTF-8");
     (status, text(out), text(err))
 }
@@ -171,14 +173,20 @@ fn check_prints_the_effective_policy_with_origins() {
             .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{out}"))
     };
     assert_eq!(lines[0], format!("{file}: valid"));
-    assert!(line_with("/usr ").ends_with(&format!("{file}:8:15")));
-    assert!(line_with("/srv/data").ends_with("--allow-path"));
-    assert!(line_with(&format!("{}/output", cwd.display())).ends_with(&format!("{file}:10:16")));
-    assert!(line_with("network: allowed").ends_with("--allow-net"));
-    assert!(line_with("timeout: 9 s").ends_with("--timeout"));
-    assert!(line_with("mount (165)").ends_with(&format!("{file}:22:9")));
-    assert!(line_with("kexec_file_load (320)").ends_with("always blocked"));
-    assert!(line_with("max_processes: unlimited").ends_with("default"));
+    assert!(line_with("/usr ").contains(&format!("{file}:8:15")));
+    assert!(line_with("/srv/data").contains("--allow-path"));
+    assert!(line_with(&format!("{}/output", cwd.display())).contains(&format!("{file}:10:16")));
+    assert!(line_with("network: allowed").contains("--allow-net"));
+    assert!(line_with("timeout: 9 s").contains("--timeout"));
+    assert!(line_with("mount (165)").contains(&format!("{file}:22:9")));
+    assert!(line_with("kexec_file_load (320)").contains("always blocked"));
+    assert!(line_with("max_processes: unlimited").contains("default"));
+    // The third column: what enforces each rule on the (BPF-LSM) kernel given to `execute`.
+    assert!(line_with("/usr ").contains("BPF LSM file_open"));
+    assert!(line_with("network: allowed").contains("nothing to enforce"));
+    assert!(line_with("mount (165)").contains("seccomp (EPERM)"));
+    assert!(line_with("max_processes: unlimited").contains("no limit"));
+    assert!(line_with("enforcement on this kernel:").contains("enforce (BPF LSM available)"));
 }
 
 #[test]
@@ -236,4 +244,13 @@ fn the_builtin_default_is_restrictive() {
         );
     }
     assert!(prepared.effective.log_only_syscalls.is_empty());
+}
+
+/// `policy check` reports the mechanisms of a kernel with BPF LSM, Landlock and cgroup v2 pids.
+fn bpf_lsm_kernel() -> KernelFeatures {
+    KernelFeatures {
+        bpf_lsm: Ok(()),
+        landlock_abi: Ok(6),
+        pids: PidsController::CgroupV2,
+    }
 }

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser as _;
 use sandtrace::cli::{Cli, Command};
-use sandtrace::policy::command::{EXIT_INVALID_POLICY, execute};
+use sandtrace::exit::USAGE as EXIT_INVALID_POLICY;
+use sandtrace::plan::{KernelFeatures, PidsController};
+use sandtrace::policy::command::execute;
 use sandtrace::policy::diagnostic::Position;
 
 const CORPUS: &str = "tests/policies";
@@ -156,7 +158,7 @@ fn policy_check_exits_2_and_prints_positions() {
             panic!("`policy check` parsed as another command");
         };
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let status = execute(&command, &mut out, &mut err);
+        let status = execute(&command.to_request(), &bpf_lsm_kernel(), &mut out, &mut err);
         let err = String::from_utf8(err).expect("diagnostics are UTF-8");
         assert_eq!(
             status, EXIT_INVALID_POLICY,
@@ -196,5 +198,14 @@ fn policy_check_exits_2_and_prints_positions() {
             err.trim_end().ends_with(&summary),
             "{file}: summary missing in:\n{err}"
         );
+    }
+}
+
+/// `policy check` reports the mechanisms of a kernel with BPF LSM, Landlock and cgroup v2 pids.
+fn bpf_lsm_kernel() -> KernelFeatures {
+    KernelFeatures {
+        bpf_lsm: Ok(()),
+        landlock_abi: Ok(6),
+        pids: PidsController::CgroupV2,
     }
 }

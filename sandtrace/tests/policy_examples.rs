@@ -284,7 +284,7 @@ fn composer_audit_allows_composer_and_its_outputs_only() {
 #[test]
 fn effective_policy_report_names_every_origin() {
     let p = prepared("strict.toml");
-    let report = render::effective_report(&p.effective, &p.compiled);
+    let report = render::effective_report(&p.effective, &p.compiled, None);
     let example = example_path("strict.toml");
     let file = example.display();
     for expected in [
@@ -308,4 +308,65 @@ fn effective_policy_report_names_every_origin() {
             .windows(2)
             .all(|w| w[0].value.id() < w[1].value.id())
     );
+}
+
+/// `policy check`'s third column: what enforces each rule, as the session plan decides it for
+/// the kernel.
+#[test]
+fn effective_policy_report_names_every_mechanism() {
+    use sandtrace::plan::{EventDetail, KernelFeatures, ModeFlags, PidsController, SessionPlan};
+    let p = prepared("strict.toml");
+    let detail = EventDetail::for_output(false, sandtrace::output::terminal::Verbosity::Quiet);
+    let degraded = ModeFlags {
+        trace_only: false,
+        allow_degraded: true,
+    };
+    let line = |report: &str, what: &str| -> String {
+        report
+            .lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no line with {what:?}:\n{report}"))
+            .to_owned()
+    };
+    for (bpf_lsm, file_mechanism, network_mechanism) in [
+        (Ok(()), "BPF LSM file_open", "BPF LSM socket_create"),
+        (
+            Err("off".to_owned()),
+            "not enforced: BPF LSM is not available",
+            "seccomp (socket families, io_uring)",
+        ),
+    ] {
+        let features = KernelFeatures {
+            bpf_lsm,
+            landlock_abi: Ok(6),
+            pids: PidsController::CgroupV1,
+        };
+        let plan = SessionPlan::new(&p, degraded, detail, &features).expect("a plan");
+        let report = render::effective_report(&p.effective, &p.compiled, Some(&plan.mechanisms()));
+        assert!(line(&report, "/usr  ").contains(file_mechanism), "{report}");
+        assert!(
+            line(&report, "network: blocked").contains(network_mechanism),
+            "{report}"
+        );
+        assert!(
+            line(&report, "ptrace (101)").contains("seccomp (EPERM)"),
+            "{report}"
+        );
+        assert!(
+            line(&report, "mprotect (10)").contains("raw tracepoints"),
+            "{report}"
+        );
+        assert!(
+            line(&report, "timeout: 30 s").contains("sandtrace kills"),
+            "{report}"
+        );
+        assert!(
+            line(&report, "  bpf: ").contains("program integrity"),
+            "{report}"
+        );
+        assert!(
+            line(&report, "  clone3: ").contains("CLONE_INTO_CGROUP"),
+            "{report}"
+        );
+    }
 }

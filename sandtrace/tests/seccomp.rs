@@ -2,7 +2,18 @@
 //! and reports what it saw through its exit status; between fork and exit the child only
 //! makes async-signal-safe calls, as sandtrace's own child does.
 
-use sandtrace::{seccomp::SeccompFilter, syscall_table};
+use std::path::Path;
+
+use sandtrace::{
+    output::terminal::Verbosity,
+    plan::{
+        EventDetail, KernelFeatures, ModeFlags, PidsController, Refusal, SeccompPlan,
+        SeccompReason, SeccompRule, SessionPlan,
+    },
+    policy::{self, PreparedPolicy},
+    seccomp::SeccompFilter,
+    syscall_table,
+};
 
 /// x32 syscalls are x86_64 numbers with this bit set, under the same audit arch.
 const X32_SYSCALL_BIT: libc::c_long = 0x4000_0000;
@@ -28,10 +39,53 @@ fn nr(name: &str) -> u32 {
     syscall_table::number(name).unwrap_or_else(|| panic!("{name} is an x86_64 syscall"))
 }
 
+/// The filter of an enforcing session whose policy denies `denied` (the session baseline
+/// included), planned as `sandtrace run` plans it.
 fn filter(denied: &[&str]) -> SeccompFilter {
-    let numbers: Vec<u32> = denied.iter().map(|n| nr(n)).collect();
-    SeccompFilter::build(&numbers)
-        .unwrap_or_else(|e| panic!("building a filter denying {denied:?}: {e:#}"))
+    let text = format!("[syscalls]\ndeny = {denied:?}\n");
+    let policy =
+        policy::parse::parse(Path::new("test.toml"), text).unwrap_or_else(|d| panic!("{d}"));
+    let effective = policy::resolve(&policy, &Default::default(), Path::new("/"), None)
+        .unwrap_or_else(|d| panic!("{d}"));
+    let compiled = policy::compile(&effective).unwrap_or_else(|d| panic!("{d}"));
+    let features = KernelFeatures {
+        bpf_lsm: Ok(()),
+        landlock_abi: Ok(6),
+        pids: PidsController::CgroupV2,
+    };
+    let plan = SessionPlan::new(
+        &PreparedPolicy {
+            effective,
+            compiled,
+        },
+        ModeFlags::default(),
+        EventDetail::for_output(false, Verbosity::Quiet),
+        &features,
+    )
+    .unwrap_or_else(|e| panic!("planning a session denying {denied:?}: {e}"));
+    SeccompFilter::build(
+        plan.seccomp
+            .as_ref()
+            .expect("an enforcing session has a filter"),
+    )
+    .unwrap_or_else(|e| panic!("building a filter denying {denied:?}: {e:#}"))
+}
+
+/// A filter refusing exactly `numbers` with EPERM.
+fn raw_filter(numbers: &[u32]) -> anyhow::Result<SeccompFilter> {
+    let rules = numbers
+        .iter()
+        .map(|&nr| SeccompRule {
+            nr,
+            name: syscall_table::name(nr).unwrap_or("?"),
+            refusal: Refusal::Eperm,
+            reason: SeccompReason::Policy("test".to_owned()),
+        })
+        .collect();
+    SeccompFilter::build(&SeccompPlan {
+        rules,
+        socket_families: None,
+    })
 }
 
 /// Forks; the child installs `filter` (if any), then exits with what `body` returns.
@@ -300,13 +354,13 @@ fn clone3_is_enosys_and_fork_still_works() {
 
 #[test]
 fn build_rejects_numbers_that_are_not_syscalls() {
-    let err = SeccompFilter::build(&[nr("uname"), 9999]).expect_err("9999 is not a syscall");
+    let err = raw_filter(&[nr("uname"), 9999]).expect_err("9999 is not a syscall");
     assert!(format!("{err:#}").contains("9999"), "{err:#}");
     let x32 = nr("uname") | X32_SYSCALL_BIT as u32;
     assert!(
-        SeccompFilter::build(&[x32]).is_err(),
+        raw_filter(&[x32]).is_err(),
         "x32 numbers cannot be denied one by one"
     );
-    let twice = SeccompFilter::build(&[nr("uname"), nr("uname")]).expect("duplicates are fine");
+    let twice = raw_filter(&[nr("uname"), nr("uname")]).expect("duplicates are fine");
     assert!(!twice.is_empty());
 }

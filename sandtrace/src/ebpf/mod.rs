@@ -9,13 +9,16 @@ use aya::{
     programs::{Lsm, RawTracePoint},
 };
 use sandtrace_common::{
-    config::{CONFIG_SYMBOL, Config, FLAG_SYSCALL_EVENTS},
+    config::{CONFIG_SYMBOL, Config},
     event::counter,
     file::PathKey,
 };
 
+use std::os::fd::BorrowedFd;
+
 use crate::{
     kernel_btf::{self, KernelBtf},
+    plan::ProgramPlan,
     policy::CompiledPaths,
 };
 
@@ -28,7 +31,7 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sa
 pub const DEFAULT_RING_BUFFER_BYTES: u32 = 8 * 1024 * 1024;
 
 /// Raw tracepoints and the programs attached to them, in attach order. `sys_exit` only when
-/// it has work (see [`SessionRules::needs_sys_exit`]).
+/// it has work (see [`ProgramPlan::needs_sys_exit`]).
 const TRACEPOINTS: &[(&str, &str)] = &[
     ("sched_process_fork", "sched_process_fork"),
     ("sched_process_exec", "sched_process_exec"),
@@ -68,47 +71,23 @@ pub struct Enforcement<'a> {
     pub dynamic_loaders: Vec<PathKey>,
 }
 
-/// What the programs enforce besides the path policy. All of it works without BPF LSM.
-#[derive(Default)]
-pub struct SessionRules<'a> {
-    /// `(syscall number, syscall_action::*)`: syscalls reported whatever the verbosity.
-    pub syscall_actions: Vec<(u32, u8)>,
-    /// A process limit is set: forks it refuses are reported.
-    pub process_limit: bool,
-    /// The network rules and the session cgroup they apply to; `None` when the network is
-    /// allowed.
-    pub network: Option<(
-        &'a crate::network::NetworkRules,
-        std::os::fd::BorrowedFd<'a>,
-    )>,
-}
-
-impl SessionRules<'_> {
-    /// Whether `sys_exit` has work: per-syscall events, syscall actions (the seccomp filter's
-    /// refusals never reach `sys_enter`) or forks the process limit refuses. Attached, it
-    /// costs every syscall on the machine a second program run.
-    fn needs_sys_exit(&self, config: &Config) -> bool {
-        config.flags & FLAG_SYSCALL_EVENTS != 0
-            || !self.syscall_actions.is_empty()
-            || self.process_limit
-    }
-}
-
 /// The loaded, attached programs of one session. Dropping it detaches everything.
 pub struct SessionPrograms {
     ebpf: Ebpf,
 }
 
 impl SessionPrograms {
-    /// Loads the object with `config`, attaches the tracing programs, puts `rules` in force
-    /// and, with `enforcement`, fills the path policy maps and attaches the LSM programs
-    /// (whose hooks [`check_lsm_hooks`] has found).
+    /// Loads the object with `config` and attaches what `plan` lists: the tracing programs,
+    /// the syscall actions, with `enforcement` the path policy maps and the LSM programs
+    /// (whose hooks [`check_lsm_hooks`] has found), and the network programs on `cgroup` (the
+    /// session cgroup's directory).
     /// Everything is in place when this returns; CMD must not start before.
     pub fn load(
         config: &Config,
         ring_buffer_bytes: u32,
+        plan: &ProgramPlan,
         enforcement: Option<&Enforcement<'_>>,
-        rules: &SessionRules<'_>,
+        cgroup: BorrowedFd<'_>,
     ) -> Result<Self> {
         let mut ebpf = EbpfLoader::new()
             .btf(Some(kernel_btf::aya_btf()?))
@@ -120,14 +99,14 @@ impl SessionPrograms {
         {
             let mut actions: Array<_, u8> =
                 Array::try_from(map_mut(&mut ebpf, "SYSCALL_ACTIONS")?)?;
-            for &(nr, action) in &rules.syscall_actions {
+            for &(nr, action) in &plan.syscall_actions {
                 actions
                     .set(nr, action, 0)
                     .with_context(|| format!("marking syscall {nr} in SYSCALL_ACTIONS"))?;
             }
         }
         for (program, tracepoint) in TRACEPOINTS {
-            if *program == "sys_exit" && !rules.needs_sys_exit(config) {
+            if *program == "sys_exit" && !plan.needs_sys_exit() {
                 continue;
             }
             let prog: &mut RawTracePoint = ebpf
@@ -144,7 +123,7 @@ impl SessionPrograms {
             fill_policy_maps(&mut ebpf, enforcement)?;
             attach_lsm_programs(&mut ebpf)?;
         }
-        if let Some((network, cgroup)) = rules.network {
+        if let Some(network) = &plan.network {
             crate::network::attach(&mut ebpf, network, cgroup, enforcement.is_some())?;
         }
         Ok(Self { ebpf })

@@ -23,8 +23,9 @@ use anyhow::{Result, bail};
 use self::{paths::LeftOutWhy, render::Provenance};
 use crate::{
     cli::LearnArgs,
-    launch,
-    output::{Labels, terminal::Terminal, terminal::Verbosity},
+    exit, launch,
+    output::{terminal::Terminal, terminal::Verbosity},
+    plan::{EventDetail, ModeFlags, RunOptions, SessionPlan},
     policy::{
         self as policy_mod, Access, CliOverrides, CompiledPaths, PathKind, Policy,
         glob::PathPattern, invoking_user_home,
@@ -34,12 +35,12 @@ use crate::{
         log::{self, ProcessChange, Record, SummaryLine},
         shell_quote,
     },
-    session::{self, EXIT_SANDTRACE_FAILED, Plan, RulesPlan},
+    session,
     spawn::PreparedCommand,
 };
 
-/// Exit status for usage and policy errors (nothing was started).
-const EXIT_USAGE: i32 = 2;
+const EXIT_USAGE: i32 = exit::USAGE as i32;
+const EXIT_SANDTRACE_FAILED: i32 = exit::SANDTRACE_FAILED as i32;
 
 /// Runs `sandtrace learn` and returns its exit status: CMD's when a policy was written,
 /// otherwise [`EXIT_USAGE`] (bad arguments or base policy) or [`EXIT_SANDTRACE_FAILED`].
@@ -108,19 +109,28 @@ pub fn command(args: &LearnArgs) -> i32 {
             return EXIT_SANDTRACE_FAILED;
         }
     };
-    let status = session::run(Plan {
-        command: args.command.clone(),
-        timeout,
+    let options = RunOptions {
+        policy_file: None,
+        overrides,
+        mode: ModeFlags {
+            trace_only: true,
+            allow_degraded: false,
+        },
         output: Some(log.path().to_owned()),
         verbosity: Verbosity::Quiet,
         no_color: args.no_color,
         follow_forks: true,
         ring_buffer_bytes: args.ring_buffer_size,
-        enforce: None,
-        seccomp: None,
-        rules: RulesPlan::default(),
-        labels: Labels::default(),
-    });
+        command: args.command.clone(),
+    };
+    let plan = SessionPlan::trace_only(timeout, EventDetail::for_output(true, Verbosity::Quiet));
+    let status = match session::run(&options, &plan) {
+        Ok(status) => status,
+        Err(e) => {
+            eprintln!("{e}");
+            i32::from(e.exit_status())
+        }
+    };
     // An empty log: the session never started, and has said why.
     if fs::metadata(log.path()).map_or(true, |m| m.len() == 0) {
         return status;

@@ -21,10 +21,7 @@ struct RulesetAttr {
     scoped: u64,
 }
 
-const LANDLOCK_CREATE_RULESET_VERSION: libc::c_ulong = 1;
 const LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET: u64 = 1;
-/// The first Landlock ABI with scoping.
-const SCOPING_ABI: libc::c_long = 6;
 
 /// A Landlock ruleset that only scopes abstract UNIX sockets, ready for CMD's process.
 #[derive(Debug)]
@@ -32,35 +29,10 @@ pub struct AbstractSocketScope {
     ruleset: OwnedFd,
 }
 
-/// Why the kernel cannot scope abstract sockets, for the user.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unsupported(pub String);
-
 impl AbstractSocketScope {
-    /// The ruleset, or why this kernel cannot provide one.
-    pub fn new() -> Result<std::result::Result<Self, Unsupported>> {
-        // SAFETY: the version query takes no attribute.
-        let abi = unsafe {
-            libc::syscall(
-                libc::SYS_landlock_create_ruleset,
-                std::ptr::null::<RulesetAttr>(),
-                0usize,
-                LANDLOCK_CREATE_RULESET_VERSION,
-            )
-        };
-        if abi < 0 {
-            let why = match Errno::last() {
-                Errno::ENOSYS => "the kernel has no Landlock".to_owned(),
-                Errno::EOPNOTSUPP => "Landlock is disabled (not in the lsm= boot list)".to_owned(),
-                other => format!("querying Landlock failed: {other}"),
-            };
-            return Ok(Err(Unsupported(why)));
-        }
-        if abi < SCOPING_ABI {
-            return Ok(Err(Unsupported(format!(
-                "Landlock ABI {abi} has no scoping (needs ABI {SCOPING_ABI}, Linux 6.12)"
-            ))));
-        }
+    /// Creates the ruleset. The kernel must offer Landlock scoping (ABI
+    /// [`crate::plan::features::LANDLOCK_SCOPING_ABI`]); the session plan checks that.
+    pub fn create() -> Result<Self> {
         let attr = RulesetAttr {
             handled_access_fs: 0,
             handled_access_net: 0,
@@ -83,7 +55,7 @@ impl AbstractSocketScope {
         }
         // SAFETY: a new descriptor that nothing else owns; Landlock rulesets are close-on-exec.
         let ruleset = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
-        Ok(Ok(Self { ruleset }))
+        Ok(Self { ruleset })
     }
 
     /// The descriptor to hand to [`restrict_self`] in CMD's process.

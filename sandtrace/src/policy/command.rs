@@ -1,59 +1,99 @@
 //! `sandtrace policy check` and `sandtrace policy show`.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::diagnostic::{Diagnostics, Location, Problem};
 use super::model::Policy;
 use super::resolve::CliOverrides;
 use super::{parse, prepare, render};
-use crate::cli::PolicyCommand;
+use crate::exit::{OUTPUT_FAILED, USAGE};
+use crate::plan::{EventDetail, KernelFeatures, ModeFlags, SessionPlan};
 
-/// Exit status of a policy command whose policy is invalid (and of `run` with such a policy).
-pub const EXIT_INVALID_POLICY: u8 = 2;
-/// Exit status when the output could not be written.
-pub const EXIT_OUTPUT_FAILED: u8 = 1;
+/// A `sandtrace policy` subcommand.
+#[derive(Debug, Clone)]
+pub enum PolicyRequest {
+    /// Validate `file` merged with `overrides`; print the effective policy and what enforces
+    /// each rule on this kernel.
+    Check {
+        file: PathBuf,
+        overrides: CliOverrides,
+    },
+    /// Print a policy file (or the built-in default) as complete TOML.
+    Show {
+        file: Option<PathBuf>,
+        default: bool,
+    },
+}
 
 /// Runs a `sandtrace policy` subcommand, printing to stdout and diagnostics to stderr.
-pub fn run_policy_command(command: &PolicyCommand) -> ExitCode {
+pub fn run_policy_command(request: &PolicyRequest) -> ExitCode {
+    let features = match request {
+        PolicyRequest::Check { .. } => KernelFeatures::probe(true),
+        PolicyRequest::Show { .. } => KernelFeatures::probe(false),
+    };
     let status = execute(
-        command,
+        request,
+        &features,
         &mut std::io::stdout().lock(),
         &mut std::io::stderr().lock(),
     );
     ExitCode::from(status)
 }
 
-/// Runs a `sandtrace policy` subcommand with the given output streams; returns the exit status:
-/// 0, [`EXIT_INVALID_POLICY`] or [`EXIT_OUTPUT_FAILED`].
-pub fn execute(command: &PolicyCommand, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    let result = match command {
-        PolicyCommand::Check { file, overrides } => check(file, &CliOverrides::from(overrides)),
-        PolicyCommand::Show { file, default } => show(file.as_deref(), *default),
+/// Runs a `sandtrace policy` subcommand on a kernel offering `features`, with the given output
+/// streams; returns the exit status: 0, [`USAGE`] (an invalid policy) or [`OUTPUT_FAILED`].
+pub fn execute(
+    request: &PolicyRequest,
+    features: &KernelFeatures,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    let result = match request {
+        PolicyRequest::Check { file, overrides } => check(file, overrides, features),
+        PolicyRequest::Show { file, default } => show(file.as_deref(), *default),
     };
     match result {
         Ok(text) => match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
             Ok(()) => 0,
             Err(e) => {
                 let _ = writeln!(err, "error: cannot write the output: {e}");
-                EXIT_OUTPUT_FAILED
+                OUTPUT_FAILED
             }
         },
         Err(diagnostics) => {
             let _ = writeln!(err, "{diagnostics}");
-            EXIT_INVALID_POLICY
+            USAGE
         }
     }
 }
 
-fn check(file: &Path, overrides: &CliOverrides) -> Result<String, Diagnostics> {
+fn check(
+    file: &Path,
+    overrides: &CliOverrides,
+    features: &KernelFeatures,
+) -> Result<String, Diagnostics> {
     let prepared = prepare(Some(file), overrides)?;
-    Ok(format!(
+    // As `sandtrace run` would plan it here: enforcing, or degraded without BPF LSM.
+    let flags = ModeFlags {
+        trace_only: false,
+        allow_degraded: true,
+    };
+    let detail = EventDetail::for_output(false, crate::output::terminal::Verbosity::Quiet);
+    let plan = SessionPlan::new(&prepared, flags, detail, features);
+    let mechanisms = plan.as_ref().ok().map(SessionPlan::mechanisms);
+    let mut text = format!(
         "{}: valid\n\n{}",
         file.display(),
-        render::effective_report(&prepared.effective, &prepared.compiled)
-    ))
+        render::effective_report(&prepared.effective, &prepared.compiled, mechanisms.as_ref())
+    );
+    if let Err(e) = plan {
+        text.push_str(&format!(
+            "\non this host `sandtrace run` refuses this policy: {e}\n"
+        ));
+    }
+    Ok(text)
 }
 
 fn show(file: Option<&Path>, default: bool) -> Result<String, Diagnostics> {

@@ -11,6 +11,7 @@ use super::compile::CompiledPaths;
 use super::glob::PathPattern;
 use super::model::{ALWAYS_BLOCKED_SYSCALLS, Located, NetworkList, PathKind, Policy};
 use super::resolve::EffectivePolicy;
+use crate::plan::Mechanisms;
 
 /// `policy` as a complete TOML policy file (every field written out, defaults included),
 /// headed by a comment naming `title`.
@@ -81,9 +82,15 @@ fn write_string_array(out: &mut String, key: &str, items: &[&str]) {
     out.push_str("]\n");
 }
 
-/// The report `sandtrace policy check` prints: every effective rule with its origin, the
-/// syscall lists with numbers, the limits, and the size of the compiled automaton.
-pub fn effective_report(policy: &EffectivePolicy, compiled: &CompiledPaths) -> String {
+/// The report `sandtrace policy check` prints: every effective rule with its origin (and, given
+/// `mechanisms`, what enforces it on this kernel), the syscall lists with numbers, the limits,
+/// and the size of the compiled automaton.
+pub fn effective_report(
+    policy: &EffectivePolicy,
+    compiled: &CompiledPaths,
+    mechanisms: Option<&Mechanisms>,
+) -> String {
+    let by = |pick: &dyn Fn(&Mechanisms) -> String| mechanisms.map(pick);
     let mut rows = vec![Row::Heading(
         "filesystem (deny overrides every allow; allow_write also grants read; unlisted paths \
          are denied)"
@@ -104,6 +111,7 @@ pub fn effective_report(policy: &EffectivePolicy, compiled: &CompiledPaths) -> S
             rows.push(Row::Item {
                 what: format!("    {what}"),
                 origin: rule.origin.to_string(),
+                mechanism: by(&|m| m.file[kind.index()].clone()),
             });
             if let Some(note) = symlink_note(&rule.pattern) {
                 rows.push(Row::Heading(format!("      note: {note}")));
@@ -122,10 +130,15 @@ pub fn effective_report(policy: &EffectivePolicy, compiled: &CompiledPaths) -> S
             }
         ),
         origin: policy.network_allowed.origin.to_string(),
+        mechanism: by(&|m| m.network.clone()),
     });
-    for (list, rules) in NetworkList::ALL
+    for ((list, rules), mechanism) in NetworkList::ALL
         .into_iter()
         .zip([&policy.allow_connect, &policy.allow_bind])
+        .zip([
+            by(&|m| m.allow_connect.clone()),
+            by(&|m| m.allow_bind.clone()),
+        ])
     {
         if rules.is_empty() {
             rows.push(Row::Heading(format!("  {}: none", list.key())));
@@ -141,12 +154,13 @@ pub fn effective_report(policy: &EffectivePolicy, compiled: &CompiledPaths) -> S
             rows.push(Row::Item {
                 what: format!("    {}", rule.value),
                 origin: rule.origin.to_string(),
+                mechanism: mechanism.clone(),
             });
         }
     }
-    for (title, list) in [
-        ("syscalls denied (EPERM)", &policy.denied_syscalls),
-        ("syscalls logged only", &policy.log_only_syscalls),
+    for (title, list, denied) in [
+        ("syscalls denied (EPERM)", &policy.denied_syscalls, true),
+        ("syscalls logged only", &policy.log_only_syscalls, false),
     ] {
         if list.is_empty() {
             rows.push(Row::Heading(format!("{title}: none")));
@@ -154,15 +168,26 @@ pub fn effective_report(policy: &EffectivePolicy, compiled: &CompiledPaths) -> S
         }
         rows.push(Row::Heading(format!("{title}:")));
         for syscall in list {
+            let nr = syscall.value.id() as u32;
             rows.push(Row::Item {
                 what: format!("  {} ({})", syscall.value.name(), syscall.value.id()),
                 origin: syscall.origin.to_string(),
+                mechanism: by(&|m| {
+                    if denied {
+                        m.refusing(nr)
+                            .unwrap_or("not enforced: not in the filter")
+                            .to_owned()
+                    } else {
+                        m.log_only.clone()
+                    }
+                }),
             });
         }
     }
     rows.push(Row::Item {
         what: format!("timeout: {} s", policy.timeout.value.as_secs()),
         origin: policy.timeout.origin.to_string(),
+        mechanism: by(&|m| m.timeout.clone()),
     });
     rows.push(Row::Item {
         what: match policy.max_processes.value {
@@ -170,6 +195,7 @@ pub fn effective_report(policy: &EffectivePolicy, compiled: &CompiledPaths) -> S
             None => "max_processes: unlimited".to_owned(),
         },
         origin: policy.max_processes.origin.to_string(),
+        mechanism: by(&|m| m.max_processes.clone()),
     });
     rows.push(Row::Heading(format!(
         "compiled path automaton: {} states, {} byte classes (limits {MAX_STATES} and {MAX_CLASSES})",
@@ -177,19 +203,51 @@ pub fn effective_report(policy: &EffectivePolicy, compiled: &CompiledPaths) -> S
         compiled.n_classes()
     )));
 
-    let width = rows
-        .iter()
-        .filter_map(|row| match row {
-            Row::Item { what, .. } => Some(what.chars().count()),
-            Row::Heading(_) => None,
-        })
-        .max()
-        .unwrap_or(0);
+    if let Some(m) = mechanisms {
+        rows.push(Row::Heading(format!(
+            "\nenforcement on this kernel: {}",
+            m.mode
+        )));
+        if !m.baseline.is_empty() {
+            rows.push(Row::Heading(
+                "also refused by seccomp in every session of this mode (not policy rules):"
+                    .to_owned(),
+            ));
+            for (name, why) in &m.baseline {
+                rows.push(Row::Heading(format!("  {name}: {why}")));
+            }
+        }
+        for (rule, why) in &m.unenforced {
+            rows.push(Row::Heading(format!("not enforced: {rule}: {why}")));
+        }
+    }
+
+    let width = |pick: fn(&Row) -> Option<usize>| rows.iter().filter_map(pick).max().unwrap_or(0);
+    let what_width = width(|row| match row {
+        Row::Item { what, .. } => Some(what.chars().count()),
+        Row::Heading(_) => None,
+    });
+    let origin_width = width(|row| match row {
+        Row::Item { origin, .. } => Some(origin.chars().count()),
+        Row::Heading(_) => None,
+    });
     let mut out = String::new();
-    for row in rows {
+    for row in &rows {
         let _ = match row {
             Row::Heading(text) => writeln!(out, "{text}"),
-            Row::Item { what, origin } => writeln!(out, "{what:width$}  {origin}"),
+            Row::Item {
+                what,
+                origin,
+                mechanism: None,
+            } => writeln!(out, "{what:what_width$}  {origin}"),
+            Row::Item {
+                what,
+                origin,
+                mechanism: Some(mechanism),
+            } => writeln!(
+                out,
+                "{what:what_width$}  {origin:origin_width$}  {mechanism}"
+            ),
         };
     }
     out
@@ -197,7 +255,12 @@ pub fn effective_report(policy: &EffectivePolicy, compiled: &CompiledPaths) -> S
 
 enum Row {
     Heading(String),
-    Item { what: String, origin: String },
+    Item {
+        what: String,
+        origin: String,
+        /// What enforces the rule on this kernel, when known.
+        mechanism: Option<String>,
+    },
 }
 
 /// The kernel matches resolved paths (no symlinks): say so when a rule's literal prefix is

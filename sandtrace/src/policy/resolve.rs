@@ -14,7 +14,6 @@ use super::glob::{PathEntry, PathPattern};
 use super::model::{ALWAYS_BLOCKED_SYSCALLS, Located, NetworkList, Origin, PathKind, Policy};
 use super::network::{AddressMatch, AddressRule};
 use super::validate;
-use crate::cli::PolicyOverrideFlags;
 
 /// The command-line flags that adjust a policy.
 #[derive(Clone, Debug, Default)]
@@ -27,17 +26,6 @@ pub struct CliOverrides {
     pub allow_exec: bool,
     /// `--timeout`: replaces `[limits] timeout` when given.
     pub timeout_secs: Option<u64>,
-}
-
-impl From<&PolicyOverrideFlags> for CliOverrides {
-    fn from(flags: &PolicyOverrideFlags) -> Self {
-        Self {
-            allow_paths: flags.allow_path.clone(),
-            allow_net: flags.allow_net,
-            allow_exec: flags.allow_exec,
-            timeout_secs: flags.timeout,
-        }
-    }
 }
 
 /// One resolved filesystem rule.

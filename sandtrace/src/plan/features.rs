@@ -1,0 +1,89 @@
+//! What the running kernel and host offer a session: probed once, before planning.
+
+use nix::errno::Errno;
+
+/// The first Landlock ABI that scopes abstract UNIX sockets (Linux 6.12).
+pub const LANDLOCK_SCOPING_ABI: u32 = 6;
+
+/// Where the pids controller that enforces `[limits] max_processes` lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PidsController {
+    /// Offered by the cgroup v2 hierarchy (pure v2, the usual layout).
+    CgroupV2,
+    /// Bound to a cgroup v1 hierarchy (the hybrid layout).
+    CgroupV1,
+    /// Not available, and why.
+    Missing(String),
+}
+
+/// The kernel's features a plan depends on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelFeatures {
+    /// BPF LSM programs load and attach; otherwise why not.
+    pub bpf_lsm: Result<(), String>,
+    /// The Landlock ABI version; otherwise why Landlock is unavailable.
+    pub landlock_abi: Result<u32, String>,
+    pub pids: PidsController,
+}
+
+impl KernelFeatures {
+    /// Probes this kernel. `bpf_lsm` is probed only when `need_bpf_lsm` (loading a BPF program
+    /// takes root and some time); otherwise it reads as unavailable with that reason.
+    pub fn probe(need_bpf_lsm: bool) -> Self {
+        let bpf_lsm = if need_bpf_lsm {
+            match crate::ebpf::probe_lsm() {
+                crate::ebpf::LsmSupport::Available => Ok(()),
+                crate::ebpf::LsmSupport::Unavailable(why) => Err(why),
+            }
+        } else {
+            Err("not probed (tracing only)".to_owned())
+        };
+        Self {
+            bpf_lsm,
+            landlock_abi: landlock_abi(),
+            pids: crate::process_limit::controller(),
+        }
+    }
+}
+
+impl KernelFeatures {
+    /// One line per feature, as `sandtrace probe` prints them.
+    pub fn report(&self) -> String {
+        let bpf_lsm = match &self.bpf_lsm {
+            Ok(()) => "available".to_owned(),
+            Err(why) => format!("unavailable: {why}"),
+        };
+        let landlock = match &self.landlock_abi {
+            Ok(abi) => format!("ABI {abi}"),
+            Err(why) => format!("unavailable: {why}"),
+        };
+        let pids = match &self.pids {
+            PidsController::CgroupV2 => "cgroup v2".to_owned(),
+            PidsController::CgroupV1 => "cgroup v1 hierarchy".to_owned(),
+            PidsController::Missing(why) => format!("unavailable: {why}"),
+        };
+        format!("bpf-lsm: {bpf_lsm}\nlandlock: {landlock}\npids-controller: {pids}\n")
+    }
+}
+
+/// The running kernel's Landlock ABI version.
+pub fn landlock_abi() -> Result<u32, String> {
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_ulong = 1;
+    // SAFETY: the version query takes no attribute and creates nothing.
+    let abi = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<u8>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    if abi < 0 {
+        return Err(match Errno::last() {
+            Errno::ENOSYS => "the kernel has no Landlock".to_owned(),
+            Errno::EOPNOTSUPP => "Landlock is disabled (not in the lsm= boot list)".to_owned(),
+            other => format!("querying Landlock failed: {other}"),
+        });
+    }
+    Ok(abi as u32)
+}

@@ -1,0 +1,138 @@
+//! What enforces each rule of a plan, in words, for `sandtrace policy check`.
+
+use sandtrace_common::policy::{
+    KIND_COUNT, KIND_INDEX_DENY, KIND_INDEX_EXEC, KIND_INDEX_READ, KIND_INDEX_WRITE,
+};
+
+use super::{Mode, PidsController, Refusal, SeccompReason, SessionPlan};
+
+/// The mechanism behind every kind of rule in one plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mechanisms {
+    /// The mode, and what it means on this kernel.
+    pub mode: String,
+    /// By `KIND_INDEX_*`.
+    pub file: [String; KIND_COUNT],
+    /// `[network] allow`.
+    pub network: String,
+    pub allow_connect: String,
+    pub allow_bind: String,
+    /// `(syscall number, mechanism)` for every refused syscall.
+    pub refused: Vec<(u32, String)>,
+    pub log_only: String,
+    pub timeout: String,
+    pub max_processes: String,
+    /// Syscalls refused although the policy does not list them: `(name, why)`.
+    pub baseline: Vec<(&'static str, String)>,
+    /// `(rule, why)` for every rule this session cannot enforce.
+    pub unenforced: Vec<(String, String)>,
+}
+
+impl Mechanisms {
+    pub(super) fn of(plan: &SessionPlan) -> Self {
+        let not_enforced = |why: &str| format!("not enforced: {why}");
+        let mode = match &plan.mode {
+            Mode::Enforce => "enforce (BPF LSM available)".to_owned(),
+            Mode::Degraded(why) => format!(
+                "degraded: BPF LSM is not available ({why}); `sandtrace run` refuses this kernel \
+                 unless given --allow-degraded"
+            ),
+            Mode::TraceOnly => "trace-only: nothing is enforced".to_owned(),
+        };
+        let mut file: [String; KIND_COUNT] = Default::default();
+        match &plan.mode {
+            Mode::Enforce => {
+                file[KIND_INDEX_READ] = "BPF LSM file_open".to_owned();
+                file[KIND_INDEX_WRITE] =
+                    "BPF LSM file_open, path_truncate/unlink/mkdir/rmdir/mknod/symlink/link/\
+                     rename/chmod/chown"
+                        .to_owned();
+                file[KIND_INDEX_EXEC] = "BPF LSM bprm_check_security".to_owned();
+                file[KIND_INDEX_DENY] = "BPF LSM, every file and exec hook".to_owned();
+            }
+            Mode::Degraded(_) => {
+                file = std::array::from_fn(|_| not_enforced("BPF LSM is not available"));
+            }
+            Mode::TraceOnly => file = std::array::from_fn(|_| not_enforced("trace-only")),
+        }
+        let (network, allow_connect, allow_bind) = match (&plan.mode, &plan.programs.network) {
+            (Mode::TraceOnly, _) => (
+                not_enforced("trace-only"),
+                not_enforced("trace-only"),
+                not_enforced("trace-only"),
+            ),
+            (_, None) => (
+                "nothing to enforce: the network is allowed".to_owned(),
+                "not needed: the network is allowed".to_owned(),
+                "not needed: the network is allowed".to_owned(),
+            ),
+            (mode, Some(_)) => (
+                match mode {
+                    Mode::Enforce => {
+                        "cgroup sock_addr/sock/skb programs, BPF LSM socket_create".to_owned()
+                    }
+                    _ => "cgroup sock_addr/sock/skb programs, seccomp (socket families, io_uring)"
+                        .to_owned(),
+                },
+                "cgroup connect4/connect6/sendmsg4/sendmsg6".to_owned(),
+                "cgroup bind4/bind6".to_owned(),
+            ),
+        };
+        let mut refused = Vec::new();
+        let mut baseline = Vec::new();
+        for rule in plan.seccomp.iter().flat_map(|s| &s.rules) {
+            let errno = match rule.refusal {
+                Refusal::Eperm => "EPERM",
+                Refusal::Enosys => "ENOSYS",
+            };
+            refused.push((rule.nr, format!("seccomp ({errno})")));
+            if !matches!(
+                rule.reason,
+                SeccompReason::Policy(_) | SeccompReason::AlwaysBlocked
+            ) {
+                baseline.push((rule.name, rule.reason.describe()));
+            }
+        }
+        let log_only = match plan.mode {
+            Mode::TraceOnly => not_enforced("trace-only"),
+            _ => "raw tracepoints sys_enter/sys_exit (reported, allowed)".to_owned(),
+        };
+        let max_processes = match &plan.max_processes {
+            None if plan.mode == Mode::TraceOnly => not_enforced("trace-only"),
+            None => "no limit".to_owned(),
+            Some((_, PidsController::CgroupV2)) => "pids cgroup (v2)".to_owned(),
+            Some((_, PidsController::CgroupV1)) => "pids cgroup (v1 hierarchy)".to_owned(),
+            Some((_, PidsController::Missing(why))) => not_enforced(why),
+        };
+        Self {
+            mode,
+            file,
+            network,
+            allow_connect,
+            allow_bind,
+            refused,
+            log_only,
+            timeout: "sandtrace kills the session (PID namespace and cgroup)".to_owned(),
+            max_processes,
+            baseline,
+            unenforced: plan
+                .unenforced
+                .iter()
+                .map(|u| {
+                    (
+                        format!("{} {}", u.rule.kind, u.rule.pattern),
+                        u.reason.clone(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// The mechanism refusing syscall `nr`, if any.
+    pub fn refusing(&self, nr: u32) -> Option<&str> {
+        self.refused
+            .iter()
+            .find(|(n, _)| *n == nr)
+            .map(|(_, m)| m.as_str())
+    }
+}

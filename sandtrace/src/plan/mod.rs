@@ -1,0 +1,404 @@
+//! The session plan: one pure stage that decides everything a run applies.
+//!
+//! [`SessionPlan::new`] lowers the effective policy, the run's flags and what the kernel offers
+//! ([`KernelFeatures`], probed separately in [`features`]) into one object: the seccomp rules
+//! with why each is there, the kernel programs to attach, the network rules, the limits, and
+//! the rules this session cannot enforce with the reason. It makes no syscall and touches no
+//! kernel object, so every mode and policy can be tested without root or BPF; the session
+//! ([`crate::session`]) only carries the plan out, and `sandtrace policy check` prints it
+//! ([`Mechanisms`]).
+
+pub mod features;
+mod mechanisms;
+mod seccomp_rules;
+
+use std::{path::PathBuf, time::Duration};
+
+use sandtrace_common::{
+    config::{
+        FLAG_ENFORCE_FILES, FLAG_EXEC_UNRESTRICTED, FLAG_FILE_EVENTS_ALL, FLAG_NETWORK_EVENTS_ALL,
+        FLAG_SYSCALL_EVENTS,
+    },
+    event::syscall_action,
+    policy::KIND_EXEC,
+};
+
+pub use features::{KernelFeatures, PidsController};
+pub use mechanisms::Mechanisms;
+pub use seccomp_rules::{Refusal, SeccompReason, SeccompRule};
+
+use crate::{
+    network::{ALLOWED_SOCKET_FAMILIES, NetworkRules, SOCKET_FAMILY_LIMIT},
+    output::{Labels, RuleLabel, terminal::Verbosity},
+    policy::{CompiledPaths, PathDecision, PreparedPolicy},
+    seccomp::SocketFamilies,
+};
+
+/// How much of the policy a session enforces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Every rule, the path rules with BPF LSM.
+    Enforce,
+    /// `--allow-degraded` on a kernel without BPF LSM (the reason): everything that works
+    /// without it.
+    Degraded(String),
+    /// `--trace-only`: nothing is enforced.
+    TraceOnly,
+}
+
+impl Mode {
+    /// The name the summary and the event log use.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Degraded(_) => "degraded",
+            Mode::TraceOnly => "trace-only",
+        }
+    }
+}
+
+/// The run's flags that shape the plan (the rest of `sandtrace run`'s flags are in
+/// [`RunOptions`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ModeFlags {
+    pub trace_only: bool,
+    pub allow_degraded: bool,
+}
+
+/// What the user asked `sandtrace run` for, without the command-line parser's types.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub policy_file: Option<PathBuf>,
+    pub overrides: crate::policy::CliOverrides,
+    pub mode: ModeFlags,
+    pub output: Option<PathBuf>,
+    pub verbosity: Verbosity,
+    pub no_color: bool,
+    pub follow_forks: bool,
+    pub ring_buffer_bytes: u32,
+    pub command: Vec<std::ffi::OsString>,
+}
+
+/// Why no session can be planned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlanError {
+    /// BPF LSM is missing and `--allow-degraded` was not given.
+    NeedsBpfLsm(String),
+    /// A rule the policy sets cannot be enforced on this host; refusing is safer than
+    /// running without it.
+    Unenforceable(String),
+    /// The seccomp rules could not be put together (an unknown syscall number).
+    Seccomp(String),
+}
+
+impl std::fmt::Display for PlanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PlanError::NeedsBpfLsm(why) => write!(
+                f,
+                "cannot enforce the policy: BPF LSM is not available on this kernel: {why}\n  \
+                 hint: use --trace-only to trace without enforcing, --allow-degraded to enforce \
+                 everything but the filesystem rules, or see the README for running sandtrace \
+                 in the project's BPF-LSM VM"
+            ),
+            PlanError::Unenforceable(why) | PlanError::Seccomp(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for PlanError {}
+
+/// The seccomp filter a session installs in CMD's process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeccompPlan {
+    /// Sorted by number, one rule per syscall.
+    pub rules: Vec<SeccompRule>,
+    /// `socket`/`socketpair` are refused for the families outside this set.
+    pub socket_families: Option<SocketFamilies<'static>>,
+}
+
+/// What the BPF LSM programs enforce.
+#[derive(Debug, Clone)]
+pub struct PathEnforcement {
+    pub paths: CompiledPaths,
+    /// Every exec is allowed, so running the dynamic loader directly is too.
+    pub exec_unrestricted: bool,
+}
+
+/// The kernel programs of the session and what they are configured to do.
+#[derive(Debug, Clone)]
+pub struct ProgramPlan {
+    /// `Config::flags`.
+    pub config_flags: u32,
+    /// `(syscall number, syscall_action::*)`: syscalls reported whatever the verbosity.
+    pub syscall_actions: Vec<(u32, u8)>,
+    /// The BPF LSM file and exec programs, with the policy they enforce.
+    pub paths: Option<PathEnforcement>,
+    /// The cgroup socket programs, with the rules they enforce (and, in enforcing mode, the
+    /// BPF LSM `socket_create` program).
+    pub network: Option<NetworkRules>,
+    /// Forks the pids controller refuses are reported (`sys_exit`).
+    pub process_limit: bool,
+}
+
+impl ProgramPlan {
+    /// Whether `sys_exit` has work: per-syscall events, syscall actions (the seccomp filter's
+    /// refusals never reach `sys_enter`) or forks the process limit refuses. Attached, it
+    /// costs every syscall on the machine a second program run.
+    pub fn needs_sys_exit(&self) -> bool {
+        self.config_flags & FLAG_SYSCALL_EVENTS != 0
+            || !self.syscall_actions.is_empty()
+            || self.process_limit
+    }
+}
+
+/// A rule of the policy that this session does not enforce, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unenforced {
+    pub rule: RuleLabel,
+    pub reason: String,
+}
+
+/// Everything one `sandtrace run` applies, decided before anything starts.
+#[derive(Debug, Clone)]
+pub struct SessionPlan {
+    pub mode: Mode,
+    /// `None` when tracing only.
+    pub seccomp: Option<SeccompPlan>,
+    pub programs: ProgramPlan,
+    /// `[limits] max_processes`, and the controller that enforces it.
+    pub max_processes: Option<(u32, PidsController)>,
+    pub timeout: Duration,
+    /// CMD restricts itself to a Landlock domain that scopes abstract UNIX sockets.
+    pub scope_abstract_sockets: bool,
+    /// Degraded mode: the cgroup file systems are covered in CMD's mount namespace, or a root
+    /// CMD could leave the session cgroup.
+    pub hide_cgroup_mounts: bool,
+    pub unenforced: Vec<Unenforced>,
+    /// Labels for the events.
+    pub labels: Labels,
+}
+
+/// How the run's output shapes what the kernel side reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventDetail {
+    /// One event per syscall (`-o`, or `-vv` and more).
+    pub syscalls: bool,
+    /// Every file and network decision, not only denials (`-v` and more).
+    pub all_decisions: bool,
+}
+
+impl EventDetail {
+    pub fn for_output(output: bool, verbosity: Verbosity) -> Self {
+        Self {
+            syscalls: output || verbosity >= Verbosity::FailedSyscalls,
+            all_decisions: verbosity >= Verbosity::Processes,
+        }
+    }
+}
+
+impl SessionPlan {
+    /// Plans a session of `policy` with `flags` on a kernel offering `features`.
+    pub fn new(
+        policy: &PreparedPolicy,
+        flags: ModeFlags,
+        detail: EventDetail,
+        features: &KernelFeatures,
+    ) -> Result<Self, PlanError> {
+        let mode = if flags.trace_only {
+            Mode::TraceOnly
+        } else {
+            match &features.bpf_lsm {
+                Ok(()) => Mode::Enforce,
+                Err(why) if flags.allow_degraded => Mode::Degraded(why.clone()),
+                Err(why) => return Err(PlanError::NeedsBpfLsm(why.clone())),
+            }
+        };
+        let traced = Self::trace_only(policy.effective.timeout.value, detail);
+        if mode == Mode::TraceOnly {
+            return Ok(traced);
+        }
+        let mut config_flags = traced.programs.config_flags;
+
+        let effective = &policy.effective;
+        let labels = Labels::for_policy(effective);
+        let mut unenforced = Vec::new();
+        let network = NetworkRules::for_policy(effective);
+        let degraded = matches!(mode, Mode::Degraded(_));
+        // Without BPF LSM nothing sees the sockets io_uring creates or the families that
+        // bypass the cgroup programs: seccomp takes both away.
+        let guard_sockets = degraded && network.is_some();
+        let rules = seccomp_rules::rules(effective, guard_sockets)?;
+        let socket_families = guard_sockets.then_some(SocketFamilies {
+            allowed: ALLOWED_SOCKET_FAMILIES,
+            limit: SOCKET_FAMILY_LIMIT,
+        });
+        let log_only: Vec<u32> = effective
+            .log_only_syscalls
+            .iter()
+            .map(|s| s.value.id() as u32)
+            .collect();
+        let syscall_actions = syscall_actions(&rules, &log_only, guard_sockets);
+
+        let paths = match &mode {
+            Mode::Enforce => {
+                config_flags |= FLAG_ENFORCE_FILES;
+                if detail.all_decisions {
+                    config_flags |= FLAG_FILE_EVENTS_ALL;
+                }
+                let exec_unrestricted = matches!(
+                    policy.compiled.decide(b"/"),
+                    PathDecision::Matched(a) if a.kinds & KIND_EXEC != 0
+                );
+                if exec_unrestricted {
+                    config_flags |= FLAG_EXEC_UNRESTRICTED;
+                }
+                Some(PathEnforcement {
+                    paths: policy.compiled.clone(),
+                    exec_unrestricted,
+                })
+            }
+            Mode::Degraded(why) => {
+                // Once each: a rule through a symlink is compiled twice under one label.
+                for rule in labels.file_rules.by_kind.iter().flatten() {
+                    if !unenforced.iter().any(|u: &Unenforced| &u.rule == rule) {
+                        unenforced.push(Unenforced {
+                            rule: rule.clone(),
+                            reason: format!("BPF LSM is not available: {why}"),
+                        });
+                    }
+                }
+                None
+            }
+            Mode::TraceOnly => unreachable!("returned above"),
+        };
+
+        let scope_abstract_sockets = match (&network, &features.landlock_abi) {
+            (None, _) => false,
+            (Some(_), Ok(abi)) if *abi >= features::LANDLOCK_SCOPING_ABI => true,
+            (Some(_), landlock) => {
+                let why = match landlock {
+                    Ok(abi) => format!(
+                        "Landlock ABI {abi} has no scoping (needs ABI {}, Linux 6.12)",
+                        features::LANDLOCK_SCOPING_ABI
+                    ),
+                    Err(why) => why.clone(),
+                };
+                unenforced.push(Unenforced {
+                    rule: RuleLabel {
+                        kind: "network",
+                        pattern: "abstract UNIX sockets outside the session".to_owned(),
+                        source: why.clone(),
+                    },
+                    reason: why,
+                });
+                false
+            }
+        };
+
+        let max_processes = match effective.max_processes.value {
+            None => None,
+            Some(max) => match &features.pids {
+                PidsController::Missing(why) => {
+                    return Err(PlanError::Unenforceable(format!(
+                        "[limits] max_processes = {max} cannot be enforced: {why}"
+                    )));
+                }
+                controller => Some((max, controller.clone())),
+            },
+        };
+
+        Ok(Self {
+            hide_cgroup_mounts: degraded,
+            mode,
+            seccomp: Some(SeccompPlan {
+                rules,
+                socket_families,
+            }),
+            programs: ProgramPlan {
+                config_flags,
+                syscall_actions,
+                paths,
+                network,
+                process_limit: max_processes.is_some(),
+            },
+            max_processes,
+            timeout: effective.timeout.value,
+            scope_abstract_sockets,
+            unenforced,
+            labels,
+        })
+    }
+
+    /// A session that enforces nothing and kills CMD after `timeout`.
+    pub fn trace_only(timeout: Duration, detail: EventDetail) -> Self {
+        let mut config_flags = 0;
+        if detail.syscalls {
+            config_flags |= FLAG_SYSCALL_EVENTS;
+        }
+        if detail.all_decisions {
+            config_flags |= FLAG_NETWORK_EVENTS_ALL;
+        }
+        Self {
+            mode: Mode::TraceOnly,
+            seccomp: None,
+            programs: ProgramPlan {
+                config_flags,
+                syscall_actions: Vec::new(),
+                paths: None,
+                network: None,
+                process_limit: false,
+            },
+            max_processes: None,
+            timeout,
+            scope_abstract_sockets: false,
+            hide_cgroup_mounts: false,
+            unenforced: Vec::new(),
+            labels: Labels::default(),
+        }
+    }
+
+    /// The unenforced rules as the summary lists them.
+    pub fn unenforced_labels(&self) -> Vec<RuleLabel> {
+        self.unenforced.iter().map(|u| u.rule.clone()).collect()
+    }
+
+    /// The mechanism behind every rule, for `sandtrace policy check`.
+    pub fn mechanisms(&self) -> Mechanisms {
+        Mechanisms::of(self)
+    }
+}
+
+/// The `SYSCALL_ACTIONS` entries: `log_only`, every refused syscall (a refusal overrides a
+/// `log_only` listing: the call never runs; `clone3`'s [`Refusal::Enosys`] is counted, not
+/// reported, unless the policy denies it), and with `socket_families`, `socket`/`socketpair`,
+/// whose refusals are then network denials.
+fn syscall_actions(
+    rules: &[SeccompRule],
+    log_only: &[u32],
+    socket_families: bool,
+) -> Vec<(u32, u8)> {
+    let mut actions: std::collections::BTreeMap<u32, u8> = log_only
+        .iter()
+        .map(|&nr| (nr, syscall_action::LOG_ONLY))
+        .collect();
+    for rule in rules {
+        let action = match (rule.refusal, &rule.reason) {
+            (Refusal::Enosys, SeccompReason::Policy(_)) | (Refusal::Eperm, _) => {
+                syscall_action::DENY
+            }
+            (Refusal::Enosys, _) => syscall_action::REFUSED,
+        };
+        actions.insert(rule.nr, action);
+    }
+    if socket_families {
+        for name in ["socket", "socketpair"] {
+            let nr = crate::syscall_table::number(name).expect("an x86_64 syscall");
+            actions.entry(nr).or_insert(syscall_action::SOCKET_FAMILY);
+        }
+    }
+    actions.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,436 @@
+//! The plan for every mode and every example policy, without root or BPF.
+
+use std::path::{Path, PathBuf};
+
+use sandtrace_common::{
+    config::{
+        FLAG_ENFORCE_FILES, FLAG_EXEC_UNRESTRICTED, FLAG_FILE_EVENTS_ALL, FLAG_SYSCALL_EVENTS,
+    },
+    event::syscall_action,
+};
+
+use super::*;
+use crate::{
+    policy::{self, PathKind},
+    syscall_table,
+};
+
+const EXAMPLES: &[&str] = &[
+    "strict.toml",
+    "permissive.toml",
+    "npm_audit.toml",
+    "pnpm_audit.toml",
+    "composer_audit.toml",
+];
+
+fn nr(name: &str) -> u32 {
+    syscall_table::number(name).unwrap_or_else(|| panic!("{name} is an x86_64 syscall"))
+}
+
+fn prepared_from(path: &Path, text: Option<&str>) -> PreparedPolicy {
+    let policy = match text {
+        Some(text) => policy::parse::parse(path, text.to_owned()),
+        None => policy::load(path),
+    }
+    .unwrap_or_else(|d| panic!("{d}"));
+    let effective = policy::resolve(
+        &policy,
+        &policy::CliOverrides::default(),
+        Path::new("/work/project"),
+        Some(Path::new("/home/dev")),
+    )
+    .unwrap_or_else(|d| panic!("{d}"));
+    let compiled = policy::compile(&effective).unwrap_or_else(|d| panic!("{d}"));
+    PreparedPolicy {
+        effective,
+        compiled,
+    }
+}
+
+fn example(name: &str) -> PreparedPolicy {
+    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "..", "examples", name]
+        .iter()
+        .collect();
+    prepared_from(&path, None)
+}
+
+fn inline(text: &str) -> PreparedPolicy {
+    prepared_from(Path::new("inline.toml"), Some(text))
+}
+
+/// A BPF-LSM kernel of today: Landlock with scoping, pids in cgroup v2.
+fn bpf_lsm_kernel() -> KernelFeatures {
+    KernelFeatures {
+        bpf_lsm: Ok(()),
+        landlock_abi: Ok(6),
+        pids: PidsController::CgroupV2,
+    }
+}
+
+/// A kernel like these machines': no BPF LSM, hybrid cgroups.
+fn no_lsm_kernel() -> KernelFeatures {
+    KernelFeatures {
+        bpf_lsm: Err("BPF LSM is off".to_owned()),
+        landlock_abi: Ok(7),
+        pids: PidsController::CgroupV1,
+    }
+}
+
+const QUIET: EventDetail = EventDetail {
+    syscalls: false,
+    all_decisions: false,
+};
+
+struct Case {
+    name: &'static str,
+    flags: ModeFlags,
+    features: fn() -> KernelFeatures,
+    mode: &'static str,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "enforce",
+        flags: ModeFlags {
+            trace_only: false,
+            allow_degraded: false,
+        },
+        features: bpf_lsm_kernel,
+        mode: "enforce",
+    },
+    Case {
+        name: "enforce, --allow-degraded on a BPF-LSM kernel",
+        flags: ModeFlags {
+            trace_only: false,
+            allow_degraded: true,
+        },
+        features: bpf_lsm_kernel,
+        mode: "enforce",
+    },
+    Case {
+        name: "degraded",
+        flags: ModeFlags {
+            trace_only: false,
+            allow_degraded: true,
+        },
+        features: no_lsm_kernel,
+        mode: "degraded",
+    },
+    Case {
+        name: "trace-only",
+        flags: ModeFlags {
+            trace_only: true,
+            allow_degraded: false,
+        },
+        features: no_lsm_kernel,
+        mode: "trace-only",
+    },
+];
+
+#[test]
+fn every_mode_and_example_policy() {
+    for case in CASES {
+        for name in EXAMPLES {
+            let policy = example(name);
+            let plan = SessionPlan::new(&policy, case.flags, QUIET, &(case.features)())
+                .unwrap_or_else(|e| panic!("{name}, {}: {e}", case.name));
+            let what = format!("{name}, {}", case.name);
+            assert_eq!(plan.mode.name(), case.mode, "{what}");
+            assert_eq!(plan.timeout, policy.effective.timeout.value, "{what}");
+            match plan.mode {
+                Mode::TraceOnly => check_trace_only(&plan, &what),
+                Mode::Enforce => {
+                    check_confined(&plan, &policy, &what);
+                    check_enforcing(&plan, &what);
+                }
+                Mode::Degraded(_) => {
+                    check_confined(&plan, &policy, &what);
+                    check_degraded(&plan, &policy, &what);
+                }
+            }
+        }
+    }
+}
+
+fn check_trace_only(plan: &SessionPlan, what: &str) {
+    assert!(plan.seccomp.is_none(), "{what}: no seccomp filter");
+    assert!(plan.programs.paths.is_none(), "{what}: no path enforcement");
+    assert!(plan.programs.network.is_none(), "{what}: no network rules");
+    assert!(plan.programs.syscall_actions.is_empty(), "{what}");
+    assert!(plan.max_processes.is_none(), "{what}");
+    assert!(plan.unenforced.is_empty(), "{what}");
+    assert!(
+        !plan.hide_cgroup_mounts && !plan.scope_abstract_sockets,
+        "{what}"
+    );
+}
+
+/// What enforcing and degraded sessions share: the seccomp baseline, network and limits.
+fn check_confined(plan: &SessionPlan, policy: &PreparedPolicy, what: &str) {
+    let seccomp = plan.seccomp.as_ref().expect("a seccomp filter");
+    let rules = &seccomp.rules;
+    assert!(
+        rules.windows(2).all(|w| w[0].nr < w[1].nr),
+        "{what}: sorted, one rule per syscall"
+    );
+    let rule = |name: &str| {
+        rules
+            .iter()
+            .find(|r| r.nr == nr(name))
+            .unwrap_or_else(|| panic!("{what}: {name} is refused"))
+    };
+    for denied in &policy.effective.denied_syscalls {
+        let r = rule(denied.value.name());
+        assert!(
+            matches!(
+                r.reason,
+                SeccompReason::Policy(_) | SeccompReason::AlwaysBlocked
+            ),
+            "{what}: {} refused for the policy, not {:?}",
+            r.name,
+            r.reason
+        );
+    }
+    for always in crate::policy::ALWAYS_BLOCKED_SYSCALLS {
+        assert_eq!(rule(always.name()).refusal, Refusal::Eperm, "{what}");
+    }
+    for name in seccomp_rules::PATH_INTEGRITY
+        .iter()
+        .chain(seccomp_rules::PROGRAM_INTEGRITY)
+    {
+        assert_eq!(rule(name).refusal, Refusal::Eperm, "{what}: {name}");
+    }
+    assert_eq!(
+        rule("bpf").reason,
+        SeccompReason::ProgramIntegrity,
+        "{what}"
+    );
+    let clone3 = rule("clone3");
+    assert_eq!(clone3.refusal, Refusal::Enosys, "{what}");
+    assert_eq!(clone3.reason, SeccompReason::CgroupEscape, "{what}");
+    assert!(
+        plan.programs
+            .syscall_actions
+            .contains(&(nr("clone3"), syscall_action::REFUSED)),
+        "{what}: clone3 counted"
+    );
+    for logged in &policy.effective.log_only_syscalls {
+        assert!(
+            plan.programs
+                .syscall_actions
+                .contains(&(logged.value.id() as u32, syscall_action::LOG_ONLY)),
+            "{what}: {} logged",
+            logged.value.name()
+        );
+    }
+    assert_eq!(
+        plan.programs.network.is_some(),
+        !policy.effective.network_allowed.value,
+        "{what}: network programs exactly when the network is restricted"
+    );
+    assert_eq!(
+        plan.scope_abstract_sockets,
+        plan.programs.network.is_some(),
+        "{what}: abstract sockets scoped with a restricted network (Landlock 6+)"
+    );
+    assert_eq!(
+        plan.max_processes.as_ref().map(|(n, _)| *n),
+        policy.effective.max_processes.value,
+        "{what}"
+    );
+    assert!(
+        plan.programs.needs_sys_exit(),
+        "{what}: actions need sys_exit"
+    );
+}
+
+fn check_enforcing(plan: &SessionPlan, what: &str) {
+    let paths = plan.programs.paths.as_ref().expect("path enforcement");
+    assert_ne!(plan.programs.config_flags & FLAG_ENFORCE_FILES, 0, "{what}");
+    assert_eq!(
+        plan.programs.config_flags & FLAG_FILE_EVENTS_ALL,
+        0,
+        "{what}: quiet"
+    );
+    assert!(plan.unenforced.is_empty(), "{what}: {:?}", plan.unenforced);
+    assert!(
+        !plan.hide_cgroup_mounts,
+        "{what}: BPF LSM guards the cgroup files"
+    );
+    let seccomp = plan.seccomp.as_ref().expect("a seccomp filter");
+    assert!(
+        seccomp.socket_families.is_none(),
+        "{what}: BPF LSM socket_create decides families"
+    );
+    assert!(
+        !seccomp
+            .rules
+            .iter()
+            .any(|r| r.reason == SeccompReason::SocketGuard),
+        "{what}: io_uring stays (BPF LSM sees its sockets)"
+    );
+    assert_eq!(
+        paths.exec_unrestricted,
+        plan.programs.config_flags & FLAG_EXEC_UNRESTRICTED != 0,
+        "{what}"
+    );
+    let mechanisms = plan.mechanisms();
+    assert!(
+        mechanisms.file.iter().all(|m| m.starts_with("BPF LSM")),
+        "{what}"
+    );
+}
+
+fn check_degraded(plan: &SessionPlan, policy: &PreparedPolicy, what: &str) {
+    assert!(plan.programs.paths.is_none(), "{what}: no BPF LSM");
+    assert_eq!(plan.programs.config_flags & FLAG_ENFORCE_FILES, 0, "{what}");
+    assert!(plan.hide_cgroup_mounts, "{what}");
+    for kind in PathKind::ALL {
+        for rule in policy.effective.paths.rules(kind) {
+            assert!(
+                plan.unenforced
+                    .iter()
+                    .any(|u| u.rule.pattern == rule.written),
+                "{what}: {} {} listed as not enforced",
+                kind.key(),
+                rule.written
+            );
+        }
+    }
+    let restricted = plan.programs.network.is_some();
+    let seccomp = plan.seccomp.as_ref().expect("a seccomp filter");
+    assert_eq!(seccomp.socket_families.is_some(), restricted, "{what}");
+    assert_eq!(
+        seccomp.rules.iter().any(|r| r.name == "io_uring_setup"),
+        restricted,
+        "{what}: io_uring refused exactly with a restricted network"
+    );
+    if restricted {
+        assert!(
+            plan.programs
+                .syscall_actions
+                .contains(&(nr("socket"), syscall_action::SOCKET_FAMILY)),
+            "{what}: refused socket families are reported"
+        );
+    }
+    let mechanisms = plan.mechanisms();
+    assert!(
+        mechanisms
+            .file
+            .iter()
+            .all(|m| m.starts_with("not enforced")),
+        "{what}"
+    );
+}
+
+#[test]
+fn enforcing_needs_bpf_lsm_unless_degraded_is_allowed() {
+    let err = SessionPlan::new(
+        &example("strict.toml"),
+        ModeFlags::default(),
+        QUIET,
+        &no_lsm_kernel(),
+    )
+    .expect_err("no BPF LSM");
+    assert!(matches!(&err, PlanError::NeedsBpfLsm(why) if why == "BPF LSM is off"));
+    assert!(err.to_string().contains("--allow-degraded"), "{err}");
+}
+
+#[test]
+fn a_process_limit_without_a_pids_controller_refuses_to_start() {
+    let policy = inline("[limits]\nmax_processes = 20\n");
+    let mut features = bpf_lsm_kernel();
+    features.pids = PidsController::Missing("no pids controller here".to_owned());
+    let err =
+        SessionPlan::new(&policy, ModeFlags::default(), QUIET, &features).expect_err("fail closed");
+    assert!(
+        matches!(&err, PlanError::Unenforceable(why) if why.contains("max_processes = 20")),
+        "{err}"
+    );
+    let plan = SessionPlan::new(&policy, ModeFlags::default(), QUIET, &bpf_lsm_kernel())
+        .expect("pids in cgroup v2");
+    assert_eq!(plan.max_processes, Some((20, PidsController::CgroupV2)));
+    assert!(plan.programs.process_limit);
+    assert_eq!(plan.mechanisms().max_processes, "pids cgroup (v2)");
+}
+
+#[test]
+fn abstract_sockets_without_landlock_scoping_are_listed_as_unenforced() {
+    let mut features = bpf_lsm_kernel();
+    features.landlock_abi = Ok(4);
+    let plan = SessionPlan::new(
+        &example("strict.toml"),
+        ModeFlags::default(),
+        QUIET,
+        &features,
+    )
+    .expect("a plan");
+    assert!(!plan.scope_abstract_sockets);
+    let [u] = plan.unenforced.as_slice() else {
+        panic!("one unenforced rule: {:?}", plan.unenforced);
+    };
+    assert_eq!(u.rule.kind, "network");
+    assert!(u.reason.contains("ABI 4"), "{}", u.reason);
+    // With the network allowed there is nothing to scope, and nothing to report.
+    let plan = SessionPlan::new(
+        &example("permissive.toml"),
+        ModeFlags::default(),
+        QUIET,
+        &features,
+    )
+    .expect("a plan");
+    assert!(plan.unenforced.is_empty());
+}
+
+#[test]
+fn a_policy_deny_of_clone3_is_a_denial_and_still_enosys() {
+    let policy = inline("[syscalls]\ndeny = [\"clone3\", \"uname\"]\nlog_only = [\"mmap\"]\n");
+    let plan =
+        SessionPlan::new(&policy, ModeFlags::default(), QUIET, &bpf_lsm_kernel()).expect("a plan");
+    let seccomp = plan.seccomp.as_ref().unwrap();
+    let clone3 = seccomp.rules.iter().find(|r| r.name == "clone3").unwrap();
+    assert_eq!(clone3.refusal, Refusal::Enosys);
+    assert!(matches!(clone3.reason, SeccompReason::Policy(_)));
+    let actions = &plan.programs.syscall_actions;
+    assert!(actions.contains(&(nr("clone3"), syscall_action::DENY)));
+    assert!(actions.contains(&(nr("uname"), syscall_action::DENY)));
+    assert!(actions.contains(&(nr("mmap"), syscall_action::LOG_ONLY)));
+    assert!(
+        actions.windows(2).all(|w| w[0].0 < w[1].0),
+        "one action per syscall: {actions:?}"
+    );
+}
+
+#[test]
+fn the_baseline_lists_do_not_overlap_the_always_blocked_ones() {
+    for name in seccomp_rules::PATH_INTEGRITY
+        .iter()
+        .chain(seccomp_rules::PROGRAM_INTEGRITY)
+    {
+        assert!(
+            !crate::policy::ALWAYS_BLOCKED_SYSCALLS
+                .iter()
+                .any(|s| s.name() == *name),
+            "{name} is listed twice"
+        );
+    }
+}
+
+#[test]
+fn event_detail_sets_the_kernel_flags() {
+    let policy = example("strict.toml");
+    let loud = EventDetail::for_output(true, Verbosity::Processes);
+    let plan = SessionPlan::new(&policy, ModeFlags::default(), loud, &bpf_lsm_kernel()).unwrap();
+    let flags = plan.programs.config_flags;
+    assert_ne!(flags & FLAG_SYSCALL_EVENTS, 0);
+    assert_ne!(flags & FLAG_FILE_EVENTS_ALL, 0);
+    let traced = SessionPlan::trace_only(plan.timeout, loud);
+    assert_ne!(traced.programs.config_flags & FLAG_SYSCALL_EVENTS, 0);
+    assert_eq!(traced.programs.config_flags & FLAG_ENFORCE_FILES, 0);
+    assert!(traced.programs.needs_sys_exit());
+    assert!(
+        !SessionPlan::trace_only(plan.timeout, QUIET)
+            .programs
+            .needs_sys_exit()
+    );
+}
