@@ -258,13 +258,13 @@ impl SessionPlan {
                     exec_unrestricted,
                 })
             }
-            Mode::Degraded(why) => {
+            Mode::Degraded(_) => {
                 // Once each: a rule through a symlink is compiled twice under one label.
                 for rule in labels.file_rules.by_kind.iter().flatten() {
                     if !unenforced.iter().any(|u: &Unenforced| &u.rule == rule) {
                         unenforced.push(Unenforced {
                             rule: rule.clone(),
-                            reason: format!("BPF LSM is not available: {why}"),
+                            reason: "BPF LSM is not available".to_owned(),
                         });
                     }
                 }

@@ -213,11 +213,25 @@ pub fn effective_report(
                 "also refused by seccomp in every session of this mode (not policy rules):"
                     .to_owned(),
             ));
-            for (name, why) in &m.baseline {
-                rows.push(Row::Heading(format!("  {name}: {why}")));
+            let mut reasons: Vec<&str> = Vec::new();
+            for (_, why) in &m.baseline {
+                if !reasons.contains(&why.as_str()) {
+                    reasons.push(why);
+                }
+            }
+            for why in reasons {
+                let mut names: Vec<&str> = m
+                    .baseline
+                    .iter()
+                    .filter(|(_, w)| w == why)
+                    .map(|(name, _)| *name)
+                    .collect();
+                names.sort_unstable();
+                rows.push(Row::Heading(format!("  {}: {why}", names.join(", "))));
             }
         }
-        for (rule, why) in &m.unenforced {
+        // The path rules' own rows say so already.
+        for (rule, why) in m.unenforced.iter().filter(|(rule, _)| !is_path_rule(rule)) {
             rows.push(Row::Heading(format!("not enforced: {rule}: {why}")));
         }
     }
@@ -251,6 +265,12 @@ pub fn effective_report(
         };
     }
     out
+}
+
+fn is_path_rule(rule: &str) -> bool {
+    PathKind::ALL
+        .iter()
+        .any(|kind| rule.starts_with(&format!("{} ", kind.key())))
 }
 
 enum Row {
