@@ -836,3 +836,28 @@ fn recorded_logs_are_schema_lines() {
         assert!(kinds.len() >= 3, "{name} has several kinds of line");
     }
 }
+
+/// The README's example lines that are whole JSON (not elided with `,...,`) are schema lines
+/// as the writer writes them: every field, in order.
+#[test]
+fn the_readme_examples_are_schema_lines() {
+    let readme = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+        .expect("README.md is beside the workspace's crates");
+    let mut checked = 0;
+    for example in readme.lines().filter(|l| l.starts_with("{\"event_type\":")) {
+        if serde_json::from_str::<serde_json::Value>(example).is_err() {
+            // Elided: `{"event_type":"seccomp",...,"action":"kill",...}`.
+            continue;
+        }
+        let line = Line::parse(example)
+            .unwrap_or_else(|e| panic!("README example {example}: {e}"))
+            .unwrap_or_else(|| panic!("README example {example}: a known event type"));
+        assert_eq!(
+            serde_json::to_string(&line).unwrap(),
+            example,
+            "the README example as the writer would write it"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 8, "only {checked} whole examples in the README");
+}
