@@ -4,6 +4,9 @@
 //! run was cut short has no summary line and may end in the middle of a line; lines of event
 //! types this version does not know are counted and skipped. Each such observation becomes a
 //! [`LogProblem`] for the reader's user to see.
+//!
+//! The line types are the log's schema ([`crate::output::jsonl::schema`]), the same the
+//! writer is held to; they are re-exported here for the reader's users.
 
 use std::{
     fs::File,

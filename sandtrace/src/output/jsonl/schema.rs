@@ -3,7 +3,7 @@
 //!
 //! Every line is one JSON object whose `event_type` says which of these it is ([`Line`]).
 //! Fields appear in the order they are declared here. The writer formats event lines by hand
-//! for speed ([`super::format`]); its tests require every line it writes to deserialize into
+//! for speed (`super::format`); its tests require every line it writes to deserialize into
 //! these types and serialize back to the same bytes, so the two cannot drift apart. The
 //! summary line is serialized from [`SummaryLine`] itself.
 //!
