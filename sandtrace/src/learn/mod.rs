@@ -32,7 +32,7 @@ use crate::{
     },
     report::{
         activity::{Activity, PathNaming, Replay, resolve_on_host},
-        log::{self, ProcessChange, Record, SummaryLine},
+        log::{self, Line, ProcessChange, SummaryLine},
         shell_quote,
     },
     session,
@@ -300,7 +300,7 @@ impl RunTrace {
         log::read(log, |record| {
             replay.record(&record);
             match record {
-                Record::Process(p) => match p.change {
+                Line::Process(p) => match p.change {
                     ProcessChange::Fork {
                         child_pid,
                         child_tgid,
@@ -311,8 +311,8 @@ impl RunTrace {
                     ProcessChange::Exited { .. } => alive = alive.saturating_sub(1),
                     _ => {}
                 },
-                Record::Summary(s) => summary = Some(s),
-                Record::Syscall(_) | Record::File(_) | Record::Network(_) | Record::Seccomp(_) => {}
+                Line::Summary(s) => summary = Some(s),
+                Line::Syscall(_) | Line::File(_) | Line::Network(_) | Line::Seccomp(_) => {}
             }
         })?;
         Ok(Self {

@@ -27,7 +27,7 @@ use std::{
 
 use serde::Serialize;
 
-use super::log::{ProcessChange, ProcessLine, Record, SyscallLine};
+use super::log::{Line, ProcessChange, ProcessLine, SyscallLine};
 use crate::output::network::family_name;
 
 const AT_FDCWD: i32 = -100;
@@ -229,18 +229,18 @@ impl Replay {
         self.activity
     }
 
-    pub fn record(&mut self, record: &Record) {
+    pub fn record(&mut self, record: &Line) {
         match record {
-            Record::Syscall(s) => {
+            Line::Syscall(s) => {
                 self.first_tgid.get_or_insert(s.tgid);
                 self.socket_call(s);
                 self.syscall(s);
             }
-            Record::Process(p) => {
+            Line::Process(p) => {
                 self.first_tgid.get_or_insert(p.tgid);
                 self.process(p);
             }
-            Record::File(_) | Record::Network(_) | Record::Seccomp(_) | Record::Summary(_) => {}
+            Line::File(_) | Line::Network(_) | Line::Seccomp(_) | Line::Summary(_) => {}
         }
     }
 

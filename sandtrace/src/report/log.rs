@@ -4,6 +4,9 @@
 //! run was cut short has no summary line and may end in the middle of a line; lines of event
 //! types this version does not know are counted and skipped. Each such observation becomes a
 //! [`LogProblem`] for the reader's user to see.
+//!
+//! The line types are the log's schema ([`crate::output::jsonl::schema`]), the same the
+//! writer is held to; they are re-exported here for the reader's users.
 
 use std::{
     fs::File,
@@ -12,49 +15,12 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-/// One syscall line.
-#[derive(Debug, Clone, Deserialize)]
-pub struct SyscallLine {
-    pub timestamp: String,
-    pub pid: u32,
-    pub tgid: u32,
-    #[serde(default)]
-    pub comm: String,
-    pub syscall: String,
-    pub args: RawArgs,
-    #[serde(default)]
-    pub path: Option<String>,
-    #[serde(default)]
-    pub path_truncated: bool,
-    /// `None` for syscalls that do not return (`exit_group`).
-    pub return_value: Option<i64>,
-    pub success: bool,
-    #[serde(default)]
-    pub errno: Option<String>,
-    /// `allow`, `deny` (refused by seccomp) or `log_only`.
-    pub action: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct RawArgs {
-    pub raw: [u64; 6],
-}
-
-impl Record {
-    /// When the event happened (RFC 3339); `None` for the summary.
-    pub fn timestamp(&self) -> Option<&str> {
-        match self {
-            Record::Syscall(s) => Some(&s.timestamp),
-            Record::Process(p) => Some(&p.timestamp),
-            Record::File(f) => Some(&f.timestamp),
-            Record::Network(n) => Some(&n.timestamp),
-            Record::Seccomp(k) => Some(&k.timestamp),
-            Record::Summary(_) => None,
-        }
-    }
-}
+pub use crate::output::jsonl::schema::{
+    DenialCounts, FileLine, Line, NetworkLine, ProcessChange, ProcessLine, RawArgs, RuleLine,
+    SeccompLine, SummaryLine, SyscallCountLine, SyscallLine,
+};
 
 impl SyscallLine {
     /// Argument `i` as the C `int` the kernel reads from the register.
@@ -69,145 +35,6 @@ impl SyscallLine {
             .and_then(|r| i32::try_from(r).ok())
             .filter(|&fd| fd >= 0)
     }
-}
-
-/// One process line: `fork`, `exec` or `exited`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ProcessLine {
-    pub timestamp: String,
-    pub pid: u32,
-    pub tgid: u32,
-    #[serde(default)]
-    pub comm: String,
-    #[serde(flatten)]
-    pub change: ProcessChange,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
-pub enum ProcessChange {
-    Fork {
-        child_pid: u32,
-        child_tgid: u32,
-    },
-    Exec {
-        path: String,
-        /// Present when the kernel side records the arguments.
-        #[serde(default)]
-        argv: Option<Vec<String>>,
-    },
-    Exited {
-        exit_code: i32,
-        #[serde(default)]
-        signal: Option<i32>,
-    },
-    /// A fork the process limit refused.
-    ForkRefused {
-        syscall: String,
-        #[serde(default)]
-        reason: String,
-    },
-}
-
-/// The policy rule a file decision names.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-pub struct RuleLine {
-    pub kind: String,
-    pub pattern: String,
-    pub source: String,
-}
-
-/// One file decision of the LSM programs (enforcing runs only).
-#[derive(Debug, Clone, Deserialize)]
-pub struct FileLine {
-    pub timestamp: String,
-    pub pid: u32,
-    pub tgid: u32,
-    #[serde(default)]
-    pub comm: String,
-    /// `allow` or `deny`.
-    pub action: String,
-    pub operation: String,
-    #[serde(default)]
-    pub access: Vec<String>,
-    pub path: String,
-    pub reason: String,
-    #[serde(default)]
-    pub rule: Option<RuleLine>,
-}
-
-/// One network decision of the cgroup socket programs (enforcing runs).
-#[derive(Debug, Clone, Deserialize)]
-pub struct NetworkLine {
-    pub timestamp: String,
-    pub tgid: u32,
-    #[serde(default)]
-    pub comm: String,
-    /// `allow` or `deny`.
-    pub action: String,
-    pub operation: String,
-    pub family: String,
-    #[serde(default)]
-    pub protocol: String,
-    #[serde(default)]
-    pub address: Option<String>,
-    #[serde(default)]
-    pub port: Option<u16>,
-    pub reason: String,
-    #[serde(default)]
-    pub rule: Option<RuleLine>,
-}
-
-/// A process the seccomp filter killed (a syscall through a foreign ABI).
-#[derive(Debug, Clone, Deserialize)]
-pub struct SeccompLine {
-    pub timestamp: String,
-    pub tgid: u32,
-    #[serde(default)]
-    pub comm: String,
-    pub abi: String,
-    pub syscall_nr: u32,
-    #[serde(default)]
-    pub syscall: Option<String>,
-    pub reason: String,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct SyscallCountLine {
-    pub syscall: String,
-    pub count: u64,
-}
-
-/// The summary line that ends a complete log.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct SummaryLine {
-    pub total_syscalls: u64,
-    pub unique_syscalls: u64,
-    pub denied_count: u64,
-    pub process_count: u64,
-    pub duration_ms: u64,
-    pub exit_code: i32,
-    pub lost_events: u64,
-    #[serde(default)]
-    pub incomplete_events: u64,
-    /// `exited`, `timed_out`, `interrupted` or `start_failed`.
-    pub ending: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signal: Option<i32>,
-    pub mode: String,
-    #[serde(default)]
-    pub syscall_counts: Vec<SyscallCountLine>,
-}
-
-/// One line of the log.
-#[derive(Debug, Clone)]
-pub enum Record {
-    Syscall(SyscallLine),
-    Process(ProcessLine),
-    File(FileLine),
-    Network(NetworkLine),
-    Seccomp(SeccompLine),
-    Summary(SummaryLine),
 }
 
 /// Something about the log a reader should know.
@@ -262,14 +89,9 @@ pub struct LogEnd {
     pub lines: usize,
 }
 
-#[derive(Deserialize)]
-struct EventType {
-    event_type: String,
-}
-
-/// Reads the log at `path`, handing every record to `each` in order. Fails only when the file
+/// Reads the log at `path`, handing every line to `each` in order. Fails only when the file
 /// cannot be read or holds no sandtrace event at all.
-pub fn read(path: &Path, mut each: impl FnMut(Record)) -> Result<LogEnd> {
+pub fn read(path: &Path, mut each: impl FnMut(Line)) -> Result<LogEnd> {
     let file =
         File::open(path).with_context(|| format!("opening the event log {}", path.display()))?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
@@ -297,16 +119,14 @@ pub fn read(path: &Path, mut each: impl FnMut(Record)) -> Result<LogEnd> {
             after_summary += 1;
             continue;
         }
-        match parse_line(text) {
-            Ok(Some(record)) => {
-                seen_summary = matches!(record, Record::Summary(_));
+        match Line::parse(text) {
+            Ok(Some(line)) => {
+                seen_summary = matches!(line, Line::Summary(_));
                 events += 1;
-                each(record);
+                each(line);
             }
             Ok(None) => {
-                let event_type = serde_json::from_str::<EventType>(text)
-                    .map(|t| t.event_type)
-                    .unwrap_or_default();
+                let event_type = Line::event_type(text).unwrap_or_default();
                 match unknown.iter_mut().find(|(t, _)| *t == event_type) {
                     Some((_, count)) => *count += 1,
                     None => unknown.push((event_type, 1)),
@@ -318,7 +138,7 @@ pub fn read(path: &Path, mut each: impl FnMut(Record)) -> Result<LogEnd> {
                 .push(LogProblem::CutLastLine { line: end.lines }),
             Err(error) => end.problems.push(LogProblem::InvalidLine {
                 line: end.lines,
-                error,
+                error: error.to_string(),
             }),
         }
     }
@@ -343,19 +163,4 @@ pub fn read(path: &Path, mut each: impl FnMut(Record)) -> Result<LogEnd> {
         end.problems.insert(0, LogProblem::NoSummary);
     }
     Ok(end)
-}
-
-/// One line: `Ok(None)` for a well-formed event of an unknown type.
-fn parse_line(text: &str) -> Result<Option<Record>, String> {
-    let event_type: EventType = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    let record = match event_type.event_type.as_str() {
-        "syscall" => serde_json::from_str(text).map(Record::Syscall),
-        "process" => serde_json::from_str(text).map(Record::Process),
-        "file" => serde_json::from_str(text).map(Record::File),
-        "network" => serde_json::from_str(text).map(Record::Network),
-        "seccomp" => serde_json::from_str(text).map(Record::Seccomp),
-        "summary" => serde_json::from_str(text).map(Record::Summary),
-        _ => return Ok(None),
-    };
-    record.map(Some).map_err(|e| e.to_string())
 }

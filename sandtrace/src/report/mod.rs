@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use self::{
     activity::{Activity, FileUse, PathNaming, Replay, SocketUse, UnresolvedAccess},
-    log::{LogProblem, ProcessChange, Record, RuleLine, SummaryLine, SyscallCountLine},
+    log::{Line, LogProblem, ProcessChange, RuleLine, SummaryLine, SyscallCountLine},
 };
 use crate::cli::{ReportArgs, ReportFormat};
 
@@ -79,9 +79,8 @@ pub struct RunOutline {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ExecRecord {
+    /// As the kernel resolved it (the log records no arguments).
     pub path: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub argv: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -183,7 +182,7 @@ impl Builder {
         &mut self.nodes[i]
     }
 
-    fn record(&mut self, record: Record) {
+    fn record(&mut self, record: Line) {
         if let Some(t) = record
             .timestamp()
             .and_then(|t| humantime::parse_rfc3339(t).ok())
@@ -193,7 +192,7 @@ impl Builder {
         }
         self.replay.record(&record);
         match record {
-            Record::Syscall(s) => {
+            Line::Syscall(s) => {
                 *self.syscall_lines.entry(s.syscall.clone()).or_default() += 1;
                 self.node(s.tgid, &s.comm).comm.clone_from(&s.comm);
                 if s.action == "deny" {
@@ -208,7 +207,7 @@ impl Builder {
                     });
                 }
             }
-            Record::Process(p) => {
+            Line::Process(p) => {
                 self.node(p.tgid, &p.comm).comm.clone_from(&p.comm);
                 match p.change {
                     ProcessChange::Fork {
@@ -221,17 +220,17 @@ impl Builder {
                         self.node(p.tgid, &comm).children.push(child_tgid);
                     }
                     ProcessChange::Fork { .. } => self.node(p.tgid, &p.comm).threads += 1,
-                    ProcessChange::Exec { path, argv } => {
-                        self.node(p.tgid, &p.comm)
-                            .execs
-                            .push(ExecRecord { path, argv });
+                    ProcessChange::Exec { path, .. } => {
+                        self.node(p.tgid, &p.comm).execs.push(ExecRecord { path });
                     }
                     ProcessChange::Exited { exit_code, signal } => {
                         let node = self.node(p.tgid, &p.comm);
                         node.exit_code = Some(exit_code);
                         node.signal = signal;
                     }
-                    ProcessChange::ForkRefused { syscall, reason } => self.deny(Denial {
+                    ProcessChange::ForkRefused {
+                        syscall, reason, ..
+                    } => self.deny(Denial {
                         kind: "fork",
                         what: format!("new process ({syscall})"),
                         why: reason,
@@ -242,7 +241,7 @@ impl Builder {
                     }),
                 }
             }
-            Record::File(f) => {
+            Line::File(f) => {
                 if f.action == "deny" {
                     self.deny(Denial {
                         kind: "file",
@@ -255,7 +254,7 @@ impl Builder {
                     });
                 }
             }
-            Record::Network(n) => {
+            Line::Network(n) => {
                 let decision = NetworkDecision {
                     action: n.action,
                     operation: n.operation,
@@ -287,7 +286,7 @@ impl Builder {
                     None => self.network_decisions.push(decision),
                 }
             }
-            Record::Seccomp(k) => self.deny(Denial {
+            Line::Seccomp(k) => self.deny(Denial {
                 kind: "seccomp_kill",
                 what: format!(
                     "syscall {} ({} ABI)",
@@ -300,7 +299,7 @@ impl Builder {
                 pid: k.tgid,
                 comm: k.comm,
             }),
-            Record::Summary(s) => self.summary = Some(s),
+            Line::Summary(s) => self.summary = Some(s),
         }
     }
 

@@ -116,10 +116,7 @@ fn describe(n: &ProcessNode) -> String {
     }
     for (i, exec) in n.execs.iter().enumerate() {
         text += if i == 0 { " " } else { " → " };
-        match &exec.argv {
-            Some(argv) => text += &shell_words(&exec.path, argv),
-            None => text += &exec.path,
-        }
+        text += &exec.path;
     }
     if n.threads > 0 {
         let _ = write!(
@@ -139,13 +136,6 @@ fn describe(n: &ProcessNode) -> String {
         (None, None) => text += "  (no exit recorded)",
     }
     text
-}
-
-/// `path` followed by the arguments after argv[0], quoted where a shell would need it.
-fn shell_words(path: &str, argv: &[String]) -> String {
-    let mut words = vec![path.to_owned()];
-    words.extend(argv.iter().skip(1).map(|a| shell_quote(a)));
-    words.join(" ")
 }
 
 /// `word` as a shell would need it written: as it is when it is plain, else single-quoted.

@@ -227,8 +227,8 @@ fn optional_integer(out: &mut Vec<u8>, n: Option<impl itoa::Integer>) {
 
 #[cfg(test)]
 mod tests {
-    //! The hand-written lines against what the serde structs of the previous writer produced
-    //! (kept here as the reference).
+    //! The hand-written lines against the schema: each line must be, byte for byte, the
+    //! schema's line for the event serialized by serde, and must read back into it.
 
     use std::{
         net::{IpAddr, Ipv4Addr, Ipv6Addr},
@@ -240,207 +240,85 @@ mod tests {
         file::{FileOp, Verdict},
         network::{NetOp, NetVerdict},
     };
-    use serde::{Serialize, Serializer};
 
-    use super::*;
+    use super::{super::schema, *};
     use crate::{
         events::{KernelText, NetList, RuleRef, SyscallAbi, SyscallAction, Task},
         output::{FileRules, network::NetworkRules},
         policy::{CliOverrides, parse::parse, resolve},
     };
 
-    struct Timestamp(SystemTime);
-
-    impl Serialize for Timestamp {
-        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            s.collect_str(&humantime::format_rfc3339_micros(self.0))
-        }
+    fn timestamp(time: SystemTime) -> String {
+        humantime::format_rfc3339_micros(time).to_string()
     }
 
-    #[derive(Serialize)]
-    struct RawArgs {
-        raw: [u64; 6],
+    fn errno(errno: i32) -> String {
+        format!("{:?}", nix::errno::Errno::from_raw(errno))
     }
 
-    #[derive(Serialize)]
-    struct SyscallLine<'a> {
-        event_type: &'static str,
-        timestamp: Timestamp,
-        pid: u32,
-        tgid: u32,
-        comm: &'a str,
-        syscall: &'a str,
-        syscall_nr: u32,
-        args: RawArgs,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        path: Option<&'a str>,
-        #[serde(skip_serializing_if = "std::ops::Not::not")]
-        path_truncated: bool,
-        return_value: Option<i64>,
-        success: bool,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        errno: Option<String>,
-        duration_us: Option<u64>,
-        action: &'static str,
-        category: &'static str,
-    }
-
-    #[derive(Serialize)]
-    #[serde(tag = "action", rename_all = "snake_case")]
-    enum ProcessDetail<'a> {
-        Fork {
-            child_pid: u32,
-            child_tgid: u32,
-        },
-        Exec {
-            path: &'a str,
-            old_pid: u32,
-        },
-        Exited {
-            exit_code: i32,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            signal: Option<i32>,
-        },
-        ForkRefused {
-            syscall: &'a str,
-            errno: String,
-            reason: &'static str,
-        },
-    }
-
-    #[derive(Serialize)]
-    struct ProcessLine<'a> {
-        event_type: &'static str,
-        timestamp: Timestamp,
-        pid: u32,
-        tgid: u32,
-        comm: &'a str,
-        #[serde(flatten)]
-        detail: ProcessDetail<'a>,
-    }
-
-    #[derive(Serialize)]
-    struct FileLine<'a> {
-        event_type: &'static str,
-        timestamp: Timestamp,
-        pid: u32,
-        tgid: u32,
-        comm: &'a str,
-        action: &'static str,
-        operation: &'static str,
-        access: Vec<&'static str>,
-        path: &'a str,
-        reason: &'static str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        rule: Option<&'a RuleLabel>,
-    }
-
-    #[derive(Serialize)]
-    struct NetworkLine<'a> {
-        event_type: &'static str,
-        timestamp: Timestamp,
-        pid: u32,
-        tgid: u32,
-        comm: &'a str,
-        action: &'static str,
-        operation: &'static str,
-        family: String,
-        socket_type: String,
-        protocol: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        address: Option<String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        port: Option<u16>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        peer_address: Option<String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        peer_port: Option<u16>,
-        reason: &'static str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        rule: Option<&'a RuleLabel>,
-    }
-
-    #[derive(Serialize)]
-    struct SeccompLine<'a> {
-        event_type: &'static str,
-        timestamp: Timestamp,
-        pid: u32,
-        tgid: u32,
-        comm: &'a str,
-        action: &'static str,
-        abi: String,
-        syscall_nr: u32,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        syscall: Option<&'static str>,
-        reason: &'static str,
-    }
-
-    /// The line the serde structs wrote for `event`, newline included.
-    fn serde_line(event: &Event<'_>, labels: &Labels) -> String {
-        let comm = &*event.task.comm.to_str_lossy();
+    /// The schema's line for `event`, derived from the event without the hand formatter's
+    /// helpers where it can be.
+    fn schema_line(event: &Event<'_>, labels: &Labels) -> schema::Line {
+        use schema::{
+            FileLine, Line, NetworkLine, ProcessChange, ProcessLine, RawArgs, RuleLine,
+            SeccompLine, SyscallLine,
+        };
+        let comm = event.task.comm.to_str_lossy().into_owned();
         let (pid, tgid) = (event.task.pid, event.task.tgid);
-        let timestamp = Timestamp(event.time);
-        let process = |detail| {
-            serde_json::to_string(&ProcessLine {
-                event_type: "process",
-                timestamp: Timestamp(event.time),
+        let timestamp = timestamp(event.time);
+        let process = |change| {
+            Line::Process(ProcessLine {
+                timestamp: timestamp.clone(),
                 pid,
                 tgid,
-                comm,
-                detail,
+                comm: comm.clone(),
+                change,
             })
         };
-        let line = match &event.body {
-            EventBody::Syscall(s) => serde_json::to_string(&SyscallLine {
-                event_type: "syscall",
+        let decision = |denied: bool| if denied { "deny" } else { "allow" }.to_owned();
+        match &event.body {
+            EventBody::Syscall(s) => Line::Syscall(SyscallLine {
                 timestamp,
                 pid,
                 tgid,
                 comm,
-                syscall: syscall_table::name(s.nr).unwrap_or("unknown"),
+                syscall: syscall_table::name(s.nr).unwrap_or("unknown").to_owned(),
                 syscall_nr: s.nr,
                 args: RawArgs { raw: s.args },
-                path: s.path.map(|p| p.to_str_lossy()).as_deref(),
+                path: s.path.map(|p| p.to_str_lossy().into_owned()),
                 path_truncated: s.path_truncated,
                 return_value: s.ret,
-                success: !s.ret.is_some_and(is_error),
+                success: !s.ret.is_some_and(|r| (-4095..=-1).contains(&r)),
                 errno: s
                     .ret
-                    .filter(|&r| is_error(r))
-                    .map(|r| format!("{:?}", nix::errno::Errno::from_raw((-r) as i32))),
+                    .filter(|r| (-4095..=-1).contains(r))
+                    .map(|r| errno((-r) as i32)),
                 duration_us: s.duration.map(|d| d.as_micros() as u64),
-                action: s.action.as_str(),
-                category: syscall_table::category(s.nr).as_str(),
+                action: s.action.as_str().to_owned(),
+                category: syscall_table::category(s.nr).as_str().to_owned(),
             }),
-            EventBody::File(f) => serde_json::to_string(&FileLine {
-                event_type: "file",
+            EventBody::File(f) => Line::File(FileLine {
                 timestamp,
                 pid,
                 tgid,
                 comm,
-                action: if f.verdict.is_denied() {
-                    "deny"
-                } else {
-                    "allow"
-                },
-                operation: f.op.as_str(),
-                access: access_names(f.needed).collect(),
-                path: &f.path.to_str_lossy(),
-                reason: f.verdict.as_str(),
-                rule: f.rule.and_then(|r| labels.file_rules.label(r)),
+                action: decision(f.verdict.is_denied()),
+                operation: f.op.as_str().to_owned(),
+                access: access_names(f.needed).map(str::to_owned).collect(),
+                path: f.path.to_str_lossy().into_owned(),
+                reason: f.verdict.as_str().to_owned(),
+                rule: f
+                    .rule
+                    .and_then(|r| labels.file_rules.label(r))
+                    .map(RuleLine::from),
             }),
-            EventBody::Network(n) => serde_json::to_string(&NetworkLine {
-                event_type: "network",
+            EventBody::Network(n) => Line::Network(NetworkLine {
                 timestamp,
                 pid,
                 tgid,
                 comm,
-                action: if n.verdict.is_denied() {
-                    "deny"
-                } else {
-                    "allow"
-                },
-                operation: op_name(n.op),
+                action: decision(n.verdict.is_denied()),
+                operation: op_name(n.op).to_owned(),
                 family: family_name(n.family).into_owned(),
                 socket_type: sock_type_name(n.sock_type).into_owned(),
                 protocol: protocol_name(n.protocol, n.sock_type).into_owned(),
@@ -448,46 +326,60 @@ mod tests {
                 port: n.addr.map(|(_, p)| p),
                 peer_address: n.peer.map(|(a, _)| a.to_string()),
                 peer_port: n.peer.map(|(_, p)| p),
-                reason: labels.network_rules.reason(n),
+                reason: labels.network_rules.reason(n).to_owned(),
                 rule: n
                     .rule
-                    .and_then(|(list, index)| labels.network_rules.label(list, index)),
+                    .and_then(|(list, index)| labels.network_rules.label(list, index))
+                    .map(RuleLine::from),
             }),
-            EventBody::SeccompKill(k) => serde_json::to_string(&SeccompLine {
-                event_type: "seccomp",
+            EventBody::SeccompKill(k) => Line::Seccomp(SeccompLine {
                 timestamp,
                 pid,
                 tgid,
                 comm,
-                action: "kill",
+                action: "kill".to_owned(),
                 abi: k.abi.as_str().into_owned(),
                 syscall_nr: k.nr,
-                syscall: foreign_syscall_name(k),
-                reason: FOREIGN_ABI_REASON,
+                syscall: foreign_syscall_name(k).map(str::to_owned),
+                reason: FOREIGN_ABI_REASON.to_owned(),
             }),
-            EventBody::ForkRefused { nr, errno } => process(ProcessDetail::ForkRefused {
-                syscall: syscall_table::name(*nr).unwrap_or("unknown"),
-                errno: format!("{:?}", nix::errno::Errno::from_raw(*errno)),
-                reason: FORK_REFUSED_REASON,
+            EventBody::ForkRefused { nr, errno: e } => process(ProcessChange::ForkRefused {
+                syscall: syscall_table::name(*nr).unwrap_or("unknown").to_owned(),
+                errno: errno(*e),
+                reason: FORK_REFUSED_REASON.to_owned(),
             }),
             EventBody::Fork {
                 child_pid,
                 child_tgid,
-            } => process(ProcessDetail::Fork {
+            } => process(ProcessChange::Fork {
                 child_pid: *child_pid,
                 child_tgid: *child_tgid,
             }),
-            EventBody::Exec { old_pid, filename } => process(ProcessDetail::Exec {
-                path: &filename.to_str_lossy(),
+            EventBody::Exec { old_pid, filename } => process(ProcessChange::Exec {
+                path: filename.to_str_lossy().into_owned(),
                 old_pid: *old_pid,
             }),
             EventBody::Exit { status } => {
                 let (exit_code, signal) = decode_wait_status(*status);
-                process(ProcessDetail::Exited { exit_code, signal })
+                process(ProcessChange::Exited { exit_code, signal })
             }
-        };
-        line.expect("a line serialises") + "\n"
+        }
     }
+
+    /// Which body an event has, numbered; `BODY_KINDS` of them.
+    fn body_kind(body: &EventBody<'_>) -> usize {
+        match body {
+            EventBody::Syscall(_) => 0,
+            EventBody::Fork { .. } => 1,
+            EventBody::Exec { .. } => 2,
+            EventBody::Exit { .. } => 3,
+            EventBody::File(_) => 4,
+            EventBody::Network(_) => 5,
+            EventBody::ForkRefused { .. } => 6,
+            EventBody::SeccompKill(_) => 7,
+        }
+    }
+    const BODY_KINDS: usize = 8;
 
     /// File rules and `[network]` rules to label events with.
     fn labels() -> Labels {
@@ -708,19 +600,49 @@ mod tests {
     }
 
     #[test]
-    fn every_line_type_matches_the_serde_structs() {
+    fn every_line_is_its_schema_line() {
         let labels = labels();
         let mut format = LineFormat::new();
         let mut out = Vec::new();
         for event in sample_events() {
             out.clear();
             format.line(&mut out, &event, &labels).unwrap();
+            let text = String::from_utf8(out.clone()).expect("a line is UTF-8");
+            let line = text
+                .strip_suffix('\n')
+                .unwrap_or_else(|| panic!("{text:?} ends in a newline"));
+            assert!(!line.contains('\n'), "one line: {text:?}");
+            let expected = schema_line(&event, &labels);
             assert_eq!(
-                String::from_utf8(out.clone()).expect("a line is UTF-8"),
-                serde_line(&event, &labels),
+                line,
+                serde_json::to_string(&expected).unwrap(),
                 "the line for {event:?}"
             );
+            let read = schema::Line::parse(line)
+                .unwrap_or_else(|e| panic!("{e}: {line}"))
+                .unwrap_or_else(|| panic!("a known event type: {line}"));
+            assert_eq!(read, expected, "{line} read back");
+            // Serde's own reading of the tagged enum agrees.
+            assert_eq!(
+                serde_json::from_str::<schema::Line>(line).unwrap(),
+                expected
+            );
+            // And nothing in the line is left out of the schema.
+            assert_eq!(
+                serde_json::to_value(&read).unwrap(),
+                serde_json::from_str::<serde_json::Value>(line).unwrap(),
+                "{line} written back"
+            );
         }
+    }
+
+    #[test]
+    fn the_samples_have_every_kind_of_event() {
+        let mut seen = [false; BODY_KINDS];
+        for event in sample_events() {
+            seen[body_kind(&event.body)] = true;
+        }
+        assert_eq!(seen, [true; BODY_KINDS]);
     }
 
     #[test]

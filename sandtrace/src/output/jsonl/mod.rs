@@ -1,22 +1,13 @@
 //! The JSONL event log (`-o FILE`): one JSON object per line, the summary always last.
 //!
-//! Line shapes (fields in this order):
-//! - `{"event_type":"syscall","timestamp","pid","tgid","comm","syscall","syscall_nr","args":{"raw":[6]},
-//!   "path"?,"path_truncated"?,"return_value","success","errno"?,"duration_us","action","category"}`
-//! - `{"event_type":"process","timestamp","pid","tgid","comm","action":"fork"|"exec"|"exited"|"fork_refused",...}`
-//! - `{"event_type":"file","timestamp","pid","tgid","comm","action":"allow"|"deny","operation",
-//!   "access":[...],"path","reason","rule"?}`
-//! - `{"event_type":"network","timestamp","pid","tgid","comm","action":"allow"|"deny","operation",
-//!   "family","socket_type","protocol","address"?,"port"?,"peer_address"?,"peer_port"?,"reason","rule"?}`
-//! - `{"event_type":"seccomp","timestamp","pid","tgid","comm","action":"kill","abi","syscall_nr",
-//!   "syscall"?,"reason"}`
-//! - `{"event_type":"summary",...}` (see `Summary`)
-//!
-//! Lines are formatted by hand ([`format`], [`json`], [`timestamp`]) on a thread of their own
-//! ([`writer`]).
+//! The lines are defined once, in [`schema`]: `sandtrace report` and `sandtrace learn` read
+//! the log back into those types. Event lines are formatted by hand ([`format`], [`json`],
+//! [`timestamp`]) on a thread of their own ([`writer`]); the formatter's tests hold every line
+//! it writes to the schema, byte for byte.
 
 mod format;
 mod json;
+pub mod schema;
 mod timestamp;
 mod writer;
 

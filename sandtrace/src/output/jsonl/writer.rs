@@ -19,7 +19,10 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow};
 
-use super::format::LineFormat;
+use super::{
+    format::LineFormat,
+    schema::{Line, SummaryLine},
+};
 use crate::{
     events::{self, Clock},
     output::{Labels, summary::Summary},
@@ -203,20 +206,12 @@ impl LogFile {
         Ok(())
     }
 
-    /// Writes the summary line (once, so by serde) and flushes the file to disk.
+    /// Writes the summary line (once, so by serde, from the schema) and flushes the file to
+    /// disk.
     fn finish(&mut self, summary: &Summary) -> Result<()> {
-        #[derive(serde::Serialize)]
-        struct SummaryLine<'a> {
-            event_type: &'static str,
-            #[serde(flatten)]
-            summary: &'a Summary,
-        }
         serde_json::to_writer(
             &mut self.pending,
-            &SummaryLine {
-                event_type: "summary",
-                summary,
-            },
+            &Line::Summary(SummaryLine::from(summary)),
         )
         .with_context(|| format!("writing {}", self.path.display()))?;
         self.pending.push(b'\n');

@@ -1,0 +1,863 @@
+//! The JSONL event log end to end, without root or BPF: raw kernel records of every kind,
+//! built here as the kernel programs build them, go through the real writer (`EventLog` and
+//! its thread) into a file, and the real reader (`report::log`) must give back every field.
+//! The recorded golden logs (tests/golden) must read back into the schema byte for byte.
+
+mod common;
+
+use std::{fs, net::Ipv4Addr, path::Path, time::Duration};
+
+use sandtrace::{
+    events::{self, Clock},
+    output::{
+        FileRules, Labels, RuleLabel,
+        jsonl::EventLog,
+        network::NetworkRules,
+        summary::{Ending, RunResult, Summary, Tally},
+    },
+    policy::{CliOverrides, parse::parse, resolve},
+    report::{
+        Report,
+        log::{
+            self, DenialCounts, FileLine, Line, LogProblem, NetworkLine, ProcessChange,
+            ProcessLine, RawArgs, RuleLine, SeccompLine, SummaryLine, SyscallCountLine,
+            SyscallLine,
+        },
+    },
+};
+use sandtrace_common::{
+    event::{
+        COMM_LEN, EXEC_PATH_CAP, EventHeader, EventKind, ExecEvent, ExitEvent, FileEvent,
+        ForkEvent, ForkRefusedEvent, SYSCALL_DENIED, SYSCALL_HAS_PATH, SYSCALL_LOG_ONLY,
+        SYSCALL_NO_ENTRY, SYSCALL_NO_RETURN, SYSCALL_PATH_CAP, SYSCALL_PATH_TRUNCATED,
+        SeccompKillEvent, SyscallEvent, SyscallPathEvent, X32_SYSCALL_BIT,
+    },
+    file::{EVENT_PATH_CAP, FileOp, Verdict},
+    network::{NET_LIST_BIND, NET_LIST_CONNECT, NO_NET_RULE, NetOp, NetVerdict, NetworkEvent},
+    policy::{KIND_EXEC, KIND_INDEX_DENY, KIND_INDEX_EXEC, KIND_READ, KIND_WRITE, NO_RULE},
+};
+
+use common::Scratch;
+
+const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+const AF_INET: u16 = 2;
+const AF_PACKET: u16 = 17;
+const SOCK_STREAM: u16 = 1;
+const SOCK_RAW: u16 = 3;
+const IPPROTO_TCP: u16 = 6;
+
+/// The bytes of a `repr(C)` record, as the ring buffer delivers them.
+fn bytes_of<T: Copy>(record: &T) -> Vec<u8> {
+    // SAFETY: the kernel record types are plain `repr(C)` data, read here as bytes.
+    unsafe { std::slice::from_raw_parts((record as *const T).cast::<u8>(), size_of::<T>()) }
+        .to_vec()
+}
+
+fn text<const N: usize>(bytes: &[u8]) -> [u8; N] {
+    let mut out = [0u8; N];
+    out[..bytes.len()].copy_from_slice(bytes);
+    out
+}
+
+/// Every record is by one task at a time `ts_ns` after boot (as `bpf_ktime_get_ns` counts).
+struct Records {
+    records: Vec<Vec<u8>>,
+    ts_ns: u64,
+}
+
+impl Records {
+    fn header(&mut self, kind: EventKind, pid: u32, tgid: u32, comm: &[u8]) -> EventHeader {
+        // Steps that cross microseconds, seconds and (once) nothing.
+        self.ts_ns += 1_234_567_891;
+        EventHeader {
+            kind: kind as u32,
+            pid,
+            tgid,
+            _pad: 0,
+            ts_ns: self.ts_ns,
+            comm: text::<COMM_LEN>(comm),
+        }
+    }
+
+    fn push<T: Copy>(&mut self, record: &T) {
+        self.records.push(bytes_of(record));
+    }
+}
+
+fn syscall(header: EventHeader, nr: u32, flags: u32, ret: i64, duration_ns: u64) -> SyscallEvent {
+    SyscallEvent {
+        header,
+        nr,
+        flags,
+        args: [3, 0x7ffd_1234_5678, u64::MAX, 0, 1 << 40, 42],
+        ret,
+        duration_ns,
+    }
+}
+
+fn file_event(
+    header: EventHeader,
+    op: FileOp,
+    needed: u16,
+    verdict: Verdict,
+    rule: Option<(usize, u16)>,
+    path: &[u8],
+) -> FileEvent {
+    FileEvent {
+        header,
+        op: op as u32,
+        needed,
+        verdict: verdict as u16,
+        rule_kind: rule.map_or(0, |(kind, _)| kind as u16),
+        rule_index: rule.map_or(NO_RULE, |(_, index)| index),
+        path_len: path.len() as u32,
+        path: text::<EVENT_PATH_CAP>(path),
+    }
+}
+
+/// The kernel's IPv6 form of an IPv4 address (`::ffff:a.b.c.d`), four network-order words.
+fn v4_words(addr: Ipv4Addr) -> [u32; 4] {
+    let octets = addr.to_ipv6_mapped().octets();
+    std::array::from_fn(|i| u32::from_ne_bytes(octets[i * 4..i * 4 + 4].try_into().unwrap()))
+}
+
+fn network_event(
+    header: EventHeader,
+    op: NetOp,
+    verdict: NetVerdict,
+    (family, sock_type, protocol): (u16, u16, u16),
+    (rule_list, rule): (u16, u16),
+    addr: (Ipv4Addr, u16),
+    peer: (Ipv4Addr, u16),
+) -> NetworkEvent {
+    NetworkEvent {
+        header,
+        op: op as u16,
+        verdict: verdict as u16,
+        family,
+        sock_type,
+        protocol,
+        rule_list,
+        rule,
+        port: addr.1,
+        peer_port: peer.1,
+        _pad: 0,
+        addr: v4_words(addr.0),
+        peer: if peer.0.is_unspecified() {
+            [0; 4]
+        } else {
+            v4_words(peer.0)
+        },
+    }
+}
+
+/// One record of every kind the kernel programs send, and of every flag and optional field
+/// the log shows.
+fn kernel_records() -> Vec<Vec<u8>> {
+    let mut r = Records {
+        records: Vec::new(),
+        ts_ns: 5_000_000_000,
+    };
+    // A plain syscall: read(3, ...) = 5 after 2.5 µs.
+    let h = r.header(EventKind::Syscall, 100, 100, b"python3");
+    r.push(&syscall(h, 0, 0, 5, 2_500));
+    // A path syscall the seccomp filter refused: no entry record, EPERM.
+    let h = r.header(EventKind::SyscallPath, 101, 100, b"worker");
+    r.push(&SyscallPathEvent {
+        syscall: syscall(
+            h,
+            257,
+            SYSCALL_HAS_PATH | SYSCALL_DENIED | SYSCALL_NO_ENTRY,
+            -1,
+            0,
+        ),
+        path: text::<SYSCALL_PATH_CAP>(b"/etc/shadow"),
+    });
+    // A log_only syscall whose path was cut, failing with ENOENT; the comm fills its 16
+    // bytes without a NUL, and the path has bytes that are not UTF-8 and need escaping.
+    let h = r.header(EventKind::SyscallPath, 100, 100, b"sixteen-chars-xx");
+    let mut long_path = b"/tmp/\"q\"\\\xff/".to_vec();
+    long_path.resize(SYSCALL_PATH_CAP - 1, b'a');
+    r.push(&SyscallPathEvent {
+        syscall: syscall(
+            h,
+            87,
+            SYSCALL_HAS_PATH | SYSCALL_PATH_TRUNCATED | SYSCALL_LOG_ONLY,
+            -2,
+            1_999,
+        ),
+        path: text::<SYSCALL_PATH_CAP>(&long_path),
+    });
+    // A path syscall whose path could not be read: the flag is clear.
+    let h = r.header(EventKind::SyscallPath, 100, 100, b"python3");
+    r.push(&SyscallPathEvent {
+        syscall: syscall(h, 4, 0, -14, 700),
+        path: [0; SYSCALL_PATH_CAP],
+    });
+    // exit_group: neither a return value nor a duration.
+    let h = r.header(EventKind::Syscall, 100, 100, b"python3");
+    r.push(&syscall(h, 231, SYSCALL_NO_RETURN, 0, 0));
+    // A number outside the syscall table.
+    let h = r.header(EventKind::Syscall, 100, 100, b"python3");
+    r.push(&syscall(h, 4000, 0, -38, 1_000));
+
+    // A new process, a new thread, an exec by that thread, exits.
+    let h = r.header(EventKind::Fork, 100, 100, b"python3");
+    r.push(&ForkEvent {
+        header: h,
+        child_pid: 102,
+        child_tgid: 102,
+    });
+    let h = r.header(EventKind::Fork, 102, 102, b"python3");
+    r.push(&ForkEvent {
+        header: h,
+        child_pid: 103,
+        child_tgid: 102,
+    });
+    let h = r.header(EventKind::Exec, 102, 102, b"sh");
+    r.push(&ExecEvent {
+        header: h,
+        old_pid: 103,
+        filename_len: 7,
+        filename: text::<EXEC_PATH_CAP>(b"/bin/sh"),
+    });
+    let h = r.header(EventKind::Exit, 102, 102, b"sh");
+    r.push(&ExitEvent {
+        header: h,
+        exit_code: 3 << 8,
+        _pad: 0,
+    });
+    let h = r.header(EventKind::Exit, 101, 100, b"worker");
+    r.push(&ExitEvent {
+        header: h,
+        exit_code: libc::SIGKILL as u32,
+        _pad: 0,
+    });
+    let h = r.header(EventKind::ForkRefused, 100, 100, b"python3");
+    r.push(&ForkRefusedEvent {
+        header: h,
+        nr: 56,
+        errno: libc::EAGAIN as u32,
+    });
+
+    // File decisions: a deny rule, an allow rule, an unlisted path.
+    let h = r.header(EventKind::File, 100, 100, b"python3");
+    r.push(&file_event(
+        h,
+        FileOp::Open,
+        KIND_READ,
+        Verdict::DeniedRule,
+        Some((KIND_INDEX_DENY, 0)),
+        b"/etc/shadow",
+    ));
+    let h = r.header(EventKind::File, 100, 100, b"python3");
+    r.push(&file_event(
+        h,
+        FileOp::Exec,
+        KIND_READ | KIND_EXEC,
+        Verdict::Allowed,
+        Some((KIND_INDEX_EXEC, 0)),
+        b"/usr/bin/env",
+    ));
+    let h = r.header(EventKind::File, 100, 100, b"python3");
+    r.push(&file_event(
+        h,
+        FileOp::RenameTo,
+        KIND_WRITE,
+        Verdict::DeniedUnlisted,
+        None,
+        b"/home/u/\xc3\xa9t\xc3\xa9",
+    ));
+
+    // Network decisions: a connect a rule allowed, a packet received without an allowed
+    // bind (from packet processing: pid 0, no comm), a socket family refused.
+    let h = r.header(EventKind::Network, 100, 100, b"python3");
+    r.push(&network_event(
+        h,
+        NetOp::Connect,
+        NetVerdict::Allowed,
+        (AF_INET, SOCK_STREAM, IPPROTO_TCP),
+        (NET_LIST_CONNECT, 0),
+        (Ipv4Addr::LOCALHOST, 80),
+        (Ipv4Addr::UNSPECIFIED, 0),
+    ));
+    let h = r.header(EventKind::Network, 0, 0, b"");
+    r.push(&network_event(
+        h,
+        NetOp::Receive,
+        NetVerdict::DeniedNoRule,
+        (AF_INET, SOCK_STREAM, IPPROTO_TCP),
+        (NET_LIST_BIND, NO_NET_RULE),
+        (Ipv4Addr::UNSPECIFIED, 40_123),
+        (Ipv4Addr::new(127, 0, 0, 1), 51_234),
+    ));
+    let h = r.header(EventKind::Network, 100, 100, b"python3");
+    r.push(&network_event(
+        h,
+        NetOp::Socket,
+        NetVerdict::DeniedFamily,
+        (AF_PACKET, SOCK_RAW, 0),
+        (NET_LIST_CONNECT, NO_NET_RULE),
+        (Ipv4Addr::UNSPECIFIED, 0),
+        (Ipv4Addr::UNSPECIFIED, 0),
+    ));
+
+    // Foreign-ABI kills: x32 uname (named), i386 execve (not).
+    let h = r.header(EventKind::SeccompKill, 104, 104, b"x32prog");
+    r.push(&SeccompKillEvent {
+        header: h,
+        nr: X32_SYSCALL_BIT | 63,
+        arch: AUDIT_ARCH_X86_64,
+    });
+    let h = r.header(EventKind::SeccompKill, 105, 105, b"i386prog");
+    r.push(&SeccompKillEvent {
+        header: h,
+        nr: 11,
+        arch: AUDIT_ARCH_I386,
+    });
+    r.records
+}
+
+/// File rules labelled as a policy file labels them, and the network rules of a policy.
+fn labels() -> Labels {
+    let rule = |kind, pattern: &str, source: &str| RuleLabel {
+        kind,
+        pattern: pattern.to_owned(),
+        source: source.to_owned(),
+    };
+    let mut file_rules = FileRules::default();
+    file_rules.by_kind[KIND_INDEX_DENY] = vec![rule("deny", "/etc/shadow", "policy.toml:9:9")];
+    file_rules.by_kind[KIND_INDEX_EXEC] = vec![rule("allow_exec", "/usr/bin/*", "--allow-exec")];
+    let policy = parse(
+        Path::new("policy.toml"),
+        "[network]\nallow = false\nallow_connect = [\"127.0.0.1:80\"]\n".to_owned(),
+    )
+    .expect("the test policy parses");
+    let effective = resolve(&policy, &CliOverrides::default(), Path::new("/"), None)
+        .expect("the test policy resolves");
+    Labels {
+        file_rules,
+        network_rules: NetworkRules::for_policy(&effective),
+    }
+}
+
+fn summary(records: &[Vec<u8>], clock: &Clock, unenforced: &[RuleLabel]) -> Summary {
+    let mut tally = Tally::default();
+    for record in records {
+        tally.observe(&events::decode(record, clock).expect("every test record decodes"));
+    }
+    let mut counts = vec![0u64; 512];
+    counts[0] = 7;
+    counts[257] = 2;
+    counts[231] = 2;
+    tally.finish(
+        &counts,
+        4,
+        1,
+        RunResult {
+            duration: Duration::from_millis(2_345),
+            exit_code: 137,
+            signal: Some(9),
+            ending: Ending::TimedOut,
+            mode: "degraded",
+            unenforced,
+        },
+    )
+}
+
+fn s(text: &str) -> String {
+    text.to_owned()
+}
+
+fn rule(kind: &str, pattern: &str, source: &str) -> Option<RuleLine> {
+    Some(RuleLine {
+        kind: s(kind),
+        pattern: s(pattern),
+        source: s(source),
+    })
+}
+
+/// What the reader must give back for `kernel_records()`, every field spelled out; the
+/// timestamps (which depend on the boot time) come from `timestamps`.
+fn expected_lines(timestamps: &[String]) -> Vec<Line> {
+    let mut t = timestamps.iter().cloned();
+    let mut t = move || t.next().expect("a timestamp per record");
+    let args = RawArgs {
+        raw: [3, 0x7ffd_1234_5678, u64::MAX, 0, 1 << 40, 42],
+    };
+    let mut cut_path = s("/tmp/\"q\"\\\u{FFFD}/");
+    cut_path.push_str(&"a".repeat(SYSCALL_PATH_CAP - 1 - 11));
+    let process = |timestamp, pid, tgid, comm: &str, change| {
+        Line::Process(ProcessLine {
+            timestamp,
+            pid,
+            tgid,
+            comm: s(comm),
+            change,
+        })
+    };
+    vec![
+        Line::Syscall(SyscallLine {
+            timestamp: t(),
+            pid: 100,
+            tgid: 100,
+            comm: s("python3"),
+            syscall: s("read"),
+            syscall_nr: 0,
+            args: args.clone(),
+            path: None,
+            path_truncated: false,
+            return_value: Some(5),
+            success: true,
+            errno: None,
+            duration_us: Some(2),
+            action: s("allow"),
+            category: s("file_read"),
+        }),
+        Line::Syscall(SyscallLine {
+            timestamp: t(),
+            pid: 101,
+            tgid: 100,
+            comm: s("worker"),
+            syscall: s("openat"),
+            syscall_nr: 257,
+            args: args.clone(),
+            path: Some(s("/etc/shadow")),
+            path_truncated: false,
+            return_value: Some(-1),
+            success: false,
+            errno: Some(s("EPERM")),
+            duration_us: None,
+            action: s("deny"),
+            category: s("file_read"),
+        }),
+        Line::Syscall(SyscallLine {
+            timestamp: t(),
+            pid: 100,
+            tgid: 100,
+            comm: s("sixteen-chars-xx"),
+            syscall: s("unlink"),
+            syscall_nr: 87,
+            args: args.clone(),
+            path: Some(cut_path),
+            path_truncated: true,
+            return_value: Some(-2),
+            success: false,
+            errno: Some(s("ENOENT")),
+            duration_us: Some(1),
+            action: s("log_only"),
+            category: s("file_write"),
+        }),
+        Line::Syscall(SyscallLine {
+            timestamp: t(),
+            pid: 100,
+            tgid: 100,
+            comm: s("python3"),
+            syscall: s("stat"),
+            syscall_nr: 4,
+            args: args.clone(),
+            path: None,
+            path_truncated: false,
+            return_value: Some(-14),
+            success: false,
+            errno: Some(s("EFAULT")),
+            duration_us: Some(0),
+            action: s("allow"),
+            category: s("file_read"),
+        }),
+        Line::Syscall(SyscallLine {
+            timestamp: t(),
+            pid: 100,
+            tgid: 100,
+            comm: s("python3"),
+            syscall: s("exit_group"),
+            syscall_nr: 231,
+            args: args.clone(),
+            path: None,
+            path_truncated: false,
+            return_value: None,
+            success: true,
+            errno: None,
+            duration_us: None,
+            action: s("allow"),
+            category: s("process"),
+        }),
+        Line::Syscall(SyscallLine {
+            timestamp: t(),
+            pid: 100,
+            tgid: 100,
+            comm: s("python3"),
+            syscall: s("unknown"),
+            syscall_nr: 4000,
+            args,
+            path: None,
+            path_truncated: false,
+            return_value: Some(-38),
+            success: false,
+            errno: Some(s("ENOSYS")),
+            duration_us: Some(1),
+            action: s("allow"),
+            category: s("other"),
+        }),
+        process(
+            t(),
+            100,
+            100,
+            "python3",
+            ProcessChange::Fork {
+                child_pid: 102,
+                child_tgid: 102,
+            },
+        ),
+        process(
+            t(),
+            102,
+            102,
+            "python3",
+            ProcessChange::Fork {
+                child_pid: 103,
+                child_tgid: 102,
+            },
+        ),
+        process(
+            t(),
+            102,
+            102,
+            "sh",
+            ProcessChange::Exec {
+                path: s("/bin/sh"),
+                old_pid: 103,
+            },
+        ),
+        process(
+            t(),
+            102,
+            102,
+            "sh",
+            ProcessChange::Exited {
+                exit_code: 3,
+                signal: None,
+            },
+        ),
+        process(
+            t(),
+            101,
+            100,
+            "worker",
+            ProcessChange::Exited {
+                exit_code: 137,
+                signal: Some(9),
+            },
+        ),
+        process(
+            t(),
+            100,
+            100,
+            "python3",
+            ProcessChange::ForkRefused {
+                syscall: s("clone"),
+                errno: s("EAGAIN"),
+                reason: s("max_processes reached (or another process limit)"),
+            },
+        ),
+        Line::File(FileLine {
+            timestamp: t(),
+            pid: 100,
+            tgid: 100,
+            comm: s("python3"),
+            action: s("deny"),
+            operation: s("open"),
+            access: vec![s("read")],
+            path: s("/etc/shadow"),
+            reason: s("denied by rule"),
+            rule: rule("deny", "/etc/shadow", "policy.toml:9:9"),
+        }),
+        Line::File(FileLine {
+            timestamp: t(),
+            pid: 100,
+            tgid: 100,
+            comm: s("python3"),
+            action: s("allow"),
+            operation: s("exec"),
+            access: vec![s("read"), s("exec")],
+            path: s("/usr/bin/env"),
+            reason: s("allowed"),
+            rule: rule("allow_exec", "/usr/bin/*", "--allow-exec"),
+        }),
+        Line::File(FileLine {
+            timestamp: t(),
+            pid: 100,
+            tgid: 100,
+            comm: s("python3"),
+            action: s("deny"),
+            operation: s("rename_to"),
+            access: vec![s("write")],
+            path: s("/home/u/été"),
+            reason: s("denied: no allow rule covers it"),
+            rule: None,
+        }),
+        Line::Network(NetworkLine {
+            timestamp: t(),
+            pid: 100,
+            tgid: 100,
+            comm: s("python3"),
+            action: s("allow"),
+            operation: s("connect"),
+            family: s("ipv4"),
+            socket_type: s("stream"),
+            protocol: s("tcp"),
+            address: Some(s("127.0.0.1")),
+            port: Some(80),
+            peer_address: None,
+            peer_port: None,
+            reason: s("allowed by rule"),
+            rule: rule("allow_connect", "127.0.0.1:80", "policy.toml:3:18"),
+        }),
+        Line::Network(NetworkLine {
+            timestamp: t(),
+            pid: 0,
+            tgid: 0,
+            comm: s(""),
+            action: s("deny"),
+            operation: s("receive"),
+            family: s("ipv4"),
+            socket_type: s("stream"),
+            protocol: s("tcp"),
+            address: Some(s("0.0.0.0")),
+            port: Some(40_123),
+            peer_address: Some(s("127.0.0.1")),
+            peer_port: Some(51_234),
+            reason: s(
+                "receiving on an address no allow_bind rule covers (listen or receive without \
+                 an allowed bind)",
+            ),
+            rule: None,
+        }),
+        Line::Network(NetworkLine {
+            timestamp: t(),
+            pid: 100,
+            tgid: 100,
+            comm: s("python3"),
+            action: s("deny"),
+            operation: s("socket"),
+            family: s("packet"),
+            socket_type: s("raw"),
+            protocol: s("raw"),
+            address: None,
+            port: None,
+            peer_address: None,
+            peer_port: None,
+            reason: s(
+                "this socket family reaches the network and is refused while it is restricted",
+            ),
+            rule: None,
+        }),
+        Line::Seccomp(SeccompLine {
+            timestamp: t(),
+            pid: 104,
+            tgid: 104,
+            comm: s("x32prog"),
+            action: s("kill"),
+            abi: s("x32"),
+            syscall_nr: X32_SYSCALL_BIT | 63,
+            syscall: Some(s("uname")),
+            reason: s(
+                "syscalls through a foreign ABI (x32, i386) could reach denied syscalls under \
+                 other numbers",
+            ),
+        }),
+        Line::Seccomp(SeccompLine {
+            timestamp: t(),
+            pid: 105,
+            tgid: 105,
+            comm: s("i386prog"),
+            action: s("kill"),
+            abi: s("i386"),
+            syscall_nr: 11,
+            syscall: None,
+            reason: s(
+                "syscalls through a foreign ABI (x32, i386) could reach denied syscalls under \
+                 other numbers",
+            ),
+        }),
+        Line::Summary(SummaryLine {
+            total_syscalls: 11,
+            unique_syscalls: 3,
+            denied_count: 8,
+            denials: DenialCounts {
+                files: 2,
+                network: 2,
+                syscalls: 3,
+                processes: 1,
+            },
+            log_only_count: 1,
+            // CMD, plus the one new process (the other fork is a thread).
+            process_count: 2,
+            duration_ms: 2_345,
+            exit_code: 137,
+            // The ring buffer's 4, plus none undecodable.
+            lost_events: 4,
+            incomplete_events: 1,
+            ending: s("timed_out"),
+            signal: Some(9),
+            mode: s("degraded"),
+            unenforced: vec![RuleLine {
+                kind: s("allow_read"),
+                pattern: s("/usr/**"),
+                source: s("policy.toml:2:15"),
+            }],
+            syscall_counts: vec![
+                SyscallCountLine {
+                    syscall: s("read"),
+                    count: 7,
+                },
+                SyscallCountLine {
+                    syscall: s("exit_group"),
+                    count: 2,
+                },
+                SyscallCountLine {
+                    syscall: s("openat"),
+                    count: 2,
+                },
+            ],
+        }),
+    ]
+}
+
+#[test]
+fn every_event_kind_reads_back_as_written() {
+    let scratch = Scratch::new("event-log-round-trip");
+    let path = scratch.path("events.jsonl");
+    let clock = Clock::new();
+    let records = kernel_records();
+
+    // Every kind of record the kernel programs send is here.
+    let mut kinds: Vec<u32> = records
+        .iter()
+        .map(|r| u32::from_ne_bytes(r[..4].try_into().unwrap()))
+        .collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    let all: Vec<u32> = (1..)
+        .map_while(EventKind::from_u32)
+        .map(|k| k as u32)
+        .collect();
+    assert_eq!(kinds, all, "a record of every EventKind");
+
+    let unenforced = [RuleLabel {
+        kind: "allow_read",
+        pattern: "/usr/**".to_owned(),
+        source: "policy.toml:2:15".to_owned(),
+    }];
+    let summary = summary(&records, &clock, &unenforced);
+    let mut log = EventLog::create(&path, clock, labels()).expect("the log is created");
+    for (i, record) in records.iter().enumerate() {
+        log.append(record);
+        // Some records handed over alone, the rest in batches, as the draining thread does.
+        if i % 3 == 0 {
+            log.hand_over();
+        }
+    }
+    log.finish(&summary).expect("the log is written");
+
+    let mut lines = Vec::new();
+    let end = log::read(&path, |line| lines.push(line)).expect("the log reads back");
+    assert_eq!(end.problems, Vec::<LogProblem>::new());
+    assert_eq!(
+        end.lines,
+        records.len() + 1,
+        "a line per record, and the summary"
+    );
+
+    let timestamps: Vec<String> = records
+        .iter()
+        .map(|r| {
+            let ts_ns = u64::from_ne_bytes(r[16..24].try_into().unwrap());
+            humantime::format_rfc3339_micros(clock.wall(ts_ns)).to_string()
+        })
+        .collect();
+    let expected = expected_lines(&timestamps);
+    assert_eq!(lines.len(), expected.len());
+    for (i, (line, expected)) in lines.iter().zip(&expected).enumerate() {
+        assert_eq!(line, expected, "line {}", i + 1);
+    }
+
+    // Each line in the file is its schema line, byte for byte.
+    let text = fs::read_to_string(&path).unwrap();
+    for (written, expected) in text.lines().zip(&expected) {
+        assert_eq!(written, serde_json::to_string(expected).unwrap());
+    }
+
+    // And `sandtrace report` makes sense of all of it.
+    let report = Report::from_log(&path).expect("the report reads the log");
+    assert!(report.complete);
+    let kinds: Vec<&str> = report.denials.iter().map(|d| d.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            "syscall",
+            "fork",
+            "file",
+            "file",
+            "network",
+            "network",
+            "seccomp_kill",
+            "seccomp_kill"
+        ]
+    );
+    assert_eq!(report.run.ending.as_deref(), Some("timed_out"));
+}
+
+/// Logs recorded by real runs read back into the schema and write back to the same line.
+/// `trace_only.jsonl` comes from a version whose summary lacked some of today's fields: they
+/// read as their defaults, so only its event lines are compared.
+#[test]
+fn recorded_logs_are_schema_lines() {
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    for (name, summary_as_written) in [("enforce.jsonl", true), ("trace_only.jsonl", false)] {
+        let text = fs::read_to_string(golden.join(name)).unwrap();
+        let mut kinds = std::collections::HashSet::new();
+        for (i, written) in text.lines().enumerate() {
+            let line = Line::parse(written)
+                .unwrap_or_else(|e| panic!("{name}:{}: {e}", i + 1))
+                .unwrap_or_else(|| panic!("{name}:{}: a known event type", i + 1));
+            kinds.insert(std::mem::discriminant(&line));
+            if matches!(line, Line::Summary(_)) && !summary_as_written {
+                continue;
+            }
+            assert_eq!(
+                serde_json::to_string(&line).unwrap(),
+                written,
+                "{name}:{}",
+                i + 1
+            );
+        }
+        assert!(kinds.len() >= 3, "{name} has several kinds of line");
+    }
+}
+
+/// The README's example lines that are whole JSON (not elided with `,...,`) are schema lines
+/// as the writer writes them: every field, in order.
+#[test]
+fn the_readme_examples_are_schema_lines() {
+    let readme = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+        .expect("README.md is beside the workspace's crates");
+    let mut checked = 0;
+    for example in readme.lines().filter(|l| l.starts_with("{\"event_type\":")) {
+        if serde_json::from_str::<serde_json::Value>(example).is_err() {
+            // Elided: `{"event_type":"seccomp",...,"action":"kill",...}`.
+            continue;
+        }
+        let line = Line::parse(example)
+            .unwrap_or_else(|e| panic!("README example {example}: {e}"))
+            .unwrap_or_else(|| panic!("README example {example}: a known event type"));
+        assert_eq!(
+            serde_json::to_string(&line).unwrap(),
+            example,
+            "the README example as the writer would write it"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 8, "only {checked} whole examples in the README");
+}
