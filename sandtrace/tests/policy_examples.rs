@@ -343,30 +343,19 @@ fn effective_policy_report_names_every_mechanism() {
         };
         let plan = SessionPlan::new(&p, degraded, detail, &features).expect("a plan");
         let report = render::effective_report(&p.effective, &p.compiled, Some(&plan.mechanisms()));
-        assert!(line(&report, "/usr  ").contains(file_mechanism), "{report}");
-        assert!(
-            line(&report, "network: blocked").contains(network_mechanism),
-            "{report}"
-        );
-        assert!(
-            line(&report, "ptrace (101)").contains("seccomp (EPERM)"),
-            "{report}"
-        );
-        assert!(
-            line(&report, "mprotect (10)").contains("raw tracepoints"),
-            "{report}"
-        );
-        assert!(
-            line(&report, "timeout: 30 s").contains("sandtrace kills"),
-            "{report}"
-        );
-        assert!(
-            line(&report, "  bpf: ").contains("program integrity"),
-            "{report}"
-        );
-        assert!(
-            line(&report, "  clone3: ").contains("CLONE_INTO_CGROUP"),
-            "{report}"
-        );
+        for (row, mechanism) in [
+            ("/usr  ", file_mechanism),
+            ("network: blocked", network_mechanism),
+            ("ptrace (101)", "seccomp (EPERM)"),
+            ("mprotect (10)", "raw tracepoints"),
+            ("timeout: 30 s", "sandtrace kills"),
+            ("  bpf: ", "program integrity"),
+            ("  clone3: ", "CLONE_INTO_CGROUP"),
+        ] {
+            assert!(
+                line(&report, row).contains(mechanism),
+                "{row}: {mechanism}\n{report}"
+            );
+        }
     }
 }
