@@ -32,7 +32,7 @@ pub const DEFAULT_RING_BUFFER_BYTES: u32 = 8 * 1024 * 1024;
 
 /// Raw tracepoints and the programs attached to them, in attach order. `sys_exit` only when
 /// it has work (see [`ProgramPlan::needs_sys_exit`]).
-const TRACEPOINTS: &[(&str, &str)] = &[
+pub const TRACEPOINTS: &[(&str, &str)] = &[
     ("sched_process_fork", "sched_process_fork"),
     ("sched_process_exec", "sched_process_exec"),
     ("sched_process_exit", "sched_process_exit"),
@@ -43,7 +43,7 @@ const TRACEPOINTS: &[(&str, &str)] = &[
 
 /// BPF LSM programs that enforce the path policy, by hook. Truncation through a descriptor
 /// (O_TRUNC, ftruncate) is decided at open, which needs write for it.
-const LSM_PROGRAMS: &[&str] = &[
+pub const LSM_PROGRAMS: &[&str] = &[
     "file_open",
     "path_truncate",
     "path_unlink",

@@ -104,7 +104,7 @@ fn kernel_rules(rule: &AddressRule, index: u16) -> Vec<NetRule> {
 }
 
 /// cgroup sock_addr programs and their attach types.
-const SOCK_ADDR_PROGRAMS: &[&str] = &[
+pub const SOCK_ADDR_PROGRAMS: &[&str] = &[
     "net_connect4",
     "net_connect6",
     "net_sendmsg4",
@@ -112,6 +112,13 @@ const SOCK_ADDR_PROGRAMS: &[&str] = &[
     "net_bind4",
     "net_bind6",
 ];
+
+/// The cgroup sock program that refuses socket types the session may not create.
+pub const SOCK_CREATE_PROGRAM: &str = "net_sock_create";
+/// The cgroup skb program on the session's ingress.
+pub const INGRESS_PROGRAM: &str = "net_ingress";
+/// The BPF LSM `socket_create` program (enforcing sessions only).
+pub const SOCKET_CREATE_LSM_PROGRAM: &str = "net_socket_create";
 
 fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::programs::Program> {
     ebpf.program_mut(name)
@@ -160,13 +167,13 @@ pub fn attach(
         prog.attach(cgroup, CgroupAttachMode::Single)
             .with_context(|| attached(name))?;
     }
-    let name = "net_sock_create";
+    let name = SOCK_CREATE_PROGRAM;
     let prog: &mut CgroupSock = program(ebpf, name)?.try_into()?;
     prog.load()
         .with_context(|| format!("loading the {name} program"))?;
     prog.attach(cgroup, CgroupAttachMode::Single)
         .with_context(|| attached(name))?;
-    let name = "net_ingress";
+    let name = INGRESS_PROGRAM;
     let prog: &mut CgroupSkb = program(ebpf, name)?.try_into()?;
     prog.load()
         .with_context(|| format!("loading the {name} program"))?;
@@ -178,7 +185,7 @@ pub fn attach(
     .with_context(|| attached(name))?;
     if lsm {
         let btf = crate::kernel_btf::aya_btf()?;
-        let name = "net_socket_create";
+        let name = SOCKET_CREATE_LSM_PROGRAM;
         let prog: &mut Lsm = program(ebpf, name)?.try_into()?;
         prog.load("socket_create", btf)
             .context("loading the BPF LSM program for the socket_create hook")?;

@@ -26,6 +26,8 @@ pub struct Mechanisms {
     pub baseline: Vec<(&'static str, String)>,
     /// `(rule, why)` for every rule this session cannot enforce.
     pub unenforced: Vec<(String, String)>,
+    /// The kernel programs attached, in order.
+    pub programs: Vec<&'static str>,
 }
 
 impl Mechanisms {
@@ -115,6 +117,7 @@ impl Mechanisms {
             timeout: "sandtrace kills the session (PID namespace and cgroup)".to_owned(),
             max_processes,
             baseline,
+            programs: plan.programs.attached(),
             unenforced: plan
                 .unenforced
                 .iter()

@@ -150,6 +150,27 @@ impl ProgramPlan {
             || !self.syscall_actions.is_empty()
             || self.process_limit
     }
+
+    /// The kernel programs the session attaches, in attach order.
+    pub fn attached(&self) -> Vec<&'static str> {
+        use crate::{ebpf, network};
+        let mut names: Vec<&'static str> = ebpf::TRACEPOINTS
+            .iter()
+            .map(|&(program, _)| program)
+            .filter(|&program| program != "sys_exit" || self.needs_sys_exit())
+            .collect();
+        if self.paths.is_some() {
+            names.extend(ebpf::LSM_PROGRAMS);
+        }
+        if self.network.is_some() {
+            names.extend(network::SOCK_ADDR_PROGRAMS);
+            names.extend([network::SOCK_CREATE_PROGRAM, network::INGRESS_PROGRAM]);
+            if self.paths.is_some() {
+                names.push(network::SOCKET_CREATE_LSM_PROGRAM);
+            }
+        }
+        names
+    }
 }
 
 /// A rule of the policy that this session does not enforce, and why.
