@@ -163,4 +163,6 @@ impl KernelOffsets {
 }
 
 #[cfg(feature = "user")]
+// SAFETY: `#[repr(C)]` and made of integers (and arrays of them) only: every bit pattern
+// is a valid value, and the kernel side reads the same layout.
 unsafe impl aya::Pod for Config {}
