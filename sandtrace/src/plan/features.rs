@@ -30,7 +30,9 @@ impl KernelFeatures {
     /// Probes this kernel. `bpf_lsm` is probed only when `need_bpf_lsm` (loading a BPF program
     /// takes root and some time); otherwise it reads as unavailable with that reason.
     pub fn probe(need_bpf_lsm: bool) -> Self {
-        let bpf_lsm = if need_bpf_lsm {
+        let bpf_lsm = if !nix::unistd::geteuid().is_root() {
+            Err("not probed: loading a BPF program needs root".to_owned())
+        } else if need_bpf_lsm {
             match crate::ebpf::probe_lsm() {
                 crate::ebpf::LsmSupport::Available => Ok(()),
                 crate::ebpf::LsmSupport::Unavailable(why) => Err(why),
