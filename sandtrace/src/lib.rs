@@ -2,10 +2,10 @@
 //! it does.
 //!
 //! A run flows through these modules in order: [`cli`] (flags) → policy → [`cgroup`] (the
-//! session's cgroup) → [`kernel_btf`] + [`ebpf`] (configure, load and attach the kernel
-//! programs) → [`spawn`] (CMD inside the session) → [`session`] (event loop, timeout,
-//! teardown) → [`events`] (ring-buffer records to typed events) → [`output`] (JSONL, terminal,
-//! summary).
+//! session's cgroup and process limit) → [`kernel_btf`] + [`ebpf`] (configure, load and attach
+//! the kernel programs) → [`spawn`] (CMD inside the session) → [`session`] (event loop,
+//! timeout, teardown) → [`events`] (ring-buffer records to typed events) → [`output`] (JSONL,
+//! terminal, summary).
 
 pub mod cgroup;
 pub mod cli;
@@ -16,7 +16,6 @@ pub mod learn;
 pub mod network;
 pub mod output;
 pub mod policy;
-pub mod process_limit;
 pub mod progress;
 pub mod report;
 pub mod session;

@@ -19,7 +19,7 @@ use tokio::{
 };
 
 use crate::{
-    cgroup::{Hierarchy, SessionCgroup},
+    cgroup::{Hierarchy, ProcessLimit, SessionCgroup},
     ebpf::{Enforcement, SessionPrograms, SessionRules},
     events::{self, Clock},
     kernel_btf, launch,
@@ -34,7 +34,6 @@ use crate::{
         terminal::{Terminal, Verbosity},
     },
     policy::CompiledPaths,
-    process_limit::ProcessLimit,
     progress::Progress,
     seccomp::SeccompFilter,
     spawn::{self, CmdSetup, Outcome, PreparedCommand},
