@@ -3,7 +3,7 @@
 //!
 //! A run flows through these modules in order: [`cli`] (flags) → [`policy`] (parse, resolve,
 //! compile) → [`plan`] (what this session applies on this kernel, decided in one pure stage) →
-//! [`session`], which carries the plan out: [`cgroup`] (the session's cgroup), [`kernel_btf`] +
+//! [`session`], which carries the plan out: [`cgroup`] (the session's cgroup and process limit), [`kernel_btf`] +
 //! [`ebpf`] (configure, load and attach the kernel programs), [`spawn`] (CMD inside the
 //! session), the event loop, timeout and teardown → [`events`] (ring-buffer records to typed
 //! events) → [`output`] (JSONL, terminal, summary). Exit statuses are defined in [`exit`].
@@ -19,7 +19,6 @@ pub mod network;
 pub mod output;
 pub mod plan;
 pub mod policy;
-pub mod process_limit;
 pub mod progress;
 pub mod report;
 pub mod session;

@@ -23,7 +23,7 @@ use tokio::{
 };
 
 use crate::{
-    cgroup::{Hierarchy, SessionCgroup},
+    cgroup::{Hierarchy, ProcessLimit, SessionCgroup},
     ebpf::{Enforcement, SessionPrograms},
     events::{self, Clock},
     exit, kernel_btf, launch,
@@ -35,7 +35,6 @@ use crate::{
         terminal::{Terminal, Verbosity},
     },
     plan::{Mode, RunOptions, SessionPlan},
-    process_limit::ProcessLimit,
     progress::Progress,
     seccomp::SeccompFilter,
     spawn::{self, CmdSetup, Outcome, PreparedCommand, Spawned},

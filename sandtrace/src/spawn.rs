@@ -258,7 +258,7 @@ fn zeroed_clone_args() -> libc::clone_args {
 /// prepared by the loader; the child only makes raw syscalls on it.
 #[derive(Default)]
 pub struct CmdSetup<'a> {
-    /// A v1 `cgroup.procs` open for writing, to join (see `process_limit`).
+    /// A v1 `cgroup.procs` open for writing, to join (see `cgroup::ProcessLimit`).
     pub join_procs: Option<RawFd>,
     /// A Landlock ruleset to restrict itself to (see `network::abstract_sockets`).
     pub landlock_ruleset: Option<RawFd>,

@@ -43,7 +43,7 @@ impl KernelFeatures {
         Self {
             bpf_lsm,
             landlock_abi: landlock_abi(),
-            pids: crate::process_limit::controller(),
+            pids: crate::cgroup::pids::controller(),
         }
     }
 }

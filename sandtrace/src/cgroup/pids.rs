@@ -16,36 +16,33 @@
 
 use std::{
     fs,
-    io::ErrorKind,
     os::fd::{AsRawFd as _, OwnedFd, RawFd},
-    path::{Path, PathBuf},
-    thread,
-    time::{Duration, Instant},
+    path::Path,
 };
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{
-    cgroup::{Hierarchy, SessionCgroup},
-    plan::PidsController,
+use super::{
+    Hierarchy, PARENT, SessionCgroup,
+    cleanup::{self, CreatedCgroup},
+    hierarchy::v1_pids_mount,
 };
+use crate::plan::PidsController;
 
-/// Name of the v1 parent directory, as for the v2 session cgroups.
-const PARENT: &str = "sandtrace";
-
-/// The limit in force for one session. Dropping it removes the v1 cgroup (if any).
+/// The limit in force for one session. Dropping it removes the v1 cgroup (if any), killing
+/// what is left inside first.
 #[derive(Debug)]
 pub struct ProcessLimit {
     max: u32,
-    /// The hybrid layout's v1 pids cgroup, and its `cgroup.procs` open for writing.
+    /// The hybrid layout's v1 pids cgroup.
     v1: Option<V1Cgroup>,
 }
 
 #[derive(Debug)]
 struct V1Cgroup {
-    dir: PathBuf,
+    /// Its `cgroup.procs`, open for writing.
     procs: OwnedFd,
-    removed: bool,
+    cgroup: CreatedCgroup,
 }
 
 impl ProcessLimit {
@@ -71,40 +68,24 @@ impl ProcessLimit {
             .file_name()
             .context("the session cgroup has no name")?;
         let parent = mount.join(PARENT);
-        match fs::create_dir(&parent) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => remove_stale_sessions(&parent),
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("creating the pids cgroup {}", parent.display()));
-            }
-        }
+        cleanup::create_parent(&parent)
+            .with_context(|| format!("creating the pids cgroup {}", parent.display()))?;
         let dir = parent.join(name);
-        fs::create_dir(&dir)
+        // From here on, an error drops `cgroup`, which removes the directory again.
+        let cgroup = CreatedCgroup::create(dir.clone())
             .with_context(|| format!("creating the pids cgroup {}", dir.display()))?;
         let procs_path = dir.join("cgroup.procs");
-        let procs = match nix::fcntl::open(
+        let procs = nix::fcntl::open(
             &procs_path,
             nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
             nix::sys::stat::Mode::empty(),
-        ) {
-            Ok(fd) => fd,
-            Err(e) => {
-                let _ = fs::remove_dir(&dir);
-                return Err(e).with_context(|| format!("opening {}", procs_path.display()));
-            }
-        };
-        // From here on, dropping `limit` removes the directory again.
-        let limit = Self {
-            max,
-            v1: Some(V1Cgroup {
-                dir: dir.clone(),
-                procs,
-                removed: false,
-            }),
-        };
+        )
+        .with_context(|| format!("opening {}", procs_path.display()))?;
         write_max(&dir, max)?;
-        Ok(limit)
+        Ok(Self {
+            max,
+            v1: Some(V1Cgroup { procs, cgroup }),
+        })
     }
 
     pub fn max(&self) -> u32 {
@@ -120,23 +101,8 @@ impl ProcessLimit {
     /// Removes the v1 cgroup. Call once the session's processes are gone.
     pub fn remove(mut self) -> Result<()> {
         match self.v1.as_mut() {
-            Some(v1) => v1.remove(),
+            Some(v1) => v1.cgroup.remove(),
             None => Ok(()),
-        }
-    }
-}
-
-impl V1Cgroup {
-    fn remove(&mut self) -> Result<()> {
-        self.removed = true;
-        remove_dir_when_empty(&self.dir)
-    }
-}
-
-impl Drop for V1Cgroup {
-    fn drop(&mut self) {
-        if !self.removed {
-            let _ = remove_dir_when_empty(&self.dir);
         }
     }
 }
@@ -209,85 +175,33 @@ fn enable_v2_pids(mount_point: &Path, session: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Where a cgroup v1 hierarchy with the pids controller is mounted, from mountinfo.
-fn v1_pids_mount() -> Result<Option<PathBuf>> {
-    let mountinfo =
-        fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
-    Ok(mountinfo.lines().find_map(parse_v1_pids_mount))
-}
-
-/// The mount point of a mountinfo line for a v1 cgroup hierarchy that has `pids`.
-fn parse_v1_pids_mount(line: &str) -> Option<PathBuf> {
-    // "41 30 0:36 / /sys/fs/cgroup/pids rw,nosuid shared:20 - cgroup cgroup rw,pids"
-    let (left, right) = line.split_once(" - ")?;
-    let mut right = right.split_whitespace();
-    if right.next()? != "cgroup" {
-        return None;
-    }
-    let options = right.nth(1)?;
-    if !options.split(',').any(|o| o == "pids") {
-        return None;
-    }
-    let mount_point = left.split_whitespace().nth(4)?;
-    // mountinfo escapes space, tab, newline and backslash as octal; such mount points are
-    // not worth supporting here.
-    (!mount_point.contains('\\')).then(|| PathBuf::from(mount_point))
-}
-
-/// Removes v1 session directories whose loader is gone (killed before it could clean up).
-fn remove_stale_sessions(parent: &Path) {
-    let Ok(entries) = fs::read_dir(parent) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let loader = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("run-"))
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok());
-        if let Some(pid) = loader
-            && !Path::new(&format!("/proc/{pid}")).exists()
-        {
-            // Its processes died with the loader's PID namespace; only the directory is left.
-            let _ = fs::remove_dir(entry.path());
-        }
-    }
-}
-
-/// Removes an emptied cgroup directory; it stays busy for a moment while its last tasks are
-/// reaped.
-fn remove_dir_when_empty(dir: &Path) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match fs::remove_dir(dir) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
-                thread::sleep(Duration::from_millis(5));
-            }
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("removing the pids cgroup {}", dir.display()));
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cgroup::testing::{Sleeper, session};
 
     #[test]
-    fn finds_v1_pids_mounts() {
-        let pids = "41 30 0:36 / /sys/fs/cgroup/pids rw,nosuid,nodev,noexec,relatime shared:20 - cgroup cgroup rw,pids";
+    fn dropping_a_v1_limit_kills_what_is_inside_and_removes_it() {
+        let Some((hierarchy, session)) = session() else {
+            return;
+        };
+        let limit = ProcessLimit::apply(&hierarchy, &session, 5).unwrap();
+        assert_eq!(limit.max(), 5);
+        let Some(v1) = &limit.v1 else {
+            println!("skipped: the pids controller is on cgroup v2 on this host");
+            return;
+        };
+        let dir = v1.cgroup.path().to_path_buf();
+        assert_eq!(dir.file_name(), session.path().file_name());
         assert_eq!(
-            parse_v1_pids_mount(pids),
-            Some(PathBuf::from("/sys/fs/cgroup/pids"))
+            fs::read_to_string(dir.join("pids.max")).unwrap().trim(),
+            "5"
         );
-        let cpu = "42 30 0:37 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct";
-        assert_eq!(parse_v1_pids_mount(cpu), None);
-        let v2 = "35 26 0:30 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw,nsdelegate";
-        assert_eq!(parse_v1_pids_mount(v2), None);
+        let mut sleeper = Sleeper::start_in(&dir);
+        // An error path of the loader: the limit goes out of scope without `remove`.
+        drop(limit);
+        assert!(!dir.exists(), "{} is left behind", dir.display());
+        assert_eq!(sleeper.killed_by(), Some(libc::SIGKILL));
+        session.remove().unwrap();
     }
 }
