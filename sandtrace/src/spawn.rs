@@ -152,15 +152,17 @@ pub enum Outcome {
     SetupFailed(SetupStage, i32),
 }
 
+/// A step of the session's setup, in init or in CMD's process. Reported over pipes as its
+/// number, which starts at 1: 0 stands for execve itself failing (see `init::cmd_main`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(i32)]
 pub enum SetupStage {
     MountProc = 1,
-    CloneIntoCgroup = 2,
-    Seccomp = 3,
-    ProcessLimit = 4,
-    Landlock = 5,
-    HideCgroups = 6,
+    CloneIntoCgroup,
+    Seccomp,
+    ProcessLimit,
+    Landlock,
+    HideCgroups,
 }
 
 impl SetupStage {
