@@ -13,7 +13,6 @@
 //!   double-forked.
 //! * init stays outside the session cgroup, so its own bookkeeping is not traced.
 //! * A fresh /proc is mounted in a private mount namespace so CMD sees only its own processes.
-//!
 //! * [`Spawned`] owns the running session: dropping it kills and reaps init, so no error path
 //!   leaves a process behind.
 //!
@@ -301,8 +300,8 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
 ///
 /// Without `CLONE_VM` in `args`, the new process is a copy of this multi-threaded one in
 /// which only the calling thread exists. Where this returns 0 (in the new process), the
-/// caller must run only async-signal-safe code (see `spawn/init.rs`) and end in execve or _exit.
-/// Pointers in `args` must be valid for the kernel to write to.
+/// caller must run only async-signal-safe code (see `spawn/init.rs`) and end in execve or
+/// _exit. Pointers in `args` must be valid for the kernel to write to.
 unsafe fn clone3(args: &mut libc::clone_args) -> libc::c_long {
     // SAFETY: `args` is a valid clone_args and the size passed is its size; the rest is the
     // caller's promise.
