@@ -13,9 +13,11 @@
 //!   double-forked.
 //! * init stays outside the session cgroup, so its own bookkeeping is not traced.
 //! * A fresh /proc is mounted in a private mount namespace so CMD sees only its own processes.
+//! * [`Spawned`] owns the running session: dropping it kills and reaps init, so no error path
+//!   leaves a process behind.
 //!
 //! Everything that runs in the cloned children is async-signal-safe: raw syscalls on data
-//! prepared before the clone, no allocation, no locks.
+//! prepared before the clone, no allocation, no locks (that code lives in `spawn/init.rs`).
 
 use std::{
     ffi::{CString, OsStr, OsString},
@@ -27,11 +29,14 @@ use std::{
     },
     path::{Path, PathBuf},
     ptr,
+    sync::atomic::{AtomicBool, Ordering},
 };
 
 use anyhow::{Context as _, Result};
 
 use crate::seccomp::SeccompFilter;
+
+mod init;
 
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
@@ -146,28 +151,31 @@ pub enum Outcome {
     SetupFailed(SetupStage, i32),
 }
 
+/// A step of the session's setup, in init or in CMD's process. Reported over pipes as its
+/// number, which starts at 1: 0 stands for execve itself failing (see `init::cmd_main`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(i32)]
 pub enum SetupStage {
     MountProc = 1,
-    CloneIntoCgroup = 2,
-    Seccomp = 3,
-    ProcessLimit = 4,
-    Landlock = 5,
-    HideCgroups = 6,
+    CloneIntoCgroup,
+    Seccomp,
+    ProcessLimit,
+    Landlock,
+    HideCgroups,
 }
 
 impl SetupStage {
+    const ALL: [Self; 6] = [
+        Self::MountProc,
+        Self::CloneIntoCgroup,
+        Self::Seccomp,
+        Self::ProcessLimit,
+        Self::Landlock,
+        Self::HideCgroups,
+    ];
+
     fn from_i32(v: i32) -> Option<Self> {
-        Some(match v {
-            1 => Self::MountProc,
-            2 => Self::CloneIntoCgroup,
-            3 => Self::Seccomp,
-            4 => Self::ProcessLimit,
-            5 => Self::Landlock,
-            6 => Self::HideCgroups,
-            _ => return None,
-        })
+        Self::ALL.into_iter().find(|&stage| stage as i32 == v)
     }
 
     pub fn describe(self) -> &'static str {
@@ -186,14 +194,18 @@ const TAG_EXITED: i32 = 1;
 const TAG_EXEC_FAILED: i32 = 2;
 const TAG_SETUP_FAILED: i32 = 3;
 
-/// The running session's init process.
+/// The running session's init process. Dropping it kills init, and with it every process of
+/// the session's PID namespace, and reaps it, unless that was done already: no error path of
+/// the loader leaves a process behind.
 pub struct Spawned {
     pub init_pid: libc::pid_t,
     /// Readable when init exits.
     pub init_pidfd: OwnedFd,
     report: File,
-    /// Held open so init can tell the loader is alive; see `init_main`.
+    /// Held open so init can tell the loader is alive; see `init::die_with_loader`.
     _alive: OwnedFd,
+    /// Init was reaped: its pid may name another process now.
+    reaped: AtomicBool,
 }
 
 impl Spawned {
@@ -219,27 +231,80 @@ impl Spawned {
         outcome
     }
 
-    /// Kills init, and with it every process of its PID namespace.
+    /// Kills init, and with it every process of its PID namespace. Does nothing once init is
+    /// reaped.
     pub fn kill(&self) {
-        unsafe { libc::kill(self.init_pid, libc::SIGKILL) };
+        if self.reaped.load(Ordering::Acquire) {
+            return;
+        }
+        // SAFETY: the pidfd is owned by `self`; a null siginfo is allowed (the kernel fills in
+        // that of a kill(2)). Through the pidfd the signal cannot reach a process that reused
+        // init's pid.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.init_pidfd.as_raw_fd(),
+                libc::SIGKILL,
+                ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
     }
 
-    /// Reaps init. Call after `init_pidfd` became readable or after `kill`.
+    /// Reaps init, waiting for it to end. Call after `init_pidfd` became readable or after
+    /// `kill`. Does nothing the second time.
     pub fn reap(&self) {
-        let mut status = 0;
-        unsafe { libc::waitpid(self.init_pid, &mut status, 0) };
+        if self.reaped.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        loop {
+            let mut status = 0;
+            // SAFETY: `status` is on this stack frame; init is our child and not yet reaped,
+            // so its pid still names it.
+            let pid = unsafe { libc::waitpid(self.init_pid, &raw mut status, 0) };
+            if pid >= 0 || errno() != libc::EINTR {
+                break;
+            }
+        }
     }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        self.kill();
+        self.reap();
+    }
+}
+
+/// A pipe, both ends close-on-exec, as raw descriptors (for the cloned processes too).
+fn raw_pipe() -> Result<(RawFd, RawFd), i32> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 stores.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(errno());
+    }
+    Ok((fds[0], fds[1]))
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("pipe2");
-    }
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    let (rd, wr) = raw_pipe()
+        .map_err(std::io::Error::from_raw_os_error)
+        .context("pipe2")?;
+    // SAFETY: pipe2 just created both descriptors; nothing else owns them.
+    Ok(unsafe { (OwnedFd::from_raw_fd(rd), OwnedFd::from_raw_fd(wr)) })
 }
 
-fn clone3(args: &mut libc::clone_args) -> libc::c_long {
+/// The clone3 syscall.
+///
+/// # Safety
+///
+/// Without `CLONE_VM` in `args`, the new process is a copy of this multi-threaded one in
+/// which only the calling thread exists. Where this returns 0 (in the new process), the
+/// caller must run only async-signal-safe code (see `spawn/init.rs`) and end in execve or
+/// _exit. Pointers in `args` must be valid for the kernel to write to.
+unsafe fn clone3(args: &mut libc::clone_args) -> libc::c_long {
+    // SAFETY: `args` is a valid clone_args and the size passed is its size; the rest is the
+    // caller's promise.
     unsafe {
         libc::syscall(
             libc::SYS_clone3,
@@ -275,15 +340,17 @@ pub fn spawn(cmd: &PreparedCommand, cgroup_fd: RawFd, setup: &CmdSetup<'_>) -> R
     let mut pidfd: libc::c_int = -1;
     let mut args = zeroed_clone_args();
     args.flags = (libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_PIDFD) as u64;
-    args.pidfd = &mut pidfd as *mut libc::c_int as u64;
+    args.pidfd = &raw mut pidfd as u64;
     args.exit_signal = libc::SIGCHLD as u64;
-    let pid = clone3(&mut args);
+    // SAFETY: the new process runs only `init::main`, which is async-signal-safe and never
+    // returns; `args.pidfd` points to `pidfd` on this stack frame.
+    let pid = unsafe { clone3(&mut args) };
     if pid < 0 {
         return Err(std::io::Error::last_os_error())
             .context("clone3 with a new PID and mount namespace (sandtrace must run as root)");
     }
     if pid == 0 {
-        init_main(
+        init::main(
             cmd,
             cgroup_fd,
             alive_rd.as_raw_fd(),
@@ -295,168 +362,20 @@ pub fn spawn(cmd: &PreparedCommand, cgroup_fd: RawFd, setup: &CmdSetup<'_>) -> R
     drop(report_wr);
     Ok(Spawned {
         init_pid: pid as libc::pid_t,
+        // SAFETY: with CLONE_PIDFD, the successful clone3 stored a new descriptor for init in
+        // `pidfd`; nothing else owns it.
         init_pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
         report: File::from(report_rd),
         _alive: alive_wr,
+        reaped: AtomicBool::new(false),
     })
 }
 
-fn report(fd: RawFd, words: [i32; 3]) {
-    let mut buf = [0u8; 12];
-    for (i, w) in words.iter().enumerate() {
-        buf[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
-    }
-    unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
-}
-
-/// Reports that setting up CMD's process failed at `stage` (with the current errno) and exits.
-fn fail_setup(report_wr: RawFd, stage: SetupStage) -> ! {
-    report(report_wr, [TAG_SETUP_FAILED, stage as i32, errno()]);
-    unsafe { libc::_exit(1) }
-}
-
+/// The current errno.
 fn errno() -> i32 {
     std::io::Error::last_os_error()
         .raw_os_error()
         .unwrap_or(libc::EIO)
-}
-
-/// Restores what a freshly exec'd program expects: default signal dispositions (the loader's
-/// runtime installs handlers; Rust ignores SIGPIPE) and an empty signal mask.
-fn reset_signals() {
-    unsafe {
-        for sig in 1..libc::SIGRTMAX() {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::signal(sig, libc::SIG_DFL);
-            }
-        }
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, ptr::null_mut());
-    }
-}
-
-/// PID 1 of the session's namespace. Never returns.
-fn init_main(
-    cmd: &PreparedCommand,
-    cgroup_fd: RawFd,
-    alive_rd: RawFd,
-    report_wr: RawFd,
-    setup: &CmdSetup<'_>,
-) -> ! {
-    unsafe {
-        // Die with the loader. The loader may already be gone (it was killed between clone and
-        // prctl): then the alive pipe has no writer left.
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-        let mut pfd = libc::pollfd {
-            fd: alive_rd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        if libc::poll(&mut pfd, 1, 0) != 0 {
-            libc::_exit(1);
-        }
-        reset_signals();
-
-        if libc::mount(
-            ptr::null(),
-            c"/".as_ptr(),
-            ptr::null(),
-            libc::MS_REC | libc::MS_PRIVATE,
-            ptr::null(),
-        ) != 0
-            || libc::mount(
-                c"proc".as_ptr(),
-                c"/proc".as_ptr(),
-                c"proc".as_ptr(),
-                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                ptr::null(),
-            ) != 0
-        {
-            fail_setup(report_wr, SetupStage::MountProc);
-        }
-        // The seccomp filter refuses every mount syscall to CMD: it cannot uncover them.
-        for dir in setup.hidden_dirs {
-            if libc::mount(
-                c"tmpfs".as_ptr(),
-                dir.as_ptr(),
-                c"tmpfs".as_ptr(),
-                libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                c"mode=0555".as_ptr().cast(),
-            ) != 0
-            {
-                fail_setup(report_wr, SetupStage::HideCgroups);
-            }
-        }
-
-        let mut exec_err = [0; 2];
-        if libc::pipe2(exec_err.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
-            fail_setup(report_wr, SetupStage::CloneIntoCgroup);
-        }
-        let mut args = zeroed_clone_args();
-        args.flags = CLONE_INTO_CGROUP;
-        args.cgroup = cgroup_fd as u64;
-        args.exit_signal = libc::SIGCHLD as u64;
-        let child = clone3(&mut args);
-        if child < 0 {
-            fail_setup(report_wr, SetupStage::CloneIntoCgroup);
-        }
-        if child == 0 {
-            libc::close(exec_err[0]);
-            let setup_failed = |stage: SetupStage, errno: i32| -> ! {
-                let msg = [stage as i32, errno];
-                libc::write(exec_err[1], msg.as_ptr().cast(), 8);
-                libc::_exit(127)
-            };
-            // "0" is the writing process itself. Before exec: nothing CMD runs escapes the
-            // limit.
-            if let Some(fd) = setup.join_procs
-                && libc::write(fd, c"0".as_ptr().cast(), 1) != 1
-            {
-                setup_failed(SetupStage::ProcessLimit, errno());
-            }
-            if let Some(ruleset) = setup.landlock_ruleset
-                && let Err(e) = crate::network::abstract_sockets::restrict_self(ruleset)
-            {
-                setup_failed(SetupStage::Landlock, e as i32);
-            }
-            if let Some(filter) = setup.seccomp
-                && let Err(e) = filter.install()
-            {
-                setup_failed(SetupStage::Seccomp, e as i32);
-            }
-            libc::execve(
-                cmd.program.as_ptr(),
-                cmd.argv_ptrs.as_ptr(),
-                cmd.envp_ptrs.as_ptr(),
-            );
-            let msg = [0, errno()];
-            libc::write(exec_err[1], msg.as_ptr().cast(), 8);
-            libc::_exit(127);
-        }
-        libc::close(exec_err[1]);
-        let mut msg = [0i32; 2];
-        if libc::read(exec_err[0], msg.as_mut_ptr().cast(), 8) == 8 {
-            match SetupStage::from_i32(msg[0]) {
-                Some(stage) => report(report_wr, [TAG_SETUP_FAILED, stage as i32, msg[1]]),
-                None => report(report_wr, [TAG_EXEC_FAILED, msg[1], 0]),
-            }
-        }
-        libc::close(exec_err[0]);
-        // Reap everything (orphans are re-parented to us) until CMD itself ends. Returning then
-        // tears down the namespace: the kernel kills whatever CMD left running.
-        loop {
-            let mut status = 0;
-            let pid = libc::waitpid(-1, &mut status, libc::__WALL);
-            if pid == child as libc::pid_t {
-                report(report_wr, [TAG_EXITED, status, 0]);
-                libc::_exit(0);
-            }
-            if pid < 0 && errno() == libc::ECHILD {
-                libc::_exit(0);
-            }
-        }
-    }
 }
 
 /// The nesting level of sandtrace's own PID namespace (0 for the initial one), from the number
@@ -481,6 +400,107 @@ pub fn describe_errno(errno: i32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cgroup::{
+        SessionCgroup,
+        testing::{populated, session, wait_until_populated},
+    };
+
+    fn start(cgroup: &SessionCgroup, args: &[&str], setup: &CmdSetup<'_>) -> Spawned {
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        let cmd = PreparedCommand::new(&args).unwrap();
+        spawn(&cmd, cgroup.dir_fd(), setup).unwrap()
+    }
+
+    #[test]
+    fn a_session_dropped_without_reaping_leaves_no_process() {
+        let Some((_, cgroup)) = session() else {
+            return;
+        };
+        let child = start(&cgroup, &["sleep", "1000"], &CmdSetup::default());
+        // CMD runs, in the session cgroup.
+        wait_until_populated(cgroup.path());
+        let init_pid = child.init_pid;
+        // An error path of the loader: `child` goes out of scope without kill or reap.
+        drop(child);
+        // Init was reaped (it is no child of ours any more)...
+        let mut status = 0;
+        // SAFETY: `status` is on this stack frame.
+        let waited = unsafe { libc::waitpid(init_pid, &raw mut status, libc::WNOHANG) };
+        assert_eq!((waited, errno()), (-1, libc::ECHILD));
+        // ...and CMD died with init's namespace.
+        assert!(!populated(cgroup.path()));
+        cgroup.remove().unwrap();
+    }
+
+    #[test]
+    fn kill_and_reap_may_be_called_again_and_a_killed_init_reports_nothing() {
+        let Some((_, cgroup)) = session() else {
+            return;
+        };
+        let mut child = start(&cgroup, &["sleep", "1000"], &CmdSetup::default());
+        wait_until_populated(cgroup.path());
+        child.kill();
+        child.reap();
+        assert!(!populated(cgroup.path()));
+        child.kill();
+        child.reap();
+        assert_eq!(child.read_outcome(), None);
+    }
+
+    #[test]
+    fn reports_how_cmd_ended() {
+        let Some((_, cgroup)) = session() else {
+            return;
+        };
+        let mut child = start(&cgroup, &["sh", "-c", "exit 3"], &CmdSetup::default());
+        let outcome = child.read_outcome();
+        child.reap();
+        let Some(Outcome::Exited(status)) = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 3,
+            "{status:#x}"
+        );
+    }
+
+    #[test]
+    fn reports_the_setup_step_that_failed_with_its_errno() {
+        let Some((_, cgroup)) = session() else {
+            return;
+        };
+        // In init: hiding a directory that does not exist.
+        let missing = [CString::new("/nonexistent-sandtrace-hidden-dir").unwrap()];
+        let setup = CmdSetup {
+            hidden_dirs: &missing,
+            ..CmdSetup::default()
+        };
+        let mut child = start(&cgroup, &["true"], &setup);
+        assert_eq!(
+            child.read_outcome(),
+            Some(Outcome::SetupFailed(SetupStage::HideCgroups, libc::ENOENT))
+        );
+        drop(child);
+        // In CMD's process: joining a cgroup through a descriptor not open for writing.
+        let read_only = File::open("/dev/null").unwrap();
+        let setup = CmdSetup {
+            join_procs: Some(read_only.as_raw_fd()),
+            ..CmdSetup::default()
+        };
+        let mut child = start(&cgroup, &["true"], &setup);
+        assert_eq!(
+            child.read_outcome(),
+            Some(Outcome::SetupFailed(SetupStage::ProcessLimit, libc::EBADF))
+        );
+    }
+
+    #[test]
+    fn setup_stages_round_trip() {
+        for stage in SetupStage::ALL {
+            assert_eq!(SetupStage::from_i32(stage as i32), Some(stage));
+        }
+        assert_eq!(SetupStage::from_i32(0), None);
+    }
 
     #[test]
     fn resolves_through_path() {

@@ -32,6 +32,8 @@ pub(crate) mod testing {
         os::unix::process::ExitStatusExt as _,
         path::Path,
         process::{Child, Command, Stdio},
+        thread,
+        time::{Duration, Instant},
     };
 
     use super::{Hierarchy, SessionCgroup};
@@ -54,6 +56,28 @@ pub(crate) mod testing {
         let hierarchy = Hierarchy::find().unwrap();
         let cgroup = SessionCgroup::create(&hierarchy).unwrap();
         Some((hierarchy, cgroup))
+    }
+
+    /// Whether a process is in the v2 cgroup `dir` or below.
+    pub(crate) fn populated(dir: &Path) -> bool {
+        fs::read_to_string(dir.join("cgroup.events"))
+            .unwrap()
+            .lines()
+            .any(|l| l == "populated 1")
+    }
+
+    /// Waits until a process is in the v2 cgroup `dir`, for as long as a loaded machine may
+    /// need to start one.
+    pub(crate) fn wait_until_populated(dir: &Path) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !populated(dir) {
+            assert!(
+                Instant::now() < deadline,
+                "nothing started in {}",
+                dir.display()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// A `sleep` moved into the cgroup `dir`. Killed when dropped, should the test fail

@@ -178,11 +178,11 @@ fn enable_v2_pids(mount_point: &Path, session: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cgroup::testing::{Sleeper, session};
+    use crate::cgroup::testing;
 
     #[test]
     fn dropping_a_v1_limit_kills_what_is_inside_and_removes_it() {
-        let Some((hierarchy, session)) = session() else {
+        let Some((hierarchy, session)) = testing::session() else {
             return;
         };
         let limit = ProcessLimit::apply(&hierarchy, &session, 5).unwrap();
@@ -197,7 +197,7 @@ mod tests {
             fs::read_to_string(dir.join("pids.max")).unwrap().trim(),
             "5"
         );
-        let mut sleeper = Sleeper::start_in(&dir);
+        let mut sleeper = testing::Sleeper::start_in(&dir);
         // An error path of the loader: the limit goes out of scope without `remove`.
         drop(limit);
         assert!(!dir.exists(), "{} is left behind", dir.display());

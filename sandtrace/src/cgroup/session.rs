@@ -116,14 +116,7 @@ mod tests {
     use std::{fs, process::Command};
 
     use super::*;
-    use crate::cgroup::testing::{Sleeper, session};
-
-    fn populated(dir: &Path) -> bool {
-        fs::read_to_string(dir.join("cgroup.events"))
-            .unwrap()
-            .lines()
-            .any(|l| l == "populated 1")
-    }
+    use crate::cgroup::testing::{Sleeper, populated, session};
 
     #[test]
     fn dropping_a_session_cgroup_kills_what_is_inside_and_removes_it() {

@@ -1,0 +1,279 @@
+//! What runs in the cloned processes: init (PID 1 of the session's namespace) and, cloned from
+//! it, CMD's process up to its execve.
+//!
+//! Both are copies of the multi-threaded loader made by `clone3` without `CLONE_VM`: only the
+//! calling thread exists in them, and another thread may have held any lock (the allocator's,
+//! stdio's) at the moment of the clone. So everything here is async-signal-safe:
+//! - raw syscalls only, on data prepared before the clone (the [`PreparedCommand`]'s strings
+//!   and pointer arrays, the [`CmdSetup`]'s descriptors and filter), which the process's copy
+//!   of the loader's memory holds unchanged, or on this stack;
+//! - no allocation, no locks, no stdio, nothing that can panic;
+//! - every path ends in `execve` or `_exit` (never a return into the loader's code, never its
+//!   atexit handlers or destructors).
+//!
+//! Failures travel as raw errno values ([`Errno`]) and are reported over pipes: init reports
+//! to the loader (`report_wr`), CMD's process to init (`cmd_err_wr`).
+
+use std::{os::fd::RawFd, ptr};
+
+use super::{
+    CLONE_INTO_CGROUP, CmdSetup, PreparedCommand, SetupStage, TAG_EXEC_FAILED, TAG_EXITED,
+    TAG_SETUP_FAILED, clone3, errno, raw_pipe, zeroed_clone_args,
+};
+
+/// A raw errno value.
+type Errno = i32;
+
+/// PID 1 of the session's namespace: prepares the namespace, starts CMD in the session cgroup
+/// and reaps until CMD ends. Never returns.
+pub(super) fn main(
+    cmd: &PreparedCommand,
+    cgroup_fd: RawFd,
+    alive_rd: RawFd,
+    report_wr: RawFd,
+    setup: &CmdSetup<'_>,
+) -> ! {
+    die_with_loader(alive_rd);
+    reset_signals();
+    let step = |stage: SetupStage, result: Result<(), Errno>| {
+        if let Err(errno) = result {
+            fail_setup(report_wr, stage, errno);
+        }
+    };
+    step(SetupStage::MountProc, mount_private_proc());
+    // The seccomp filter refuses every mount syscall to CMD: it cannot uncover them.
+    step(SetupStage::HideCgroups, hide_dirs(setup.hidden_dirs));
+    let (cmd_err_rd, cmd_err_wr) = raw_pipe()
+        .unwrap_or_else(|errno| fail_setup(report_wr, SetupStage::CloneIntoCgroup, errno));
+    let cmd_pid = start_cmd(cmd, setup, cgroup_fd, cmd_err_rd, cmd_err_wr)
+        .unwrap_or_else(|errno| fail_setup(report_wr, SetupStage::CloneIntoCgroup, errno));
+    close(cmd_err_wr);
+    forward_cmd_failure(cmd_err_rd, report_wr);
+    close(cmd_err_rd);
+    reap_until_cmd_ends(cmd_pid, report_wr)
+}
+
+/// Makes init die with the loader (`PR_SET_PDEATHSIG`), and exits if the loader is already
+/// gone: it may have been killed between the clone and the prctl, and then the alive pipe
+/// has no writer left.
+fn die_with_loader(alive_rd: RawFd) {
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    let mut pfd = libc::pollfd {
+        fd: alive_rd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is one valid pollfd on this stack frame, and the count says one.
+    if unsafe { libc::poll(&raw mut pfd, 1, 0) } != 0 {
+        exit(1);
+    }
+}
+
+/// Restores what a freshly exec'd program expects: default signal dispositions (the loader's
+/// runtime installs handlers; Rust ignores SIGPIPE) and an empty signal mask.
+fn reset_signals() {
+    for sig in 1..libc::SIGRTMAX() {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            // SAFETY: SIG_DFL installs no handler; signal(2) is async-signal-safe.
+            unsafe { libc::signal(sig, libc::SIG_DFL) };
+        }
+    }
+    // SAFETY: all-zero is a valid sigset_t, emptied again by sigemptyset; both pointers are
+    // to this stack frame, and a null old set is allowed.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&raw mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &raw const set, ptr::null_mut());
+    }
+}
+
+/// Makes every mount private to the session's mount namespace (so nothing below propagates
+/// to the host) and mounts a fresh /proc, which shows only the session's processes.
+fn mount_private_proc() -> Result<(), Errno> {
+    // SAFETY: a static NUL-terminated target; source, type and data may be null for a
+    // propagation change.
+    check(unsafe {
+        libc::mount(
+            ptr::null(),
+            c"/".as_ptr(),
+            ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            ptr::null(),
+        )
+    })?;
+    // SAFETY: static NUL-terminated strings; data may be null.
+    check(unsafe {
+        libc::mount(
+            c"proc".as_ptr(),
+            c"/proc".as_ptr(),
+            c"proc".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            ptr::null(),
+        )
+    })
+}
+
+/// Covers each of `dirs` with an empty read-only tmpfs.
+fn hide_dirs(dirs: &[std::ffi::CString]) -> Result<(), Errno> {
+    for dir in dirs {
+        // SAFETY: `dir` is a C string the loader built before the clone (this process's copy
+        // of its memory holds it); the other strings are static and NUL-terminated.
+        check(unsafe {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                dir.as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                c"mode=0555".as_ptr().cast(),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Clones CMD's process into the session cgroup (`CLONE_INTO_CGROUP`: it is never outside
+/// it). Returns its pid; the clone itself runs [`cmd_main`] and never returns here.
+fn start_cmd(
+    cmd: &PreparedCommand,
+    setup: &CmdSetup<'_>,
+    cgroup_fd: RawFd,
+    cmd_err_rd: RawFd,
+    cmd_err_wr: RawFd,
+) -> Result<libc::pid_t, Errno> {
+    let mut args = zeroed_clone_args();
+    args.flags = CLONE_INTO_CGROUP;
+    args.cgroup = cgroup_fd as u64;
+    args.exit_signal = libc::SIGCHLD as u64;
+    // SAFETY: the clone (a copy of init, without CLONE_VM) runs only `cmd_main`, which is
+    // async-signal-safe like the rest of this module and ends in execve or _exit.
+    let pid = unsafe { clone3(&mut args) };
+    if pid < 0 {
+        return Err(errno());
+    }
+    if pid == 0 {
+        close(cmd_err_rd);
+        cmd_main(cmd, setup, cmd_err_wr);
+    }
+    Ok(pid as libc::pid_t)
+}
+
+/// CMD's process: applies `setup` to itself, in this order, and executes CMD. Never returns.
+fn cmd_main(cmd: &PreparedCommand, setup: &CmdSetup<'_>, cmd_err_wr: RawFd) -> ! {
+    // Before exec: nothing CMD runs escapes the limit.
+    if let Some(procs) = setup.join_procs
+        && let Err(errno) = join_cgroup(procs)
+    {
+        cmd_failed(cmd_err_wr, SetupStage::ProcessLimit as i32, errno);
+    }
+    if let Some(ruleset) = setup.landlock_ruleset
+        && let Err(e) = crate::network::abstract_sockets::restrict_self(ruleset)
+    {
+        cmd_failed(cmd_err_wr, SetupStage::Landlock as i32, e as i32);
+    }
+    if let Some(filter) = setup.seccomp
+        && let Err(e) = filter.install()
+    {
+        cmd_failed(cmd_err_wr, SetupStage::Seccomp as i32, e as i32);
+    }
+    let errno = exec(cmd);
+    // Stage 0: execve itself failed.
+    cmd_failed(cmd_err_wr, 0, errno)
+}
+
+/// Moves this process into the cgroup whose `cgroup.procs` is open as `procs`.
+fn join_cgroup(procs: RawFd) -> Result<(), Errno> {
+    // SAFETY: writes one byte from a static string. "0" names the writing process itself.
+    if unsafe { libc::write(procs, c"0".as_ptr().cast(), 1) } != 1 {
+        return Err(errno());
+    }
+    Ok(())
+}
+
+/// Replaces this process with CMD; returns only if that failed, with the errno.
+fn exec(cmd: &PreparedCommand) -> Errno {
+    // SAFETY: the program is a NUL-terminated string and argv/envp NULL-terminated arrays of
+    // pointers into NUL-terminated strings, all built by `PreparedCommand::new` before the
+    // clone and held by `cmd` in this process's copy of the loader's memory.
+    unsafe {
+        libc::execve(
+            cmd.program.as_ptr(),
+            cmd.argv_ptrs.as_ptr(),
+            cmd.envp_ptrs.as_ptr(),
+        )
+    };
+    errno()
+}
+
+/// Tells init why CMD's process did not reach CMD (`stage` 0: execve failed) and exits.
+fn cmd_failed(cmd_err_wr: RawFd, stage: i32, errno: Errno) -> ! {
+    write_words(cmd_err_wr, &[stage, errno]);
+    exit(127)
+}
+
+/// Passes a failure report of CMD's process on to the loader. Reads nothing (end of file)
+/// when CMD's execve succeeded: the pipe is close-on-exec.
+fn forward_cmd_failure(cmd_err_rd: RawFd, report_wr: RawFd) {
+    let mut msg = [0i32; 2];
+    // SAFETY: `msg` is on this stack frame and has room for the bytes read.
+    let len = unsafe { libc::read(cmd_err_rd, msg.as_mut_ptr().cast(), size_of_val(&msg)) };
+    if len != size_of_val(&msg) as isize {
+        return;
+    }
+    match SetupStage::from_i32(msg[0]) {
+        Some(stage) => report(report_wr, [TAG_SETUP_FAILED, stage as i32, msg[1]]),
+        None => report(report_wr, [TAG_EXEC_FAILED, msg[1], 0]),
+    }
+}
+
+/// Reaps everything (orphans are re-parented to init) until CMD itself ends, reports its wait
+/// status and exits. Init's exit tears down the namespace: the kernel kills whatever CMD left
+/// running.
+fn reap_until_cmd_ends(cmd_pid: libc::pid_t, report_wr: RawFd) -> ! {
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is on this stack frame.
+        let pid = unsafe { libc::waitpid(-1, &raw mut status, libc::__WALL) };
+        if pid == cmd_pid {
+            report(report_wr, [TAG_EXITED, status, 0]);
+            exit(0);
+        }
+        if pid < 0 && errno() == libc::ECHILD {
+            exit(0);
+        }
+    }
+}
+
+/// Reports that setting up the session failed at `stage` and exits.
+fn fail_setup(report_wr: RawFd, stage: SetupStage, errno: Errno) -> ! {
+    report(report_wr, [TAG_SETUP_FAILED, stage as i32, errno]);
+    exit(1)
+}
+
+/// One report to the loader (see `Spawned::read_outcome`).
+fn report(report_wr: RawFd, words: [i32; 3]) {
+    write_words(report_wr, &words);
+}
+
+/// Writes `words` in one write(2): a pipe write of up to PIPE_BUF bytes is atomic.
+fn write_words(fd: RawFd, words: &[i32]) {
+    // SAFETY: the buffer is `words` itself, valid for its size in bytes.
+    unsafe { libc::write(fd, words.as_ptr().cast(), size_of_val(words)) };
+}
+
+fn close(fd: RawFd) {
+    // SAFETY: closes a pipe end this process owns and no longer uses.
+    unsafe { libc::close(fd) };
+}
+
+/// Ends this process at once: no atexit handlers, no destructors (they would run the loader's
+/// code on its copied state).
+fn exit(code: i32) -> ! {
+    // SAFETY: _exit has no preconditions.
+    unsafe { libc::_exit(code) }
+}
+
+/// `Ok` for a syscall that returned 0, else the errno.
+fn check(ret: libc::c_int) -> Result<(), Errno> {
+    if ret == 0 { Ok(()) } else { Err(errno()) }
+}
