@@ -59,10 +59,9 @@ fn forks_beyond_the_limit_fail_with_eagain_and_are_reported() {
         log.to_str().unwrap().to_owned(),
         "--".to_owned(),
     ];
-    args.extend(probe::command_line());
+    args.extend(probe::command_line("fork-until-refused"));
     let out = sandtrace()
         .args(&args)
-        .env(probe::env_var(), "fork-until-refused")
         .stdin(Stdio::null())
         .output()
         .unwrap();
