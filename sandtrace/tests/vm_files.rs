@@ -1,7 +1,7 @@
 //! File-system and exec enforcement on a real BPF-LSM kernel (run by `cargo xtask vm-test`).
 //!
-//! The operations run inside a sandtrace session as this very test binary: started with
-//! `SANDTRACE_FS_OPS` set, the `fs_ops_helper` test performs the listed operations with raw
+//! The operations run inside a sandtrace session as CMD: the `sandtrace-test-fs-ops` helper
+//! binary (`tests/helpers/fs_ops.rs`) performs the operations given as its arguments with raw
 //! syscalls and prints one result line per operation. Expectations come from the policy
 //! library's own decision for each path, so the kernel is checked against the policy model.
 //! Every escape test also runs the same operations with `--trace-only`, proving that they fail
@@ -10,10 +10,9 @@
 mod common;
 
 use std::{
-    ffi::CString,
     fs,
     os::{
-        fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+        fd::AsRawFd as _,
         unix::{ffi::OsStrExt as _, fs::PermissionsExt as _, process::CommandExt as _},
     },
     path::{Path, PathBuf},
@@ -24,10 +23,11 @@ use common::*;
 use sandtrace::policy::{self, Access, CliOverrides, PathDecision};
 use serde_json::Value;
 
-const OPS_ENV: &str = "SANDTRACE_FS_OPS";
+/// The helper binary performing the operations.
+const FS_OPS: &str = env!("CARGO_BIN_EXE_sandtrace-test-fs-ops");
 const RESULT_TAG: &str = "FS-OP-RESULT";
 
-/// One file-system operation, sent to the helper as a tab-separated line.
+/// One file-system operation, sent to the helper as one tab-separated argument.
 #[derive(Clone, Debug)]
 enum Op {
     OpenRead(PathBuf),
@@ -146,338 +146,6 @@ impl Op {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The helper side: runs inside the session.
-
-/// Not a test by itself: with `SANDTRACE_FS_OPS` set it performs the operations (see the
-/// module documentation); without it, it does nothing.
-#[test]
-fn fs_ops_helper() {
-    let Ok(script) = std::env::var(OPS_ENV) else {
-        return;
-    };
-    for (index, line) in script.lines().enumerate() {
-        let fields: Vec<&str> = line.split('\t').collect();
-        let outcome = match perform(&fields) {
-            Ok(()) => "ok".to_owned(),
-            Err(errno) => format!("{errno:?}"),
-        };
-        println!("{RESULT_TAG}\t{index}\t{outcome}");
-    }
-    std::process::exit(0);
-}
-
-type Errno = nix::errno::Errno;
-
-fn c(path: &str) -> CString {
-    CString::new(path).expect("no NUL in test paths")
-}
-
-fn check(ret: libc::c_long) -> Result<libc::c_long, Errno> {
-    if ret < 0 { Err(Errno::last()) } else { Ok(ret) }
-}
-
-fn open(path: &str, flags: i32) -> Result<OwnedFd, Errno> {
-    let fd = check(unsafe { libc::open(c(path).as_ptr(), flags | libc::O_CLOEXEC, 0o644) } as _)?;
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
-/// Runs `exec` in a forked child; the child's exit status is the errno of a failed exec (or
-/// the program's own status).
-fn in_child(exec: impl FnOnce() -> Errno) -> Result<(), Errno> {
-    match unsafe { libc::fork() } {
-        -1 => Err(Errno::last()),
-        0 => {
-            let errno = exec();
-            unsafe { libc::_exit(errno as i32) }
-        }
-        pid => {
-            let mut status = 0;
-            unsafe { libc::waitpid(pid, &mut status, 0) };
-            match libc::WEXITSTATUS(status) {
-                0 => Ok(()),
-                code => Err(Errno::from_raw(code)),
-            }
-        }
-    }
-}
-
-/// Walks (with `create`, makes) `depth` nested directories `name` below `base` with relative
-/// steps, so no single syscall sees the whole path.
-fn descend(base: &str, name: &str, depth: usize, create: bool) -> Result<OwnedFd, Errno> {
-    let mut dir = open(base, libc::O_PATH | libc::O_DIRECTORY)?;
-    let name = c(name);
-    for _ in 0..depth {
-        if create {
-            unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), 0o755) };
-        }
-        let next = check(unsafe {
-            libc::openat(
-                dir.as_raw_fd(),
-                name.as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY,
-            )
-        } as _)?;
-        dir = unsafe { OwnedFd::from_raw_fd(next as i32) };
-    }
-    Ok(dir)
-}
-
-/// Creates the file `file` at the bottom of [`descend`]'s chain (outside any session).
-fn create_deep(base: &Path, name: &str, depth: usize, file: &str) {
-    let dir = descend(base.to_str().unwrap(), name, depth, true).expect("creating a deep tree");
-    let fd = unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            c(file).as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT,
-            0o644,
-        )
-    };
-    assert!(
-        fd >= 0,
-        "creating {file} at depth {depth}: {}",
-        Errno::last()
-    );
-    unsafe { libc::close(fd) };
-}
-
-fn perform(f: &[&str]) -> Result<(), Errno> {
-    let arg = |i: usize| f[i];
-    match f[0] {
-        "open_read" => open(arg(1), libc::O_RDONLY).map(drop),
-        "open_write" => open(arg(1), libc::O_WRONLY).map(drop),
-        "create" => open(arg(1), libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL).map(drop),
-        "truncate" => check(unsafe { libc::truncate(c(arg(1)).as_ptr(), 0) } as _).map(drop),
-        "unlink" => check(unsafe { libc::unlink(c(arg(1)).as_ptr()) } as _).map(drop),
-        "mkdir" => check(unsafe { libc::mkdir(c(arg(1)).as_ptr(), 0o755) } as _).map(drop),
-        "rmdir" => check(unsafe { libc::rmdir(c(arg(1)).as_ptr()) } as _).map(drop),
-        "mknod" => check(unsafe { libc::mknod(c(arg(1)).as_ptr(), libc::S_IFIFO | 0o644, 0) } as _)
-            .map(drop),
-        "symlink" => {
-            check(unsafe { libc::symlink(c(arg(1)).as_ptr(), c(arg(2)).as_ptr()) } as _).map(drop)
-        }
-        "link" => {
-            check(unsafe { libc::link(c(arg(1)).as_ptr(), c(arg(2)).as_ptr()) } as _).map(drop)
-        }
-        "rename" => {
-            check(unsafe { libc::rename(c(arg(1)).as_ptr(), c(arg(2)).as_ptr()) } as _).map(drop)
-        }
-        "chmod" => check(unsafe { libc::chmod(c(arg(1)).as_ptr(), 0o600) } as _).map(drop),
-        "chown" => check(unsafe { libc::chown(c(arg(1)).as_ptr(), 0, 0) } as _).map(drop),
-        "exec" => {
-            let path = arg(1).to_owned();
-            in_child(move || {
-                let err = Command::new(&path).exec();
-                Errno::from_raw(err.raw_os_error().unwrap_or(libc::EIO))
-            })
-        }
-        "reopen_fd" => open(&format!("/proc/self/fd/{}", arg(1)), libc::O_RDONLY).map(drop),
-        "openat2" => {
-            let dir = open(arg(1), libc::O_PATH | libc::O_DIRECTORY)?;
-            let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-            how.flags = (libc::O_RDONLY | libc::O_CLOEXEC) as u64;
-            how.resolve = arg(3).parse().unwrap();
-            let fd = check(unsafe {
-                libc::syscall(
-                    libc::SYS_openat2,
-                    dir.as_raw_fd(),
-                    c(arg(2)).as_ptr(),
-                    &how as *const libc::open_how,
-                    size_of::<libc::open_how>(),
-                )
-            })?;
-            drop(unsafe { OwnedFd::from_raw_fd(fd as i32) });
-            Ok(())
-        }
-        "open_by_handle" => {
-            #[repr(C)]
-            struct Handle {
-                bytes: u32,
-                kind: i32,
-                data: [u8; 128],
-            }
-            let mut handle = Handle {
-                bytes: 128,
-                kind: 0,
-                data: [0; 128],
-            };
-            let mut mount_id = 0;
-            check(unsafe {
-                libc::syscall(
-                    libc::SYS_name_to_handle_at,
-                    libc::AT_FDCWD,
-                    c(arg(1)).as_ptr(),
-                    &mut handle as *mut Handle,
-                    &mut mount_id as *mut i32,
-                    0,
-                )
-            })?;
-            let parent = Path::new(arg(1)).parent().expect("an absolute path");
-            let mount = open(parent.to_str().unwrap(), libc::O_RDONLY | libc::O_DIRECTORY)?;
-            let fd = check(unsafe {
-                libc::syscall(
-                    libc::SYS_open_by_handle_at,
-                    mount.as_raw_fd(),
-                    &mut handle as *mut Handle,
-                    libc::O_RDONLY,
-                )
-            })?;
-            drop(unsafe { OwnedFd::from_raw_fd(fd as i32) });
-            Ok(())
-        }
-        "io_uring_open" => {
-            use io_uring::{IoUring, opcode, types};
-            let mut ring =
-                IoUring::new(4).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap()))?;
-            let path = c(arg(1));
-            let entry = opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), path.as_ptr())
-                .flags(libc::O_RDONLY | libc::O_CLOEXEC)
-                .build();
-            unsafe { ring.submission().push(&entry).expect("queue has room") };
-            ring.submit_and_wait(1)
-                .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap()))?;
-            let result = ring.completion().next().expect("one completion").result();
-            if result < 0 {
-                return Err(Errno::from_raw(-result));
-            }
-            drop(unsafe { OwnedFd::from_raw_fd(result) });
-            Ok(())
-        }
-        "o_path_reopen" => {
-            let fd = open(arg(1), libc::O_PATH)?;
-            open(&format!("/proc/self/fd/{}", fd.as_raw_fd()), libc::O_RDONLY).map(drop)
-        }
-        "exec_memfd" => {
-            let bytes = fs::read(arg(1)).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap()))?;
-            let fd = check(unsafe { libc::memfd_create(c("payload").as_ptr(), 0) } as _)? as i32;
-            let written = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
-            assert_eq!(written as usize, bytes.len());
-            in_child(move || {
-                let argv = [c("payload"), c("--version")];
-                let argv: Vec<*const libc::c_char> = argv
-                    .iter()
-                    .map(|a| a.as_ptr())
-                    .chain([std::ptr::null()])
-                    .collect();
-                let envp: [*const libc::c_char; 1] = [std::ptr::null()];
-                unsafe {
-                    libc::syscall(
-                        libc::SYS_execveat,
-                        fd,
-                        c("").as_ptr(),
-                        argv.as_ptr(),
-                        envp.as_ptr(),
-                        libc::AT_EMPTY_PATH,
-                    )
-                };
-                Errno::last()
-            })
-        }
-        "exec_via_loader" => {
-            let program = arg(1).to_owned();
-            in_child(move || {
-                let err = Command::new("/lib64/ld-linux-x86-64.so.2")
-                    .arg(&program)
-                    .exec();
-                Errno::from_raw(err.raw_os_error().unwrap_or(libc::EIO))
-            })
-        }
-        "unshare_bind" => {
-            let (source, target) = (c(arg(1)), c(arg(2)));
-            let with_user_ns = arg(3) == "user";
-            in_child(move || unsafe {
-                let flags = if with_user_ns {
-                    libc::CLONE_NEWUSER | libc::CLONE_NEWNS
-                } else {
-                    libc::CLONE_NEWNS
-                };
-                if libc::unshare(flags) != 0 {
-                    return Errno::last();
-                }
-                if with_user_ns {
-                    // Map root to itself so the new namespace's root may use its files.
-                    for (file, map) in [
-                        ("/proc/self/setgroups", "deny"),
-                        ("/proc/self/uid_map", "0 0 1"),
-                        ("/proc/self/gid_map", "0 0 1"),
-                    ] {
-                        if fs::write(file, map).is_err() {
-                            return Errno::last();
-                        }
-                    }
-                }
-                let (no_type, no_data) = (std::ptr::null(), std::ptr::null());
-                let root = c("/");
-                libc::mount(
-                    no_type,
-                    root.as_ptr(),
-                    no_type,
-                    libc::MS_REC | libc::MS_PRIVATE,
-                    no_data,
-                );
-                if libc::mount(
-                    source.as_ptr(),
-                    target.as_ptr(),
-                    no_type,
-                    libc::MS_BIND,
-                    no_data,
-                ) != 0
-                {
-                    return Errno::last();
-                }
-                // The bind mount is in place: read the secret through the allowed name.
-                match open(target.to_str().unwrap(), libc::O_RDONLY) {
-                    Ok(_) => Errno::UnknownErrno, // 0: success
-                    Err(e) => e,
-                }
-            })
-        }
-        // In a child: a successful chroot must not move the helper's own root.
-        "chroot" => {
-            let dir = c(arg(1));
-            in_child(move || unsafe {
-                if libc::chroot(dir.as_ptr()) != 0 {
-                    Errno::last()
-                } else {
-                    Errno::UnknownErrno
-                }
-            })
-        }
-        "open_deep" => {
-            let dir = descend(arg(1), arg(2), arg(3).parse().unwrap(), false)?;
-            let fd = check(unsafe {
-                libc::openat(
-                    dir.as_raw_fd(),
-                    c(arg(4)).as_ptr(),
-                    libc::O_RDONLY | libc::O_CLOEXEC,
-                )
-            } as _)?;
-            drop(unsafe { OwnedFd::from_raw_fd(fd as i32) });
-            Ok(())
-        }
-        "ptrace_attach" => {
-            let pid: libc::pid_t = arg(1).parse().unwrap();
-            check(unsafe { libc::ptrace(libc::PTRACE_ATTACH, pid, 0, 0) })?;
-            let mut status = 0;
-            unsafe {
-                libc::waitpid(pid, &mut status, libc::__WALL);
-                libc::ptrace(libc::PTRACE_DETACH, pid, 0, 0);
-            }
-            Ok(())
-        }
-        "bpf" => {
-            // BPF_PROG_GET_NEXT_ID from 0: the first step of finding sandtrace's programs.
-            let mut attr = [0u32; 4];
-            check(unsafe {
-                libc::syscall(libc::SYS_bpf, 11, attr.as_mut_ptr(), size_of_val(&attr))
-            })
-            .map(drop)
-        }
-        other => panic!("unknown operation {other}"),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // The test side.
 
 /// What one session of operations produced.
@@ -491,19 +159,12 @@ struct Session {
 /// as descriptor 3.
 fn run_ops(args: &[&str], cwd: &Path, ops: &[Op], log: &Path, fd3: Option<&fs::File>) -> Session {
     let script: Vec<String> = ops.iter().map(Op::encode).collect();
-    let helper = std::env::current_exe().expect("the test binary's path");
     let mut cmd = sandtrace();
     cmd.arg("run")
         .args(args)
         .args(["-o", log.to_str().unwrap(), "--"])
-        .arg(&helper)
-        .args([
-            "--exact",
-            "fs_ops_helper",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(OPS_ENV, script.join("\n"))
+        .arg(FS_OPS)
+        .args(&script)
         .current_dir(cwd)
         .stdin(Stdio::null());
     if let Some(file) = fd3 {
@@ -527,7 +188,6 @@ fn run_ops(args: &[&str], cwd: &Path, ops: &[Op], log: &Path, fd3: Option<&fs::F
     let describe = describe(&out);
     let mut results = vec![String::new(); ops.len()];
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        // libtest's own "test fs_ops_helper ... " may precede the first result on its line.
         let Some(at) = line.find(RESULT_TAG) else {
             continue;
         };
@@ -545,6 +205,23 @@ fn run_ops(args: &[&str], cwd: &Path, ops: &[Op], log: &Path, fd3: Option<&fs::F
         events: read_jsonl(log),
         describe,
     }
+}
+
+/// Creates the file `file` at the bottom of `depth` nested directories `name` below `base`,
+/// made with relative steps (outside any session, by the helper).
+fn create_deep(base: &Path, name: &str, depth: usize, file: &str) {
+    let op = format!("make_deep\t{}\t{name}\t{depth}\t{file}", base.display());
+    let out = Command::new(FS_OPS)
+        .arg(&op)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running the fs-ops helper");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{RESULT_TAG}\t0\tok"),
+        "creating {file} at depth {depth}: {}",
+        describe(&out)
+    );
 }
 
 fn deny_events<'a>(events: &'a [Value], path: &Path) -> Vec<&'a Value> {

@@ -58,7 +58,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: Result<ExitCode> = match cli.command {
-        Command::Setup => setup::ensure_ebpf_toolchain().map(|()| ExitCode::SUCCESS),
+        Command::Setup => setup::ensure_ebpf_toolchain()
+            .and_then(|()| setup::ensure_lint_components())
+            .map(|()| ExitCode::SUCCESS),
         Command::Build { release } => cargo::build_sandtrace(release).map(|_| ExitCode::SUCCESS),
         Command::Run {
             release,

@@ -5,9 +5,11 @@
 
 use std::{
     env,
+    io::{BufRead as _, BufReader},
     path::{Path, PathBuf},
-    process::Command,
+    process::{Command, Stdio},
     sync::OnceLock,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, bail};
@@ -81,6 +83,30 @@ pub fn ensure_ebpf_toolchain() -> Result<()> {
     ensure_apt_packages(&BUILD_PACKAGES, "to build sandtrace")?;
     ensure_nightly_rust_src()?;
     ensure_bpf_linker()
+}
+
+/// Adds clippy and rustfmt to the default toolchain when missing (the lint gate of
+/// `cargo xtask test` runs them).
+pub fn ensure_lint_components() -> Result<()> {
+    let installed = output(Command::new("rustup").args(["component", "list", "--installed"]))
+        .context("rustup is required to install clippy and rustfmt (https://rustup.rs)")?;
+    let missing: Vec<&str> = ["clippy", "rustfmt"]
+        .into_iter()
+        .filter(|component| !installed.lines().any(|l| l.starts_with(component)))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: adding {} (the lint gate runs them)",
+        missing.join(" and ")
+    );
+    status(
+        Command::new("rustup")
+            .args(["component", "add"])
+            .args(&missing),
+    )
+    .with_context(|| format!("adding {} with rustup", missing.join(" and ")))
 }
 
 fn ensure_nightly_rust_src() -> Result<()> {
@@ -222,12 +248,13 @@ fn ensure_apt_packages(packages: &[&str], needed: &str) -> Result<()> {
     }
     eprintln!("xtask: installing {} (needed {needed})", missing.join(" "));
     apt_get_update()?;
-    status(
-        Command::new("apt-get")
-            .args(["install", "--yes", "--no-install-recommends", "--quiet"])
+    run_apt_get(|| {
+        let mut cmd = apt_get();
+        cmd.args(["install", "--yes", "--no-install-recommends", "--quiet"])
             .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
+            .env("DEBIAN_FRONTEND", "noninteractive");
+        cmd
+    })
     .with_context(|| {
         format!(
             "installing {} with apt-get (needs root on Debian)",
@@ -252,8 +279,53 @@ pub fn apt_get_update() -> Result<bool> {
         return Ok(false);
     }
     eprintln!("xtask: refreshing apt's package lists (apt-get update)");
-    status(Command::new("apt-get").args(["update", "--quiet"]))
-        .context("running apt-get update (needs root and a network connection)")?;
+    run_apt_get(|| {
+        let mut cmd = apt_get();
+        cmd.args(["update", "--quiet"]);
+        cmd
+    })
+    .context("running apt-get update (needs root and a network connection)")?;
     let _ = DONE.set(());
     Ok(true)
+}
+
+/// How long apt-get waits for another apt or dpkg (a fresh machine often runs one at boot).
+const APT_LOCK_WAIT: Duration = Duration::from_secs(600);
+
+/// `apt-get` waiting up to [`APT_LOCK_WAIT`] for dpkg's lock instead of failing at once.
+pub fn apt_get() -> Command {
+    let mut cmd = Command::new("apt-get");
+    cmd.arg("--option")
+        .arg(format!("DPkg::Lock::Timeout={}", APT_LOCK_WAIT.as_secs()));
+    cmd
+}
+
+/// Runs the apt-get command `make` builds, copying its standard error through; when it fails
+/// because another process holds one of apt's locks (`DPkg::Lock::Timeout` covers dpkg's
+/// lock, not the package lists' or the archive cache's), runs it again every few seconds
+/// until [`APT_LOCK_WAIT`] has passed.
+pub fn run_apt_get(make: impl Fn() -> Command) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let mut cmd = make();
+        cmd.stderr(Stdio::piped());
+        let mut child = cmd.spawn().with_context(|| format!("running {cmd:?}"))?;
+        let mut locked = false;
+        for line in BufReader::new(child.stderr.take().expect("stderr is piped")).lines() {
+            let Ok(line) = line else { break };
+            locked |= line.contains("Could not get lock") || line.contains("Unable to lock");
+            eprintln!("{line}");
+        }
+        let st = child
+            .wait()
+            .with_context(|| format!("waiting for {cmd:?}"))?;
+        if st.success() {
+            return Ok(());
+        }
+        if !locked || started.elapsed() >= APT_LOCK_WAIT {
+            bail!("{cmd:?} failed ({st})");
+        }
+        eprintln!("xtask: another apt or dpkg holds its lock; trying again in 5 s");
+        std::thread::sleep(Duration::from_secs(5));
+    }
 }

@@ -153,3 +153,23 @@ pub fn session_cgroups_of(loader_pid: u32) -> Vec<PathBuf> {
     }
     left
 }
+
+/// Whether a prerequisite that a test lacks is one the project's CI always provides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InCi {
+    /// CI provides it (root, the tools `cargo xtask setup` installs): with `CI` set, its
+    /// absence is a failure, not a skip.
+    Guaranteed,
+    /// It depends on the machine (the kernel's BPF LSM, for one).
+    MayLack,
+}
+
+/// Reports that `test` cannot run here: prints `skipped: TEST: WHY` on stderr, so that a skip
+/// is never mistaken for a pass; the caller then returns. Panics instead when the missing
+/// prerequisite is [`InCi::Guaranteed`] and the `CI` environment variable is set.
+pub fn skip(test: &str, why: &str, in_ci: InCi) {
+    if in_ci == InCi::Guaranteed && std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
+        panic!("{test}: {why} (CI is set, and CI must provide this)");
+    }
+    eprintln!("skipped: {test}: {why}");
+}

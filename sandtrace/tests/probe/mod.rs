@@ -1,49 +1,51 @@
-//! A probe the tests run as CMD, inside a session or outside for comparison: the test
-//! executable itself, re-run with only the `probe::entry` test and the operation in
-//! `SANDTRACE_PROBE`. It makes the raw calls the tests are about (sockets through every path,
-//! denied syscalls, forks) and prints `PROBE-RESULT: ...` (and, for probes that wait,
-//! `PROBE-PORT: N` first) on stdout.
+//! The test side of the probe (`tests/helpers/probe.rs`, built as the `sandtrace-test-probe`
+//! binary), which the tests run as CMD inside a session or outside for comparison. Operations
+//! are its arguments; it prints `PROBE-RESULT: ...` (and, for probes that wait for something
+//! from outside, `PROBE-PORT: N` first, once their socket is ready) on stdout.
 #![allow(dead_code)] // each test crate uses a different subset
 
 use std::{
-    ffi::CString,
     io::{BufRead as _, BufReader, Write as _},
-    mem::size_of,
     net::{SocketAddr, TcpListener, UdpSocket},
-    process::{Child, Command, Output, Stdio},
+    process::{Child, ChildStdin, Command, Output, Stdio},
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
+        mpsc,
     },
     time::Duration,
 };
 
-use crate::common::{Scratch, describe, read_jsonl, sandtrace};
+use crate::common::{Scratch, describe, read_jsonl, sandtrace, wait_until};
 
-const ENV: &str = "SANDTRACE_PROBE";
+/// The probe binary.
+pub const PROBE: &str = env!("CARGO_BIN_EXE_sandtrace-test-probe");
 const RESULT: &str = "PROBE-RESULT: ";
 const PORT: &str = "PROBE-PORT: ";
 
-/// Arguments that make the test executable run only the probe.
-fn probe_args() -> [&'static str; 4] {
-    ["probe::entry", "--exact", "--nocapture", "--quiet"]
-}
+/// How long a test waits for something that must happen (a probe getting ready, a connection
+/// that must get through): long enough for a session starting on a loaded machine or in an
+/// emulated VM, and spent only when the test is failing anyway.
+pub const DEADLINE: Duration = Duration::from_secs(120);
 
-/// The test executable and the arguments running the probe, for use as CMD.
-pub fn command_line() -> Vec<String> {
-    let exe = std::env::current_exe().expect("the test executable's path");
-    let mut argv = vec![exe.to_str().expect("a UTF-8 path").to_owned()];
-    argv.extend(probe_args().map(str::to_owned));
+/// How long a probe watches for something that must not arrive, after the test has sent it.
+/// A refused connection or datagram is dropped when it is sent, so a longer window would only
+/// catch a broken refusal that is also slow.
+const QUIET_WINDOW_MS: u32 = 1000;
+
+/// The probe and its arguments running the operations `ops` (separated by `;`), for use as
+/// CMD.
+pub fn command_line(ops: &str) -> Vec<String> {
+    let mut argv = vec![PROBE.to_owned()];
+    argv.extend(ops.split(';').map(|op| op.trim().to_owned()));
     argv
 }
 
 /// Runs `ops` (operations separated by `;`) outside any session and returns the results, one
 /// per operation.
 pub fn outside(ops: &str) -> Vec<String> {
-    let argv = command_line();
-    let out = Command::new(&argv[0])
-        .args(&argv[1..])
-        .env(ENV, ops)
+    let out = Command::new(PROBE)
+        .args(&command_line(ops)[1..])
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("running the probe {ops:?}: {e}"));
@@ -62,25 +64,57 @@ fn split_results(line: &str) -> Vec<String> {
     line.split("; ").map(str::to_owned).collect()
 }
 
-/// Reads a running probe's stdout: the port it announces, then its result.
+/// What a test expects to arrive at a waiting probe's socket once it has done its part.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// The probe waits for it up to [`DEADLINE`].
+    Something,
+    /// The probe watches for it for a short window.
+    Nothing,
+}
+
+/// A running probe: reads the port it announces, tells it when to look, reads its result.
 pub struct RunningProbe {
     pub child: Child,
-    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
 }
 
 impl RunningProbe {
+    /// Takes over `child`'s piped stdin and stdout.
     pub fn new(mut child: Child) -> Self {
         let stdout = child.stdout.take().expect("stdout is piped");
+        let stdin = child.stdin.take();
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
         Self {
             child,
-            lines: BufReader::new(stdout).lines(),
+            stdin,
+            lines,
         }
     }
 
-    /// Waits for `PROBE-PORT: N`.
+    /// Waits (up to [`DEADLINE`]) for `PROBE-PORT: N`, printed once the probe's socket is
+    /// ready.
     pub fn port(&mut self) -> u16 {
-        for line in self.lines.by_ref() {
-            let line = line.expect("reading the probe's stdout");
+        loop {
+            let line = match self.lines.recv_timeout(DEADLINE) {
+                Ok(line) => line,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = self.child.kill();
+                    panic!("the probe announced no port within {DEADLINE:?}")
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!("the probe exited without announcing a port")
+                }
+            };
             if let Some(port) = line.strip_prefix(PORT) {
                 return port.trim().parse().expect("a port number");
             }
@@ -88,26 +122,40 @@ impl RunningProbe {
                 panic!("the probe finished without announcing a port: {result}");
             }
         }
-        panic!("the probe exited without announcing a port");
+    }
+
+    /// Tells the waiting probe that the test has done its part and what to expect.
+    pub fn look(&mut self, expect: Expect) {
+        let wait_ms = match expect {
+            Expect::Something => DEADLINE.as_millis() as u32,
+            Expect::Nothing => QUIET_WINDOW_MS,
+        };
+        let mut stdin = self.stdin.take().expect("the probe's stdin is piped");
+        writeln!(stdin, "wait {wait_ms}").expect("writing to the probe's stdin");
     }
 
     /// Waits for the result line and the process.
     pub fn result(mut self) -> Vec<String> {
         let mut result = None;
-        for line in self.lines.by_ref() {
-            let line = line.expect("reading the probe's stdout");
-            if let Some(r) = line.strip_prefix(RESULT) {
-                result = Some(r.to_owned());
+        loop {
+            // The probe's own waits are bounded: it ends within DEADLINE of `look`.
+            match self.lines.recv_timeout(2 * DEADLINE) {
+                Ok(line) => {
+                    if let Some(r) = line.strip_prefix(RESULT) {
+                        result = Some(r.to_owned());
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = self.child.kill();
+                    panic!("the probe did not finish within {:?}", 2 * DEADLINE)
+                }
             }
         }
         let status = self.child.wait().expect("waiting for the probe");
         let line = result.unwrap_or_else(|| panic!("the probe reported no result ({status})"));
         split_results(&line)
     }
-}
-
-pub fn env_var() -> &'static str {
-    ENV
 }
 
 /// A finished session that ran the probe.
@@ -134,11 +182,10 @@ pub fn in_session(name: &str, policy: &str, ops: &[String], flags: &[&str]) -> S
     ];
     args.extend_from_slice(flags);
     args.push("--");
-    let argv = command_line();
-    args.extend(argv.iter().map(String::as_str));
+    args.push(PROBE);
+    args.extend(ops.iter().map(String::as_str));
     let out = sandtrace()
         .args(&args)
-        .env(ENV, ops.join(";"))
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("running sandtrace {args:?}: {e}"));
@@ -154,12 +201,14 @@ pub fn in_session(name: &str, policy: &str, ops: &[String], flags: &[&str]) -> S
 }
 
 /// Runs `op` (which announces a port) in a session under `policy` with `flags`, lets `poke`
-/// talk to that port from outside, and returns the probe's result and the session's events.
+/// talk to that port from outside once the probe's socket is ready, then lets the probe look
+/// for what arrived, expecting `expect`; returns the probe's result and the session's events.
 pub fn with_announced_port(
     name: &str,
     policy: &str,
     op: &str,
     flags: &[&str],
+    expect: Expect,
     poke: impl FnOnce(u16),
 ) -> (String, Vec<serde_json::Value>) {
     let scratch = Scratch::new(name);
@@ -176,13 +225,13 @@ pub fn with_announced_port(
     ])
     .args(flags)
     .arg("--")
-    .args(command_line())
-    .env(ENV, op)
-    .stdin(Stdio::null())
+    .args(command_line(op))
+    .stdin(Stdio::piped())
     .stdout(Stdio::piped());
     let mut running = RunningProbe::new(cmd.spawn().expect("starting sandtrace"));
     let port = running.port();
     poke(port);
+    running.look(expect);
     let result = running.result().remove(0);
     (result, read_jsonl(&log))
 }
@@ -228,14 +277,22 @@ impl Servers {
         }
     }
 
-    pub fn tcp_accepted(&self) -> usize {
-        // Accepting runs on another thread; give a connection that got through time to land.
-        std::thread::sleep(Duration::from_millis(50));
+    /// The connections accepted so far, once there are at least `expected` (waiting up to
+    /// [`DEADLINE`]: accepting runs on another thread). Call it after the connecting session
+    /// has ended; a refused connect never leaves the session, so nothing is in flight then.
+    pub fn tcp_accepted(&self, expected: usize) -> usize {
+        wait_until(DEADLINE, || {
+            self.tcp_accepted.load(Ordering::SeqCst) >= expected
+        });
         self.tcp_accepted.load(Ordering::SeqCst)
     }
 
-    pub fn udp_received(&self) -> usize {
-        std::thread::sleep(Duration::from_millis(50));
+    /// The datagrams received so far, once there are at least `expected` (as
+    /// [`Self::tcp_accepted`]).
+    pub fn udp_received(&self, expected: usize) -> usize {
+        wait_until(DEADLINE, || {
+            self.udp_received.lock().unwrap().len() >= expected
+        });
         self.udp_received.lock().unwrap().len()
     }
 }
@@ -267,391 +324,6 @@ pub fn loopback_up() {
     }
 }
 
-// ---- the probe itself, running as CMD ----
-
-/// The entry point: does nothing (and passes) unless `SANDTRACE_PROBE` names an operation.
-#[test]
-fn entry() {
-    let Ok(ops) = std::env::var(ENV) else {
-        return;
-    };
-    let results: Vec<String> = ops.split(';').map(|op| run_op(op.trim())).collect();
-    println!("{RESULT}{}", results.join("; "));
-    std::io::stdout().flush().unwrap();
-    // Skip libtest's own reporting: the output is ours.
-    std::process::exit(0);
-}
-
-/// Runs one operation (`NAME ARGS...`) and returns its outcome.
-fn run_op(op: &str) -> String {
-    let words: Vec<&str> = op.split_whitespace().collect();
-    let addr = |i: usize| -> SocketAddr {
-        words
-            .get(i)
-            .and_then(|w| w.parse().ok())
-            .unwrap_or_else(|| panic!("{op:?}: argument {i} is not a socket address"))
-    };
-    match words.first().copied() {
-        Some("tcp-connect") => tcp_connect(addr(1)),
-        Some("tcp-fastopen") => tcp_fastopen(addr(1)),
-        Some("udp-send") => udp_send(addr(1)),
-        Some("udp-connect") => udp_connect(addr(1)),
-        Some("bind") => bind_tcp(addr(1)),
-        Some("socket") => socket(
-            words[1].parse().unwrap(),
-            words[2].parse().unwrap(),
-            words[3].parse().unwrap(),
-        ),
-        Some("listen-unbound") => listen_unbound(),
-        Some("udp-send-receive") => udp_send_receive(addr(1)),
-        Some("io-uring-connect") => io_uring_connect(addr(1)),
-        Some("io-uring-socket") => io_uring_socket(
-            words[1].parse().unwrap(),
-            words[2].parse().unwrap(),
-            words[3].parse().unwrap(),
-        ),
-        Some("abstract-connect") => abstract_connect(words[1]),
-        Some("abstract-within") => abstract_within(),
-        Some("unix-connect") => unix_connect(words[1]),
-        Some("unix-send") => unix_send(words[1]),
-        Some("syscalls") => syscalls(&words[1..]),
-        Some("x32") => x32(words[1]),
-        Some("fork-until-refused") => fork_until_refused(),
-        other => panic!("unknown probe operation {other:?}"),
-    }
-}
-
-fn errno_name(errno: i32) -> String {
-    format!("{:?}", nix::errno::Errno::from_raw(errno))
-}
-
-fn last_errno() -> String {
-    errno_name(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
-}
-
-/// `0` → `ok`, `-1` → the errno's name.
-fn outcome(ret: libc::c_long) -> String {
-    if ret < 0 { last_errno() } else { "ok".into() }
-}
-
-/// A sockaddr for `addr`.
-fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: sockaddr_storage is plain data large enough for both forms.
-    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match addr {
-        SocketAddr::V4(v4) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: v4.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(v4.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            unsafe { std::ptr::write((&raw mut storage).cast(), sin) };
-            size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(v6) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: v6.port().to_be(),
-                sin6_flowinfo: 0,
-                sin6_addr: libc::in6_addr {
-                    s6_addr: v6.ip().octets(),
-                },
-                sin6_scope_id: 0,
-            };
-            unsafe { std::ptr::write((&raw mut storage).cast(), sin6) };
-            size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (storage, len as libc::socklen_t)
-}
-
-fn family(addr: SocketAddr) -> libc::c_int {
-    match addr {
-        SocketAddr::V4(_) => libc::AF_INET,
-        SocketAddr::V6(_) => libc::AF_INET6,
-    }
-}
-
-/// A new socket, or the errno's name.
-fn new_socket(
-    family: libc::c_int,
-    kind: libc::c_int,
-    protocol: libc::c_int,
-) -> Result<i32, String> {
-    // SAFETY: plain syscall.
-    let fd = unsafe { libc::socket(family, kind | libc::SOCK_CLOEXEC, protocol) };
-    if fd < 0 { Err(last_errno()) } else { Ok(fd) }
-}
-
-fn connect_fd(fd: i32, addr: SocketAddr) -> String {
-    let (sa, len) = sockaddr(addr);
-    // SAFETY: `sa` holds `len` valid bytes.
-    outcome(unsafe { libc::connect(fd, (&raw const sa).cast(), len) } as libc::c_long)
-}
-
-fn send_to(fd: i32, addr: SocketAddr, flags: libc::c_int) -> String {
-    let (sa, len) = sockaddr(addr);
-    let data = b"probe";
-    // SAFETY: valid buffer and address.
-    outcome(unsafe {
-        libc::sendto(
-            fd,
-            data.as_ptr().cast(),
-            data.len(),
-            flags,
-            (&raw const sa).cast(),
-            len,
-        )
-    } as libc::c_long)
-}
-
-fn tcp_connect(addr: SocketAddr) -> String {
-    match new_socket(family(addr), libc::SOCK_STREAM, 0) {
-        Ok(fd) => connect_fd(fd, addr),
-        Err(e) => format!("socket:{e}"),
-    }
-}
-
-/// TCP Fast Open: the connect happens inside `sendto(MSG_FASTOPEN)`.
-fn tcp_fastopen(addr: SocketAddr) -> String {
-    match new_socket(family(addr), libc::SOCK_STREAM, 0) {
-        Ok(fd) => send_to(fd, addr, libc::MSG_FASTOPEN),
-        Err(e) => format!("socket:{e}"),
-    }
-}
-
-/// A datagram on an unconnected UDP socket.
-fn udp_send(addr: SocketAddr) -> String {
-    match new_socket(family(addr), libc::SOCK_DGRAM, 0) {
-        Ok(fd) => send_to(fd, addr, 0),
-        Err(e) => format!("socket:{e}"),
-    }
-}
-
-fn udp_connect(addr: SocketAddr) -> String {
-    match new_socket(family(addr), libc::SOCK_DGRAM, 0) {
-        Ok(fd) => connect_fd(fd, addr),
-        Err(e) => format!("socket:{e}"),
-    }
-}
-
-fn bind_tcp(addr: SocketAddr) -> String {
-    match new_socket(family(addr), libc::SOCK_STREAM, 0) {
-        Ok(fd) => {
-            let (sa, len) = sockaddr(addr);
-            // SAFETY: `sa` holds `len` valid bytes.
-            outcome(unsafe { libc::bind(fd, (&raw const sa).cast(), len) } as libc::c_long)
-        }
-        Err(e) => format!("socket:{e}"),
-    }
-}
-
-fn socket(family: libc::c_int, kind: libc::c_int, protocol: libc::c_int) -> String {
-    match new_socket(family, kind, protocol) {
-        Ok(_) => "ok".into(),
-        Err(e) => e,
-    }
-}
-
-fn local_port(fd: i32) -> u16 {
-    let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-    let mut len = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    // SAFETY: `sa` is large enough for an IPv4 address.
-    let ret = unsafe { libc::getsockname(fd, (&raw mut sa).cast(), &mut len) };
-    assert_eq!(ret, 0, "getsockname: {}", std::io::Error::last_os_error());
-    u16::from_be(sa.sin_port)
-}
-
-/// Whether `fd` becomes readable within 3 s.
-fn readable_soon(fd: i32) -> bool {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    unsafe { libc::poll(&mut pfd, 1, 3000) == 1 }
-}
-
-fn announce_port(port: u16) {
-    println!("{PORT}{port}");
-    std::io::stdout().flush().unwrap();
-}
-
-/// `listen` on a TCP socket that was never bound: the kernel binds an ephemeral port without
-/// asking the bind hook. Announces the port and reports whether a connection arrived.
-fn listen_unbound() -> String {
-    let fd = match new_socket(libc::AF_INET, libc::SOCK_STREAM, 0) {
-        Ok(fd) => fd,
-        Err(e) => return format!("socket:{e}"),
-    };
-    // SAFETY: plain syscall.
-    if unsafe { libc::listen(fd, 8) } != 0 {
-        return format!("listen:{}", last_errno());
-    }
-    announce_port(local_port(fd));
-    if readable_soon(fd) {
-        "listen:ok accepted".into()
-    } else {
-        "listen:ok nothing".into()
-    }
-}
-
-/// A datagram to `addr` from an unconnected UDP socket (which binds it implicitly, even when
-/// the send is refused), then whether anything arrives on that socket.
-fn udp_send_receive(addr: SocketAddr) -> String {
-    let fd = match new_socket(libc::AF_INET, libc::SOCK_DGRAM, 0) {
-        Ok(fd) => fd,
-        Err(e) => return format!("socket:{e}"),
-    };
-    let sent = send_to(fd, addr, 0);
-    announce_port(local_port(fd));
-    let received = if readable_soon(fd) {
-        "received"
-    } else {
-        "nothing"
-    };
-    format!("send:{sent} {received}")
-}
-
-fn io_uring_connect(addr: SocketAddr) -> String {
-    let mut ring = match io_uring::IoUring::new(4) {
-        Ok(ring) => ring,
-        Err(e) => {
-            return format!(
-                "io_uring_setup:{}",
-                errno_name(e.raw_os_error().unwrap_or(0))
-            );
-        }
-    };
-    let fd = match new_socket(family(addr), libc::SOCK_STREAM, 0) {
-        Ok(fd) => fd,
-        Err(e) => return format!("socket:{e}"),
-    };
-    let (sa, len) = sockaddr(addr);
-    let op = io_uring::opcode::Connect::new(io_uring::types::Fd(fd), (&raw const sa).cast(), len)
-        .build();
-    complete(&mut ring, op)
-}
-
-fn io_uring_socket(family: libc::c_int, kind: libc::c_int, protocol: libc::c_int) -> String {
-    let mut ring = match io_uring::IoUring::new(4) {
-        Ok(ring) => ring,
-        Err(e) => {
-            return format!(
-                "io_uring_setup:{}",
-                errno_name(e.raw_os_error().unwrap_or(0))
-            );
-        }
-    };
-    let op = io_uring::opcode::Socket::new(family, kind | libc::SOCK_CLOEXEC, protocol).build();
-    complete(&mut ring, op)
-}
-
-/// Submits one operation and returns its outcome.
-fn complete(ring: &mut io_uring::IoUring, op: io_uring::squeue::Entry) -> String {
-    // SAFETY: the operation's buffers live on the caller's stack until completion below.
-    unsafe {
-        ring.submission()
-            .push(&op)
-            .expect("an empty submission queue")
-    };
-    ring.submit_and_wait(1).expect("io_uring_enter");
-    let cqe = ring.completion().next().expect("a completion");
-    if cqe.result() < 0 {
-        errno_name(-cqe.result())
-    } else {
-        "ok".into()
-    }
-}
-
-/// A `sockaddr_un` for the abstract name `@name`.
-fn abstract_address(name: &str) -> (libc::sockaddr_un, libc::socklen_t) {
-    // SAFETY: sockaddr_un is plain data.
-    let mut sun: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    sun.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    for (i, b) in name.bytes().enumerate() {
-        sun.sun_path[i + 1] = b as libc::c_char;
-    }
-    let len = size_of::<libc::sa_family_t>() + 1 + name.len();
-    (sun, len as libc::socklen_t)
-}
-
-/// Connects a stream socket to the abstract socket `@name`.
-fn abstract_connect(name: &str) -> String {
-    let fd = match new_socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) {
-        Ok(fd) => fd,
-        Err(e) => return format!("socket:{e}"),
-    };
-    let (sun, len) = abstract_address(name);
-    // SAFETY: `sun` holds `len` valid bytes.
-    outcome(unsafe { libc::connect(fd, (&raw const sun).cast(), len) } as libc::c_long)
-}
-
-/// Listens on an abstract socket and connects to it from the same process.
-fn abstract_within() -> String {
-    let name = format!("sandtrace-probe-{}", std::process::id());
-    let fd = match new_socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) {
-        Ok(fd) => fd,
-        Err(e) => return format!("socket:{e}"),
-    };
-    let (sun, len) = abstract_address(&name);
-    // SAFETY: `sun` holds `len` valid bytes.
-    if unsafe { libc::bind(fd, (&raw const sun).cast(), len) } != 0
-        || unsafe { libc::listen(fd, 1) } != 0
-    {
-        return format!("listen:{}", last_errno());
-    }
-    abstract_connect(&name)
-}
-
-/// A `sockaddr_un` for the socket file `path`.
-fn pathname_address(path: &str) -> (libc::sockaddr_un, libc::socklen_t) {
-    // SAFETY: sockaddr_un is plain data.
-    let mut sun: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    sun.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    for (i, b) in path.bytes().enumerate() {
-        sun.sun_path[i] = b as libc::c_char;
-    }
-    let len = size_of::<libc::sa_family_t>() + path.len() + 1;
-    (sun, len as libc::socklen_t)
-}
-
-/// Connects a stream socket to the socket file `path`.
-fn unix_connect(path: &str) -> String {
-    let fd = match new_socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) {
-        Ok(fd) => fd,
-        Err(e) => return format!("socket:{e}"),
-    };
-    let (sun, len) = pathname_address(path);
-    // SAFETY: `sun` holds `len` valid bytes.
-    outcome(unsafe { libc::connect(fd, (&raw const sun).cast(), len) } as libc::c_long)
-}
-
-/// Sends a datagram to the socket file `path` from an unconnected socket.
-fn unix_send(path: &str) -> String {
-    let fd = match new_socket(libc::AF_UNIX, libc::SOCK_DGRAM, 0) {
-        Ok(fd) => fd,
-        Err(e) => return format!("socket:{e}"),
-    };
-    let (sun, len) = pathname_address(path);
-    let data = b"probe";
-    // SAFETY: valid buffer and address.
-    outcome(unsafe {
-        libc::sendto(
-            fd,
-            data.as_ptr().cast(),
-            data.len(),
-            0,
-            (&raw const sun).cast(),
-            len,
-        )
-    } as libc::c_long)
-}
-
 /// Listens on the abstract socket `@name` (outside any session) until the returned listener
 /// is dropped.
 pub fn abstract_listener(name: &str) -> std::os::unix::net::UnixListener {
@@ -659,92 +331,4 @@ pub fn abstract_listener(name: &str) -> std::os::unix::net::UnixListener {
     let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
     std::os::unix::net::UnixListener::bind_addr(&addr)
         .unwrap_or_else(|e| panic!("listening on @{name}: {e}"))
-}
-
-/// Calls each named syscall with harmless arguments (ones that fail or do nothing when the
-/// call is allowed) and reports `name=outcome` for each.
-fn syscalls(names: &[&str]) -> String {
-    names
-        .iter()
-        .map(|name| {
-            let nr = sandtrace::syscall_table::number(name)
-                .unwrap_or_else(|| panic!("{name} is not a syscall"))
-                as libc::c_long;
-            let path = CString::new("/nonexistent-sandtrace-probe").unwrap();
-            let p = path.as_ptr() as libc::c_long;
-            // SAFETY: every argument list is harmless for its syscall (see each comment).
-            let ret = unsafe {
-                match *name {
-                    // Bad magic numbers: EINVAL before anything happens.
-                    "reboot" => libc::syscall(nr, 0, 0, 0, 0),
-                    // An invalid architecture in the flags: EINVAL.
-                    "kexec_load" => libc::syscall(nr, 0, 0, 0, 0xdead_0000_u32 as libc::c_long),
-                    // Invalid descriptors and flags: EBADF/EINVAL.
-                    "kexec_file_load" => libc::syscall(nr, -1, -1, 0, 0, 0x100),
-                    "finit_module" => libc::syscall(nr, -1, 0, 0),
-                    // A path that does not exist: ENOENT.
-                    "swapon" | "swapoff" | "acct" | "chdir" | "chroot" => libc::syscall(nr, p, 0),
-                    "pivot_root" | "umount2" | "mount" => libc::syscall(nr, p, p, 0, 0, 0),
-                    // NULL image / name: EFAULT.
-                    "init_module" | "delete_module" => libc::syscall(nr, 0, 0, 0),
-                    // NULL buffers: EFAULT.
-                    "uname" | "getcwd" | "sysinfo" => libc::syscall(nr, 0, 0),
-                    // Calls without effect.
-                    "getpid" | "getppid" | "sched_yield" => libc::syscall(nr),
-                    // A size of 0: EINVAL where clone3 runs (sessions refuse it: ENOSYS).
-                    "clone3" => libc::syscall(nr, 0, 0),
-                    // PTRACE_PEEKDATA of pid 0: ESRCH.
-                    "ptrace" => libc::syscall(nr, libc::PTRACE_PEEKDATA, 0, 0, 0),
-                    other => panic!("no harmless arguments known for {other}"),
-                }
-            };
-            format!("{name}={}", outcome(ret))
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Calls `name` through the x32 ABI (number | 0x40000000). The seccomp filter kills the
-/// process; without it the call goes through.
-fn x32(name: &str) -> String {
-    let nr = sandtrace::syscall_table::number(name).unwrap() as libc::c_long;
-    let mut buf = std::mem::MaybeUninit::<libc::utsname>::uninit();
-    // SAFETY: the x32 uname/getpid take at most a utsname buffer.
-    let ret = unsafe { libc::syscall(nr | 0x4000_0000, buf.as_mut_ptr()) };
-    outcome(ret)
-}
-
-/// Forks children that wait until the limit refuses a fork; reports how many were forked, how
-/// many threads this process has (they count against the limit too) and the refusal's errno.
-fn fork_until_refused() -> String {
-    let threads: usize = std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|n| n.trim().parse().ok())
-        .expect("Threads: in /proc/self/status");
-    let mut hold = [0; 2];
-    // SAFETY: plain syscalls; the children only block on the pipe and _exit.
-    unsafe {
-        assert_eq!(libc::pipe2(hold.as_mut_ptr(), libc::O_CLOEXEC), 0);
-        let mut forked = 0;
-        let errno = loop {
-            match libc::fork() {
-                -1 => break last_errno(),
-                0 => {
-                    libc::close(hold[1]);
-                    let mut b = 0u8;
-                    libc::read(hold[0], (&raw mut b).cast(), 1);
-                    libc::_exit(0);
-                }
-                _ => forked += 1,
-            }
-            if forked > 1000 {
-                break "no limit".into();
-            }
-        };
-        libc::close(hold[1]);
-        while libc::wait(std::ptr::null_mut()) > 0 {}
-        format!("forked={forked} threads={threads} refused={errno}")
-    }
 }

@@ -145,19 +145,20 @@ fn split_digits(s: &str) -> (&str, &str) {
 /// Downloads `package` into `dir` and returns the `.deb`'s path.
 pub fn download(package: &KernelPackage, dir: &Path) -> Result<PathBuf> {
     let spec = format!("{}={}", package.name, package.version);
-    run_checked(
-        Command::new("apt-get")
-            // Root downloads into a directory the `_apt` user may not write: say it is fine.
-            .args([
-                "download",
-                "--quiet",
-                "--quiet",
-                "--option",
-                "APT::Sandbox::User=root",
-            ])
-            .arg(&spec)
-            .current_dir(dir),
-    )
+    setup::run_apt_get(|| {
+        let mut cmd = setup::apt_get();
+        // Root downloads into a directory the `_apt` user may not write: say it is fine.
+        cmd.args([
+            "download",
+            "--quiet",
+            "--quiet",
+            "--option",
+            "APT::Sandbox::User=root",
+        ])
+        .arg(&spec)
+        .current_dir(dir);
+        cmd
+    })
     .with_context(|| format!("downloading {spec} with apt-get"))?;
     let mut debs = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?

@@ -1,0 +1,495 @@
+//! The network and syscall probe the integration tests run as CMD, inside a session or outside
+//! for comparison (see `tests/probe/mod.rs` for the test side). Each argument is one operation
+//! (`NAME ARGS...`); the probe makes the raw calls the tests are about (sockets through every
+//! path, denied syscalls, forks) and prints `PROBE-RESULT: R1; R2; ...` on stdout, one result
+//! per operation.
+//!
+//! Operations that wait for something from outside print `PROBE-PORT: N` once their socket is
+//! ready (after `listen`, or after the send that binds it), then read one line `wait MS` on
+//! stdin, sent by the test once it has done its part, and report whether something arrived
+//! within MS milliseconds.
+//!
+//! Not a test and not installed: built for the tests through the `test-helpers` feature.
+
+use std::{
+    ffi::CString,
+    io::{BufRead as _, Write as _},
+    mem::size_of,
+    net::SocketAddr,
+};
+
+const RESULT: &str = "PROBE-RESULT: ";
+const PORT: &str = "PROBE-PORT: ";
+
+fn main() {
+    let ops: Vec<String> = std::env::args().skip(1).collect();
+    if ops.is_empty() {
+        eprintln!("usage: sandtrace-test-probe OPERATION...  (a helper of sandtrace's tests)");
+        std::process::exit(2);
+    }
+    let results: Vec<String> = ops.iter().map(|op| run_op(op.trim())).collect();
+    println!("{RESULT}{}", results.join("; "));
+    std::io::stdout().flush().unwrap();
+}
+/// Runs one operation (`NAME ARGS...`) and returns its outcome.
+fn run_op(op: &str) -> String {
+    let words: Vec<&str> = op.split_whitespace().collect();
+    let addr = |i: usize| -> SocketAddr {
+        words
+            .get(i)
+            .and_then(|w| w.parse().ok())
+            .unwrap_or_else(|| panic!("{op:?}: argument {i} is not a socket address"))
+    };
+    match words.first().copied() {
+        Some("tcp-connect") => tcp_connect(addr(1)),
+        Some("tcp-fastopen") => tcp_fastopen(addr(1)),
+        Some("udp-send") => udp_send(addr(1)),
+        Some("udp-connect") => udp_connect(addr(1)),
+        Some("bind") => bind_tcp(addr(1)),
+        Some("socket") => socket(
+            words[1].parse().unwrap(),
+            words[2].parse().unwrap(),
+            words[3].parse().unwrap(),
+        ),
+        Some("listen-unbound") => listen_unbound(),
+        Some("udp-send-receive") => udp_send_receive(addr(1)),
+        Some("io-uring-connect") => io_uring_connect(addr(1)),
+        Some("io-uring-socket") => io_uring_socket(
+            words[1].parse().unwrap(),
+            words[2].parse().unwrap(),
+            words[3].parse().unwrap(),
+        ),
+        Some("abstract-connect") => abstract_connect(words[1]),
+        Some("abstract-within") => abstract_within(),
+        Some("unix-connect") => unix_connect(words[1]),
+        Some("unix-send") => unix_send(words[1]),
+        Some("syscalls") => syscalls(&words[1..]),
+        Some("x32") => x32(words[1]),
+        Some("fork-until-refused") => fork_until_refused(),
+        other => panic!("unknown probe operation {other:?}"),
+    }
+}
+
+fn errno_name(errno: i32) -> String {
+    format!("{:?}", nix::errno::Errno::from_raw(errno))
+}
+
+fn last_errno() -> String {
+    errno_name(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+}
+
+/// `0` → `ok`, `-1` → the errno's name.
+fn outcome(ret: libc::c_long) -> String {
+    if ret < 0 { last_errno() } else { "ok".into() }
+}
+
+/// A sockaddr for `addr`.
+fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain data large enough for both forms.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(v4) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: v4.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(v4.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            unsafe { std::ptr::write((&raw mut storage).cast(), sin) };
+            size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(v6) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: v6.port().to_be(),
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr {
+                    s6_addr: v6.ip().octets(),
+                },
+                sin6_scope_id: 0,
+            };
+            unsafe { std::ptr::write((&raw mut storage).cast(), sin6) };
+            size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
+
+fn family(addr: SocketAddr) -> libc::c_int {
+    match addr {
+        SocketAddr::V4(_) => libc::AF_INET,
+        SocketAddr::V6(_) => libc::AF_INET6,
+    }
+}
+
+/// A new socket, or the errno's name.
+fn new_socket(
+    family: libc::c_int,
+    kind: libc::c_int,
+    protocol: libc::c_int,
+) -> Result<i32, String> {
+    // SAFETY: plain syscall.
+    let fd = unsafe { libc::socket(family, kind | libc::SOCK_CLOEXEC, protocol) };
+    if fd < 0 { Err(last_errno()) } else { Ok(fd) }
+}
+
+fn connect_fd(fd: i32, addr: SocketAddr) -> String {
+    let (sa, len) = sockaddr(addr);
+    // SAFETY: `sa` holds `len` valid bytes.
+    outcome(unsafe { libc::connect(fd, (&raw const sa).cast(), len) } as libc::c_long)
+}
+
+fn send_to(fd: i32, addr: SocketAddr, flags: libc::c_int) -> String {
+    let (sa, len) = sockaddr(addr);
+    let data = b"probe";
+    // SAFETY: valid buffer and address.
+    outcome(unsafe {
+        libc::sendto(
+            fd,
+            data.as_ptr().cast(),
+            data.len(),
+            flags,
+            (&raw const sa).cast(),
+            len,
+        )
+    } as libc::c_long)
+}
+
+fn tcp_connect(addr: SocketAddr) -> String {
+    match new_socket(family(addr), libc::SOCK_STREAM, 0) {
+        Ok(fd) => connect_fd(fd, addr),
+        Err(e) => format!("socket:{e}"),
+    }
+}
+
+/// TCP Fast Open: the connect happens inside `sendto(MSG_FASTOPEN)`.
+fn tcp_fastopen(addr: SocketAddr) -> String {
+    match new_socket(family(addr), libc::SOCK_STREAM, 0) {
+        Ok(fd) => send_to(fd, addr, libc::MSG_FASTOPEN),
+        Err(e) => format!("socket:{e}"),
+    }
+}
+
+/// A datagram on an unconnected UDP socket.
+fn udp_send(addr: SocketAddr) -> String {
+    match new_socket(family(addr), libc::SOCK_DGRAM, 0) {
+        Ok(fd) => send_to(fd, addr, 0),
+        Err(e) => format!("socket:{e}"),
+    }
+}
+
+fn udp_connect(addr: SocketAddr) -> String {
+    match new_socket(family(addr), libc::SOCK_DGRAM, 0) {
+        Ok(fd) => connect_fd(fd, addr),
+        Err(e) => format!("socket:{e}"),
+    }
+}
+
+fn bind_tcp(addr: SocketAddr) -> String {
+    match new_socket(family(addr), libc::SOCK_STREAM, 0) {
+        Ok(fd) => {
+            let (sa, len) = sockaddr(addr);
+            // SAFETY: `sa` holds `len` valid bytes.
+            outcome(unsafe { libc::bind(fd, (&raw const sa).cast(), len) } as libc::c_long)
+        }
+        Err(e) => format!("socket:{e}"),
+    }
+}
+
+fn socket(family: libc::c_int, kind: libc::c_int, protocol: libc::c_int) -> String {
+    match new_socket(family, kind, protocol) {
+        Ok(_) => "ok".into(),
+        Err(e) => e,
+    }
+}
+
+fn local_port(fd: i32) -> u16 {
+    let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: `sa` is large enough for an IPv4 address.
+    let ret = unsafe { libc::getsockname(fd, (&raw mut sa).cast(), &mut len) };
+    assert_eq!(ret, 0, "getsockname: {}", std::io::Error::last_os_error());
+    u16::from_be(sa.sin_port)
+}
+
+/// Announces that the socket on `port` is ready, waits for the test's `wait MS` line on stdin
+/// and returns whether `fd` becomes readable within MS milliseconds.
+fn announce_and_await(fd: i32, port: u16) -> bool {
+    println!("{PORT}{port}");
+    std::io::stdout().flush().unwrap();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .expect("reading the test's line on stdin");
+    let wait_ms: libc::c_int = line
+        .trim()
+        .strip_prefix("wait ")
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or_else(|| panic!("expected `wait MS` on stdin, got {line:?}"));
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut pfd, 1, wait_ms) == 1 }
+}
+
+/// `listen` on a TCP socket that was never bound: the kernel binds an ephemeral port without
+/// asking the bind hook. Announces the port and reports whether a connection arrived.
+fn listen_unbound() -> String {
+    let fd = match new_socket(libc::AF_INET, libc::SOCK_STREAM, 0) {
+        Ok(fd) => fd,
+        Err(e) => return format!("socket:{e}"),
+    };
+    // SAFETY: plain syscall.
+    if unsafe { libc::listen(fd, 8) } != 0 {
+        return format!("listen:{}", last_errno());
+    }
+    if announce_and_await(fd, local_port(fd)) {
+        "listen:ok accepted".into()
+    } else {
+        "listen:ok nothing".into()
+    }
+}
+
+/// A datagram to `addr` from an unconnected UDP socket (which binds it implicitly, even when
+/// the send is refused), then whether anything arrives on that socket.
+fn udp_send_receive(addr: SocketAddr) -> String {
+    let fd = match new_socket(libc::AF_INET, libc::SOCK_DGRAM, 0) {
+        Ok(fd) => fd,
+        Err(e) => return format!("socket:{e}"),
+    };
+    let sent = send_to(fd, addr, 0);
+    let received = if announce_and_await(fd, local_port(fd)) {
+        "received"
+    } else {
+        "nothing"
+    };
+    format!("send:{sent} {received}")
+}
+
+fn io_uring_connect(addr: SocketAddr) -> String {
+    let mut ring = match io_uring::IoUring::new(4) {
+        Ok(ring) => ring,
+        Err(e) => {
+            return format!(
+                "io_uring_setup:{}",
+                errno_name(e.raw_os_error().unwrap_or(0))
+            );
+        }
+    };
+    let fd = match new_socket(family(addr), libc::SOCK_STREAM, 0) {
+        Ok(fd) => fd,
+        Err(e) => return format!("socket:{e}"),
+    };
+    let (sa, len) = sockaddr(addr);
+    let op = io_uring::opcode::Connect::new(io_uring::types::Fd(fd), (&raw const sa).cast(), len)
+        .build();
+    complete(&mut ring, op)
+}
+
+fn io_uring_socket(family: libc::c_int, kind: libc::c_int, protocol: libc::c_int) -> String {
+    let mut ring = match io_uring::IoUring::new(4) {
+        Ok(ring) => ring,
+        Err(e) => {
+            return format!(
+                "io_uring_setup:{}",
+                errno_name(e.raw_os_error().unwrap_or(0))
+            );
+        }
+    };
+    let op = io_uring::opcode::Socket::new(family, kind | libc::SOCK_CLOEXEC, protocol).build();
+    complete(&mut ring, op)
+}
+
+/// Submits one operation and returns its outcome.
+fn complete(ring: &mut io_uring::IoUring, op: io_uring::squeue::Entry) -> String {
+    // SAFETY: the operation's buffers live on the caller's stack until completion below.
+    unsafe {
+        ring.submission()
+            .push(&op)
+            .expect("an empty submission queue")
+    };
+    ring.submit_and_wait(1).expect("io_uring_enter");
+    let cqe = ring.completion().next().expect("a completion");
+    if cqe.result() < 0 {
+        errno_name(-cqe.result())
+    } else {
+        "ok".into()
+    }
+}
+
+/// A `sockaddr_un` for the abstract name `@name`.
+fn abstract_address(name: &str) -> (libc::sockaddr_un, libc::socklen_t) {
+    // SAFETY: sockaddr_un is plain data.
+    let mut sun: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    sun.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (i, b) in name.bytes().enumerate() {
+        sun.sun_path[i + 1] = b as libc::c_char;
+    }
+    let len = size_of::<libc::sa_family_t>() + 1 + name.len();
+    (sun, len as libc::socklen_t)
+}
+
+/// Connects a stream socket to the abstract socket `@name`.
+fn abstract_connect(name: &str) -> String {
+    let fd = match new_socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) {
+        Ok(fd) => fd,
+        Err(e) => return format!("socket:{e}"),
+    };
+    let (sun, len) = abstract_address(name);
+    // SAFETY: `sun` holds `len` valid bytes.
+    outcome(unsafe { libc::connect(fd, (&raw const sun).cast(), len) } as libc::c_long)
+}
+
+/// Listens on an abstract socket and connects to it from the same process.
+fn abstract_within() -> String {
+    let name = format!("sandtrace-probe-{}", std::process::id());
+    let fd = match new_socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) {
+        Ok(fd) => fd,
+        Err(e) => return format!("socket:{e}"),
+    };
+    let (sun, len) = abstract_address(&name);
+    // SAFETY: `sun` holds `len` valid bytes.
+    if unsafe { libc::bind(fd, (&raw const sun).cast(), len) } != 0
+        || unsafe { libc::listen(fd, 1) } != 0
+    {
+        return format!("listen:{}", last_errno());
+    }
+    abstract_connect(&name)
+}
+
+/// A `sockaddr_un` for the socket file `path`.
+fn pathname_address(path: &str) -> (libc::sockaddr_un, libc::socklen_t) {
+    // SAFETY: sockaddr_un is plain data.
+    let mut sun: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    sun.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (i, b) in path.bytes().enumerate() {
+        sun.sun_path[i] = b as libc::c_char;
+    }
+    let len = size_of::<libc::sa_family_t>() + path.len() + 1;
+    (sun, len as libc::socklen_t)
+}
+
+/// Connects a stream socket to the socket file `path`.
+fn unix_connect(path: &str) -> String {
+    let fd = match new_socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) {
+        Ok(fd) => fd,
+        Err(e) => return format!("socket:{e}"),
+    };
+    let (sun, len) = pathname_address(path);
+    // SAFETY: `sun` holds `len` valid bytes.
+    outcome(unsafe { libc::connect(fd, (&raw const sun).cast(), len) } as libc::c_long)
+}
+
+/// Sends a datagram to the socket file `path` from an unconnected socket.
+fn unix_send(path: &str) -> String {
+    let fd = match new_socket(libc::AF_UNIX, libc::SOCK_DGRAM, 0) {
+        Ok(fd) => fd,
+        Err(e) => return format!("socket:{e}"),
+    };
+    let (sun, len) = pathname_address(path);
+    let data = b"probe";
+    // SAFETY: valid buffer and address.
+    outcome(unsafe {
+        libc::sendto(
+            fd,
+            data.as_ptr().cast(),
+            data.len(),
+            0,
+            (&raw const sun).cast(),
+            len,
+        )
+    } as libc::c_long)
+}
+/// Calls each named syscall with harmless arguments (ones that fail or do nothing when the
+/// call is allowed) and reports `name=outcome` for each.
+fn syscalls(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|name| {
+            let nr = sandtrace::syscall_table::number(name)
+                .unwrap_or_else(|| panic!("{name} is not a syscall"))
+                as libc::c_long;
+            let path = CString::new("/nonexistent-sandtrace-probe").unwrap();
+            let p = path.as_ptr() as libc::c_long;
+            // SAFETY: every argument list is harmless for its syscall (see each comment).
+            let ret = unsafe {
+                match *name {
+                    // Bad magic numbers: EINVAL before anything happens.
+                    "reboot" => libc::syscall(nr, 0, 0, 0, 0),
+                    // An invalid architecture in the flags: EINVAL.
+                    "kexec_load" => libc::syscall(nr, 0, 0, 0, 0xdead_0000_u32 as libc::c_long),
+                    // Invalid descriptors and flags: EBADF/EINVAL.
+                    "kexec_file_load" => libc::syscall(nr, -1, -1, 0, 0, 0x100),
+                    "finit_module" => libc::syscall(nr, -1, 0, 0),
+                    // A path that does not exist: ENOENT.
+                    "swapon" | "swapoff" | "acct" | "chdir" | "chroot" => libc::syscall(nr, p, 0),
+                    "pivot_root" | "umount2" | "mount" => libc::syscall(nr, p, p, 0, 0, 0),
+                    // NULL image / name: EFAULT.
+                    "init_module" | "delete_module" => libc::syscall(nr, 0, 0, 0),
+                    // NULL buffers: EFAULT.
+                    "uname" | "getcwd" | "sysinfo" => libc::syscall(nr, 0, 0),
+                    // Calls without effect.
+                    "getpid" | "getppid" | "sched_yield" => libc::syscall(nr),
+                    // A size of 0: EINVAL where clone3 runs (sessions refuse it: ENOSYS).
+                    "clone3" => libc::syscall(nr, 0, 0),
+                    // PTRACE_PEEKDATA of pid 0: ESRCH.
+                    "ptrace" => libc::syscall(nr, libc::PTRACE_PEEKDATA, 0, 0, 0),
+                    other => panic!("no harmless arguments known for {other}"),
+                }
+            };
+            format!("{name}={}", outcome(ret))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Calls `name` through the x32 ABI (number | 0x40000000). The seccomp filter kills the
+/// process; without it the call goes through.
+fn x32(name: &str) -> String {
+    let nr = sandtrace::syscall_table::number(name).unwrap() as libc::c_long;
+    let mut buf = std::mem::MaybeUninit::<libc::utsname>::uninit();
+    // SAFETY: the x32 uname/getpid take at most a utsname buffer.
+    let ret = unsafe { libc::syscall(nr | 0x4000_0000, buf.as_mut_ptr()) };
+    outcome(ret)
+}
+
+/// Forks children that wait until the limit refuses a fork; reports how many were forked, how
+/// many threads this process has (they count against the limit too) and the refusal's errno.
+fn fork_until_refused() -> String {
+    let threads: usize = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("Threads: in /proc/self/status");
+    let mut hold = [0; 2];
+    // SAFETY: plain syscalls; the children only block on the pipe and _exit.
+    unsafe {
+        assert_eq!(libc::pipe2(hold.as_mut_ptr(), libc::O_CLOEXEC), 0);
+        let mut forked = 0;
+        let errno = loop {
+            match libc::fork() {
+                -1 => break last_errno(),
+                0 => {
+                    libc::close(hold[1]);
+                    let mut b = 0u8;
+                    libc::read(hold[0], (&raw mut b).cast(), 1);
+                    libc::_exit(0);
+                }
+                _ => forked += 1,
+            }
+            if forked > 1000 {
+                break "no limit".into();
+            }
+        };
+        libc::close(hold[1]);
+        while libc::wait(std::ptr::null_mut()) > 0 {}
+        format!("forked={forked} threads={threads} refused={errno}")
+    }
+}
