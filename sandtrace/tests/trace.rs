@@ -268,8 +268,10 @@ fn timeout_kills_setsid_and_double_forked_processes() {
         &script,
     ]);
     assert_eq!(out.status.code(), Some(124), "{}", describe(&out));
+    // Not a speed check (the machine may be busy): the session must end at its timeout, not
+    // when its 1000 s sleeps do.
     assert!(
-        started.elapsed() < Duration::from_secs(2 + 2),
+        started.elapsed() < Duration::from_secs(120),
         "took {:?}",
         started.elapsed()
     );
@@ -293,14 +295,15 @@ fn sigkill_of_the_loader_leaves_no_session_process() {
         .spawn()
         .unwrap();
     assert!(
-        wait_until(Duration::from_secs(10), || processes_with(marker).len()
+        wait_until(Duration::from_secs(120), || processes_with(marker).len()
             >= 3),
         "the session's processes never started"
     );
     loader.kill().unwrap(); // SIGKILL
     loader.wait().unwrap();
     assert!(
-        wait_until(Duration::from_secs(2), || processes_with(marker).is_empty()),
+        wait_until(Duration::from_secs(60), || processes_with(marker)
+            .is_empty()),
         "session processes survived the loader: {:?}",
         processes_with(marker)
     );
@@ -334,7 +337,7 @@ fn sigint_stops_the_session_cleanly() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    assert!(wait_until(Duration::from_secs(10), || processes_with(
+    assert!(wait_until(Duration::from_secs(120), || processes_with(
         marker
     )
     .len()
