@@ -443,6 +443,8 @@ mod tests {
     use super::*;
 
     fn bytes_of<T>(v: &T) -> Vec<u8> {
+        // SAFETY: `v` is a live `repr(C)` record of `size_of::<T>()` bytes, read only for the
+        // duration of the copy.
         unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
     }
 

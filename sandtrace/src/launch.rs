@@ -33,7 +33,7 @@ fn shebang(path: &Path) -> Option<(PathBuf, Option<OsString>)> {
     let line = head[..n].strip_prefix(b"#!")?;
     let line = &line[..line.iter().position(|&b| b == b'\n').unwrap_or(line.len())];
     let line = line.trim_ascii();
-    let split = line.iter().position(|b| b.is_ascii_whitespace());
+    let split = line.iter().position(u8::is_ascii_whitespace);
     let (interp, arg) = match split {
         Some(i) => (&line[..i], Some(line[i..].trim_ascii())),
         None => (line, None),
@@ -78,7 +78,7 @@ fn env_target(args: &[OsString]) -> Option<(PathBuf, Vec<OsString>)> {
             let words: Vec<OsString> = args
                 .get(i + 1)?
                 .as_bytes()
-                .split(|b| b.is_ascii_whitespace())
+                .split(u8::is_ascii_whitespace)
                 .filter(|w| !w.is_empty())
                 .map(|w| OsStr::from_bytes(w).to_owned())
                 .collect();

@@ -461,12 +461,9 @@ impl<'a> Sinks<'a> {
     }
 
     fn record(&mut self, bytes: &[u8]) {
-        let event = match events::decode(bytes, &self.clock) {
-            Ok(event) => event,
-            Err(_) => {
-                self.tally.count_undecodable();
-                return;
-            }
+        let Ok(event) = events::decode(bytes, &self.clock) else {
+            self.tally.count_undecodable();
+            return;
         };
         // The first event of the session comes from CMD's own process.
         let root = *self.root_tgid.get_or_insert(event.task.tgid);

@@ -76,7 +76,10 @@ fn every_example_is_listed_and_commented() {
         .filter(|n| n.ends_with(".toml"))
         .collect();
     found.sort();
-    let mut expected: Vec<String> = EXAMPLES.iter().map(|s| s.to_string()).collect();
+    let mut expected: Vec<String> = EXAMPLES
+        .iter()
+        .map(std::string::ToString::to_string)
+        .collect();
     expected.sort();
     assert_eq!(
         found, expected,

@@ -21,7 +21,7 @@ fn left_behind(pid: u32) -> Vec<String> {
     PARENTS
         .iter()
         .filter_map(|parent| fs::read_dir(parent).ok())
-        .flat_map(|entries| entries.flatten())
+        .flat_map(std::iter::Iterator::flatten)
         .map(|entry| entry.path())
         .filter(|path| {
             path.file_name()

@@ -39,7 +39,7 @@ fn in_session(scratch: &Scratch, policy: &str, op: &str, log: bool, flags: &[&st
     if log {
         args.extend(["-o".to_owned(), log_file.to_str().unwrap().to_owned()]);
     }
-    args.extend(flags.iter().map(|f| f.to_string()));
+    args.extend(flags.iter().map(std::string::ToString::to_string));
     args.push("--".to_owned());
     args.extend(probe::command_line(op));
     sandtrace()

@@ -141,7 +141,7 @@ fn exactly_k_getpid_calls_give_exactly_k_events_and_nothing_from_outside() {
         5000,
         "getpid events: {with_k} with the loop, {baseline} without"
     );
-    let noise_pid = noise.id() as u64;
+    let noise_pid = u64::from(noise.id());
     assert!(
         events.iter().all(|e| e["tgid"].as_u64() != Some(noise_pid)),
         "an event came from the noise process outside the session"
@@ -342,6 +342,7 @@ fn sigint_stops_the_session_cleanly() {
     )
     .len()
         >= 2));
+    // SAFETY: kill has no memory preconditions; the loader is our own child, not yet reaped.
     unsafe { libc::kill(loader.id() as i32, libc::SIGINT) };
     let status = loader.wait().unwrap();
     assert_eq!(status.code(), Some(130), "{status:?}");

@@ -169,6 +169,8 @@ fn run_ops(args: &[&str], cwd: &Path, ops: &[Op], log: &Path, fd3: Option<&fs::F
         .stdin(Stdio::null());
     if let Some(file) = fd3 {
         let raw = file.as_raw_fd();
+        // SAFETY: the closure runs between fork and exec and makes only async-signal-safe
+        // calls (fcntl, dup2) on a descriptor that `file` keeps open until the child is spawned.
         unsafe {
             cmd.pre_exec(move || {
                 // dup2 onto itself would keep close-on-exec: clear the flag instead.

@@ -35,13 +35,15 @@ fn lint() -> Result<()> {
         "--exclude",
         "sandtrace-ebpf",
         "--all-targets",
+        // The VM tests and the test helpers are behind features: lint them too.
+        "--all-features",
         "--",
         "-D",
         "warnings",
     ]))
     .context(
         "the lint gate failed: clippy reports warnings (shown above); fix them, or run \
-         `cargo clippy --fix --workspace --exclude sandtrace-ebpf --all-targets` for the ones \
-         it can fix (no test was run)",
+         `cargo clippy --fix --workspace --exclude sandtrace-ebpf --all-targets --all-features` \
+         for the ones it can fix (no test was run)",
     )
 }

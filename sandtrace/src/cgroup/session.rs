@@ -46,7 +46,7 @@ impl SessionCgroup {
             match CreatedCgroup::create(path.clone()) {
                 // From here on, an error drops `cgroup`, which removes the directory again.
                 Ok(cgroup) => return Self::open(hierarchy, cgroup),
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
                 Err(e) => {
                     return Err(e)
                         .with_context(|| format!("creating the cgroup {}", path.display()));

@@ -188,7 +188,7 @@ fn fill_policy_maps(ebpf: &mut Ebpf, enforcement: &Enforcement<'_>) -> Result<()
         ("DYNAMIC_LOADERS", &enforcement.dynamic_loaders),
     ] {
         let mut m: HashMap<_, PathKey, u8> = HashMap::try_from(map_mut(ebpf, name)?)?;
-        for key in keys.iter() {
+        for key in keys {
             m.insert(key, 1, 0).with_context(|| context(name))?;
         }
     }

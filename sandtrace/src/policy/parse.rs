@@ -72,7 +72,7 @@ pub fn parse(path: &Path, text: String) -> Result<Policy, Diagnostics> {
                 .at(Location::File(path.to_owned())),
         );
     }
-    for (key, value) in document.iter() {
+    for (key, value) in &document {
         parser.section(key, value);
     }
     for diagnostic in validate::syscall_lists(&parser.policy.syscalls) {
@@ -158,7 +158,7 @@ impl Parser {
             self.report(problem, value.span());
             return;
         };
-        for (key, value) in table.iter() {
+        for (key, value) in table {
             let name = key.get_ref().as_ref();
             match (section, name) {
                 ("filesystem", _) if known_keys.contains(&name) => {
@@ -260,7 +260,7 @@ impl Parser {
             return Vec::new();
         };
         let mut strings = Vec::new();
-        for item in items.iter() {
+        for item in items {
             match item.get_ref() {
                 DeValue::String(s) => strings.push((s.as_ref(), item.span())),
                 other => {

@@ -17,7 +17,10 @@ use crate::plan::Mechanisms;
 /// headed by a comment naming `title`.
 pub fn policy_to_toml(policy: &Policy, title: &str) -> String {
     let mut out = String::new();
-    let always: Vec<&str> = ALWAYS_BLOCKED_SYSCALLS.iter().map(|s| s.name()).collect();
+    let always: Vec<&str> = ALWAYS_BLOCKED_SYSCALLS
+        .iter()
+        .map(syscalls::Sysno::name)
+        .collect();
     let _ = writeln!(out, "# {title}");
     let _ = writeln!(
         out,

@@ -324,7 +324,7 @@ impl Replay {
             "symlinkat" => self.change(s, Some(s.int_arg(1)), |u| u.created = true),
             "rmdir" | "unlink" | "rename" => self.change(s, None, |u| u.removed = true),
             "unlinkat" | "renameat" | "renameat2" => {
-                self.change(s, Some(s.int_arg(0)), |u| u.removed = true)
+                self.change(s, Some(s.int_arg(0)), |u| u.removed = true);
             }
             "link" | "truncate" | "chmod" | "chown" | "lchown" => self.change(s, None, |_| {}),
             "linkat" | "fchmodat" | "fchmodat2" | "fchownat" => {

@@ -5,6 +5,11 @@
 //!
 //! Not a test and not installed: built for the tests through the `test-helpers` feature.
 
+// This program is the untrusted command: it makes raw syscalls, with the arguments an escape
+// attempt would choose, as its whole purpose. Each call passes pointers to live buffers it owns;
+// what the kernel does with the rest is what the tests check.
+#![allow(clippy::undocumented_unsafe_blocks)]
+
 use std::{
     ffi::CString,
     fs,
@@ -48,7 +53,7 @@ fn check(ret: libc::c_long) -> Result<libc::c_long, Errno> {
 }
 
 fn open(path: &str, flags: i32) -> Result<OwnedFd, Errno> {
-    let fd = check(unsafe { libc::open(c(path).as_ptr(), flags | libc::O_CLOEXEC, 0o644) } as _)?;
+    let fd = check(unsafe { libc::open(c(path).as_ptr(), flags | libc::O_CLOEXEC, 0o644) }.into())?;
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
@@ -81,13 +86,16 @@ fn descend(base: &str, name: &str, depth: usize, create: bool) -> Result<OwnedFd
         if create {
             unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), 0o755) };
         }
-        let next = check(unsafe {
-            libc::openat(
-                dir.as_raw_fd(),
-                name.as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY,
-            )
-        } as _)?;
+        let next = check(
+            unsafe {
+                libc::openat(
+                    dir.as_raw_fd(),
+                    name.as_ptr(),
+                    libc::O_PATH | libc::O_DIRECTORY,
+                )
+            }
+            .into(),
+        )?;
         dir = unsafe { OwnedFd::from_raw_fd(next as i32) };
     }
     Ok(dir)
@@ -99,23 +107,25 @@ fn perform(f: &[&str]) -> Result<(), Errno> {
         "open_read" => open(arg(1), libc::O_RDONLY).map(drop),
         "open_write" => open(arg(1), libc::O_WRONLY).map(drop),
         "create" => open(arg(1), libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL).map(drop),
-        "truncate" => check(unsafe { libc::truncate(c(arg(1)).as_ptr(), 0) } as _).map(drop),
-        "unlink" => check(unsafe { libc::unlink(c(arg(1)).as_ptr()) } as _).map(drop),
-        "mkdir" => check(unsafe { libc::mkdir(c(arg(1)).as_ptr(), 0o755) } as _).map(drop),
-        "rmdir" => check(unsafe { libc::rmdir(c(arg(1)).as_ptr()) } as _).map(drop),
-        "mknod" => check(unsafe { libc::mknod(c(arg(1)).as_ptr(), libc::S_IFIFO | 0o644, 0) } as _)
-            .map(drop),
+        "truncate" => check(unsafe { libc::truncate(c(arg(1)).as_ptr(), 0) }.into()).map(drop),
+        "unlink" => check(unsafe { libc::unlink(c(arg(1)).as_ptr()) }.into()).map(drop),
+        "mkdir" => check(unsafe { libc::mkdir(c(arg(1)).as_ptr(), 0o755) }.into()).map(drop),
+        "rmdir" => check(unsafe { libc::rmdir(c(arg(1)).as_ptr()) }.into()).map(drop),
+        "mknod" => {
+            check(unsafe { libc::mknod(c(arg(1)).as_ptr(), libc::S_IFIFO | 0o644, 0) }.into())
+                .map(drop)
+        }
         "symlink" => {
-            check(unsafe { libc::symlink(c(arg(1)).as_ptr(), c(arg(2)).as_ptr()) } as _).map(drop)
+            check(unsafe { libc::symlink(c(arg(1)).as_ptr(), c(arg(2)).as_ptr()) }.into()).map(drop)
         }
         "link" => {
-            check(unsafe { libc::link(c(arg(1)).as_ptr(), c(arg(2)).as_ptr()) } as _).map(drop)
+            check(unsafe { libc::link(c(arg(1)).as_ptr(), c(arg(2)).as_ptr()) }.into()).map(drop)
         }
         "rename" => {
-            check(unsafe { libc::rename(c(arg(1)).as_ptr(), c(arg(2)).as_ptr()) } as _).map(drop)
+            check(unsafe { libc::rename(c(arg(1)).as_ptr(), c(arg(2)).as_ptr()) }.into()).map(drop)
         }
-        "chmod" => check(unsafe { libc::chmod(c(arg(1)).as_ptr(), 0o600) } as _).map(drop),
-        "chown" => check(unsafe { libc::chown(c(arg(1)).as_ptr(), 0, 0) } as _).map(drop),
+        "chmod" => check(unsafe { libc::chmod(c(arg(1)).as_ptr(), 0o600) }.into()).map(drop),
+        "chown" => check(unsafe { libc::chown(c(arg(1)).as_ptr(), 0, 0) }.into()).map(drop),
         "exec" => {
             let path = arg(1).to_owned();
             in_child(move || {
@@ -201,7 +211,7 @@ fn perform(f: &[&str]) -> Result<(), Errno> {
         }
         "exec_memfd" => {
             let bytes = fs::read(arg(1)).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap()))?;
-            let fd = check(unsafe { libc::memfd_create(c("payload").as_ptr(), 0) } as _)? as i32;
+            let fd = check(unsafe { libc::memfd_create(c("payload").as_ptr(), 0) }.into())? as i32;
             let written = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
             assert_eq!(written as usize, bytes.len());
             in_child(move || {
@@ -297,13 +307,16 @@ fn perform(f: &[&str]) -> Result<(), Errno> {
         }
         "open_deep" => {
             let dir = descend(arg(1), arg(2), arg(3).parse().unwrap(), false)?;
-            let fd = check(unsafe {
-                libc::openat(
-                    dir.as_raw_fd(),
-                    c(arg(4)).as_ptr(),
-                    libc::O_RDONLY | libc::O_CLOEXEC,
-                )
-            } as _)?;
+            let fd = check(
+                unsafe {
+                    libc::openat(
+                        dir.as_raw_fd(),
+                        c(arg(4)).as_ptr(),
+                        libc::O_RDONLY | libc::O_CLOEXEC,
+                    )
+                }
+                .into(),
+            )?;
             drop(unsafe { OwnedFd::from_raw_fd(fd as i32) });
             Ok(())
         }
@@ -327,14 +340,17 @@ fn perform(f: &[&str]) -> Result<(), Errno> {
         }
         "make_deep" => {
             let dir = descend(arg(1), arg(2), arg(3).parse().unwrap(), true)?;
-            let fd = check(unsafe {
-                libc::openat(
-                    dir.as_raw_fd(),
-                    c(arg(4)).as_ptr(),
-                    libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC,
-                    0o644,
-                )
-            } as _)?;
+            let fd = check(
+                unsafe {
+                    libc::openat(
+                        dir.as_raw_fd(),
+                        c(arg(4)).as_ptr(),
+                        libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC,
+                        0o644,
+                    )
+                }
+                .into(),
+            )?;
             drop(unsafe { OwnedFd::from_raw_fd(fd as i32) });
             Ok(())
         }

@@ -11,6 +11,11 @@
 //!
 //! Not a test and not installed: built for the tests through the `test-helpers` feature.
 
+// This program is the untrusted command: it makes raw syscalls, with the arguments an escape
+// attempt would choose, as its whole purpose. Each call passes pointers to live buffers it owns;
+// what the kernel does with the rest is what the tests check.
+#![allow(clippy::undocumented_unsafe_blocks)]
+
 use std::{
     ffi::CString,
     io::{BufRead as _, Write as _},
@@ -138,7 +143,9 @@ fn new_socket(
 fn connect_fd(fd: i32, addr: SocketAddr) -> String {
     let (sa, len) = sockaddr(addr);
     // SAFETY: `sa` holds `len` valid bytes.
-    outcome(unsafe { libc::connect(fd, (&raw const sa).cast(), len) } as libc::c_long)
+    outcome(libc::c_long::from(unsafe {
+        libc::connect(fd, (&raw const sa).cast(), len)
+    }))
 }
 
 fn send_to(fd: i32, addr: SocketAddr, flags: libc::c_int) -> String {
@@ -192,7 +199,9 @@ fn bind_tcp(addr: SocketAddr) -> String {
         Ok(fd) => {
             let (sa, len) = sockaddr(addr);
             // SAFETY: `sa` holds `len` valid bytes.
-            outcome(unsafe { libc::bind(fd, (&raw const sa).cast(), len) } as libc::c_long)
+            outcome(libc::c_long::from(unsafe {
+                libc::bind(fd, (&raw const sa).cast(), len)
+            }))
         }
         Err(e) => format!("socket:{e}"),
     }
@@ -312,7 +321,7 @@ fn complete(ring: &mut io_uring::IoUring, op: io_uring::squeue::Entry) -> String
     unsafe {
         ring.submission()
             .push(&op)
-            .expect("an empty submission queue")
+            .expect("an empty submission queue");
     };
     ring.submit_and_wait(1).expect("io_uring_enter");
     let cqe = ring.completion().next().expect("a completion");
@@ -343,7 +352,9 @@ fn abstract_connect(name: &str) -> String {
     };
     let (sun, len) = abstract_address(name);
     // SAFETY: `sun` holds `len` valid bytes.
-    outcome(unsafe { libc::connect(fd, (&raw const sun).cast(), len) } as libc::c_long)
+    outcome(libc::c_long::from(unsafe {
+        libc::connect(fd, (&raw const sun).cast(), len)
+    }))
 }
 
 /// Listens on an abstract socket and connects to it from the same process.
@@ -383,7 +394,9 @@ fn unix_connect(path: &str) -> String {
     };
     let (sun, len) = pathname_address(path);
     // SAFETY: `sun` holds `len` valid bytes.
-    outcome(unsafe { libc::connect(fd, (&raw const sun).cast(), len) } as libc::c_long)
+    outcome(libc::c_long::from(unsafe {
+        libc::connect(fd, (&raw const sun).cast(), len)
+    }))
 }
 
 /// Sends a datagram to the socket file `path` from an unconnected socket.
@@ -412,9 +425,10 @@ fn syscalls(names: &[&str]) -> String {
     names
         .iter()
         .map(|name| {
-            let nr = sandtrace::syscall_table::number(name)
-                .unwrap_or_else(|| panic!("{name} is not a syscall"))
-                as libc::c_long;
+            let nr = libc::c_long::from(
+                sandtrace::syscall_table::number(name)
+                    .unwrap_or_else(|| panic!("{name} is not a syscall")),
+            );
             let path = CString::new("/nonexistent-sandtrace-probe").unwrap();
             let p = path.as_ptr() as libc::c_long;
             // SAFETY: every argument list is harmless for its syscall (see each comment).
@@ -423,7 +437,7 @@ fn syscalls(names: &[&str]) -> String {
                     // Bad magic numbers: EINVAL before anything happens.
                     "reboot" => libc::syscall(nr, 0, 0, 0, 0),
                     // An invalid architecture in the flags: EINVAL.
-                    "kexec_load" => libc::syscall(nr, 0, 0, 0, 0xdead_0000_u32 as libc::c_long),
+                    "kexec_load" => libc::syscall(nr, 0, 0, 0, libc::c_long::from(0xdead_0000_u32)),
                     // Invalid descriptors and flags: EBADF/EINVAL.
                     "kexec_file_load" => libc::syscall(nr, -1, -1, 0, 0, 0x100),
                     "finit_module" => libc::syscall(nr, -1, 0, 0),
@@ -452,7 +466,7 @@ fn syscalls(names: &[&str]) -> String {
 /// Calls `name` through the x32 ABI (number | 0x40000000). The seccomp filter kills the
 /// process; without it the call goes through.
 fn x32(name: &str) -> String {
-    let nr = sandtrace::syscall_table::number(name).unwrap() as libc::c_long;
+    let nr = libc::c_long::from(sandtrace::syscall_table::number(name).unwrap());
     let mut buf = std::mem::MaybeUninit::<libc::utsname>::uninit();
     // SAFETY: the x32 uname/getpid take at most a utsname buffer.
     let ret = unsafe { libc::syscall(nr | 0x4000_0000, buf.as_mut_ptr()) };

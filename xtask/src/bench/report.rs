@@ -33,7 +33,7 @@ impl Machine {
             .map(|(_, model)| model.trim().to_owned())
             .unwrap_or_default();
         Self {
-            cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            cpus: std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
             cpu_model,
             kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
                 .unwrap_or_default()

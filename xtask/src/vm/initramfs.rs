@@ -99,7 +99,7 @@ fn write_image(path: &Path, modules_dir: &Path, load_order: &[String]) -> Result
     cpio.file("etc/modules.load", 0o644, load_list.as_bytes())?;
     cpio.finish()?
         .into_inner()
-        .map_err(|err| err.into_error())?
+        .map_err(std::io::IntoInnerError::into_error)?
         .sync_all()?;
     Ok(())
 }

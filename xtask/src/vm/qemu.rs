@@ -510,16 +510,15 @@ fn without_escapes(line: &str) -> String {
     while let Some(c) = chars.next() {
         match c {
             // CSI: parameters up to a final byte in @..~; any other escape is two characters.
-            '\x1b' => match chars.next() {
-                Some('[') => {
+            '\x1b' => {
+                if chars.next() == Some('[') {
                     for c in chars.by_ref() {
                         if ('@'..='~').contains(&c) {
                             break;
                         }
                     }
                 }
-                _ => continue,
-            },
+            }
             c if c.is_control() => {}
             c => text.push(c),
         }

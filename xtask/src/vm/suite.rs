@@ -177,7 +177,7 @@ fn build_test_executables() -> Result<Vec<PathBuf>> {
         .stdout(Stdio::piped());
     let out = build
         .spawn()
-        .and_then(|child| child.wait_with_output())
+        .and_then(std::process::Child::wait_with_output)
         .with_context(|| format!("running {build:?}"))?;
     if !out.status.success() {
         bail!("building the VM tests failed ({})", out.status);
