@@ -54,6 +54,16 @@ pub fn reserve<T: 'static>() -> Option<RingBufEntry<T>> {
     entry
 }
 
+/// Sends one `T`: reserves it (counting the loss when the ring is full), has `fill` write every
+/// field of it, and publishes it.
+#[inline(always)]
+pub fn send<T: 'static>(fill: impl FnOnce(*mut T)) {
+    if let Some(mut entry) = reserve::<T>() {
+        fill(entry.as_mut_ptr());
+        submit(entry);
+    }
+}
+
 /// Publishes a reserved entry. The reader is woken only once a quarter of the ring holds
 /// unread data: a wakeup per event (the kernel's default whenever the reader has caught up)
 /// costs more than writing the event, and the loader also drains on a short timer, so events

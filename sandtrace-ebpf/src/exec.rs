@@ -7,11 +7,7 @@
 //! exec them. Everything else needs `allow_exec`. Running the dynamic loader directly is denied unless
 //! every exec is allowed: the loader would map the program it is given without an exec check.
 
-use aya_ebpf::{
-    macros::{lsm, map},
-    maps::HashMap,
-    programs::LsmContext,
-};
+use aya_ebpf::{macros::map, maps::HashMap, programs::LsmContext};
 use sandtrace_common::{
     config::{FLAG_ENFORCE_FILES, FLAG_EXEC_UNRESTRICTED},
     file::{FileOp, PathKey, Verdict},
@@ -20,21 +16,21 @@ use sandtrace_common::{
 use crate::{
     launch::{self, LAUNCH_CHAIN},
     path_policy::{Decision, NEED_EXEC, decide, errno_of, report, resolve_path},
-    session::{self, config},
+    session::{self, config, lsm_programs},
 };
 
 /// Resolved paths of the system's dynamic loaders (ld-linux*.so).
 #[map]
 static DYNAMIC_LOADERS: HashMap<PathKey, u8> = HashMap::with_max_entries(16, 0);
 
-/// `bprm_check_security(struct linux_binprm *bprm)`.
-#[lsm(hook = "bprm_check_security")]
+lsm_programs! {
+    /// `bprm_check_security(struct linux_binprm *bprm)`.
+    bprm_check_security: hook = "bprm_check_security", prev = 1, flags = FLAG_ENFORCE_FILES,
+        decide_exec;
+}
+
 #[inline(always)]
-pub fn bprm_check_security(ctx: LsmContext) -> i32 {
-    let prev: i32 = ctx.arg(1);
-    if prev != 0 || !session::flag(FLAG_ENFORCE_FILES) || !session::current_in_session() {
-        return prev;
-    }
+fn decide_exec(ctx: &LsmContext) -> i32 {
     let bprm: *const u8 = ctx.arg(0);
     // A direct load keeps the verifier's type for `file` (needed by d_path).
     let file: *const u8 =

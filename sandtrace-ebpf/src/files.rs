@@ -5,15 +5,16 @@
 //! `/proc/self/fd` and `/proc/PID/root` cannot disguise it. Tasks outside the session and
 //! sessions without `FLAG_ENFORCE_FILES` pass straight through.
 
-use aya_ebpf::{helpers::bpf_probe_read_kernel, macros::lsm, programs::LsmContext};
+use aya_ebpf::programs::LsmContext;
 use sandtrace_common::{config::FLAG_ENFORCE_FILES, file::FileOp};
 
 use crate::{
+    kernel::{field, pointer, scalar_arg},
     path_policy::{
         self, Decision, NEED_READ, NEED_WRITE, append_name, decide, decide_at, enforce, errno_of,
         moves_denied, rebuild_path, report, resolve_path,
     },
-    session::{self, config},
+    session::{config, lsm_programs},
 };
 
 const FMODE_READ: u32 = 0x1;
@@ -25,34 +26,49 @@ const S_IFMT: u16 = 0o170000;
 const S_IFDIR: u16 = 0o040000;
 const O_TRUNC: u32 = 0o1000;
 
-/// Whether this program should decide: a session task with file enforcement on, and no earlier
-/// LSM already refused (its verdict must be passed on).
-#[inline(always)]
-fn applies(prev: i32) -> bool {
-    prev == 0 && session::flag(FLAG_ENFORCE_FILES) && session::current_in_session()
+lsm_programs! {
+    /// `file_open(struct file *file)`: by the open mode. Opens the kernel makes to execute a file
+    /// are decided by `bprm_check_security` instead.
+    file_open: hook = "file_open", prev = 1, flags = FLAG_ENFORCE_FILES, decide_open;
+    /// `path_truncate(const struct path *path)`.
+    path_truncate: hook = "path_truncate", prev = 1, flags = FLAG_ENFORCE_FILES,
+        |ctx| enforce(FileOp::Truncate, NEED_WRITE, rebuilt(ctx.arg(0), 0));
+    /// `path_unlink(const struct path *dir, struct dentry *dentry)`.
+    path_unlink: hook = "path_unlink", prev = 2, flags = FLAG_ENFORCE_FILES,
+        |ctx| entry_in_dir(ctx, FileOp::Unlink);
+    /// `path_mkdir(const struct path *dir, struct dentry *dentry, umode_t mode)`.
+    path_mkdir: hook = "path_mkdir", prev = 3, flags = FLAG_ENFORCE_FILES,
+        |ctx| entry_in_dir(ctx, FileOp::Mkdir);
+    /// `path_rmdir(const struct path *dir, struct dentry *dentry)`.
+    path_rmdir: hook = "path_rmdir", prev = 2, flags = FLAG_ENFORCE_FILES,
+        |ctx| entry_in_dir(ctx, FileOp::Rmdir);
+    /// `path_mknod(const struct path *dir, struct dentry *dentry, umode_t mode,
+    /// unsigned int dev)`: also every regular file created by open(O_CREAT).
+    path_mknod: hook = "path_mknod", prev = 4, flags = FLAG_ENFORCE_FILES,
+        |ctx| entry_in_dir(ctx, FileOp::Create);
+    /// `path_symlink(const struct path *dir, struct dentry *dentry, const char *old_name)`: the
+    /// link's own path needs write; what it points to is decided when it is followed.
+    path_symlink: hook = "path_symlink", prev = 3, flags = FLAG_ENFORCE_FILES,
+        |ctx| entry_in_dir(ctx, FileOp::Symlink);
+    /// `path_link(struct dentry *old_dentry, const struct path *new_dir,
+    /// struct dentry *new_dentry)`. A hard link is a second name for the same file, so the
+    /// source must be writable (else a link in a writable directory would make a read-only file
+    /// writable) and not denied; the new name needs write.
+    path_link: hook = "path_link", prev = 3, flags = FLAG_ENFORCE_FILES, decide_link;
+    /// `path_rename(const struct path *old_dir, struct dentry *old_dentry,
+    /// const struct path *new_dir, struct dentry *new_dentry, unsigned int flags)`: both names
+    /// need write, and a moved directory must not carry denied paths out from under their rule.
+    path_rename: hook = "path_rename", prev = 5, flags = FLAG_ENFORCE_FILES, decide_rename;
+    /// `path_chmod(const struct path *path, umode_t mode)`.
+    path_chmod: hook = "path_chmod", prev = 2, flags = FLAG_ENFORCE_FILES,
+        |ctx| enforce(FileOp::Chmod, NEED_WRITE, rebuilt(ctx.arg(0), 0));
+    /// `path_chown(const struct path *path, kuid_t uid, kgid_t gid)`.
+    path_chown: hook = "path_chown", prev = 3, flags = FLAG_ENFORCE_FILES,
+        |ctx| enforce(FileOp::Chown, NEED_WRITE, rebuilt(ctx.arg(0), 0));
 }
 
-/// Argument `n` of the hook as a plain number rather than a typed kernel pointer.
 #[inline(always)]
-fn scalar_arg(ctx: &LsmContext, n: usize) -> u64 {
-    let args = aya_ebpf::EbpfContext::as_ptr(ctx) as *const u64;
-    unsafe { bpf_probe_read_kernel(args.add(n)).unwrap_or(0) }
-}
-
-#[inline(always)]
-fn field<T: Default + Copy>(base: *const u8, offset: u32) -> T {
-    unsafe { bpf_probe_read_kernel(base.add(offset as usize).cast::<T>()).unwrap_or_default() }
-}
-
-/// `file_open(struct file *file)`: by the open mode. Opens the kernel makes to execute a file
-/// are decided by `bprm_check_security` instead.
-#[lsm(hook = "file_open")]
-#[inline(always)]
-pub fn file_open(ctx: LsmContext) -> i32 {
-    let prev: i32 = ctx.arg(1);
-    if !applies(prev) {
-        return prev;
-    }
+fn decide_open(ctx: &LsmContext) -> i32 {
     let file: *const u8 = ctx.arg(0);
     let mode: u32 = field(file, config!(offsets.file_f_mode));
     let flags: u32 = field(file, config!(offsets.file_f_flags));
@@ -92,17 +108,6 @@ pub fn file_open(ctx: LsmContext) -> i32 {
     enforce(FileOp::Open, needed, path)
 }
 
-/// `path_truncate(const struct path *path)`.
-#[lsm(hook = "path_truncate")]
-#[inline(always)]
-pub fn path_truncate(ctx: LsmContext) -> i32 {
-    let prev: i32 = ctx.arg(1);
-    if !applies(prev) {
-        return prev;
-    }
-    enforce(FileOp::Truncate, NEED_WRITE, rebuilt(ctx.arg(0), 0))
-}
-
 /// Decides a new or removed directory entry: `dir` + `/` + the entry's name, needing write.
 #[inline(always)]
 fn entry_in_dir(ctx: &LsmContext, op: FileOp) -> i32 {
@@ -122,85 +127,19 @@ fn rebuilt(
     path: *const u8,
     slot: u32,
 ) -> Result<path_policy::Resolved, sandtrace_common::file::Verdict> {
-    let mnt: *const u8 = field::<usize>(path, config!(offsets.path_mnt)) as *const u8;
-    let dentry: *const u8 = field::<usize>(path, config!(offsets.path_dentry)) as *const u8;
+    let mnt: *const u8 = pointer(path, config!(offsets.path_mnt));
+    let dentry: *const u8 = pointer(path, config!(offsets.path_dentry));
     rebuild_path(dentry, mnt, slot)
 }
 
-/// `path_unlink(const struct path *dir, struct dentry *dentry)`.
-#[lsm(hook = "path_unlink")]
 #[inline(always)]
-pub fn path_unlink(ctx: LsmContext) -> i32 {
-    let prev: i32 = ctx.arg(2);
-    if !applies(prev) {
-        return prev;
-    }
-    entry_in_dir(&ctx, FileOp::Unlink)
-}
-
-/// `path_mkdir(const struct path *dir, struct dentry *dentry, umode_t mode)`.
-#[lsm(hook = "path_mkdir")]
-#[inline(always)]
-pub fn path_mkdir(ctx: LsmContext) -> i32 {
-    let prev: i32 = ctx.arg(3);
-    if !applies(prev) {
-        return prev;
-    }
-    entry_in_dir(&ctx, FileOp::Mkdir)
-}
-
-/// `path_rmdir(const struct path *dir, struct dentry *dentry)`.
-#[lsm(hook = "path_rmdir")]
-#[inline(always)]
-pub fn path_rmdir(ctx: LsmContext) -> i32 {
-    let prev: i32 = ctx.arg(2);
-    if !applies(prev) {
-        return prev;
-    }
-    entry_in_dir(&ctx, FileOp::Rmdir)
-}
-
-/// `path_mknod(const struct path *dir, struct dentry *dentry, umode_t mode, unsigned int dev)`:
-/// also every regular file created by open(O_CREAT).
-#[lsm(hook = "path_mknod")]
-#[inline(always)]
-pub fn path_mknod(ctx: LsmContext) -> i32 {
-    let prev: i32 = ctx.arg(4);
-    if !applies(prev) {
-        return prev;
-    }
-    entry_in_dir(&ctx, FileOp::Create)
-}
-
-/// `path_symlink(const struct path *dir, struct dentry *dentry, const char *old_name)`: the
-/// link's own path needs write; what it points to is decided when it is followed.
-#[lsm(hook = "path_symlink")]
-#[inline(always)]
-pub fn path_symlink(ctx: LsmContext) -> i32 {
-    let prev: i32 = ctx.arg(3);
-    if !applies(prev) {
-        return prev;
-    }
-    entry_in_dir(&ctx, FileOp::Symlink)
-}
-
-/// `path_link(struct dentry *old_dentry, const struct path *new_dir, struct dentry *new_dentry)`.
-/// A hard link is a second name for the same file, so the source must be writable (else a
-/// link in a writable directory would make a read-only file writable) and not denied; the new
-/// name needs write.
-#[lsm(hook = "path_link")]
-#[inline(always)]
-pub fn path_link(ctx: LsmContext) -> i32 {
-    let prev: i32 = ctx.arg(3);
-    if !applies(prev) {
-        return prev;
-    }
+fn decide_link(ctx: &LsmContext) -> i32 {
     // Read as a plain number: the verifier lets only scalars into the global function that
     // rebuilds the path.
-    let old_dentry = scalar_arg(&ctx, 0) as *const u8;
+    let old_dentry = scalar_arg(ctx, 0) as *const u8;
     let new_dir: *const u8 = ctx.arg(1);
     let new_dentry: *const u8 = ctx.arg(2);
-    let vfsmount: *const u8 = field::<usize>(new_dir, config!(offsets.path_mnt)) as *const u8;
+    let vfsmount: *const u8 = pointer(new_dir, config!(offsets.path_mnt));
     let (source, shown) = match rebuild_path(old_dentry, vfsmount, 1) {
         Ok(p) => (decide(p, NEED_WRITE), Some(p)),
         Err(v) => (Decision::of(v), None),
@@ -216,16 +155,8 @@ pub fn path_link(ctx: LsmContext) -> i32 {
     )
 }
 
-/// `path_rename(const struct path *old_dir, struct dentry *old_dentry,
-/// const struct path *new_dir, struct dentry *new_dentry, unsigned int flags)`: both names need
-/// write, and a moved directory must not carry denied paths out from under their rule.
-#[lsm(hook = "path_rename")]
 #[inline(always)]
-pub fn path_rename(ctx: LsmContext) -> i32 {
-    let prev: i32 = ctx.arg(5);
-    if !applies(prev) {
-        return prev;
-    }
+fn decide_rename(ctx: &LsmContext) -> i32 {
     let old_dir: *const u8 = ctx.arg(0);
     let old_dentry: *const u8 = ctx.arg(1);
     let new_dir: *const u8 = ctx.arg(2);
@@ -270,28 +201,6 @@ pub fn path_rename(ctx: LsmContext) -> i32 {
 /// Whether a directory entry is a directory (by its inode's mode).
 #[inline(always)]
 fn is_dir(dentry: *const u8) -> bool {
-    let inode: *const u8 = field::<usize>(dentry, config!(offsets.dentry_d_inode)) as *const u8;
+    let inode: *const u8 = pointer(dentry, config!(offsets.dentry_d_inode));
     !inode.is_null() && field::<u16>(inode, config!(offsets.inode_i_mode)) & S_IFMT == S_IFDIR
-}
-
-/// `path_chmod(const struct path *path, umode_t mode)`.
-#[lsm(hook = "path_chmod")]
-#[inline(always)]
-pub fn path_chmod(ctx: LsmContext) -> i32 {
-    let prev: i32 = ctx.arg(2);
-    if !applies(prev) {
-        return prev;
-    }
-    enforce(FileOp::Chmod, NEED_WRITE, rebuilt(ctx.arg(0), 0))
-}
-
-/// `path_chown(const struct path *path, kuid_t uid, kgid_t gid)`.
-#[lsm(hook = "path_chown")]
-#[inline(always)]
-pub fn path_chown(ctx: LsmContext) -> i32 {
-    let prev: i32 = ctx.arg(3);
-    if !applies(prev) {
-        return prev;
-    }
-    enforce(FileOp::Chown, NEED_WRITE, rebuilt(ctx.arg(0), 0))
 }

@@ -1,7 +1,9 @@
 //! sandtrace's kernel programs, grouped by what they observe or enforce.
 //!
 //! Every program first checks that the current task belongs to the session's cgroup
-//! (see [`session`]); tasks elsewhere on the host return at once.
+//! (see [`session`]); tasks elsewhere on the host return at once. BPF LSM programs are declared
+//! with `session::lsm_programs!`, which gives them all the same prologue; kernel objects are
+//! read through [`kernel`].
 //!
 //! Program functions are `#[inline(always)]`: the aya macros wrap each in an entry point, and
 //! kernels before 6.2 reject a separate (global) function taking the program's context.
@@ -12,6 +14,7 @@ mod emit;
 mod exec;
 mod files;
 mod isolation;
+mod kernel;
 mod launch;
 mod lsm_probe;
 mod network;

@@ -26,7 +26,7 @@
 use aya_ebpf::{
     bindings::{__sk_buff, bpf_sock, bpf_sock_addr},
     helpers::generated::{bpf_sk_fullsock, bpf_skb_load_bytes},
-    macros::{cgroup_skb, cgroup_sock, cgroup_sock_addr, lsm, map},
+    macros::{cgroup_skb, cgroup_sock, cgroup_sock_addr, map},
     maps::Array,
     programs::{LsmContext, SkBuffContext, SockAddrContext, SockContext},
 };
@@ -41,9 +41,9 @@ use sandtrace_common::{
 };
 
 use crate::{
-    emit,
+    emit, kernel,
     path_policy::{self, NEED_WRITE},
-    session::{self, config},
+    session::{self, config, lsm_programs},
 };
 
 /// `allow_connect` rules, `NET_RULE_COUNTS[NET_LIST_CONNECT]` of them.
@@ -156,25 +156,21 @@ fn report(d: &Decision, header: EventHeader) {
     if !d.verdict.is_denied() && !session::flag(FLAG_NETWORK_EVENTS_ALL) {
         return;
     }
-    if let Some(mut entry) = emit::reserve::<NetworkEvent>() {
-        let e = entry.as_mut_ptr();
-        unsafe {
-            (*e).header = header;
-            (*e).op = d.op as u16;
-            (*e).verdict = d.verdict as u16;
-            (*e).family = d.family as u16;
-            (*e).sock_type = d.sock_type as u16;
-            (*e).protocol = d.protocol as u16;
-            (*e).rule_list = d.rule_list;
-            (*e).rule = d.rule;
-            (*e).port = d.at.port;
-            (*e).peer_port = d.peer.port;
-            (*e)._pad = 0;
-            (*e).addr = d.at.addr;
-            (*e).peer = d.peer.addr;
-        }
-        emit::submit(entry);
-    }
+    emit::send(|e: *mut NetworkEvent| unsafe {
+        (*e).header = header;
+        (*e).op = d.op as u16;
+        (*e).verdict = d.verdict as u16;
+        (*e).family = d.family as u16;
+        (*e).sock_type = d.sock_type as u16;
+        (*e).protocol = d.protocol as u16;
+        (*e).rule_list = d.rule_list;
+        (*e).rule = d.rule;
+        (*e).port = d.at.port;
+        (*e).peer_port = d.peer.port;
+        (*e)._pad = 0;
+        (*e).addr = d.at.addr;
+        (*e).peer = d.peer.addr;
+    });
 }
 
 /// Decides `at` against `list`, reports, and returns the program's verdict.
@@ -227,34 +223,23 @@ fn sock_addr(ctx: &SockAddrContext, ipv6: bool, list: u16, op: NetOp) -> i32 {
     enforce(list, op, family, a.type_, a.protocol, at)
 }
 
-#[cgroup_sock_addr(connect4)]
-pub fn net_connect4(ctx: SockAddrContext) -> i32 {
-    sock_addr(&ctx, false, NET_LIST_CONNECT, NetOp::Connect)
+/// The six sock_addr programs: one per attach point, all deciding through [`sock_addr`].
+macro_rules! sock_addr_programs {
+    ($($name:ident: $attach:ident, ipv6 = $ipv6:literal, $list:ident, $op:ident;)+) => {$(
+        #[cgroup_sock_addr($attach)]
+        pub fn $name(ctx: SockAddrContext) -> i32 {
+            sock_addr(&ctx, $ipv6, $list, NetOp::$op)
+        }
+    )+};
 }
 
-#[cgroup_sock_addr(connect6)]
-pub fn net_connect6(ctx: SockAddrContext) -> i32 {
-    sock_addr(&ctx, true, NET_LIST_CONNECT, NetOp::Connect)
-}
-
-#[cgroup_sock_addr(sendmsg4)]
-pub fn net_sendmsg4(ctx: SockAddrContext) -> i32 {
-    sock_addr(&ctx, false, NET_LIST_CONNECT, NetOp::Send)
-}
-
-#[cgroup_sock_addr(sendmsg6)]
-pub fn net_sendmsg6(ctx: SockAddrContext) -> i32 {
-    sock_addr(&ctx, true, NET_LIST_CONNECT, NetOp::Send)
-}
-
-#[cgroup_sock_addr(bind4)]
-pub fn net_bind4(ctx: SockAddrContext) -> i32 {
-    sock_addr(&ctx, false, NET_LIST_BIND, NetOp::Bind)
-}
-
-#[cgroup_sock_addr(bind6)]
-pub fn net_bind6(ctx: SockAddrContext) -> i32 {
-    sock_addr(&ctx, true, NET_LIST_BIND, NetOp::Bind)
+sock_addr_programs! {
+    net_connect4: connect4, ipv6 = false, NET_LIST_CONNECT, Connect;
+    net_connect6: connect6, ipv6 = true, NET_LIST_CONNECT, Connect;
+    net_sendmsg4: sendmsg4, ipv6 = false, NET_LIST_CONNECT, Send;
+    net_sendmsg6: sendmsg6, ipv6 = true, NET_LIST_CONNECT, Send;
+    net_bind4: bind4, ipv6 = false, NET_LIST_BIND, Bind;
+    net_bind6: bind6, ipv6 = true, NET_LIST_BIND, Bind;
 }
 
 /// Creating an IPv4/IPv6 socket: TCP and UDP only.
@@ -267,10 +252,17 @@ pub fn net_sock_create(ctx: SockContext) -> i32 {
     {
         return ALLOW;
     }
+    report_socket(NetVerdict::DeniedSocketKind, s.family, sock_type, protocol);
+    DENY
+}
+
+/// Reports a refused socket creation.
+#[inline(always)]
+fn report_socket(verdict: NetVerdict, family: u32, sock_type: u32, protocol: u32) {
     let decision = Decision {
         op: NetOp::Socket,
-        verdict: NetVerdict::DeniedSocketKind,
-        family: s.family,
+        verdict,
+        family,
         sock_type,
         protocol,
         rule_list: NET_LIST_CONNECT,
@@ -279,7 +271,6 @@ pub fn net_sock_create(ctx: SockContext) -> i32 {
         peer: NOWHERE,
     };
     report(&decision, emit::header(EventKind::Network));
-    DENY
 }
 
 /// The source address and port of the packet in `skb` (which starts at its IP header), in
@@ -418,18 +409,12 @@ pub fn net_ingress(ctx: SkBuffContext) -> i32 {
 /// Reports a socket family the seccomp filter refused (no BPF LSM: see `syscalls::sys_exit`).
 #[inline(always)]
 pub fn report_refused_family(family: u32, sock_type: u32, protocol: u32) {
-    let decision = Decision {
-        op: NetOp::Socket,
-        verdict: NetVerdict::DeniedFamily,
+    report_socket(
+        NetVerdict::DeniedFamily,
         family,
-        sock_type: sock_type & SOCK_TYPE_MASK,
+        sock_type & SOCK_TYPE_MASK,
         protocol,
-        rule_list: NET_LIST_CONNECT,
-        rule: NO_NET_RULE,
-        at: NOWHERE,
-        peer: NOWHERE,
-    };
-    report(&decision, emit::header(EventKind::Network));
+    );
 }
 
 /// Whether sockets of `family` may be created while the network is restricted.
@@ -449,16 +434,16 @@ pub fn created_family(family: u32, sock_type: u32) -> u32 {
     }
 }
 
-/// `socket_create(int family, int type, int protocol, int kern)` (enforcing mode): families
-/// other than UNIX, IPv4, IPv6 and netlink reach the network past the cgroup hooks. Covers every
-/// way of creating a socket, io_uring's included. Sockets the kernel creates for itself pass.
-#[lsm(hook = "socket_create")]
+lsm_programs! {
+    /// `socket_create(int family, int type, int protocol, int kern)` (enforcing mode): families
+    /// other than UNIX, IPv4, IPv6 and netlink reach the network past the cgroup hooks. Covers
+    /// every way of creating a socket, io_uring's included. Sockets the kernel creates for
+    /// itself pass.
+    net_socket_create: hook = "socket_create", prev = 4, flags = 0, decide_socket;
+}
+
 #[inline(always)]
-pub fn net_socket_create(ctx: LsmContext) -> i32 {
-    let prev: i32 = ctx.arg(4);
-    if prev != 0 || !session::current_in_session() {
-        return prev;
-    }
+fn decide_socket(ctx: &LsmContext) -> i32 {
     let family: i32 = ctx.arg(0);
     let kern: i32 = ctx.arg(3);
     if kern != 0 || family_allowed(family as u32) {
@@ -477,24 +462,15 @@ pub fn net_socket_create(ctx: LsmContext) -> i32 {
 // check does (enforcing mode, `FLAG_ENFORCE_FILES`). Abstract and unnamed sockets have no file;
 // the loader scopes abstract ones to the session with Landlock.
 
-/// Reads the pointer at `base + offset`, or null.
-#[inline(always)]
-fn pointer_at(base: *const u8, offset: u32) -> *const u8 {
-    unsafe {
-        aya_ebpf::helpers::bpf_probe_read_kernel(base.add(offset as usize).cast::<*const u8>())
-            .unwrap_or(core::ptr::null())
-    }
-}
-
 /// Decides a connect or send to the UNIX socket `peer` (a `struct sock`) by its file's path.
 #[inline(always)]
 fn unix_peer(peer: *const u8) -> i32 {
     let path = unsafe { peer.add(config!(offsets.unix_sock_path) as usize) };
-    let dentry = pointer_at(path, config!(offsets.path_dentry));
+    let dentry: *const u8 = kernel::pointer(path, config!(offsets.path_dentry));
     if dentry.is_null() {
         return 0;
     }
-    let mnt = pointer_at(path, config!(offsets.path_mnt));
+    let mnt: *const u8 = kernel::pointer(path, config!(offsets.path_mnt));
     path_policy::enforce(
         FileOp::Connect,
         NEED_WRITE,
@@ -502,30 +478,13 @@ fn unix_peer(peer: *const u8) -> i32 {
     )
 }
 
-#[inline(always)]
-fn unix_applies(prev: i32) -> bool {
-    prev == 0 && session::flag(FLAG_ENFORCE_FILES) && session::current_in_session()
-}
-
-/// `unix_stream_connect(struct sock *sock, struct sock *other, struct sock *newsk)`: connecting
-/// a stream or seqpacket socket to the listener `other`.
-#[lsm(hook = "unix_stream_connect")]
-pub fn unix_stream_connect(ctx: LsmContext) -> i32 {
-    let prev: i32 = ctx.arg(3);
-    if !unix_applies(prev) {
-        return prev;
-    }
-    unix_peer(ctx.arg(1))
-}
-
-/// `unix_may_send(struct socket *sock, struct socket *other)`: connecting a datagram socket
-/// to, or sending a datagram to, `other`.
-#[lsm(hook = "unix_may_send")]
-pub fn unix_may_send(ctx: LsmContext) -> i32 {
-    let prev: i32 = ctx.arg(2);
-    if !unix_applies(prev) {
-        return prev;
-    }
-    let other: *const u8 = ctx.arg(1);
-    unix_peer(pointer_at(other, config!(offsets.socket_sk)))
+lsm_programs! {
+    /// `unix_stream_connect(struct sock *sock, struct sock *other, struct sock *newsk)`:
+    /// connecting a stream or seqpacket socket to the listener `other`.
+    unix_stream_connect: hook = "unix_stream_connect", prev = 3, flags = FLAG_ENFORCE_FILES,
+        |ctx| unix_peer(ctx.arg(1));
+    /// `unix_may_send(struct socket *sock, struct socket *other)`: connecting a datagram socket
+    /// to, or sending a datagram to, `other` (a `struct socket`: its `sk` is the peer).
+    unix_may_send: hook = "unix_may_send", prev = 2, flags = FLAG_ENFORCE_FILES,
+        |ctx| unix_peer(kernel::pointer(ctx.arg::<*const u8>(1), config!(offsets.socket_sk)));
 }

@@ -6,10 +6,7 @@
 
 use aya_ebpf::{
     bindings::path as kernel_path,
-    helpers::{
-        bpf_probe_read_kernel,
-        generated::{self, bpf_d_path, bpf_probe_read_kernel_str},
-    },
+    helpers::generated::{self, bpf_d_path, bpf_probe_read_kernel_str},
     macros::map,
     maps::{Array, PerCpuArray},
 };
@@ -24,7 +21,11 @@ use sandtrace_common::{
     },
 };
 
-use crate::{emit, session::config};
+use crate::{
+    emit,
+    kernel::pointer,
+    session::{self, config},
+};
 
 #[map]
 static PATH_DFA_HEADER: Array<PathDfaHeader> = Array::with_max_entries(1, 0);
@@ -115,7 +116,7 @@ pub fn resolve_path(path: *const u8, slot: u32) -> Result<Resolved, Verdict> {
 #[inline(always)]
 pub fn append_name(dir: Resolved, dentry: *const u8) -> Result<Resolved, Verdict> {
     let buf = buffer(dir.slot).ok_or(Verdict::DeniedNoPolicy)?;
-    let name: *const u8 = read(dentry, config!(offsets.dentry_d_name_name));
+    let name: *const u8 = pointer(dentry, config!(offsets.dentry_d_name_name));
     if dir.len > MAX_PATH_LEN || dir.start > REBUILT_END {
         return Err(Verdict::DeniedTooLong);
     }
@@ -175,24 +176,24 @@ extern "C" fn rebuild_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     let d = r.dentry as *const u8;
     let vfs = unsafe { mnt.add(mount_offset) };
     let at_root = r.dentry == r.root_dentry && vfs as u64 == r.root_mnt;
-    let mnt_root: *const u8 = read(vfs, config!(offsets.vfsmount_mnt_root));
+    let mnt_root: *const u8 = pointer(vfs, config!(offsets.vfsmount_mnt_root));
     if at_root || d == mnt_root {
-        let parent: *const u8 = read(mnt, config!(offsets.mount_mnt_parent));
+        let parent: *const u8 = pointer(mnt, config!(offsets.mount_mnt_parent));
         if at_root || parent == mnt || parent.is_null() {
             r.outcome = REBUILD_DONE;
             return 1;
         }
-        r.dentry = read::<u8>(mnt, config!(offsets.mount_mnt_mountpoint)) as u64;
+        r.dentry = pointer::<u8>(mnt, config!(offsets.mount_mnt_mountpoint)) as u64;
         r.mount = parent as u64;
         return 0;
     }
-    let parent: *const u8 = read(d, config!(offsets.dentry_d_parent));
+    let parent: *const u8 = pointer(d, config!(offsets.dentry_d_parent));
     if parent == d || parent.is_null() {
         // A root that is not a mount root: a detached tree, with no path to decide on.
         r.outcome = Verdict::DeniedUnresolved as u32;
         return 1;
     }
-    let name: *const u8 = read(d, config!(offsets.dentry_d_name_name));
+    let name: *const u8 = pointer(d, config!(offsets.dentry_d_name_name));
     // The name's length first (read into the spare tail), then the name in place.
     let n = match unsafe { read_str_at(buf, BUF_SIZE, NAME_MAX, name) } {
         Ok(n) => n,
@@ -259,15 +260,15 @@ pub extern "C" fn sandtrace_rebuild_path(dentry: u64, vfsmount: u64, slot: u32) 
 fn rebuild(dentry: *const u8, vfsmount: *const u8, slot: u32) -> Result<Resolved, Verdict> {
     let buf = buffer(slot).ok_or(Verdict::DeniedNoPolicy)?;
     let task = unsafe { aya_ebpf::helpers::bpf_get_current_task() } as *const u8;
-    let fs: *const u8 = read(task, config!(offsets.task_fs));
+    let fs: *const u8 = pointer(task, config!(offsets.task_fs));
     let root = unsafe { fs.add(config!(offsets.fs_root) as usize) };
     let r = REBUILD.get_ptr_mut(0).ok_or(Verdict::DeniedNoPolicy)?;
     let r = unsafe { &mut *r };
     *r = Rebuild {
         dentry: dentry as u64,
         mount: unsafe { vfsmount.sub(config!(offsets.mount_mnt) as usize) } as u64,
-        root_mnt: read::<u8>(root, config!(offsets.path_mnt)) as u64,
-        root_dentry: read::<u8>(root, config!(offsets.path_dentry)) as u64,
+        root_mnt: pointer::<u8>(root, config!(offsets.path_mnt)) as u64,
+        root_dentry: pointer::<u8>(root, config!(offsets.path_dentry)) as u64,
         pos: REBUILT_END as u64,
         slot,
         outcome: REBUILD_WALKING,
@@ -335,14 +336,6 @@ unsafe fn read_str_at(
 #[inline(always)]
 pub fn opaque(v: usize) -> usize {
     unsafe { core::ptr::read_volatile(&v) }
-}
-
-#[inline(always)]
-fn read<T>(base: *const u8, offset: u32) -> *const T {
-    unsafe {
-        bpf_probe_read_kernel(base.add(offset as usize).cast::<*const T>())
-            .unwrap_or(core::ptr::null())
-    }
 }
 
 /// State of one automaton walk, shared with the `bpf_loop` callback.
@@ -441,25 +434,7 @@ const PID_DIGITS: usize = 10;
 #[inline(always)]
 fn own_proc_pid() -> Option<u64> {
     let task = unsafe { aya_ebpf::helpers::bpf_get_current_task() } as *const u8;
-    let leader: *const u8 = read(task, config!(offsets.task_group_leader));
-    let pid: *const u8 = read(leader, config!(offsets.task_thread_pid));
-    let level: u32 = unsafe {
-        bpf_probe_read_kernel(pid.add(config!(offsets.pid_level) as usize).cast::<u32>()).ok()?
-    };
-    let want = config!(session_pid_ns_level);
-    if pid.is_null() || level < want {
-        return None;
-    }
-    let upid = unsafe {
-        pid.add(config!(offsets.pid_numbers) as usize)
-            .add((want * config!(offsets.upid_size)) as usize)
-            .add(config!(offsets.upid_nr) as usize)
-    };
-    unsafe {
-        bpf_probe_read_kernel(upid.cast::<i32>())
-            .ok()
-            .map(|nr| nr as u64)
-    }
+    session::tgid_in_session(task).map(|nr| nr as u64)
 }
 
 /// If the path is `/proc/<own pid>` or lies below it, the length of that prefix.
@@ -626,17 +601,23 @@ pub fn moves_denied(from: u32, to: u32, exchange: bool) -> bool {
 /// Enforcement never waits on this: a full ring buffer only counts a lost event.
 #[inline(always)]
 pub fn report(op: FileOp, needed: u16, d: Decision, p: Option<Resolved>) {
-    if !d.verdict.is_denied() && !crate::session::flag(FLAG_FILE_EVENTS_ALL) {
+    if !d.verdict.is_denied() && !session::flag(FLAG_FILE_EVENTS_ALL) {
         return;
     }
-    let (slot, start, len) = match p {
-        Some(p) => (p.slot as u64, p.start as u64, p.len as u64),
-        None => (0, 0, 0),
+    // Packed inside the arm that has a path, and made opaque there: packed after the match,
+    // the compiler may compute from the undefined fields of `None` and select the result away,
+    // leaving a register no path wrote, which the verifier refuses (`!read_ok`).
+    let path = match p {
+        Some(p) => {
+            opaque((p.slot as usize) << 48 | (p.start & 0xff_ffff) << 24 | (p.len & 0xff_ffff))
+                as u64
+        }
+        None => 0,
     };
     sandtrace_report_file(
         (op as u64) << 16 | needed as u64,
         d.verdict as u64 | (d.rule_kind as u64) << 16 | (d.rule_index as u64) << 32,
-        slot << 48 | (start & 0xff_ffff) << 24 | (len & 0xff_ffff),
+        path,
     );
 }
 

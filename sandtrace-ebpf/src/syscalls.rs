@@ -15,6 +15,9 @@
 //! reported whether or not per-syscall events are on. `sys_exit` also reports forks refused
 //! with `EAGAIN` (`max_processes`), and `signal_generate` reports processes the seccomp filter
 //! kills for using a foreign syscall ABI.
+//!
+//! Calls of sandtrace's launcher before it execs CMD are left out (see [`launch`]), so that the
+//! counts and events are CMD's own, as `strace CMD` shows them.
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user_str_bytes},
@@ -33,7 +36,7 @@ use sandtrace_common::{
     syscall_args::path_arg,
 };
 
-use crate::{emit, network, session};
+use crate::{emit, kernel, launch, network, session};
 
 /// Completed calls per syscall number, summed over CPUs by the loader for the summary.
 #[map]
@@ -106,6 +109,7 @@ static SCRATCH: PerCpuArray<ExecPath> = PerCpuArray::with_max_entries(1, 0);
 
 /// x86_64 `struct pt_regs` from `r10` to `orig_ax` (an architecture ABI, identical in every
 /// kernel version), read with one helper call.
+#[derive(Clone, Copy)]
 #[repr(C)]
 struct SyscallRegs {
     r10: u64,
@@ -124,18 +128,17 @@ const REGS_R10: usize = 7;
 impl SyscallRegs {
     #[inline(always)]
     fn read(regs: *const u64) -> Self {
-        unsafe { aya_ebpf::helpers::bpf_probe_read_kernel(regs.add(REGS_R10).cast::<Self>()) }
-            .unwrap_or(Self {
-                r10: 0,
-                r9: 0,
-                r8: 0,
-                _ax: 0,
-                _cx: 0,
-                dx: 0,
-                si: 0,
-                di: 0,
-                orig_ax: u64::MAX,
-            })
+        kernel::try_field(regs.cast(), (REGS_R10 * 8) as u32).unwrap_or(Self {
+            r10: 0,
+            r9: 0,
+            r8: 0,
+            _ax: 0,
+            _cx: 0,
+            dx: 0,
+            si: 0,
+            di: 0,
+            orig_ax: u64::MAX,
+        })
     }
 
     /// The syscall's arguments in order.
@@ -150,6 +153,11 @@ fn slot_of(pid_tgid: u64) -> u32 {
     (pid_tgid as u32) & (PENDING_SLOTS - 1)
 }
 
+#[inline(always)]
+fn is_exec(nr: u32) -> bool {
+    nr == NR_EXECVE || nr == NR_EXECVEAT
+}
+
 #[raw_tracepoint(tracepoint = "sys_enter")]
 #[inline(always)]
 pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
@@ -157,6 +165,10 @@ pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     let nr: i64 = ctx.arg(1);
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if launch::claim_launcher(pid_tgid) && !is_exec(nr as u32) {
+        return 0;
+    }
     let slot = count_slot(nr as u32);
     let never_returns = nr == NR_EXIT || nr == NR_EXIT_GROUP;
     count(slot);
@@ -166,8 +178,7 @@ pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
     let now = unsafe { bpf_ktime_get_ns() };
     if never_returns {
         // These never reach sys_exit: report them now.
-        if let Some(mut entry) = emit::reserve::<SyscallEvent>() {
-            let e = entry.as_mut_ptr();
+        emit::send(|e: *mut SyscallEvent| {
             let regs = SyscallRegs::read(ctx.arg(0));
             unsafe {
                 (*e).header = emit::header_at(EventKind::Syscall, now);
@@ -177,13 +188,11 @@ pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
                 (*e).duration_ns = 0;
                 (*e).flags = SYSCALL_NO_RETURN | action_flags(action_of(slot));
             }
-            emit::submit(entry);
-        }
+        });
         return 0;
     }
-    let pid_tgid = bpf_get_current_pid_tgid();
     let nr = nr as u32;
-    if nr == NR_EXECVE || nr == NR_EXECVEAT {
+    if is_exec(nr) {
         remember_exec_path(ctx.arg(0), nr, pid_tgid);
     }
     let Some(p) = PENDING.get_ptr_mut(slot_of(pid_tgid)) else {
@@ -221,34 +230,50 @@ fn remember_exec_path(regs: *const u64, nr: u32, pid_tgid: u64) {
     }
 }
 
-/// Takes this thread's entry record for syscall `nr`, freeing the slot.
+/// Takes this thread's entry record, freeing the slot: the syscall number and entry time.
 #[inline(always)]
-fn take_pending(pid_tgid: u64, nr: u32) -> Option<u64> {
+fn take_pending(pid_tgid: u64) -> Option<(u32, u64)> {
     let p = PENDING.get_ptr_mut(slot_of(pid_tgid))?;
     let p = unsafe { &mut *p };
     if p.owner != pid_tgid {
         return None;
     }
     p.owner = 0;
-    (p.nr == nr).then_some(p.ts_ns)
+    Some((p.nr, p.ts_ns))
 }
 
 #[raw_tracepoint(tracepoint = "sys_exit")]
 #[inline(always)]
 pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     let regs = SyscallRegs::read(ctx.arg(0));
-    let nr = regs.orig_ax as u32;
-    let is_fork = matches!(nr, NR_CLONE | NR_FORK | NR_VFORK | NR_CLONE3);
-    let action = action_of(nr);
+    // A signal return restores the registers of the code the signal interrupted, `orig_ax`
+    // set to -1 (no syscall to restart): only the entry knows the call.
+    let restored = regs.orig_ax == u64::MAX;
+    let exit_nr = regs.orig_ax as u32;
+    let exit_action = action_of(exit_nr);
     let events = session::flag(FLAG_SYSCALL_EVENTS);
     // Most calls have nothing to do here: decided before the session check, the costliest
     // step for calls that are not the session's.
-    if !events && action == syscall_action::NONE && !is_fork {
+    if !restored && !events && exit_action == syscall_action::NONE && !is_fork(exit_nr) {
         return 0;
     }
     if !session::current_in_session() {
         return 0;
     }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if launch::is_launcher(pid_tgid) && !is_exec(exit_nr) {
+        return 0;
+    }
+    let pending = take_pending(pid_tgid);
+    let (nr, action) = match pending {
+        Some((nr, _)) if restored => (nr, action_of(nr)),
+        // Without an entry (it had nothing to record, or was displaced): nothing to do without
+        // events; with them the call is reported unnamed.
+        None if restored && !events => return 0,
+        _ => (exit_nr, exit_action),
+    };
+    let entered_at = pending.and_then(|(entry_nr, ts)| (entry_nr == nr).then_some(ts));
+    let is_fork = is_fork(nr);
     let ret: i64 = ctx.arg(1);
     // A new task's first return to user space (clone/fork in the child, returning 0): the
     // parent made the call and reports it.
@@ -264,9 +289,7 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     if !events && matches!(action, syscall_action::NONE | syscall_action::REFUSED) {
         return 0;
     }
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let entered_at = take_pending(pid_tgid, nr);
-    let exec_path = if nr == NR_EXECVE || nr == NR_EXECVEAT {
+    let exec_path = if is_exec(nr) {
         let path = unsafe { EXEC_PATHS.get(pid_tgid) };
         if path.is_some() {
             let _ = EXEC_PATHS.remove(pid_tgid);
@@ -294,49 +317,48 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
         flags |= SYSCALL_NO_ENTRY;
     }
     let Some(index) = path_arg(nr) else {
-        if let Some(mut entry) = emit::reserve::<SyscallEvent>() {
-            let e = unsafe { &mut *entry.as_mut_ptr() };
-            fill(e, nr, ret, now, entered_at, &regs, flags);
-            emit::submit(entry);
-        }
+        emit::send(|e: *mut SyscallEvent| {
+            fill(unsafe { &mut *e }, nr, ret, now, entered_at, &regs, flags);
+        });
         return 0;
     };
-    if let Some(mut entry) = emit::reserve::<SyscallPathEvent>() {
-        let e = entry.as_mut_ptr();
-        unsafe {
-            fill(&mut (*e).syscall, nr, ret, now, entered_at, &regs, flags);
-            (*e).syscall.header.kind = EventKind::SyscallPath as u32;
-            let dst = core::ptr::addr_of_mut!((*e).path).cast::<u8>();
-            // Paths are read at exit: the call has paged the string in (bpf_probe_read_user
-            // does not fault pages in at entry), and only an exec frees its memory.
-            match exec_path {
-                Some(exec) => {
-                    (*e).syscall.args = exec.args;
-                    (*e).path = exec.path;
-                    (*e).syscall.flags |= exec.flags;
-                }
-                None if nr == NR_EXECVE || nr == NR_EXECVEAT => (*e).path[0] = 0,
-                None => {
-                    let n = aya_ebpf::helpers::generated::bpf_probe_read_user_str(
-                        dst.cast(),
-                        SYSCALL_PATH_CAP as u32,
-                        (regs.args()[index] as *const u8).cast(),
-                    );
-                    if n > 0 {
-                        (*e).syscall.flags |= SYSCALL_HAS_PATH;
-                        // A string that filled the buffer was most likely cut.
-                        if n as usize >= SYSCALL_PATH_CAP {
-                            (*e).syscall.flags |= SYSCALL_PATH_TRUNCATED;
-                        }
-                    } else {
-                        (*e).path[0] = 0;
+    emit::send(|e: *mut SyscallPathEvent| unsafe {
+        fill(&mut (*e).syscall, nr, ret, now, entered_at, &regs, flags);
+        (*e).syscall.header.kind = EventKind::SyscallPath as u32;
+        let dst = core::ptr::addr_of_mut!((*e).path).cast::<u8>();
+        // Paths are read at exit: the call has paged the string in (bpf_probe_read_user
+        // does not fault pages in at entry), and only an exec frees its memory.
+        match exec_path {
+            Some(exec) => {
+                (*e).syscall.args = exec.args;
+                (*e).path = exec.path;
+                (*e).syscall.flags |= exec.flags;
+            }
+            None if is_exec(nr) => (*e).path[0] = 0,
+            None => {
+                let n = aya_ebpf::helpers::generated::bpf_probe_read_user_str(
+                    dst.cast(),
+                    SYSCALL_PATH_CAP as u32,
+                    (regs.args()[index] as *const u8).cast(),
+                );
+                if n > 0 {
+                    (*e).syscall.flags |= SYSCALL_HAS_PATH;
+                    // A string that filled the buffer was most likely cut.
+                    if n as usize >= SYSCALL_PATH_CAP {
+                        (*e).syscall.flags |= SYSCALL_PATH_TRUNCATED;
                     }
+                } else {
+                    (*e).path[0] = 0;
                 }
             }
         }
-        emit::submit(entry);
-    }
+    });
     0
+}
+
+#[inline(always)]
+fn is_fork(nr: u32) -> bool {
+    matches!(nr, NR_CLONE | NR_FORK | NR_VFORK | NR_CLONE3)
 }
 
 /// The `SYSCALL_COUNTS` slot of a syscall number: numbers outside the table share the last.
@@ -369,15 +391,11 @@ fn action_flags(action: u8) -> u32 {
 /// Reports a fork, vfork or clone that failed with EAGAIN: the pids controller's limit.
 #[inline(always)]
 fn report_refused_fork(nr: u32) {
-    if let Some(mut entry) = emit::reserve::<ForkRefusedEvent>() {
-        let e = entry.as_mut_ptr();
-        unsafe {
-            (*e).header = emit::header(EventKind::ForkRefused);
-            (*e).nr = nr;
-            (*e).errno = EAGAIN as u32;
-        }
-        emit::submit(entry);
-    }
+    emit::send(|e: *mut ForkRefusedEvent| unsafe {
+        (*e).header = emit::header(EventKind::ForkRefused);
+        (*e).nr = nr;
+        (*e).errno = EAGAIN as u32;
+    });
 }
 
 /// `signal_generate(int sig, struct kernel_siginfo *info, struct task_struct *task, int group,
@@ -393,21 +411,15 @@ pub fn seccomp_kill(ctx: RawTracePointContext) -> i32 {
     // struct kernel_siginfo is the user ABI's siginfo_t: si_code at 8; the _sigsys member
     // of the union at 16 holds the call address, then the syscall number and audit arch.
     let info: *const u8 = ctx.arg(1);
-    let field = |offset: usize| unsafe {
-        aya_ebpf::helpers::bpf_probe_read_kernel(info.add(offset).cast::<u32>()).unwrap_or(0)
-    };
+    let field = |offset: u32| kernel::field::<u32>(info, offset);
     if field(8) as i32 != SYS_SECCOMP {
         return 0;
     }
-    if let Some(mut entry) = emit::reserve::<SeccompKillEvent>() {
-        let e = entry.as_mut_ptr();
-        unsafe {
-            (*e).header = emit::header(EventKind::SeccompKill);
-            (*e).nr = field(24);
-            (*e).arch = field(28);
-        }
-        emit::submit(entry);
-    }
+    emit::send(|e: *mut SeccompKillEvent| unsafe {
+        (*e).header = emit::header(EventKind::SeccompKill);
+        (*e).nr = field(24);
+        (*e).arch = field(28);
+    });
     0
 }
 
