@@ -346,11 +346,15 @@ fn abstract_address(name: &str) -> (libc::sockaddr_un, libc::socklen_t) {
 
 /// Connects a stream socket to the abstract socket `@name`.
 fn abstract_connect(name: &str) -> String {
+    stream_connect(abstract_address(name))
+}
+
+/// Connects a new UNIX stream socket to `address`.
+fn stream_connect((sun, len): (libc::sockaddr_un, libc::socklen_t)) -> String {
     let fd = match new_socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) {
         Ok(fd) => fd,
         Err(e) => return format!("socket:{e}"),
     };
-    let (sun, len) = abstract_address(name);
     // SAFETY: `sun` holds `len` valid bytes.
     outcome(libc::c_long::from(unsafe {
         libc::connect(fd, (&raw const sun).cast(), len)
@@ -388,15 +392,7 @@ fn pathname_address(path: &str) -> (libc::sockaddr_un, libc::socklen_t) {
 
 /// Connects a stream socket to the socket file `path`.
 fn unix_connect(path: &str) -> String {
-    let fd = match new_socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) {
-        Ok(fd) => fd,
-        Err(e) => return format!("socket:{e}"),
-    };
-    let (sun, len) = pathname_address(path);
-    // SAFETY: `sun` holds `len` valid bytes.
-    outcome(libc::c_long::from(unsafe {
-        libc::connect(fd, (&raw const sun).cast(), len)
-    }))
+    stream_connect(pathname_address(path))
 }
 
 /// Sends a datagram to the socket file `path` from an unconnected socket.
