@@ -24,7 +24,8 @@ pub enum Command {
     /// Validate and print policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
-    /// Report what this kernel supports (BPF LSM, cgroup v2, BTF), one line per capability.
+    /// Report what this kernel offers a session (BPF LSM, Landlock, the pids controller), one
+    /// line per feature.
     Probe,
     /// Run CMD traced (nothing enforced) and write the policy that lets exactly that run
     /// succeed.
@@ -205,7 +206,7 @@ pub enum ReportFormat {
 #[derive(Subcommand, Debug)]
 pub enum PolicyCommand {
     /// Validate a policy file and print the effective policy after merging the flags, with
-    /// where each rule came from.
+    /// where each rule came from and what enforces it on this kernel.
     Check {
         /// The policy file to check.
         file: PathBuf,
