@@ -5,7 +5,7 @@
 
 use crate::{policy::Diagnostics, spawn::PrepareError};
 
-/// The output could not be written (`policy`, `report`).
+/// The output could not be written (`policy`, `report`), or `report`'s log could not be read.
 pub const OUTPUT_FAILED: u8 = 1;
 /// Usage errors and invalid policies: nothing was started.
 pub const USAGE: u8 = 2;

@@ -461,7 +461,7 @@ pub fn command(args: &ReportArgs) -> ExitCode {
                 "  hint: record a log with `sandtrace run -o FILE -- CMD`, then run \
                  `sandtrace report FILE`"
             );
-            return ExitCode::from(1);
+            return ExitCode::from(crate::exit::OUTPUT_FAILED);
         }
     };
     let text = match args.format {
@@ -478,7 +478,7 @@ pub fn command(args: &ReportArgs) -> ExitCode {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sandtrace: error: writing the report: {e}");
-            ExitCode::from(1)
+            ExitCode::from(crate::exit::OUTPUT_FAILED)
         }
     }
 }
