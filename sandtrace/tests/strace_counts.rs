@@ -3,8 +3,9 @@
 //! own calls before CMD's exec.
 //!
 //! The programs are chosen so that nothing legitimately differs between the two tracers:
-//! - each makes the same calls on every run (fixed files, fixed directory, no timing; perl
-//!   with a fixed hash seed, without which its allocations, and so its `brk` calls, vary);
+//! - each makes the same calls on every run (fixed files, fixed directory, the same
+//!   environment for both tracers, no timing; perl with a fixed hash seed): a program's
+//!   allocations, and so its `brk` calls, vary with its hash seed and its environment's size;
 //! - none has a signal interrupt a blocking call: under ptrace, a signal the program ignores
 //!   (an unhandled SIGCHLD, say) still stops the tracee and so restarts the call it was
 //!   blocked in, which strace then shows twice; the forking program blocks SIGCHLD instead;
@@ -61,6 +62,11 @@ fn parse_strace(log: &str) -> Counts {
 /// Environment variables both tracers give the programs.
 type Env<'a> = &'a [(&'a str, &'a str)];
 
+/// The environment both tracers start with, besides the test's `Env`: the same bytes on every
+/// machine, since a program's allocations (and so its `brk` calls) can depend on its
+/// environment's size. `NO_COLOR` is what `common::sandtrace` sets.
+const BASE_ENV: Env<'static> = &[("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), ("NO_COLOR", "1")];
+
 /// Per-syscall counts of `strace -f` running `cmd` (which must succeed).
 fn strace_counts(scratch: &Scratch, env: Env<'_>, cmd: &[&str]) -> Counts {
     let log = scratch.path("strace.txt");
@@ -69,7 +75,8 @@ fn strace_counts(scratch: &Scratch, env: Env<'_>, cmd: &[&str]) -> Counts {
         .arg(&log)
         .arg("--")
         .args(cmd)
-        .envs(env.iter().copied())
+        .env_clear()
+        .envs(BASE_ENV.iter().chain(env).copied())
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("running strace: {e}"));
@@ -87,7 +94,8 @@ fn sandtrace_events(scratch: &Scratch, flags: &[&str], env: Env<'_>, cmd: &[&str
     args.extend_from_slice(cmd);
     let out = sandtrace()
         .args(&args)
-        .envs(env.iter().copied())
+        .env_clear()
+        .envs(BASE_ENV.iter().chain(env).copied())
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("running sandtrace {args:?}: {e}"));
