@@ -162,16 +162,18 @@ pub enum SetupStage {
     ProcessLimit,
     Landlock,
     HideCgroups,
+    Terminal,
 }
 
 impl SetupStage {
-    const ALL: [Self; 6] = [
+    const ALL: [Self; 7] = [
         Self::MountProc,
         Self::CloneIntoCgroup,
         Self::Seccomp,
         Self::ProcessLimit,
         Self::Landlock,
         Self::HideCgroups,
+        Self::Terminal,
     ];
 
     fn from_i32(v: i32) -> Option<Self> {
@@ -186,6 +188,7 @@ impl SetupStage {
             Self::ProcessLimit => "joining the session's pids cgroup (max_processes)",
             Self::Landlock => "scoping abstract UNIX sockets to the session (Landlock)",
             Self::HideCgroups => "hiding the cgroup file systems from the session",
+            Self::Terminal => "giving the command a session and a terminal of its own",
         }
     }
 }
@@ -331,6 +334,19 @@ pub struct CmdSetup<'a> {
     /// Directories to cover with an empty read-only tmpfs in the session's mount namespace
     /// (the cgroup file systems, where nothing else keeps CMD from leaving its cgroup).
     pub hidden_dirs: &'a [CString],
+    /// The session's pseudo-terminal, where sandtrace was started from a terminal.
+    pub terminal: Option<CmdTerminal>,
+}
+
+/// The pseudo-terminal CMD's process takes as its controlling terminal and puts on the standard
+/// descriptors that were terminals (see `crate::pty`).
+#[derive(Clone, Copy)]
+pub struct CmdTerminal {
+    /// The slave, opened with `O_NOCTTY` by the loader; CMD's process makes it its controlling
+    /// terminal.
+    pub slave: RawFd,
+    /// Which of stdin, stdout and stderr it replaces.
+    pub replaces: [bool; 3],
 }
 
 /// Starts init and, through it, CMD inside `cgroup_fd`, set up by `setup` before execve.
