@@ -28,17 +28,17 @@ use std::{
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd},
     sync::Arc,
     thread::JoinHandle,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result};
 
 use crate::spawn::CmdTerminal;
 
-/// How long the relay, once CMD ended, waits for more output while some process still holds
-/// the pseudo-terminal (one that got it from the session, outside it). Normally the session's
-/// processes are all gone by then and the pseudo-terminal says so at once (EIO).
-const DRAIN_SILENCE: Duration = Duration::from_secs(2);
+/// How long the relay, once the session's processes are gone, goes on reading CMD's terminal.
+/// Normally it reads what is buffered and then the terminal says that no process holds it any
+/// more (EIO) at once; the limit is for a process outside the session that got it passed.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
 /// The standard descriptors of sandtrace that are terminals, and the new pseudo-terminal that
 /// takes their place for CMD; opened before CMD's process is created.
@@ -218,22 +218,21 @@ impl Copier {
         let mut keys: Vec<u8> = Vec::new();
         let mut reading_keys = self.input.is_some();
         let mut writing_output = true;
-        let mut ending = false;
+        // Since when the session is over.
+        let mut ending: Option<Instant> = None;
         let mut buf = [0u8; 4096];
         loop {
             // A negative descriptor is left out: poll reports a hangup even where no event
             // was asked for.
+            let ended = ending.is_some();
             let mut fds = [
                 pollfd(
                     master,
                     libc::POLLIN | if keys.is_empty() { 0 } else { libc::POLLOUT },
                 ),
+                pollfd(if ended { -1 } else { self.stop.as_raw_fd() }, libc::POLLIN),
                 pollfd(
-                    if ending { -1 } else { self.stop.as_raw_fd() },
-                    libc::POLLIN,
-                ),
-                pollfd(
-                    if reading_keys && keys.is_empty() && !ending {
+                    if reading_keys && keys.is_empty() && !ended {
                         RawMode::FD
                     } else {
                         -1
@@ -241,10 +240,11 @@ impl Copier {
                     libc::POLLIN,
                 ),
             ];
-            let timeout = if ending {
-                DRAIN_SILENCE.as_millis() as libc::c_int
-            } else {
-                -1
+            let timeout = match ending {
+                Some(since) => {
+                    DRAIN_LIMIT.saturating_sub(since.elapsed()).as_millis() as libc::c_int
+                }
+                None => -1,
             };
             // SAFETY: `fds` is an array of valid pollfds on this stack frame and its length is
             // passed with it.
@@ -256,7 +256,7 @@ impl Copier {
                 return;
             }
             if ready == 0 {
-                // Ending and silent: whatever still holds the terminal is not the session.
+                // Whatever still holds the terminal is not the session.
                 return;
             }
             if fds[0].revents != 0 {
@@ -274,7 +274,7 @@ impl Copier {
                 }
             }
             if fds[1].revents != 0 {
-                ending = true;
+                ending = Some(Instant::now());
                 keys.clear();
             }
             if fds[2].revents != 0 {

@@ -162,6 +162,17 @@ impl<'a> Session<'a> {
         };
         let started = Instant::now();
         let child = spawn::spawn(cmd, cgroup.dir_fd(), &setup)?;
+        // SAFETY: the pidfd is owned by `child`, which outlives the registration (both are
+        // fields of the session, `init_exit` dropped first).
+        let init_exit = unsafe {
+            AsyncFd::register_with_interest(
+                std::os::fd::AsRawFd::as_raw_fd(&child.init_pidfd),
+                Interest::READABLE,
+            )
+        }
+        .map_err(std::io::Error::from)
+        .context("watching the session's init process")?;
+        // Last: on an error path before it, nothing waits for CMD's terminal to be released.
         // Ctrl-Z freezes the session; a kernel without the cgroup freezer lets it run on.
         let relay = terminal
             .map(|t| {
@@ -173,16 +184,6 @@ impl<'a> Session<'a> {
                 )
             })
             .transpose()?;
-        // SAFETY: the pidfd is owned by `child`, which outlives the registration (both are
-        // fields of the session, `init_exit` dropped first).
-        let init_exit = unsafe {
-            AsyncFd::register_with_interest(
-                std::os::fd::AsRawFd::as_raw_fd(&child.init_pidfd),
-                Interest::READABLE,
-            )
-        }
-        .map_err(std::io::Error::from)
-        .context("watching the session's init process")?;
         Ok(Self {
             child,
             relay,

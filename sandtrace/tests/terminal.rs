@@ -53,8 +53,13 @@ impl UserTerminal {
         assert_eq!(ret, 0, "openpty: {}", std::io::Error::last_os_error());
         // SAFETY: openpty just created both descriptors; nothing else owns them.
         let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), File::from_raw_fd(slave)) };
-        // SAFETY: fcntl with integer arguments on the descriptor owned above.
-        unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+        // SAFETY: fcntl with integer arguments on the descriptors owned above. Close-on-exec:
+        // the jobs of tests running at the same time must not inherit this terminal.
+        unsafe {
+            libc::fcntl(master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK);
+            libc::fcntl(master.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC);
+            libc::fcntl(slave.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC);
+        }
         Self { master, slave }
     }
 
@@ -62,10 +67,8 @@ impl UserTerminal {
         // SAFETY: all-zero is a valid termios, filled in by tcgetattr.
         let mut t: libc::termios = unsafe { std::mem::zeroed() };
         // SAFETY: `t` is a termios on this stack frame.
-        assert_eq!(
-            unsafe { libc::tcgetattr(self.slave.as_raw_fd(), &raw mut t) },
-            0
-        );
+        let ret = unsafe { libc::tcgetattr(self.slave.as_raw_fd(), &raw mut t) };
+        assert_eq!(ret, 0);
         t
     }
 
@@ -301,6 +304,28 @@ fn a_program_reads_a_line_typed_on_the_terminal_and_the_terminal_is_restored() {
 }
 
 #[test]
+fn all_the_command_wrote_is_shown_before_the_summary() {
+    let terminal = UserTerminal::open(24, 80);
+    // More than the terminals' buffers hold, written as fast as possible, then exit.
+    let job = terminal.start(&mut sandtrace_run(
+        &Mode {
+            flag: "--trace-only",
+            policy: None,
+        },
+        &["seq", "1", "200000"],
+    ));
+    let (status, screen) = job.finish();
+    assert_eq!(status.code(), Some(0), "{screen}");
+    let last = screen
+        .find("\r\n200000\r\n")
+        .expect("the last line was shown");
+    let summary = screen.rfind("exited with status 0").expect("a summary");
+    assert!(last < summary, "{}", &screen[last..]);
+    let lines = screen.matches("\r\n").count();
+    assert!(lines >= 200_000, "{lines} lines");
+}
+
+#[test]
 fn the_command_gets_the_window_size_and_its_changes() {
     let terminal = UserTerminal::open(31, 97);
     // `wait` returns as soon as the trapped signal arrives.
@@ -356,14 +381,16 @@ fn stat_fields(line: &str) -> Vec<i64> {
 
 /// A device number as /proc/PID/stat shows `tty_nr`.
 fn encode_device(dev: u64) -> i64 {
-    let (major, minor) = (libc::major(dev) as i64, libc::minor(dev) as i64);
+    let (major, minor) = (i64::from(libc::major(dev)), i64::from(libc::minor(dev)));
     (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
 }
 
 #[test]
 fn the_command_has_a_session_and_a_terminal_of_its_own() {
     let terminal = UserTerminal::open(24, 80);
-    let script = "echo fd0=$(readlink /proc/$$/fd/0); echo stat=$(cat /proc/$$/stat)";
+    // Init, pid 1 of the session, is CMD's parent and in reach of a root CMD.
+    let script = "echo fd0=$(readlink /proc/$$/fd/0); echo stat=$(cat /proc/$$/stat); \
+                  echo init=$(readlink /proc/1/fd/*)";
     let job = terminal.start(&mut sandtrace_run(
         &Mode {
             flag: "--trace-only",
@@ -388,6 +415,11 @@ fn the_command_has_a_session_and_a_terminal_of_its_own() {
     let cmd_path = value("fd0=");
     assert!(cmd_path.starts_with("/dev/pts/"), "{cmd_path}");
     assert_ne!(cmd_path, own_path, "CMD's stdin is the user's terminal");
+    let init = value("init=");
+    assert!(
+        !init.contains(&own_path),
+        "init holds the user's terminal: {init}"
+    );
     let stat = value("stat=");
     let fields = stat_fields(&stat);
     let pid: i64 = stat.split_whitespace().next().unwrap().parse().unwrap();
@@ -411,10 +443,8 @@ fn keystrokes_pushed_by_the_command_never_reach_the_users_terminal() {
     assert!(screen.contains("PROBE-RESULT: ok"), "{screen}");
     assert_eq!(terminal.pending_input(), "echo-pushed\n".len() as i32);
     // SAFETY: tcflush with integer arguments on the test's own terminal.
-    assert_eq!(
-        unsafe { libc::tcflush(terminal.slave.as_raw_fd(), libc::TCIFLUSH) },
-        0
-    );
+    let flushed = unsafe { libc::tcflush(terminal.slave.as_raw_fd(), libc::TCIFLUSH) };
+    assert_eq!(flushed, 0);
     assert_eq!(terminal.pending_input(), 0);
 
     let scratch = Scratch::new("terminal-push");
