@@ -307,10 +307,23 @@ impl Copier {
         let Some(raw) = &self.input else { return };
         raw.restore();
         self.freeze(true);
-        // SAFETY: kill with integer arguments. SIGTSTP stops the whole process (this thread
-        // too) as the terminal's Ctrl-Z would; the kernel discards it where no shell could
-        // continue sandtrace (an orphaned process group), and this returns at once.
-        unsafe { libc::kill(libc::getpid(), libc::SIGTSTP) };
+        // SAFETY: kill and tgkill with integer arguments. SIGTSTP to sandtrace's process group,
+        // as the terminal's Ctrl-Z would send it (to a shell script that started sandtrace,
+        // say; init is in the group but ignores it, as a namespace's init ignores every
+        // default-action signal from outside; CMD is in a session of its own, frozen). Then
+        // to this very thread, which so stops before its tgkill returns: a signal to the
+        // process would be taken by another thread, and this one could take raw mode back
+        // before the stop. The kernel discards both where no shell could continue sandtrace
+        // (an orphaned process group), and then this returns at once.
+        unsafe {
+            libc::kill(0, libc::SIGTSTP);
+            libc::syscall(
+                libc::SYS_tgkill,
+                libc::getpid(),
+                libc::gettid(),
+                libc::SIGTSTP,
+            );
+        }
         // Continued (`fg`): the window may have changed meanwhile.
         if raw.apply().is_err() {
             // The terminal is gone: the session ends with the hangup.

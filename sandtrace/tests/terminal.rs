@@ -155,11 +155,16 @@ struct Job<'a> {
 impl Job<'_> {
     /// Reads the terminal until `marker` was shown.
     fn wait_for(&mut self, marker: &str) {
-        while !self.screen.contains(marker) {
+        self.wait_for_after(0, marker);
+    }
+
+    /// Reads the terminal until `marker` was shown after the first `from` bytes.
+    fn wait_for_after(&mut self, from: usize, marker: &str) {
+        while !self.screen[from..].contains(marker) {
             if self.exited() {
                 self.read_available();
                 assert!(
-                    self.screen.contains(marker),
+                    self.screen[from..].contains(marker),
                     "the job ended before showing {marker:?}: {:?}",
                     self.screen
                 );
@@ -366,6 +371,42 @@ fn ctrl_c_interrupts_the_command_and_the_session_ends_with_130() {
             mode.flag
         );
     }
+}
+
+#[test]
+fn ctrl_z_suspends_the_run_in_the_users_shell_and_fg_resumes_it() {
+    let terminal = UserTerminal::open(24, 80);
+    let mut shell = Command::new("bash");
+    shell
+        .args(["--norc", "--noprofile", "-i"])
+        .env("PS1", "PROMPT> ")
+        .env("NO_COLOR", "1");
+    let mut job = terminal.start(&mut shell);
+    job.wait_for("PROMPT> ");
+    // The marker is split in the command line, so that its echo does not match.
+    let line = format!(
+        "{} run --trace-only -- sh -c 'echo RE\"\"ADY; cat'\r",
+        common::SANDTRACE
+    );
+    terminal.type_keys(line.as_bytes());
+    job.wait_for("READY\r\n");
+    terminal.type_keys(b"\x1a");
+    job.wait_for("Stopped");
+    let stopped = job.screen.len();
+    job.wait_for_after(stopped, "PROMPT> ");
+    terminal.type_keys(b"fg\r");
+    terminal.type_keys(b"again\r");
+    // Echoed by CMD's terminal, then written back by cat.
+    job.wait_for("again\r\nagain\r\n");
+    // End of file for cat: only reaches CMD's terminal where sandtrace took raw mode back
+    // (the caller's terminal would take it itself otherwise).
+    terminal.type_keys(b"\x04");
+    job.wait_for("exited with status 0");
+    let ended = job.screen.len();
+    job.wait_for_after(ended, "PROMPT> ");
+    terminal.type_keys(b"exit $?\r");
+    let (status, screen) = job.finish();
+    assert_eq!(status.code(), Some(0), "{screen}");
 }
 
 /// ppid, pgrp, session and tty_nr from a line of /proc/PID/stat.
