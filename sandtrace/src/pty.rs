@@ -5,7 +5,8 @@
 //! which the user's shell reads and runs after sandtrace exits. So CMD never gets it: CMD's
 //! process starts a session of its own (see `spawn/init.rs`), and where one of sandtrace's
 //! standard descriptors is a terminal, CMD gets a new pseudo-terminal in its place, as its
-//! controlling terminal. The rest stay as they are (pipes and files pass through).
+//! controlling terminal (init puts it there already: neither holds the user's terminal). The
+//! rest stay as they are (pipes and files pass through).
 //!
 //! While CMD runs, [`Relay`] copies between the two:
 //! - the user's terminal is in raw mode (restored on every exit path: [`RawMode`]'s drop, which
@@ -49,6 +50,8 @@ pub struct SessionTerminal {
     slave: OwnedFd,
     /// Which of stdin, stdout and stderr are terminals (and are replaced for CMD).
     replaced: [bool; 3],
+    /// The first of them: the settings and window size CMD's terminal copies.
+    user: RawFd,
     /// Where the pseudo-terminal's output goes: stdout, else stderr, else stdin.
     output: RawFd,
 }
@@ -67,16 +70,14 @@ impl SessionTerminal {
             .unwrap_or(user);
         let (master, slave) = open_pty()?;
         let settings = terminal_settings(user).context("reading the terminal's settings")?;
-        // SAFETY: `settings` is a termios read by tcgetattr; the descriptor is the new slave.
-        if unsafe { libc::tcsetattr(slave.as_raw_fd(), libc::TCSANOW, &raw const settings) } != 0 {
-            return Err(std::io::Error::last_os_error())
-                .context("copying the terminal's settings to the new pseudo-terminal");
-        }
+        set_terminal_settings(slave.as_raw_fd(), &settings)
+            .context("copying the terminal's settings to the new pseudo-terminal")?;
         copy_window_size(user, master.as_raw_fd());
         Ok(Some(Self {
             master,
             slave,
             replaced,
+            user,
             output,
         }))
     }
@@ -97,6 +98,7 @@ impl SessionTerminal {
             master,
             slave,
             replaced,
+            user,
             output,
         } = self;
         drop(slave);
@@ -117,7 +119,7 @@ impl SessionTerminal {
             .context("starting the terminal relay")?;
         Ok(Relay {
             master,
-            size_source: (0..3).find(|&fd| replaced[fd as usize]).unwrap_or(0),
+            size_source: user,
             stop: Some(stop_wr),
             thread: Some(thread),
         })
@@ -151,8 +153,8 @@ impl Relay {
     fn stop_and_join(&mut self) {
         self.stop = None;
         if let Some(thread) = self.thread.take() {
-            // A panic of the thread was reported by the panic hook, and its unwinding restored
-            // the terminal; the session goes on to its summary.
+            // A panic of the thread was printed, and its unwinding restored the terminal; the
+            // session goes on to its summary.
             let _ = thread.join();
         }
     }
@@ -279,8 +281,10 @@ impl Copier {
             }
             if fds[2].revents != 0 {
                 match read_some(RawMode::FD, &mut buf) {
-                    Ok(0) | Err(_) => reading_keys = false,
-                    Ok(n) => self.take_keys(&buf[..n], &mut keys),
+                    Ok(n) if n > 0 => self.take_keys(&buf[..n], &mut keys),
+                    Err(e) if e == libc::EINTR || e == libc::EAGAIN => {}
+                    // The terminal hung up.
+                    _ => reading_keys = false,
                 }
             }
         }

@@ -409,6 +409,33 @@ fn ctrl_z_suspends_the_run_in_the_users_shell_and_fg_resumes_it() {
     assert_eq!(status.code(), Some(0), "{screen}");
 }
 
+#[test]
+fn a_hangup_of_the_users_terminal_ends_the_session() {
+    let terminal = UserTerminal::open(24, 80);
+    let scratch = Scratch::new("terminal-hangup");
+    let log = scratch.path("events.jsonl");
+    let mut command = sandtrace();
+    command.args(["run", "--trace-only", "-o"]).arg(&log).args([
+        "--",
+        "sh",
+        "-c",
+        "echo READY; exec sleep 1000",
+    ]);
+    let mut job = terminal.start(&mut command);
+    job.wait_for("READY");
+    let pid = job.child.id();
+    // As when the line drops: the kernel sends SIGHUP to sandtrace, the terminal's session
+    // leader.
+    // SAFETY: ioctl without argument on the test's own terminal.
+    let ret = unsafe { libc::ioctl(terminal.slave.as_raw_fd(), libc::TIOCVHANGUP) };
+    assert_eq!(ret, 0, "TIOCVHANGUP: {}", std::io::Error::last_os_error());
+    let (status, screen) = job.finish();
+    assert_eq!(status.code(), Some(129), "{screen}");
+    let events = common::read_jsonl(&log);
+    assert_eq!(common::summary(&events)["exit_code"], 129, "{events:?}");
+    assert!(common::session_cgroups_of(pid).is_empty());
+}
+
 /// ppid, pgrp, session and tty_nr from a line of /proc/PID/stat.
 fn stat_fields(line: &str) -> Vec<i64> {
     let after_comm = &line[line.rfind(')').expect("a stat line") + 1..];
