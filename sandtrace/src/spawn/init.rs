@@ -35,6 +35,7 @@ pub(super) fn main(
 ) -> ! {
     die_with_loader(alive_rd);
     reset_signals();
+    keep_out_of_reach();
     let step = |stage: SetupStage, result: Result<(), Errno>| {
         if let Err(errno) = result {
             fail_setup(report_wr, stage, errno);
@@ -50,6 +51,7 @@ pub(super) fn main(
     let cmd_pid = start_cmd(cmd, setup, cgroup_fd, cmd_err_rd, cmd_err_wr)
         .unwrap_or_else(|errno| fail_setup(report_wr, SetupStage::CloneIntoCgroup, errno));
     close(cmd_err_wr);
+    close_all_but(cmd_err_rd, report_wr);
     forward_cmd_failure(cmd_err_rd, report_wr);
     close(cmd_err_rd);
     reap_until_cmd_ends(cmd_pid, report_wr)
@@ -70,6 +72,37 @@ fn die_with_loader(alive_rd: RawFd) {
     if unsafe { libc::poll(&raw mut pfd, 1, 0) } != 0 {
         exit(1);
     }
+}
+
+/// Init is a copy of the loader: it holds the loader's descriptors (the session cgroup's
+/// directory, BPF maps and programs, ...) and memory, which a root CMD could otherwise reach
+/// through `/proc/1/fd` and `/proc/1/mem` (and, with the cgroup directory, leave the session).
+/// Not dumpable, they need `CAP_SYS_PTRACE`, which CMD does not have unless `--as-root`
+/// (BPF LSM's ptrace check refuses it even then); [`close_all_but`] closes them once CMD runs.
+fn keep_out_of_reach() {
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0) };
+}
+
+/// Closes every descriptor from 3 on except `a` and `b`: once CMD's process exists, init needs
+/// only its two pipes (and CMD's process has its own copies of what it needs until execve).
+fn close_all_but(a: RawFd, b: RawFd) {
+    let close_range = |first: u32, last: u32| {
+        if first <= last {
+            // SAFETY: close_range with integer arguments; it closes only descriptors of this
+            // process, and none in the range is in use (the two pipes are outside it).
+            unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) };
+        }
+    };
+    let mut next = 3;
+    for keep in [a.min(b), a.max(b)] {
+        let keep = keep as u32;
+        if keep >= next {
+            close_range(next, keep.saturating_sub(1));
+            next = keep + 1;
+        }
+    }
+    close_range(next, u32::MAX);
 }
 
 /// Restores what a freshly exec'd program expects: default signal dispositions (the loader's
