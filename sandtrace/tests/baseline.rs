@@ -229,10 +229,10 @@ fn nothing_is_typed_into_the_terminal() {
         .stdin(pty.stdin())
         .output()
         .unwrap();
-    // TIOCLINUX reaches the kernel, which has no console selection on a pseudo-terminal.
+    // TIOCLINUX reaches the kernel, which serves it on virtual consoles only.
     assert_eq!(
         results_of(&out).unwrap(),
-        ["ok", "ok", "EINVAL"],
+        ["ok", "ok", "ENOTTY"],
         "outside: {}",
         describe(&out)
     );

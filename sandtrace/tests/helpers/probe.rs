@@ -629,7 +629,7 @@ fn tiocsti_new_pty() -> String {
     tiocsti(slave)
 }
 
-/// TIOCLINUX on `fd`: on anything but a virtual console the kernel answers EINVAL, which
+/// TIOCLINUX on `fd`: on anything but a virtual console the kernel answers ENOTTY, which
 /// shows the call reaches it.
 fn tioclinux(fd: i32) -> String {
     // TIOCL_GETSHIFTSTATE: reads only.
