@@ -156,20 +156,22 @@ fn add_arg_rule(ctx: &mut ScmpFilterContext, rule: &ArgRule) -> Result<()> {
                     ScmpCompareOp::MaskedEqual(u64::from(mask)),
                     u64::from(value),
                 ),
-                ArgCheck::Above { arg, value } => ScmpArgCompare::new(
-                    u32::from(arg),
-                    ScmpCompareOp::Greater,
-                    u64::from(value),
-                ),
+                ArgCheck::Above { arg, value } => {
+                    ScmpArgCompare::new(u32::from(arg), ScmpCompareOp::Greater, u64::from(value))
+                }
             })
             .collect();
-        ctx.add_rule_conditional(ScmpAction::Errno(libc::EPERM), syscall(rule.nr), &comparisons)
-            .with_context(|| {
-                format!(
-                    "adding a seccomp rule refusing {} for {}",
-                    rule.name, rule.refused
-                )
-            })?;
+        ctx.add_rule_conditional(
+            ScmpAction::Errno(libc::EPERM),
+            syscall(rule.nr),
+            &comparisons,
+        )
+        .with_context(|| {
+            format!(
+                "adding a seccomp rule refusing {} for {}",
+                rule.name, rule.refused
+            )
+        })?;
     }
     Ok(())
 }
@@ -224,6 +226,10 @@ mod tests {
         };
         let plan = SessionPlan::trace_only(std::time::Duration::from_secs(1), detail);
         let filter = SeccompFilter::build(plan.seccomp.as_ref().unwrap()).unwrap();
-        assert!(filter.len() < MAX_INSTRUCTIONS / 2, "{} instructions", filter.len());
+        assert!(
+            filter.len() < MAX_INSTRUCTIONS / 2,
+            "{} instructions",
+            filter.len()
+        );
     }
 }

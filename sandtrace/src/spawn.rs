@@ -360,8 +360,7 @@ pub fn spawn(cmd: &PreparedCommand, cgroup_fd: RawFd, setup: &CmdSetup<'_>) -> R
     // returns; `args.pidfd` points to `pidfd` on this stack frame.
     let pid = unsafe { clone3(&mut args) };
     if pid < 0 {
-        return Err(std::io::Error::last_os_error())
-            .context(
+        return Err(std::io::Error::last_os_error()).context(
             "clone3 with new PID, mount, IPC and UTS namespaces (sandtrace must run as root)",
         );
     }

@@ -40,7 +40,9 @@ impl Mechanisms {
                 "degraded: BPF LSM is not available ({why}); `sandtrace run` refuses this kernel \
                  unless given --allow-degraded"
             ),
-            Mode::TraceOnly => "trace-only: no policy rule is enforced (the seccomp baseline is)".to_owned(),
+            Mode::TraceOnly => {
+                "trace-only: no policy rule is enforced (the seccomp baseline is)".to_owned()
+            }
         };
         let mut file: [String; KIND_COUNT] = Default::default();
         match &plan.mode {

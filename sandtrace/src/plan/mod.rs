@@ -121,7 +121,10 @@ pub struct SeccompPlan {
 
 impl SeccompPlan {
     /// The filter of a session: `policy` is `None` when tracing only.
-    fn new(policy: Option<&crate::policy::EffectivePolicy>, no_lsm: bool) -> Result<Self, PlanError> {
+    fn new(
+        policy: Option<&crate::policy::EffectivePolicy>,
+        no_lsm: bool,
+    ) -> Result<Self, PlanError> {
         Ok(Self {
             rules: seccomp_rules::rules(policy, no_lsm)?,
             arg_rules: seccomp_baseline::arg_rules(),

@@ -27,7 +27,10 @@ pub const UNCONDITIONAL: &[(&[&str], &str)] = &[
         &["syslog"],
         "the kernel log: reading and clearing it, the console log level",
     ),
-    (&["ioperm", "iopl"], "direct access to the machine's I/O ports"),
+    (
+        &["ioperm", "iopl"],
+        "direct access to the machine's I/O ports",
+    ),
     (
         &["userfaultfd"],
         "stalls the kernel in the middle of a copy from memory, a tool of kernel exploits",
@@ -37,7 +40,10 @@ pub const UNCONDITIONAL: &[(&[&str], &str)] = &[
         "the system clock is the host's (read-only adjtimex too: its modes are in memory)",
     ),
     (&["setns"], "entering other namespaces"),
-    (&["quotactl", "quotactl_fd"], "the host's file system quotas"),
+    (
+        &["quotactl", "quotactl_fd"],
+        "the host's file system quotas",
+    ),
     (
         &["lookup_dcookie"],
         "a profiler's kernel interface (Docker refuses it without CAP_SYS_ADMIN)",
@@ -418,7 +424,11 @@ mod tests {
             // The bits above the width do not matter.
             for v in 0..16u64 {
                 let hit = checks.iter().any(|c| c.holds(&args([0, v | 0x30, 0])));
-                assert_eq!(hit, !allowed.contains(&(v as u32)), "{allowed:?}: {v} | 0x30");
+                assert_eq!(
+                    hit,
+                    !allowed.contains(&(v as u32)),
+                    "{allowed:?}: {v} | 0x30"
+                );
             }
         }
         let personality = outside(0, u32::MAX, &PERSONALITIES);

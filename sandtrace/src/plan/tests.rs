@@ -155,7 +155,10 @@ fn every_mode_and_example_policy() {
 
 /// What every mode refuses: the baseline, reported when refused.
 fn check_baseline(plan: &SessionPlan, what: &str) {
-    let seccomp = plan.seccomp.as_ref().expect("a seccomp filter in every mode");
+    let seccomp = plan
+        .seccomp
+        .as_ref()
+        .expect("a seccomp filter in every mode");
     let actions = &plan.programs.syscall_actions;
     let mechanisms = plan.mechanisms();
     for (names, why) in seccomp_baseline::UNCONDITIONAL {
@@ -203,8 +206,15 @@ fn check_baseline(plan: &SessionPlan, what: &str) {
     );
     // Without BPF LSM nothing checks io_uring's sockets; with it, io_uring stays.
     let io_uring = seccomp.rules.iter().any(|r| r.name == "io_uring_setup");
-    assert_eq!(io_uring, plan.mode != Mode::Enforce, "{what}: io_uring_setup");
-    assert!(plan.programs.needs_sys_exit(), "{what}: refusals are counted");
+    assert_eq!(
+        io_uring,
+        plan.mode != Mode::Enforce,
+        "{what}: io_uring_setup"
+    );
+    assert!(
+        plan.programs.needs_sys_exit(),
+        "{what}: refusals are counted"
+    );
 }
 
 fn check_trace_only(plan: &SessionPlan, what: &str) {
@@ -217,7 +227,12 @@ fn check_trace_only(plan: &SessionPlan, what: &str) {
         "{what}: no policy or path integrity rule: {:?}",
         seccomp.rules
     );
-    assert!(!seccomp.rules.iter().any(|r| r.name == "mount" || r.name == "bpf"));
+    assert!(
+        !seccomp
+            .rules
+            .iter()
+            .any(|r| r.name == "mount" || r.name == "bpf")
+    );
     assert!(plan.programs.paths.is_none(), "{what}: no path enforcement");
     assert!(plan.programs.network.is_none(), "{what}: no network rules");
     assert!(plan.max_processes.is_none(), "{what}");

@@ -598,7 +598,11 @@ fn add_key(description: &str) -> String {
             KEY_SPEC_USER_KEYRING,
         )
     };
-    if serial < 0 { last_errno() } else { format!("key:{serial}") }
+    if serial < 0 {
+        last_errno()
+    } else {
+        format!("key:{serial}")
+    }
 }
 
 /// A character device 1:3 (what /dev/null is) at `path`.
