@@ -11,21 +11,24 @@ mod probe;
 
 use std::{fs, os::unix::fs::PermissionsExt as _, path::PathBuf};
 
-use common::*;
-
 const MODPROBE: &str = "/proc/sys/kernel/modprobe";
 
 /// Points the kernel's modprobe at a script that logs its arguments; restores the old path
-/// when dropped.
+/// and removes the files when dropped.
 struct LoggingModprobe {
     previous: String,
+    script: PathBuf,
     log: PathBuf,
 }
 
 impl LoggingModprobe {
-    fn install(scratch: &Scratch) -> Self {
-        let log = scratch.path("modprobe.log");
-        let script = scratch.path("modprobe");
+    /// The kernel starts modprobe in the initial mount namespace, where the tests' chroot is
+    /// not the root; devtmpfs is one file system wherever it is mounted, so the script and its
+    /// log live in /dev.
+    fn install() -> Self {
+        let name = format!("sandtrace-test-modprobe-{}", std::process::id());
+        let script = PathBuf::from(format!("/dev/{name}"));
+        let log = PathBuf::from(format!("/dev/{name}.log"));
         fs::write(
             &script,
             format!("#!/bin/sh\necho \"$*\" >> {}\n", log.display()),
@@ -34,7 +37,11 @@ impl LoggingModprobe {
         fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
         let previous = fs::read_to_string(MODPROBE).unwrap();
         fs::write(MODPROBE, script.to_str().unwrap()).unwrap();
-        Self { previous, log }
+        Self {
+            previous,
+            script,
+            log,
+        }
     }
 
     /// The module requests logged since the last call.
@@ -48,13 +55,14 @@ impl LoggingModprobe {
 impl Drop for LoggingModprobe {
     fn drop(&mut self) {
         let _ = fs::write(MODPROBE, self.previous.trim_end());
+        let _ = fs::remove_file(&self.script);
+        let _ = fs::remove_file(&self.log);
     }
 }
 
 #[test]
 fn sockets_that_load_modules_request_none_from_a_session() {
-    let scratch = Scratch::new("vm-autoload");
-    let modprobe = LoggingModprobe::install(&scratch);
+    let modprobe = LoggingModprobe::install();
     // AppleTalk, X.25 and SCTP over IPv4: modules in distribution kernels, not loaded here
     // (the helper only logs), so every attempt asks again.
     let ops = ["socket 5 2 0", "socket 9 5 0", "socket 2 1 132"];
