@@ -1,8 +1,9 @@
-//! Module autoload, in kernels with BPF LSM: socket families and protocols that make the
-//! kernel run modprobe (as root, outside the session) without sandtrace do not with it, in
-//! `--trace-only` as in an enforcing session (`--allow-degraded` enforces on these kernels).
-//! The module requests are seen through a logging helper written into
-//! /proc/sys/kernel/modprobe, inside the VM only, and restored afterwards.
+//! Helpers the kernel starts as root outside the session, in kernels with BPF LSM: socket
+//! families and protocols that make the kernel run modprobe without sandtrace do not with it,
+//! and a crash starts no core dump helper, in `--trace-only` as in an enforcing session
+//! (`--allow-degraded` enforces on these kernels). The helpers are logging scripts written
+//! into /proc/sys/kernel/modprobe and core_pattern, inside the VM only, and restored
+//! afterwards.
 //!
 //! Compiled only with the `vm-tests` feature; `cargo xtask vm-test` runs it in QEMU.
 
@@ -11,22 +12,29 @@ mod probe;
 
 use std::{fs, os::unix::fs::PermissionsExt as _, path::PathBuf};
 
-const MODPROBE: &str = "/proc/sys/kernel/modprobe";
+/// The modes that confine; both apply the baseline.
+const MODES: [&str; 2] = ["--trace-only", "--allow-degraded"];
+const POLICY: &str = "[filesystem]\nallow_read = [\"/\"]\nallow_exec = [\"/\"]\n";
 
-/// Points the kernel's modprobe at a script that logs its arguments; restores the old path
-/// and removes the files when dropped.
-struct LoggingModprobe {
+/// Points a kernel helper setting (`sysctl`, written as `prefix` + the script's path) at a
+/// script that logs its arguments; restores the old value and removes the files when dropped.
+struct LoggingHelper {
+    sysctl: &'static str,
     previous: String,
     script: PathBuf,
     log: PathBuf,
 }
 
-impl LoggingModprobe {
-    /// The kernel starts modprobe in the initial mount namespace, where the tests' chroot is
-    /// not the root; devtmpfs is one file system wherever it is mounted, so the script and its
-    /// log live in /dev.
-    fn install() -> Self {
-        let name = format!("sandtrace-test-modprobe-{}", std::process::id());
+impl LoggingHelper {
+    /// The kernel starts its helpers in the initial mount namespace, where the tests' chroot
+    /// is not the root; devtmpfs is one file system wherever it is mounted, so the script and
+    /// its log live in /dev.
+    fn install(sysctl: &'static str, prefix: &str, args: &str) -> Self {
+        let name = format!(
+            "sandtrace-test-{}-{}",
+            sysctl.rsplit('/').next().unwrap(),
+            std::process::id()
+        );
         let script = PathBuf::from(format!("/dev/{name}"));
         let log = PathBuf::from(format!("/dev/{name}.log"));
         fs::write(
@@ -35,16 +43,17 @@ impl LoggingModprobe {
         )
         .unwrap();
         fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
-        let previous = fs::read_to_string(MODPROBE).unwrap();
-        fs::write(MODPROBE, script.to_str().unwrap()).unwrap();
+        let previous = fs::read_to_string(sysctl).unwrap();
+        fs::write(sysctl, format!("{prefix}{} {args}", script.display())).unwrap();
         Self {
+            sysctl,
             previous,
             script,
             log,
         }
     }
 
-    /// The module requests logged since the last call.
+    /// The helper's runs logged since the last call.
     fn take(&self) -> String {
         let logged = fs::read_to_string(&self.log).unwrap_or_default();
         let _ = fs::remove_file(&self.log);
@@ -52,9 +61,9 @@ impl LoggingModprobe {
     }
 }
 
-impl Drop for LoggingModprobe {
+impl Drop for LoggingHelper {
     fn drop(&mut self) {
-        let _ = fs::write(MODPROBE, self.previous.trim_end());
+        let _ = fs::write(self.sysctl, self.previous.trim_end());
         let _ = fs::remove_file(&self.script);
         let _ = fs::remove_file(&self.log);
     }
@@ -62,7 +71,7 @@ impl Drop for LoggingModprobe {
 
 #[test]
 fn sockets_that_load_modules_request_none_from_a_session() {
-    let modprobe = LoggingModprobe::install();
+    let modprobe = LoggingHelper::install("/proc/sys/kernel/modprobe", "", "");
     // AppleTalk, X.25 and SCTP over IPv4: modules in distribution kernels, not loaded here
     // (the helper only logs), so every attempt asks again.
     let ops = ["socket 5 2 0", "socket 9 5 0", "socket 2 1 132"];
@@ -77,11 +86,50 @@ fn sockets_that_load_modules_request_none_from_a_session() {
             "outside, {op} ({outside:?}) requests {want}: {requested:?}"
         );
     }
-    let policy = "[filesystem]\nallow_read = [\"/\"]\nallow_exec = [\"/\"]\n";
-    for mode in ["--trace-only", "--allow-degraded"] {
+    for mode in MODES {
         let ops: Vec<String> = ops.iter().map(|op| (*op).to_owned()).collect();
-        let s = probe::in_session("vm-autoload", policy, &ops, &[mode]);
+        let s = probe::in_session("vm-autoload", POLICY, &ops, &[mode]);
         assert_eq!(s.results, ["EPERM", "EPERM", "EPERM"], "{mode}");
         assert_eq!(modprobe.take(), "", "{mode}: no module was requested");
+    }
+}
+
+#[test]
+fn a_crash_in_the_session_starts_no_core_dump_helper() {
+    let helper = LoggingHelper::install("/proc/sys/kernel/core_pattern", "|", "%p");
+    // A shell that kills itself with SIGSEGV, whose default action dumps core.
+    let crash = ["/bin/sh", "-c", "kill -SEGV $$"];
+    let status = std::process::Command::new(crash[0])
+        .args(&crash[1..])
+        .status()
+        .unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(11)
+    );
+    // The dump goes through a pipe the helper closes when it exits, so the crash ends after
+    // it ran; the wait only covers a slow write of the log.
+    let mut logged = String::new();
+    common::wait_until(probe::DEADLINE, || {
+        logged.push_str(&helper.take());
+        !logged.is_empty()
+    });
+    assert_ne!(logged, "", "outside, the crash started the helper");
+    for mode in MODES {
+        let scratch = common::Scratch::new("vm-core");
+        let policy = scratch.path("policy.toml");
+        fs::write(&policy, POLICY).unwrap();
+        let out = common::sandtrace()
+            .args(["run", mode, "--policy", policy.to_str().unwrap(), "--"])
+            .args(crash)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(139),
+            "{mode}: {}",
+            common::describe(&out)
+        );
+        assert_eq!(helper.take(), "", "{mode}: no core dump helper ran");
     }
 }
