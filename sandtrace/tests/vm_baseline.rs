@@ -44,7 +44,8 @@ impl LoggingHelper {
         .unwrap();
         fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
         let previous = fs::read_to_string(sysctl).unwrap();
-        fs::write(sysctl, format!("{prefix}{} {args}", script.display())).unwrap();
+        let value = format!("{prefix}{} {args}", script.display());
+        fs::write(sysctl, value.trim_end()).unwrap();
         Self {
             sysctl,
             previous,
