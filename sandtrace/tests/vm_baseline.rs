@@ -14,7 +14,9 @@ use std::{fs, os::unix::fs::PermissionsExt as _, path::PathBuf};
 
 /// The modes that confine; both apply the baseline.
 const MODES: [&str; 2] = ["--trace-only", "--allow-degraded"];
-const POLICY: &str = "[filesystem]\nallow_read = [\"/\"]\nallow_exec = [\"/\"]\n";
+/// Everything readable and executable; pseudo-terminals writable (TIOCSETD's terminal).
+const POLICY: &str = "[filesystem]\nallow_read = [\"/\"]\nallow_exec = [\"/\"]\n\
+                      allow_write = [\"/dev/ptmx\", \"/dev/pts\"]\n";
 
 /// Points a kernel helper setting (`sysctl`, written as `prefix` + the script's path) at a
 /// script that logs its arguments; restores the old value and removes the files when dropped.
@@ -71,26 +73,38 @@ impl Drop for LoggingHelper {
 }
 
 #[test]
-fn sockets_that_load_modules_request_none_from_a_session() {
+fn sockets_and_ioctls_that_load_modules_request_none_from_a_session() {
     let modprobe = LoggingHelper::install("/proc/sys/kernel/modprobe", "", "");
-    // AppleTalk, X.25 and SCTP over IPv4: modules in distribution kernels, not loaded here
-    // (the helper only logs), so every attempt asks again.
-    let ops = ["socket 5 2 0", "socket 9 5 0", "socket 2 1 132"];
+    // AppleTalk, X.25 and SCTP over IPv4, and the bridge and 802.1q ioctls, which any
+    // process may make on any socket: modules in distribution kernels, not loaded here (the
+    // helper only logs), so every attempt asks again. A line discipline (N_HDLC) is loaded
+    // for an unprivileged TIOCSETD only where dev.tty.ldisc_autoload is on.
+    let mut expected = vec![
+        ("socket 5 2 0", "net-pf-5"),
+        ("socket 9 5 0", "net-pf-9"),
+        ("socket 2 1 132", "net-pf-2-proto-132"),
+        ("socket-ioctl 0x8940", "bridge"),
+        ("socket-ioctl 0x8982", "8021q"),
+    ];
+    if fs::read_to_string("/proc/sys/dev/tty/ldisc_autoload").is_ok_and(|v| v.trim() == "1") {
+        expected.push(("tiocsetd-new-pty 13", "tty-ldisc-13"));
+    }
+    let ops: Vec<String> = expected.iter().map(|(op, _)| (*op).to_owned()).collect();
     let outside = probe::outside(&ops.join(";"));
     let requested = modprobe.take();
-    for (op, want) in ops
-        .iter()
-        .zip(["net-pf-5", "net-pf-9", "net-pf-2-proto-132"])
-    {
+    for (op, want) in &expected {
         assert!(
             requested.contains(want),
             "outside, {op} ({outside:?}) requests {want}: {requested:?}"
         );
     }
     for mode in MODES {
-        let ops: Vec<String> = ops.iter().map(|op| (*op).to_owned()).collect();
         let s = probe::in_session("vm-autoload", POLICY, &ops, &[mode]);
-        assert_eq!(s.results, ["EPERM", "EPERM", "EPERM"], "{mode}");
+        assert!(
+            s.results.iter().all(|r| r == "EPERM"),
+            "{mode}: {:?}",
+            s.results
+        );
         assert_eq!(modprobe.take(), "", "{mode}: no module was requested");
     }
 }

@@ -78,6 +78,8 @@ fn run_op(op: &str) -> String {
         Some("tiocsti") => tiocsti(words[1].parse().unwrap()),
         Some("tiocsti-new-pty") => tiocsti_new_pty(),
         Some("tioclinux") => tioclinux(words[1].parse().unwrap()),
+        Some("tiocsetd-new-pty") => tiocsetd_new_pty(words[1].parse().unwrap()),
+        Some("socket-ioctl") => socket_ioctl(parse_hex(words[1])),
         Some("unshare-user") => unshare_user(),
         Some("shm-create") => shm_create(words[1].parse().unwrap()),
         Some("core-limit") => core_limit(),
@@ -618,19 +620,48 @@ fn tiocsti(fd: i32) -> String {
     outcome(unsafe { libc::ioctl(fd, libc::TIOCSTI, &raw const byte) }.into())
 }
 
-/// TIOCSTI on a pseudo-terminal the probe opens itself.
-fn tiocsti_new_pty() -> String {
+/// The slave of a new pseudo-terminal the probe opens itself.
+fn new_pty() -> Result<i32, String> {
     let master = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY) };
     if master < 0 || unsafe { libc::grantpt(master) } != 0 || unsafe { libc::unlockpt(master) } != 0
     {
-        return format!("openpt:{}", last_errno());
+        return Err(format!("openpt:{}", last_errno()));
     }
     let name = unsafe { libc::ptsname(master) };
     let slave = unsafe { libc::open(name, libc::O_RDWR | libc::O_NOCTTY) };
     if slave < 0 {
-        return format!("open-slave:{}", last_errno());
+        return Err(format!("open-slave:{}", last_errno()));
     }
-    tiocsti(slave)
+    Ok(slave)
+}
+
+/// TIOCSTI on a pseudo-terminal the probe opens itself.
+fn tiocsti_new_pty() -> String {
+    new_pty().map_or_else(|e| e, tiocsti)
+}
+
+/// TIOCSETD (line discipline `discipline`) on a pseudo-terminal the probe opens itself.
+fn tiocsetd_new_pty(discipline: libc::c_int) -> String {
+    match new_pty() {
+        Ok(slave) => {
+            outcome(unsafe { libc::ioctl(slave, libc::TIOCSETD, &raw const discipline) }.into())
+        }
+        Err(e) => e,
+    }
+}
+
+/// The socket ioctl `request` (with a zeroed buffer) on a UNIX datagram socket.
+fn socket_ioctl(request: u32) -> String {
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM, 0) };
+    if fd < 0 {
+        return format!("socket:{}", last_errno());
+    }
+    let mut buf = [0u8; 64];
+    outcome(unsafe { libc::ioctl(fd, request.into(), buf.as_mut_ptr()) }.into())
+}
+
+fn parse_hex(word: &str) -> u32 {
+    u32::from_str_radix(word.trim_start_matches("0x"), 16).unwrap()
 }
 
 /// TIOCLINUX on `fd`: on anything but a virtual console the kernel answers ENOTTY, which
