@@ -505,7 +505,7 @@ fn keystrokes_pushed_by_the_command_never_reach_the_users_terminal() {
     let terminal = UserTerminal::open(24, 80);
     // Without sandtrace, the push lands in the terminal's input queue, where the user's
     // shell would read it as a command line.
-    let job = terminal.start(Command::new(PROBE).arg("tiocsti echo-pushed"));
+    let job = terminal.start(Command::new(PROBE).arg("push-input echo-pushed"));
     let (status, screen) = job.finish();
     assert!(status.success(), "{screen}");
     assert!(screen.contains("PROBE-RESULT: ok"), "{screen}");
@@ -517,7 +517,10 @@ fn keystrokes_pushed_by_the_command_never_reach_the_users_terminal() {
 
     let scratch = Scratch::new("terminal-push");
     for mode in modes(&scratch) {
-        let job = terminal.start(&mut sandtrace_run(&mode, &[PROBE, "tiocsti echo-pushed"]));
+        let job = terminal.start(&mut sandtrace_run(
+            &mode,
+            &[PROBE, "push-input echo-pushed"],
+        ));
         let (status, screen) = job.finish();
         assert_eq!(status.code(), Some(0), "{}: {screen}", mode.flag);
         // The push reaches CMD's own terminal (or is refused); either way, not the user's.

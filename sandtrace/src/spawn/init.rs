@@ -209,6 +209,12 @@ fn cmd_main(cmd: &PreparedCommand, setup: &CmdSetup<'_>, cmd_err_wr: RawFd) -> !
     {
         cmd_failed(cmd_err_wr, SetupStage::Landlock as i32, e as i32);
     }
+    if let Err(errno) = join_new_session_keyring() {
+        cmd_failed(cmd_err_wr, SetupStage::SessionKeyring as i32, errno);
+    }
+    if let Err(errno) = limit_core_dumps() {
+        cmd_failed(cmd_err_wr, SetupStage::CoreLimit as i32, errno);
+    }
     if let Some(filter) = setup.seccomp
         && let Err(e) = filter.install()
     {
@@ -236,6 +242,25 @@ fn replace_terminals(terminal: Option<CmdTerminal>) -> Result<(), Errno> {
     Ok(())
 }
 
+/// Replaces the caller's session keyring with a new anonymous one, so that CMD never finds the
+/// keys of the session sandtrace was started from (the seccomp baseline refuses the keyring
+/// syscalls too).
+fn join_new_session_keyring() -> Result<(), Errno> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    // SAFETY: a null name asks for an anonymous keyring; nothing is read from memory.
+    let serial = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_JOIN_SESSION_KEYRING,
+            ptr::null::<libc::c_char>(),
+        )
+    };
+    if serial < 0 {
+        return Err(errno());
+    }
+    Ok(())
+}
+
 /// Puts CMD's process in a session of its own, in every mode: it never has the user's
 /// controlling terminal (nor any, when sandtrace was not started from a terminal). Where it
 /// was, the session's pseudo-terminal (already on the standard descriptors that were
@@ -251,6 +276,21 @@ fn take_own_terminal(terminal: Option<CmdTerminal>) -> Result<(), Errno> {
         Some(terminal) => check(unsafe { libc::ioctl(terminal.slave, libc::TIOCSCTTY, 0) }),
         None => Ok(()),
     }
+}
+
+/// Sets RLIMIT_CORE to 1 (soft and hard). A limit of 0 only stops core files: for a pipe
+/// `core_pattern` (`|/usr/lib/systemd/systemd-coredump ...`) the kernel ignores the limit and
+/// starts the helper, as root outside the session, except when the limit is exactly 1, its
+/// guard against crashing helpers (`coredump_pipe` in fs/coredump.c). One byte is also below
+/// the smallest core file (a page), so no file is written either. The seccomp baseline keeps
+/// CMD from changing it.
+fn limit_core_dumps() -> Result<(), Errno> {
+    let one = libc::rlimit {
+        rlim_cur: 1,
+        rlim_max: 1,
+    };
+    // SAFETY: `one` is on this stack frame; setrlimit only reads it.
+    check(unsafe { libc::setrlimit(libc::RLIMIT_CORE, &raw const one) })
 }
 
 /// Moves this process into the cgroup whose `cgroup.procs` is open as `procs`.
