@@ -89,7 +89,26 @@ pub struct KernelOffsets {
     pub unix_sock_path: u32,
     /// `super_block.s_magic`
     pub sb_s_magic: u32,
-    pub _pad: u32,
+    /// `dentry.d_sb`
+    pub dentry_d_sb: u32,
+    /// `super_block.s_mounts` (list of `mount.mnt_instance`)
+    pub sb_s_mounts: u32,
+    /// `mount.mnt_instance`
+    pub mount_mnt_instance: u32,
+    /// `mount.mnt_ns`
+    pub mount_mnt_ns: u32,
+    /// `task_struct.nsproxy`
+    pub task_nsproxy: u32,
+    /// `nsproxy.mnt_ns`
+    pub nsproxy_mnt_ns: u32,
+    /// `iattr.ia_valid`
+    pub iattr_ia_valid: u32,
+    /// `task_struct.flags`
+    pub task_flags: u32,
+    /// `task_struct.cred`
+    pub task_cred: u32,
+    /// `task_struct.real_cred`
+    pub task_real_cred: u32,
 }
 
 #[repr(C)]
@@ -158,7 +177,16 @@ impl KernelOffsets {
         socket_sk: 0,
         unix_sock_path: 0,
         sb_s_magic: 0,
-        _pad: 0,
+        dentry_d_sb: 0,
+        sb_s_mounts: 0,
+        mount_mnt_instance: 0,
+        mount_mnt_ns: 0,
+        task_nsproxy: 0,
+        nsproxy_mnt_ns: 0,
+        iattr_ia_valid: 0,
+        task_flags: 0,
+        task_cred: 0,
+        task_real_cred: 0,
     };
 }
 
