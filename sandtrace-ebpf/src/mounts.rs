@@ -15,7 +15,10 @@ use aya_ebpf::{
     macros::map,
     maps::PerCpuArray,
 };
-use sandtrace_common::file::{FileOp, MAX_SB_MOUNTS, MAX_SESSION_MOUNTS, Verdict};
+use sandtrace_common::{
+    config::{SB_MOUNTS_LINKED, SB_MOUNTS_LIST},
+    file::{FileOp, MAX_SB_MOUNTS, MAX_SESSION_MOUNTS, Verdict},
+};
 
 use crate::{
     kernel::{field, pointer},
@@ -30,8 +33,9 @@ pub struct SessionMounts {
     mounts: [u64; MAX_SESSION_MOUNTS],
     count: u32,
     outcome: u32,
-    /// The current list node, the list's head (`super_block.s_mounts`), the namespace.
-    node: u64,
+    /// The next mount to look at (null: none), the list's head (`super_block.s_mounts`, for
+    /// `SB_MOUNTS_LIST`), the namespace.
+    next: u64,
     head: u64,
     ns: u64,
 }
@@ -51,18 +55,12 @@ extern "C" fn mount_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
         return 1;
     };
     let m = unsafe { &mut *m };
-    // `list_head.next` is its first field.
-    let next: *const u8 = pointer(m.node as *const u8, 0);
-    if next.is_null() {
-        m.outcome = Verdict::DeniedUnresolved as u32;
-        return 1;
-    }
-    if next as u64 == m.head {
+    let mount = m.next;
+    if mount == 0 {
         m.outcome = DONE;
         return 1;
     }
-    m.node = next as u64;
-    let mount = (next as u64).wrapping_sub(config!(offsets.mount_mnt_instance) as u64);
+    m.next = next_mount(mount, m.head);
     let ns: *const u8 = pointer(mount as *const u8, config!(offsets.mount_mnt_ns));
     if ns as u64 == m.ns {
         let n = m.count as usize;
@@ -74,6 +72,21 @@ extern "C" fn mount_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
         m.count += 1;
     }
     0
+}
+
+/// The mount after `mount` on its superblock's list (0: none), `head` being the list's head.
+#[inline(always)]
+fn next_mount(mount: u64, head: u64) -> u64 {
+    let link = mount + config!(offsets.mount_sb_link) as u64;
+    // Both layouts keep the next element's address first in the link.
+    let next: *const u8 = pointer(link as *const u8, 0);
+    if config!(offsets.sb_mounts_layout) == SB_MOUNTS_LINKED {
+        return next as u64;
+    }
+    if next.is_null() || next as u64 == head {
+        return 0;
+    }
+    (next as u64).wrapping_sub(config!(offsets.mount_sb_link) as u64)
 }
 
 /// Fills [`SESSION_MOUNTS`] with the mounts of the current task's namespace that show the
@@ -88,13 +101,20 @@ fn find_session_mounts(dentry: *const u8) -> Result<(), Verdict> {
         return Err(Verdict::DeniedUnresolved);
     }
     let head = sb as u64 + config!(offsets.sb_s_mounts) as u64;
+    let first: *const u8 = pointer(head as *const u8, 0);
+    let first = match config!(offsets.sb_mounts_layout) {
+        SB_MOUNTS_LINKED => first as u64,
+        SB_MOUNTS_LIST if first.is_null() || first as u64 == head => 0,
+        SB_MOUNTS_LIST => (first as u64).wrapping_sub(config!(offsets.mount_sb_link) as u64),
+        _ => return Err(Verdict::DeniedNoMount),
+    };
     let m = SESSION_MOUNTS
         .get_ptr_mut(0)
         .ok_or(Verdict::DeniedNoPolicy)?;
     let m = unsafe { &mut *m };
     m.count = 0;
     m.outcome = WALKING;
-    m.node = head;
+    m.next = first;
     m.head = head;
     m.ns = ns as u64;
     let ret = unsafe {

@@ -12,7 +12,9 @@
 use std::collections::{HashMap, hash_map::Entry};
 
 use anyhow::{Context as _, Result, bail, ensure};
-use sandtrace_common::config::KernelOffsets;
+use sandtrace_common::config::{
+    KernelOffsets, SB_MOUNTS_LINKED, SB_MOUNTS_LIST, SB_MOUNTS_UNKNOWN,
+};
 
 /// Where the running kernel exposes its own BTF (needs `CONFIG_DEBUG_INFO_BTF=y`).
 pub const VMLINUX_BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
@@ -485,6 +487,15 @@ impl KernelBtf {
 
 /// The kernel struct offsets the eBPF programs need, read from `btf`.
 pub fn kernel_offsets(btf: &KernelBtf) -> Result<KernelOffsets> {
+    // Only the metadata hooks need a superblock's mounts: an unknown layout denies those,
+    // and nothing else.
+    let (sb_mounts_layout, mount_sb_link) = [
+        (SB_MOUNTS_LIST, "mnt_instance"),
+        (SB_MOUNTS_LINKED, "mnt_next_for_sb"),
+    ]
+    .into_iter()
+    .find_map(|(layout, field)| Some((layout, btf.member_offset("mount", field).ok()?)))
+    .unwrap_or((SB_MOUNTS_UNKNOWN, 0));
     Ok(KernelOffsets {
         task_pid: btf.member_offset("task_struct", "pid")?,
         task_tgid: btf.member_offset("task_struct", "tgid")?,
@@ -522,7 +533,8 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<KernelOffsets> {
         sb_s_magic: btf.member_offset("super_block", "s_magic")?,
         dentry_d_sb: btf.member_offset("dentry", "d_sb")?,
         sb_s_mounts: btf.member_offset("super_block", "s_mounts")?,
-        mount_mnt_instance: btf.member_offset("mount", "mnt_instance")?,
+        sb_mounts_layout,
+        mount_sb_link,
         mount_mnt_ns: btf.member_offset("mount", "mnt_ns")?,
         task_nsproxy: btf.member_offset("task_struct", "nsproxy")?,
         nsproxy_mnt_ns: btf.member_offset("nsproxy", "mnt_ns")?,
@@ -530,6 +542,7 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<KernelOffsets> {
         task_flags: btf.member_offset("task_struct", "flags")?,
         task_cred: btf.member_offset("task_struct", "cred")?,
         task_real_cred: btf.member_offset("task_struct", "real_cred")?,
+        _pad: 0,
     })
 }
 
