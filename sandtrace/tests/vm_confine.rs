@@ -450,3 +450,27 @@ fn a_module_request_by_the_session_never_reaches_modprobe() {
         );
     }
 }
+
+#[test]
+fn probe_names_the_optional_hooks_this_kernel_lacks() {
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut numbers = release.split(|c: char| !c.is_ascii_digit());
+    let version: (u32, u32) = (
+        numbers.next().unwrap().parse().unwrap(),
+        numbers.next().unwrap().parse().unwrap(),
+    );
+    let out = run(&["probe"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let missing: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("bpf-lsm-hook-missing: "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    // The ACL hooks came with Linux 6.2.
+    let expected: &[&str] = if version < (6, 2) {
+        &["inode_set_acl", "inode_remove_acl"]
+    } else {
+        &[]
+    };
+    assert_eq!(missing, expected, "{}", describe(&out));
+}
