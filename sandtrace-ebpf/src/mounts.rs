@@ -48,7 +48,7 @@ const DONE: u32 = 1;
 
 const _: () = assert!(MAX_SESSION_MOUNTS.is_power_of_two());
 
-/// One list node: the next mount of the superblock, kept when it is in the namespace.
+/// One mount of the superblock: kept when it is in the namespace.
 #[inline(never)]
 extern "C" fn mount_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     let Some(m) = SESSION_MOUNTS.get_ptr_mut(0) else {
