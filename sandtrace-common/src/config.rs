@@ -89,8 +89,39 @@ pub struct KernelOffsets {
     pub unix_sock_path: u32,
     /// `super_block.s_magic`
     pub sb_s_magic: u32,
+    /// `dentry.d_sb`
+    pub dentry_d_sb: u32,
+    /// `super_block.s_mounts`: the superblock's mounts, laid out as `sb_mounts_layout` says
+    pub sb_s_mounts: u32,
+    /// The link from one mount of a superblock to the next: `mount.mnt_instance` (a
+    /// `list_head`) or `mount.mnt_next_for_sb` (a pointer)
+    pub mount_sb_link: u32,
+    /// `SB_MOUNTS_*`: how `sb_s_mounts` and `mount_sb_link` link a superblock's mounts
+    pub sb_mounts_layout: u32,
+    /// `mount.mnt_ns`
+    pub mount_mnt_ns: u32,
+    /// `task_struct.nsproxy`
+    pub task_nsproxy: u32,
+    /// `nsproxy.mnt_ns`
+    pub nsproxy_mnt_ns: u32,
+    /// `iattr.ia_valid`
+    pub iattr_ia_valid: u32,
+    /// `task_struct.flags`
+    pub task_flags: u32,
+    /// `task_struct.cred`
+    pub task_cred: u32,
+    /// `task_struct.real_cred`
+    pub task_real_cred: u32,
     pub _pad: u32,
 }
+
+/// [`KernelOffsets::sb_mounts_layout`]: this kernel links a superblock's mounts in a way the
+/// programs do not know; whatever must find them is denied.
+pub const SB_MOUNTS_UNKNOWN: u32 = 0;
+/// A circular `list_head` in the superblock, threaded through `mount.mnt_instance`.
+pub const SB_MOUNTS_LIST: u32 = 1;
+/// A pointer to the first mount in the superblock, then `mount.mnt_next_for_sb` (Linux 6.16+).
+pub const SB_MOUNTS_LINKED: u32 = 2;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -158,6 +189,17 @@ impl KernelOffsets {
         socket_sk: 0,
         unix_sock_path: 0,
         sb_s_magic: 0,
+        dentry_d_sb: 0,
+        sb_s_mounts: 0,
+        mount_sb_link: 0,
+        sb_mounts_layout: 0,
+        mount_mnt_ns: 0,
+        task_nsproxy: 0,
+        nsproxy_mnt_ns: 0,
+        iattr_ia_valid: 0,
+        task_flags: 0,
+        task_cred: 0,
+        task_real_cred: 0,
         _pad: 0,
     };
 }

@@ -12,6 +12,11 @@ pub const EVENT_PATH_CAP: usize = MAX_PATH_LEN + 1;
 pub const MAX_WALK_DEPTH: usize = 256;
 /// Mount points crossed at most while rebuilding a path.
 pub const MAX_WALK_MOUNTS: usize = 32;
+/// Mounts of one superblock (in every namespace) looked through to find those of the
+/// session's mount namespace; a superblock with more is denied.
+pub const MAX_SB_MOUNTS: usize = 256;
+/// Mounts of the session's namespace that may show one superblock; more are denied.
+pub const MAX_SESSION_MOUNTS: usize = 8;
 
 /// The operation an LSM program decided on.
 #[repr(u32)]
@@ -36,6 +41,24 @@ pub enum FileOp {
     Connect = 16,
     /// ptrace, /proc/PID/mem, process_vm_*, pidfd_getfd of another process.
     Ptrace = 17,
+    /// Creating a character device node (refused whatever the path).
+    MknodChar = 18,
+    /// Creating a block device node (refused whatever the path).
+    MknodBlock = 19,
+    /// The kernel asked to load a module for the session; the event's path is the module's
+    /// name (`net-pf-5`, `binfmt-0000`), not a file.
+    ModuleRequest = 20,
+    /// An inotify, fanotify or dnotify watch on the path.
+    Watch = 21,
+    /// Inode flags (`chattr`: FS_IOC_SETFLAGS, FS_IOC_FSSETXATTR).
+    SetFlags = 22,
+    SetXattr = 23,
+    RemoveXattr = 24,
+    /// A POSIX ACL (Linux 6.2+; before, ACLs are set as xattrs).
+    SetAcl = 25,
+    RemoveAcl = 26,
+    /// Access or modification times (utimensat and the like).
+    SetTimes = 27,
 }
 
 impl FileOp {
@@ -59,6 +82,16 @@ impl FileOp {
             15 => Chown,
             16 => Connect,
             17 => Ptrace,
+            18 => MknodChar,
+            19 => MknodBlock,
+            20 => ModuleRequest,
+            21 => Watch,
+            22 => SetFlags,
+            23 => SetXattr,
+            24 => RemoveXattr,
+            25 => SetAcl,
+            26 => RemoveAcl,
+            27 => SetTimes,
             _ => return None,
         })
     }
@@ -83,6 +116,16 @@ impl FileOp {
             Chown => "chown",
             Connect => "connect",
             Ptrace => "ptrace",
+            MknodChar => "mknod_char",
+            MknodBlock => "mknod_block",
+            ModuleRequest => "module_request",
+            Watch => "watch",
+            SetFlags => "set_flags",
+            SetXattr => "setxattr",
+            RemoveXattr => "removexattr",
+            SetAcl => "set_acl",
+            RemoveAcl => "remove_acl",
+            SetTimes => "set_times",
         }
     }
 }
@@ -116,6 +159,15 @@ pub enum Verdict {
     /// Would reach outside the session whatever the policy says: writing a cgroup file (to
     /// move a process out of the session's cgroup), or tracing the session's init.
     DeniedSessionEscape = 17,
+    /// Creating a character or block device node: never allowed in an enforcing session
+    /// (opening it would reach the device whatever path it was made at).
+    DeniedDeviceNode = 18,
+    /// An object known only by its directory entry (xattrs, ACLs, times) that no mount of the
+    /// session's mount namespace shows, or that too many mounts show to decide.
+    DeniedNoMount = 19,
+    /// A fanotify mark on a whole mount or file system: it would report on paths the policy
+    /// denies.
+    DeniedWideWatch = 20,
 }
 
 impl Verdict {
@@ -133,6 +185,9 @@ impl Verdict {
             15 => DeniedDynamicLoader,
             16 => DeniedNoPolicy,
             17 => DeniedSessionEscape,
+            18 => DeniedDeviceNode,
+            19 => DeniedNoMount,
+            20 => DeniedWideWatch,
             _ => return None,
         })
     }
@@ -155,6 +210,9 @@ impl Verdict {
             DeniedDynamicLoader => "denied: running the dynamic loader directly",
             DeniedNoPolicy => "denied: no policy loaded",
             DeniedSessionEscape => "denied: would reach outside the session",
+            DeniedDeviceNode => "denied: device nodes cannot be created",
+            DeniedNoMount => "denied: no mount of the session shows the file, or too many do",
+            DeniedWideWatch => "denied: a watch on a whole mount or file system",
         }
     }
 }

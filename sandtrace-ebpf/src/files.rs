@@ -24,6 +24,8 @@ const FMODE_EXEC: u32 = 0x20;
 const RENAME_EXCHANGE: u32 = 1 << 1;
 const S_IFMT: u16 = 0o170000;
 const S_IFDIR: u16 = 0o040000;
+const S_IFCHR: u16 = 0o020000;
+const S_IFBLK: u16 = 0o060000;
 const O_TRUNC: u32 = 0o1000;
 
 lsm_programs! {
@@ -43,9 +45,9 @@ lsm_programs! {
     path_rmdir: hook = "path_rmdir", prev = 2, flags = FLAG_ENFORCE_FILES,
         |ctx| entry_in_dir(ctx, FileOp::Rmdir);
     /// `path_mknod(const struct path *dir, struct dentry *dentry, umode_t mode,
-    /// unsigned int dev)`: also every regular file created by open(O_CREAT).
-    path_mknod: hook = "path_mknod", prev = 4, flags = FLAG_ENFORCE_FILES,
-        |ctx| entry_in_dir(ctx, FileOp::Create);
+    /// unsigned int dev)`: also every regular file created by open(O_CREAT). Device nodes are
+    /// refused whatever the path: opening one reaches the device, not the path's contents.
+    path_mknod: hook = "path_mknod", prev = 4, flags = FLAG_ENFORCE_FILES, decide_mknod;
     /// `path_symlink(const struct path *dir, struct dentry *dentry, const char *old_name)`: the
     /// link's own path needs write; what it points to is decided when it is followed.
     path_symlink: hook = "path_symlink", prev = 3, flags = FLAG_ENFORCE_FILES,
@@ -123,13 +125,29 @@ fn entry_in_dir(ctx: &LsmContext, op: FileOp) -> i32 {
 /// The path of a `struct path`, rebuilt without `d_path`: the `path_*` hooks may not call
 /// `d_path` on every kernel (6.1 allows it only in `file_open` and `bprm_check_security`).
 #[inline(always)]
-fn rebuilt(
+pub(crate) fn rebuilt(
     path: *const u8,
     slot: u32,
 ) -> Result<path_policy::Resolved, sandtrace_common::file::Verdict> {
     let mnt: *const u8 = pointer(path, config!(offsets.path_mnt));
     let dentry: *const u8 = pointer(path, config!(offsets.path_dentry));
     rebuild_path(dentry, mnt, slot)
+}
+
+#[inline(always)]
+fn decide_mknod(ctx: &LsmContext) -> i32 {
+    let mode = scalar_arg(ctx, 2) as u16 & S_IFMT;
+    let device = match mode {
+        S_IFCHR => FileOp::MknodChar,
+        S_IFBLK => FileOp::MknodBlock,
+        _ => return entry_in_dir(ctx, FileOp::Create),
+    };
+    let dir: *const u8 = ctx.arg(0);
+    let dentry: *const u8 = ctx.arg(1);
+    let d = Decision::of(sandtrace_common::file::Verdict::DeniedDeviceNode);
+    let shown = rebuilt(dir, 0).and_then(|p| append_name(p, dentry)).ok();
+    report(device, 0, d, shown);
+    errno_of(d)
 }
 
 #[inline(always)]

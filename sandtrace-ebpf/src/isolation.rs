@@ -1,7 +1,8 @@
 //! What keeps the session's tasks inside the session, whatever the policy says: they may not
 //! trace (or read or write the memory of) the session's init, which runs outside the session
-//! cgroup on sandtrace's behalf, and they may not write cgroup files, which could move a
-//! process out of the session's cgroup and so out of every program's reach.
+//! cgroup on sandtrace's behalf, they may not write cgroup files, which could move a
+//! process out of the session's cgroup and so out of every program's reach, and nothing they
+//! do may make the kernel load a module (modprobe runs as root outside the session).
 
 use aya_ebpf::programs::LsmContext;
 use sandtrace_common::{
@@ -10,8 +11,8 @@ use sandtrace_common::{
 };
 
 use crate::{
-    kernel::{field, pointer},
-    path_policy::{Decision, errno_of, report},
+    kernel::{field, pointer, scalar_arg},
+    path_policy::{Decision, copy_name, errno_of, report},
     session::{self, config, lsm_programs},
 };
 
@@ -32,6 +33,19 @@ lsm_programs! {
     /// /proc/PID/mem, process_vm_readv/writev, pidfd_getfd and the like.
     ptrace_access_check: hook = "ptrace_access_check", prev = 2, flags = FLAG_ENFORCE_FILES,
         decide_ptrace;
+    /// `kernel_module_request(char *kmod_name)`: called by `request_module` in the requesting
+    /// task, before the modprobe helper is started (socket families and protocols, binary
+    /// formats, crypto algorithms, file systems, ...).
+    kernel_module_request: hook = "kernel_module_request", prev = 1,
+        flags = FLAG_ENFORCE_FILES, refuse_module_request;
+}
+
+#[inline(always)]
+fn refuse_module_request(ctx: &LsmContext) -> i32 {
+    let name = scalar_arg(ctx, 0) as *const u8;
+    let decision = Decision::of(Verdict::DeniedSessionEscape);
+    report(FileOp::ModuleRequest, 0, decision, copy_name(name).ok());
+    errno_of(decision)
 }
 
 #[inline(always)]

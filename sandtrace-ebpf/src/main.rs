@@ -17,6 +17,8 @@ mod isolation;
 mod kernel;
 mod launch;
 mod lsm_probe;
+mod metadata;
+mod mounts;
 mod network;
 mod path_policy;
 mod process;

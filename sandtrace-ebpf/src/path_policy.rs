@@ -137,6 +137,19 @@ pub fn append_name(dir: Resolved, dentry: *const u8) -> Result<Resolved, Verdict
     })
 }
 
+/// A kernel string that is not a path (a module's name), copied into buffer 0 so that
+/// [`report`] can carry it.
+#[inline(always)]
+pub fn copy_name(name: *const u8) -> Result<Resolved, Verdict> {
+    let buf = buffer(0).ok_or(Verdict::DeniedNoPolicy)?;
+    let len = unsafe { read_str_at(buf, 0, NAME_MAX, name)? };
+    Ok(Resolved {
+        slot: 0,
+        start: 0,
+        len,
+    })
+}
+
 /// State of one path rebuild, shared with the `bpf_loop` callback. It lives in a map, not on
 /// the stack: values loaded from a map are unknown to the verifier, so it checks one step once
 /// instead of following the walk's exact positions step by step.

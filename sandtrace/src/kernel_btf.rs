@@ -9,10 +9,12 @@
 //! that type ids resolve in O(1), and struct/union and function names are indexed in hash
 //! maps, so repeated lookups are cheap.
 
-use std::collections::{HashMap, HashSet, hash_map::Entry};
+use std::collections::{HashMap, hash_map::Entry};
 
 use anyhow::{Context as _, Result, bail, ensure};
-use sandtrace_common::config::KernelOffsets;
+use sandtrace_common::config::{
+    KernelOffsets, SB_MOUNTS_LINKED, SB_MOUNTS_LIST, SB_MOUNTS_UNKNOWN,
+};
 
 /// Where the running kernel exposes its own BTF (needs `CONFIG_DEBUG_INFO_BTF=y`).
 pub const VMLINUX_BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
@@ -115,8 +117,9 @@ pub struct KernelBtf {
     record_offsets: Vec<u32>,
     /// Struct and union definitions by name (forward declarations are not definitions).
     composites: HashMap<Box<str>, Definition>,
-    /// Names of BTF `FUNC`s: kernel functions, including `bpf_lsm_*` hook stubs.
-    functions: HashSet<Box<str>>,
+    /// BTF `FUNC`s by name (kernel functions, including `bpf_lsm_*` hook stubs), with the id
+    /// of their prototype.
+    functions: HashMap<Box<str>, u32>,
 }
 
 /// One decoded `btf_type` record plus the kind-specific bytes that follow it.
@@ -209,7 +212,7 @@ impl KernelBtf {
             strings,
             record_offsets: Vec::new(),
             composites: HashMap::new(),
-            functions: HashSet::new(),
+            functions: HashMap::new(),
         };
         btf.index_types()?;
         Ok(btf)
@@ -244,7 +247,7 @@ impl KernelBtf {
                 }
                 kind::FUNC if name_off != 0 => {
                     let name = indexed_name(self)?;
-                    self.functions.insert(name);
+                    self.functions.insert(name, record.size_or_type);
                 }
                 _ => {}
             }
@@ -464,12 +467,35 @@ impl KernelBtf {
     /// named `bpf_lsm_<hook>`, so `has_function("bpf_lsm_file_open")` tells whether the
     /// `file_open` hook exists on this kernel.
     pub fn has_function(&self, name: &str) -> bool {
-        self.functions.contains(name)
+        self.functions.contains_key(name)
+    }
+
+    /// The number of parameters of function `name` (a variadic `...` not counted), `None`
+    /// when there is no such function or its prototype is malformed.
+    pub fn function_params(&self, name: &str) -> Option<usize> {
+        let proto = self.record(*self.functions.get(name)?).ok()?;
+        if proto.kind != kind::FUNC_PROTO {
+            return None;
+        }
+        // Each parameter is (name offset, type id); the variadic marker is (0, 0).
+        let variadic = proto.vlen > 0
+            && read_u32(proto.trailing, (proto.vlen - 1) * 8) == Some(0)
+            && read_u32(proto.trailing, (proto.vlen - 1) * 8 + 4) == Some(0);
+        Some(proto.vlen - usize::from(variadic))
     }
 }
 
 /// The kernel struct offsets the eBPF programs need, read from `btf`.
 pub fn kernel_offsets(btf: &KernelBtf) -> Result<KernelOffsets> {
+    // Only the metadata hooks need a superblock's mounts: an unknown layout denies those,
+    // and nothing else.
+    let (sb_mounts_layout, mount_sb_link) = [
+        (SB_MOUNTS_LIST, "mnt_instance"),
+        (SB_MOUNTS_LINKED, "mnt_next_for_sb"),
+    ]
+    .into_iter()
+    .find_map(|(layout, field)| Some((layout, btf.member_offset("mount", field).ok()?)))
+    .unwrap_or((SB_MOUNTS_UNKNOWN, 0));
     Ok(KernelOffsets {
         task_pid: btf.member_offset("task_struct", "pid")?,
         task_tgid: btf.member_offset("task_struct", "tgid")?,
@@ -505,6 +531,17 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<KernelOffsets> {
         socket_sk: btf.member_offset("socket", "sk")?,
         unix_sock_path: btf.member_offset("unix_sock", "path")?,
         sb_s_magic: btf.member_offset("super_block", "s_magic")?,
+        dentry_d_sb: btf.member_offset("dentry", "d_sb")?,
+        sb_s_mounts: btf.member_offset("super_block", "s_mounts")?,
+        sb_mounts_layout,
+        mount_sb_link,
+        mount_mnt_ns: btf.member_offset("mount", "mnt_ns")?,
+        task_nsproxy: btf.member_offset("task_struct", "nsproxy")?,
+        nsproxy_mnt_ns: btf.member_offset("nsproxy", "mnt_ns")?,
+        iattr_ia_valid: btf.member_offset("iattr", "ia_valid")?,
+        task_flags: btf.member_offset("task_struct", "flags")?,
+        task_cred: btf.member_offset("task_struct", "cred")?,
+        task_real_cred: btf.member_offset("task_struct", "real_cred")?,
         _pad: 0,
     })
 }
@@ -723,6 +760,12 @@ mod tests {
         assert!(btf.has_function("do_thing"));
         assert!(!btf.has_function("counter"), "a VAR is not a function");
         assert!(!btf.has_function("missing"));
+        assert_eq!(
+            btf.function_params("do_thing"),
+            Some(2),
+            "the variadic marker is no parameter"
+        );
+        assert_eq!(btf.function_params("counter"), None);
         let err = format!("{:#}", btf.struct_size("fwd_only").unwrap_err());
         assert!(err.contains("no struct or union `fwd_only`"), "{err}");
     }

@@ -358,12 +358,18 @@ fn load_programs(
     cmd: &PreparedCommand,
     cgroup: &SessionCgroup,
 ) -> Result<SessionPrograms> {
-    let offsets = {
+    let (offsets, lsm_programs) = {
         let btf = kernel_btf::KernelBtf::from_sys_fs()?;
         if plan.programs.paths.is_some() {
             crate::ebpf::check_lsm_hooks(&btf)?;
         }
-        kernel_btf::kernel_offsets(&btf)?
+        let programs: Vec<_> = plan
+            .programs
+            .lsm_programs()
+            .into_iter()
+            .map(|hook| (hook, crate::ebpf::program_for(hook, &btf)))
+            .collect();
+        (kernel_btf::kernel_offsets(&btf)?, programs)
         // Dropped here: loading parses the BTF again (aya's reader), and holding both would
         // add a third to the loader's peak memory.
     };
@@ -381,6 +387,7 @@ fn load_programs(
             paths: &e.paths,
             launch_chain: chain.iter().filter_map(|p| launch::path_key(p)).collect(),
             dynamic_loaders: launch::dynamic_loaders(&chain),
+            lsm_programs,
         }
     });
     // SAFETY: `cgroup` owns the descriptor and outlives the programs' attachment (the session

@@ -207,5 +207,6 @@ fn bpf_lsm_kernel() -> KernelFeatures {
         bpf_lsm: Ok(()),
         landlock_abi: Ok(6),
         pids: PidsController::CgroupV2,
+        missing_lsm_hooks: Vec::new(),
     }
 }

@@ -343,6 +343,7 @@ fn effective_policy_report_names_every_mechanism() {
             bpf_lsm,
             landlock_abi: Ok(6),
             pids: PidsController::CgroupV1,
+            missing_lsm_hooks: Vec::new(),
         };
         let plan = SessionPlan::new(&p, degraded, detail, &features).expect("a plan");
         let report = render::effective_report(&p.effective, &p.compiled, Some(&plan.mechanisms()));

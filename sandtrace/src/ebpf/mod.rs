@@ -41,8 +41,8 @@ pub const TRACEPOINTS: &[(&str, &str)] = &[
     ("seccomp_kill", "signal_generate"),
 ];
 
-/// BPF LSM programs that enforce the path policy, by hook. Truncation through a descriptor
-/// (O_TRUNC, ftruncate) is decided at open, which needs write for it.
+/// BPF LSM programs that enforce the path policy and keep the session in, by hook. Truncation
+/// through a descriptor (O_TRUNC, ftruncate) is decided at open, which needs write for it.
 pub const LSM_PROGRAMS: &[&str] = &[
     "file_open",
     "path_truncate",
@@ -60,7 +60,58 @@ pub const LSM_PROGRAMS: &[&str] = &[
     // Pathname UNIX sockets: connecting is decided by the socket file's path.
     "unix_stream_connect",
     "unix_may_send",
+    "kernel_module_request",
+    // Metadata and watches (sandtrace-ebpf/src/metadata.rs).
+    "path_notify",
+    "file_ioctl",
+    "inode_setxattr",
+    "inode_removexattr",
+    "inode_setattr",
 ];
+
+/// BPF LSM programs for hooks older kernels lack, attached where the kernel has them, with
+/// what decides the same operations where it does not.
+pub const OPTIONAL_LSM_PROGRAMS: &[(&str, &str)] = &[
+    (
+        "inode_set_acl",
+        "Linux 6.2+; before, POSIX ACLs are set as the system.posix_acl_* extended attributes, \
+         which inode_setxattr decides",
+    ),
+    (
+        "inode_remove_acl",
+        "Linux 6.2+; before, POSIX ACLs are removed as extended attributes, which \
+         inode_removexattr decides",
+    ),
+];
+
+/// The optional hooks ([`OPTIONAL_LSM_PROGRAMS`]) this kernel lacks.
+pub fn missing_optional_hooks(kernel: &KernelBtf) -> Vec<&'static str> {
+    OPTIONAL_LSM_PROGRAMS
+        .iter()
+        .map(|&(hook, _)| hook)
+        .filter(|hook| !kernel.has_function(&format!("bpf_lsm_{hook}")))
+        .collect()
+}
+
+/// The program that implements `hook` on this kernel: a hook whose arguments changed between
+/// kernels has one program per argument list.
+pub fn program_for(hook: &'static str, kernel: &KernelBtf) -> &'static str {
+    match hook {
+        // Linux 6.8 added the idmap argument in front.
+        "inode_setattr" if kernel.function_params("bpf_lsm_inode_setattr") == Some(2) => {
+            "inode_setattr_no_idmap"
+        }
+        _ => hook,
+    }
+}
+
+/// Why an optional hook may be missing and what covers for it.
+pub fn optional_hook_note(hook: &str) -> &'static str {
+    OPTIONAL_LSM_PROGRAMS
+        .iter()
+        .find(|&&(h, _)| h == hook)
+        .map_or("", |&(_, note)| note)
+}
 
 /// What the LSM programs enforce.
 pub struct Enforcement<'a> {
@@ -69,6 +120,8 @@ pub struct Enforcement<'a> {
     pub launch_chain: Vec<PathKey>,
     /// The system's dynamic loaders, which may not be run directly.
     pub dynamic_loaders: Vec<PathKey>,
+    /// `(hook, program)` for every BPF LSM program to attach, in order (see [`program_for`]).
+    pub lsm_programs: Vec<(&'static str, &'static str)>,
 }
 
 /// The loaded, attached programs of one session. Dropping it detaches everything.
@@ -121,7 +174,7 @@ impl SessionPrograms {
         }
         if let Some(enforcement) = enforcement {
             fill_policy_maps(&mut ebpf, enforcement)?;
-            attach_lsm_programs(&mut ebpf)?;
+            attach_lsm_programs(&mut ebpf, &enforcement.lsm_programs)?;
         }
         if let Some(network) = &plan.network {
             crate::network::attach(&mut ebpf, network, cgroup, enforcement.is_some())?;
@@ -213,10 +266,9 @@ pub fn check_lsm_hooks(kernel: &KernelBtf) -> Result<()> {
     Ok(())
 }
 
-fn attach_lsm_programs(ebpf: &mut Ebpf) -> Result<()> {
+fn attach_lsm_programs(ebpf: &mut Ebpf, programs: &[(&str, &str)]) -> Result<()> {
     let btf = kernel_btf::aya_btf()?;
-    for hook in LSM_PROGRAMS {
-        let program = hook;
+    for (hook, program) in programs {
         let prog: &mut Lsm = ebpf
             .program_mut(program)
             .ok_or_else(|| anyhow!("program {program} missing from the eBPF object"))?

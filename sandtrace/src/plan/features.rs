@@ -24,6 +24,9 @@ pub struct KernelFeatures {
     /// The Landlock ABI version; otherwise why Landlock is unavailable.
     pub landlock_abi: Result<u32, String>,
     pub pids: PidsController,
+    /// The optional BPF LSM hooks ([`crate::ebpf::OPTIONAL_LSM_PROGRAMS`]) this kernel lacks
+    /// (probed with `bpf_lsm`; empty when it was not).
+    pub missing_lsm_hooks: Vec<&'static str>,
 }
 
 impl KernelFeatures {
@@ -40,10 +43,15 @@ impl KernelFeatures {
         } else {
             Err("not probed (tracing only)".to_owned())
         };
+        let missing_lsm_hooks = match (&bpf_lsm, crate::kernel_btf::KernelBtf::from_sys_fs()) {
+            (Ok(()), Ok(btf)) => crate::ebpf::missing_optional_hooks(&btf),
+            _ => Vec::new(),
+        };
         Self {
             bpf_lsm,
             landlock_abi: landlock_abi(),
             pids: crate::cgroup::pids::controller(),
+            missing_lsm_hooks,
         }
     }
 }
@@ -64,7 +72,13 @@ impl KernelFeatures {
             PidsController::CgroupV1 => "cgroup v1 hierarchy".to_owned(),
             PidsController::Missing(why) => format!("unavailable: {why}"),
         };
-        format!("bpf-lsm: {bpf_lsm}\nlandlock: {landlock}\npids-controller: {pids}\n")
+        let mut out = format!("bpf-lsm: {bpf_lsm}\n");
+        for hook in &self.missing_lsm_hooks {
+            let note = crate::ebpf::optional_hook_note(hook);
+            out.push_str(&format!("bpf-lsm-hook-missing: {hook} ({note})\n"));
+        }
+        out.push_str(&format!("landlock: {landlock}\npids-controller: {pids}\n"));
+        out
     }
 }
 

@@ -29,6 +29,9 @@ pub struct Mechanisms {
     pub unenforced: Vec<(String, String)>,
     /// The kernel programs attached, in order.
     pub programs: Vec<&'static str>,
+    /// `(hook, what decides its operations instead)` for every optional BPF LSM hook this
+    /// kernel lacks.
+    pub missing_hooks: Vec<(&'static str, &'static str)>,
 }
 
 impl Mechanisms {
@@ -47,10 +50,11 @@ impl Mechanisms {
         let mut file: [String; KIND_COUNT] = Default::default();
         match &plan.mode {
             Mode::Enforce => {
-                file[KIND_INDEX_READ] = "BPF LSM file_open".to_owned();
+                file[KIND_INDEX_READ] = "BPF LSM file_open, path_notify (watches)".to_owned();
                 file[KIND_INDEX_WRITE] =
                     "BPF LSM file_open, path_truncate/unlink/mkdir/rmdir/mknod/symlink/link/\
-                     rename/chmod/chown"
+                     rename/chmod/chown, inode_setxattr/removexattr/set_acl/remove_acl, \
+                     inode_setattr (times), file_ioctl (inode flags)"
                         .to_owned();
                 file[KIND_INDEX_EXEC] = "BPF LSM bprm_check_security".to_owned();
                 file[KIND_INDEX_DENY] = "BPF LSM, every file and exec hook".to_owned();
@@ -133,6 +137,13 @@ impl Mechanisms {
             max_processes,
             baseline,
             programs: plan.programs.attached(),
+            missing_hooks: plan
+                .programs
+                .paths
+                .iter()
+                .flat_map(|p| &p.missing_hooks)
+                .map(|&hook| (hook, crate::ebpf::optional_hook_note(hook)))
+                .collect(),
             unenforced: plan
                 .unenforced
                 .iter()

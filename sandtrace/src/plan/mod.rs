@@ -138,6 +138,8 @@ pub struct PathEnforcement {
     pub paths: CompiledPaths,
     /// Every exec is allowed, so running the dynamic loader directly is too.
     pub exec_unrestricted: bool,
+    /// Optional hooks ([`crate::ebpf::OPTIONAL_LSM_PROGRAMS`]) this kernel lacks.
+    pub missing_hooks: Vec<&'static str>,
 }
 
 /// The kernel programs of the session and what they are configured to do.
@@ -166,6 +168,20 @@ impl ProgramPlan {
             || self.process_limit
     }
 
+    /// The BPF LSM programs of the path policy: the required ones, then the optional ones
+    /// this kernel has.
+    pub fn lsm_programs(&self) -> Vec<&'static str> {
+        use crate::ebpf::{LSM_PROGRAMS, OPTIONAL_LSM_PROGRAMS};
+        let Some(paths) = &self.paths else {
+            return Vec::new();
+        };
+        let optional = OPTIONAL_LSM_PROGRAMS
+            .iter()
+            .map(|&(hook, _)| hook)
+            .filter(|hook| !paths.missing_hooks.contains(hook));
+        LSM_PROGRAMS.iter().copied().chain(optional).collect()
+    }
+
     /// The kernel programs the session attaches, in attach order.
     pub fn attached(&self) -> Vec<&'static str> {
         use crate::{ebpf, network};
@@ -174,9 +190,7 @@ impl ProgramPlan {
             .map(|&(program, _)| program)
             .filter(|&program| program != "sys_exit" || self.needs_sys_exit())
             .collect();
-        if self.paths.is_some() {
-            names.extend(ebpf::LSM_PROGRAMS);
-        }
+        names.extend(self.lsm_programs());
         if self.network.is_some() {
             names.extend(network::SOCK_ADDR_PROGRAMS);
             names.extend([network::SOCK_CREATE_PROGRAM, network::INGRESS_PROGRAM]);
@@ -285,6 +299,7 @@ impl SessionPlan {
                 Some(PathEnforcement {
                     paths: policy.compiled.clone(),
                     exec_unrestricted,
+                    missing_hooks: features.missing_lsm_hooks.clone(),
                 })
             }
             Mode::Degraded(_) => {

@@ -64,6 +64,7 @@ fn bpf_lsm_kernel() -> KernelFeatures {
         bpf_lsm: Ok(()),
         landlock_abi: Ok(6),
         pids: PidsController::CgroupV2,
+        missing_lsm_hooks: Vec::new(),
     }
 }
 
@@ -73,6 +74,7 @@ fn no_lsm_kernel() -> KernelFeatures {
         bpf_lsm: Err("BPF LSM is off".to_owned()),
         landlock_abi: Ok(7),
         pids: PidsController::CgroupV1,
+        missing_lsm_hooks: Vec::new(),
     }
 }
 
@@ -430,6 +432,38 @@ fn abstract_sockets_without_landlock_scoping_are_listed_as_unenforced() {
     )
     .expect("a plan");
     assert!(plan.unenforced.is_empty());
+}
+
+#[test]
+fn optional_lsm_hooks_the_kernel_lacks_are_not_attached_and_are_reported() {
+    let strict = example("strict.toml");
+    let plan =
+        SessionPlan::new(&strict, ModeFlags::default(), QUIET, &bpf_lsm_kernel()).expect("a plan");
+    let attached = plan.programs.attached();
+    for hook in [
+        "kernel_module_request",
+        "path_notify",
+        "inode_setattr",
+        "inode_set_acl",
+    ] {
+        assert!(attached.contains(&hook), "{hook} in {attached:?}");
+    }
+    assert!(plan.mechanisms().missing_hooks.is_empty());
+
+    let mut features = bpf_lsm_kernel();
+    features.missing_lsm_hooks = vec!["inode_set_acl", "inode_remove_acl"];
+    let plan = SessionPlan::new(&strict, ModeFlags::default(), QUIET, &features).expect("a plan");
+    let attached = plan.programs.attached();
+    assert!(!attached.contains(&"inode_set_acl"), "{attached:?}");
+    assert!(attached.contains(&"inode_setxattr"), "{attached:?}");
+    let missing = plan.mechanisms().missing_hooks;
+    assert_eq!(
+        missing.iter().map(|(hook, _)| *hook).collect::<Vec<_>>(),
+        ["inode_set_acl", "inode_remove_acl"]
+    );
+    assert!(missing[0].1.contains("inode_setxattr"), "{missing:?}");
+    // Nothing goes unenforced: before Linux 6.2 setxattr decides ACLs.
+    assert!(plan.unenforced.is_empty(), "{:?}", plan.unenforced);
 }
 
 #[test]

@@ -234,6 +234,11 @@ pub fn effective_report(
                 rows.push(Row::Heading(format!("  {}: {why}", names.join(", "))));
             }
         }
+        for (hook, why) in &m.missing_hooks {
+            rows.push(Row::Heading(format!(
+                "BPF LSM hook {hook} missing on this kernel: {why}"
+            )));
+        }
         // The path rules' own rows say so already.
         for (rule, why) in m.unenforced.iter().filter(|(rule, _)| !is_path_rule(rule)) {
             rows.push(Row::Heading(format!("not enforced: {rule}: {why}")));

@@ -354,6 +354,104 @@ fn perform(f: &[&str]) -> Result<(), Errno> {
             drop(unsafe { OwnedFd::from_raw_fd(fd as i32) });
             Ok(())
         }
+        "setxattr" => {
+            let value = arg(3).as_bytes();
+            check(
+                unsafe {
+                    libc::setxattr(
+                        c(arg(1)).as_ptr(),
+                        c(arg(2)).as_ptr(),
+                        value.as_ptr().cast(),
+                        value.len(),
+                        0,
+                    )
+                }
+                .into(),
+            )
+            .map(drop)
+        }
+        "removexattr" => {
+            check(unsafe { libc::removexattr(c(arg(1)).as_ptr(), c(arg(2)).as_ptr()) }.into())
+                .map(drop)
+        }
+        "set_acl" => {
+            let acl = access_acl(arg(2).parse().unwrap());
+            let name = c("system.posix_acl_access");
+            check(
+                unsafe {
+                    libc::setxattr(
+                        c(arg(1)).as_ptr(),
+                        name.as_ptr(),
+                        acl.as_ptr().cast(),
+                        acl.len(),
+                        0,
+                    )
+                }
+                .into(),
+            )
+            .map(drop)
+        }
+        "set_flags" => {
+            let file = open(arg(1), libc::O_RDONLY)?;
+            let mut flags: libc::c_long = 0;
+            check(unsafe { libc::ioctl(file.as_raw_fd(), FS_IOC_GETFLAGS, &mut flags) }.into())?;
+            flags |= arg(2).parse::<libc::c_long>().unwrap();
+            check(unsafe { libc::ioctl(file.as_raw_fd(), FS_IOC_SETFLAGS, &flags) }.into())
+                .map(drop)
+        }
+        "set_times" => {
+            let secs: libc::time_t = arg(2).parse().unwrap();
+            let times = [libc::timespec {
+                tv_sec: secs,
+                tv_nsec: 0,
+            }; 2];
+            check(
+                unsafe { libc::utimensat(libc::AT_FDCWD, c(arg(1)).as_ptr(), times.as_ptr(), 0) }
+                    .into(),
+            )
+            .map(drop)
+        }
+        "watch" => {
+            let fd = check(unsafe { libc::inotify_init1(libc::IN_CLOEXEC) }.into())?;
+            let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+            check(
+                unsafe {
+                    libc::inotify_add_watch(fd.as_raw_fd(), c(arg(1)).as_ptr(), libc::IN_ALL_EVENTS)
+                }
+                .into(),
+            )
+            .map(drop)
+        }
+        "mknod_char" => {
+            let (major, minor) = (arg(2).parse().unwrap(), arg(3).parse().unwrap());
+            let dev = libc::makedev(major, minor);
+            check(unsafe { libc::mknod(c(arg(1)).as_ptr(), libc::S_IFCHR | 0o600, dev) }.into())
+                .map(drop)
+        }
+        "socket" => {
+            let [family, kind, protocol] = [1, 2, 3].map(|i| arg(i).parse::<i32>().unwrap());
+            let fd = check(unsafe { libc::socket(family, kind, protocol) }.into())?;
+            drop(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+            Ok(())
+        }
         other => panic!("unknown operation {other}"),
     }
+}
+
+const FS_IOC_GETFLAGS: libc::c_ulong = 0x8008_6601;
+const FS_IOC_SETFLAGS: libc::c_ulong = 0x4008_6602;
+
+/// The `system.posix_acl_access` value of a minimal ACL (owner, group, others) that amounts to
+/// `mode`: setting it changes the file's mode without chmod.
+fn access_acl(mode: u32) -> Vec<u8> {
+    const VERSION: u32 = 2;
+    const UNDEFINED_ID: u32 = u32::MAX;
+    let mut acl = VERSION.to_le_bytes().to_vec();
+    // ACL_USER_OBJ, ACL_GROUP_OBJ, ACL_OTHER with the mode's three permission triplets.
+    for (tag, shift) in [(0x01u16, 6), (0x04, 3), (0x20, 0)] {
+        acl.extend_from_slice(&tag.to_le_bytes());
+        acl.extend_from_slice(&(((mode >> shift) & 7) as u16).to_le_bytes());
+        acl.extend_from_slice(&UNDEFINED_ID.to_le_bytes());
+    }
+    acl
 }

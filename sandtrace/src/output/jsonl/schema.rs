@@ -155,7 +155,9 @@ pub struct FileLine {
     /// `allow` or `deny`.
     pub action: String,
     /// `open`, `exec`, `create`, `unlink`, `mkdir`, `rmdir`, `mknod`, `symlink`, `link`,
-    /// `link_source`, `rename_from`, `rename_to`, `truncate`, `chmod` or `chown`.
+    /// `link_source`, `rename_from`, `rename_to`, `truncate`, `chmod`, `chown`, `connect`,
+    /// `ptrace`, `mknod_char`, `mknod_block`, `module_request` (`path` is the module's name),
+    /// `watch`, `set_flags`, `setxattr`, `removexattr`, `set_acl`, `remove_acl` or `set_times`.
     pub operation: String,
     /// What the operation needed: `read`, `write`, `exec`.
     #[serde(default)]
