@@ -344,7 +344,14 @@ fn effective_policy_report_names_every_mechanism() {
             landlock_abi: Ok(6),
             pids: PidsController::CgroupV1,
         };
-        let plan = SessionPlan::new(&p, degraded, detail, &features).expect("a plan");
+        let plan = SessionPlan::new(
+            &p,
+            degraded,
+            detail,
+            &features,
+            &sandtrace::plan::ProcessInputs::gather(Default::default()).expect("own user"),
+        )
+        .expect("a plan");
         let report = render::effective_report(&p.effective, &p.compiled, Some(&plan.mechanisms()));
         for (row, mechanism) in [
             ("/usr  ", file_mechanism),

@@ -4,7 +4,7 @@ use sandtrace_common::policy::{
     KIND_COUNT, KIND_INDEX_DENY, KIND_INDEX_EXEC, KIND_INDEX_READ, KIND_INDEX_WRITE,
 };
 
-use super::{Mode, PidsController, Refusal, SeccompReason, SessionPlan};
+use super::{Mode, PidsController, Refusal, SeccompReason, SessionPlan, process::Privileges};
 
 /// The mechanism behind every kind of rule in one plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +28,10 @@ pub struct Mechanisms {
     pub unenforced: Vec<(String, String)>,
     /// The kernel programs attached, in order.
     pub programs: Vec<&'static str>,
+    /// `[process] capabilities`: how the others are removed.
+    pub capabilities: String,
+    /// Who the command runs as.
+    pub run_as: String,
 }
 
 impl Mechanisms {
@@ -118,6 +122,14 @@ impl Mechanisms {
             max_processes,
             baseline,
             programs: plan.programs.attached(),
+            capabilities: match plan.process.privileges {
+                Privileges::AsRoot => "not removed: --as-root".to_owned(),
+                Privileges::Confined(_) => "kept in the ambient set; every other capability \
+                                            removed (capset, bounding set, securebits locked, \
+                                            no_new_privs), in every mode"
+                    .to_owned(),
+            },
+            run_as: plan.process.identity.describe(),
             unenforced: plan
                 .unenforced
                 .iter()

@@ -8,8 +8,10 @@
 //! ([`crate::session`]) only carries the plan out, and `sandtrace policy check` prints it
 //! ([`Mechanisms`]).
 
+pub mod accounts;
 pub mod features;
 mod mechanisms;
+pub mod process;
 mod seccomp_rules;
 
 use std::{path::PathBuf, time::Duration};
@@ -25,6 +27,7 @@ use sandtrace_common::{
 
 pub use features::{KernelFeatures, PidsController};
 pub use mechanisms::Mechanisms;
+pub use process::{Identity, ProcessFlags, ProcessInputs, ProcessPlan};
 pub use seccomp_rules::{Refusal, SeccompReason, SeccompRule};
 
 use crate::{
@@ -76,6 +79,8 @@ pub struct RunOptions {
     pub no_color: bool,
     pub follow_forks: bool,
     pub ring_buffer_bytes: u32,
+    /// Who CMD runs as, its capabilities and environment.
+    pub process: ProcessFlags,
     pub command: Vec<std::ffi::OsString>,
 }
 
@@ -198,6 +203,8 @@ pub struct SessionPlan {
     pub unenforced: Vec<Unenforced>,
     /// Labels for the events.
     pub labels: Labels,
+    /// Who CMD runs as, with which capabilities and environment: the same in every mode.
+    pub process: ProcessPlan,
 }
 
 /// How the run's output shapes what the kernel side reports.
@@ -219,12 +226,14 @@ impl EventDetail {
 }
 
 impl SessionPlan {
-    /// Plans a session of `policy` with `flags` on a kernel offering `features`.
+    /// Plans a session of `policy` with `flags` on a kernel offering `features`, CMD run as
+    /// `process` says.
     pub fn new(
         policy: &PreparedPolicy,
         flags: ModeFlags,
         detail: EventDetail,
         features: &KernelFeatures,
+        process: &ProcessInputs,
     ) -> Result<Self, PlanError> {
         let mode = if flags.trace_only {
             Mode::TraceOnly
@@ -235,7 +244,11 @@ impl SessionPlan {
                 Err(why) => return Err(PlanError::NeedsBpfLsm(why.clone())),
             }
         };
-        let traced = Self::trace_only(policy.effective.timeout.value, detail);
+        let traced = Self::trace_only(
+            policy.effective.timeout.value,
+            detail,
+            ProcessPlan::new(process, &policy.effective),
+        );
         if mode == Mode::TraceOnly {
             return Ok(traced);
         }
@@ -348,11 +361,13 @@ impl SessionPlan {
             scope_abstract_sockets,
             unenforced,
             labels,
+            process: traced.process,
         })
     }
 
-    /// A session that enforces nothing and kills CMD after `timeout`.
-    pub fn trace_only(timeout: Duration, detail: EventDetail) -> Self {
+    /// A session that enforces nothing and kills CMD after `timeout`; CMD is run as
+    /// `process` says all the same.
+    pub fn trace_only(timeout: Duration, detail: EventDetail, process: ProcessPlan) -> Self {
         let mut config_flags = 0;
         if detail.syscalls {
             config_flags |= FLAG_SYSCALL_EVENTS;
@@ -376,6 +391,7 @@ impl SessionPlan {
             hide_cgroup_mounts: false,
             unenforced: Vec::new(),
             labels: Labels::default(),
+            process,
         }
     }
 

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::output::{
     RuleLabel,
-    summary::{Denials, Ending, Summary, SyscallCount},
+    summary::{Denials, Ending, RunAs, Summary, SyscallCount},
 };
 
 /// One line of the log.
@@ -254,6 +254,12 @@ pub struct SummaryLine {
     /// Rules of the policy the session did not enforce (`degraded`).
     #[serde(default)]
     pub unenforced: Vec<RuleLine>,
+    /// Who CMD ran as, and the capabilities it kept (`["all"]`: `--as-root`).
+    #[serde(default)]
+    pub run_as: RunAs,
+    /// The names of the caller's environment variables CMD did not get.
+    #[serde(default)]
+    pub removed_environment: Vec<String>,
     /// Most frequent first.
     #[serde(default)]
     pub syscall_counts: Vec<SyscallCountLine>,
@@ -299,6 +305,8 @@ impl From<&Summary> for SummaryLine {
             signal,
             mode,
             unenforced,
+            run_as,
+            removed_environment,
             syscall_counts,
         } = summary;
         Self {
@@ -327,6 +335,8 @@ impl From<&Summary> for SummaryLine {
             signal: *signal,
             mode: (*mode).to_owned(),
             unenforced: unenforced.iter().map(RuleLine::from).collect(),
+            run_as: run_as.clone(),
+            removed_environment: removed_environment.clone(),
             syscall_counts: syscall_counts
                 .iter()
                 .map(|SyscallCount { syscall, count }| SyscallCountLine {
@@ -406,6 +416,14 @@ mod tests {
                 ending,
                 mode: "degraded",
                 unenforced,
+                run_as: RunAs {
+                    uid: 65534,
+                    gid: 65534,
+                    groups: vec![65534, 27],
+                    user: Some("nobody".to_owned()),
+                    capabilities: vec!["CAP_NET_BIND_SERVICE".to_owned()],
+                },
+                removed_environment: &["NPM_TOKEN".to_owned(), "SSH_AUTH_SOCK".to_owned()],
             },
         )
     }
