@@ -715,14 +715,14 @@ fn expected_lines(timestamps: &[String]) -> Vec<Line> {
                 pattern: s("/usr/**"),
                 source: s("policy.toml:2:15"),
             }],
-            run_as: RunAs {
+            run_as: Some(RunAs {
                 uid: 65534,
                 gid: 65534,
                 groups: vec![65534],
                 user: Some(s("nobody")),
                 capabilities: vec![],
-            },
-            removed_environment: vec![s("NPM_TOKEN")],
+            }),
+            removed_environment: Some(vec![s("NPM_TOKEN")]),
             syscall_counts: vec![
                 SyscallCountLine {
                     syscall: s("read"),

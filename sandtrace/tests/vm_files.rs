@@ -617,11 +617,14 @@ fn strict_policy() -> PathBuf {
 fn run_escapes(trace_only: bool) -> (Escapes, Session) {
     let e = escapes();
     let strict = strict_policy();
+    // The attacker is root with every capability (open_by_handle_at, mounts, chroot need
+    // them): the path rules must hold against it.
     let mut args = vec![
         "--policy",
         strict.to_str().unwrap(),
         "--allow-path",
         e.work.to_str().unwrap(),
+        "--as-root",
     ];
     if trace_only {
         args.push("--trace-only");
@@ -807,15 +810,21 @@ fn leaving_the_session_is_denied_even_where_the_policy_allows_everything() {
         (Op::Bpf, "the bpf syscall"),
     ];
     let list: Vec<Op> = ops.iter().map(|(op, _)| op.clone()).collect();
+    // As root with every capability, which each of these needs to succeed when traced.
     let enforced = run_ops(
-        &["--policy", policy.to_str().unwrap()],
+        &["--policy", policy.to_str().unwrap(), "--as-root"],
         &scratch.0,
         &list,
         &scratch.path("e.jsonl"),
         None,
     );
     let traced = run_ops(
-        &["--policy", policy.to_str().unwrap(), "--trace-only"],
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--trace-only",
+            "--as-root",
+        ],
         &scratch.0,
         &list,
         &scratch.path("t.jsonl"),

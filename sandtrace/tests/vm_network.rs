@@ -144,7 +144,13 @@ fn allowed_network_and_allow_connect_rules() {
         format!("io-uring-connect {tcp}"),
         RAW_ICMP.to_owned(),
     ];
-    let s = in_session("vm-net-on", "[network]\nallow = true\n", &ops, &[]);
+    // A raw ICMP socket needs CAP_NET_RAW.
+    let s = in_session(
+        "vm-net-on",
+        "[network]\nallow = true\n",
+        &ops,
+        &["--as-root"],
+    );
     for (op, got) in ops.iter().zip(&s.results) {
         assert_eq!(got, "ok", "{op}");
     }

@@ -10,7 +10,9 @@ use syscalls::Sysno;
 use super::compile::CompiledPaths;
 use super::environment::BASE_PASSED;
 use super::glob::PathPattern;
-use super::model::{ALWAYS_BLOCKED_SYSCALLS, Located, NetworkList, PathKind, Policy};
+use super::model::{
+    ALWAYS_BLOCKED_SYSCALLS, EnvironmentRules, Located, NetworkList, PathKind, Policy, ProcessRules,
+};
 use super::resolve::EffectivePolicy;
 use crate::plan::Mechanisms;
 
@@ -67,11 +69,19 @@ pub fn policy_to_toml(policy: &Policy, title: &str) -> String {
         }
         None => out.push_str("# max_processes is not set: no limit on the number of processes.\n"),
     }
-    out.push_str(
+    out.push_str(&process_sections_to_toml(
+        &policy.process,
+        &policy.environment,
+    ));
+    out
+}
+
+/// The `[process]` and `[environment]` sections as TOML (`policy show`, `learn`).
+pub fn process_sections_to_toml(process: &ProcessRules, environment: &EnvironmentRules) -> String {
+    let mut out = String::from(
         "\n[process]\n# Every capability not listed here is removed before the command starts.\n",
     );
-    let capabilities: Vec<&str> = policy
-        .process
+    let capabilities: Vec<&str> = process
         .capabilities
         .iter()
         .map(|c| c.value.name())
@@ -82,19 +92,14 @@ pub fn policy_to_toml(policy: &Policy, title: &str) -> String {
         "\n[environment]\n# Passed besides these, every other variable is removed: {}.",
         BASE_PASSED.join(", ")
     );
-    let pass: Vec<String> = policy
-        .environment
+    let pass: Vec<String> = environment
         .pass
         .iter()
         .map(|p| p.value.to_string())
         .collect();
-    write_string_array(
-        &mut out,
-        "pass",
-        &pass.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
-    let set: Vec<String> = policy
-        .environment
+    let pass: Vec<&str> = pass.iter().map(String::as_str).collect();
+    write_string_array(&mut out, "pass", &pass);
+    let set: Vec<String> = environment
         .set
         .iter()
         .map(|a| {

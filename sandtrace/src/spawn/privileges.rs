@@ -148,15 +148,24 @@ impl DropPrivileges {
     }
 
     /// Supplementary groups, then gid, then uid: each needs the capability the next one
-    /// removes the use of.
+    /// removes the use of. Raw syscalls, not libc's wrappers: those broadcast the change to
+    /// every thread libc believes exists (and take its locks), which in this copy of the
+    /// multi-threaded loader would wait forever.
     fn switch_user(&self) -> Result<(), Errno> {
         // SAFETY: the pointer and length describe `groups`, prepared before the clone.
-        check(unsafe { libc::setgroups(self.groups.len(), self.groups.as_ptr()) })?;
-        // SAFETY: setresgid/setresuid take integers only.
-        check(unsafe { libc::setresgid(self.gid, self.gid, self.gid) })?;
+        syscall_ok(unsafe {
+            libc::syscall(libc::SYS_setgroups, self.groups.len(), self.groups.as_ptr())
+        })?;
+        // SAFETY: setresgid and setresuid take integers only.
+        syscall_ok(unsafe { libc::syscall(libc::SYS_setresgid, self.gid, self.gid, self.gid) })?;
         // SAFETY: as above.
-        check(unsafe { libc::setresuid(self.uid, self.uid, self.uid) })
+        syscall_ok(unsafe { libc::syscall(libc::SYS_setresuid, self.uid, self.uid, self.uid) })
     }
+}
+
+/// `Ok` for a raw syscall that returned 0, else the errno.
+fn syscall_ok(ret: libc::c_long) -> Result<(), Errno> {
+    if ret == 0 { Ok(()) } else { Err(errno()) }
 }
 
 /// The 32 bits of `mask` capset's data word `i` holds.

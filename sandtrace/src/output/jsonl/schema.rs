@@ -254,12 +254,13 @@ pub struct SummaryLine {
     /// Rules of the policy the session did not enforce (`degraded`).
     #[serde(default)]
     pub unenforced: Vec<RuleLine>,
-    /// Who CMD ran as, and the capabilities it kept (`["all"]`: `--as-root`).
-    #[serde(default)]
-    pub run_as: RunAs,
-    /// The names of the caller's environment variables CMD did not get.
-    #[serde(default)]
-    pub removed_environment: Vec<String>,
+    /// Who CMD ran as, and the capabilities it kept (`["all"]`: `--as-root`); absent in logs
+    /// of versions before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as: Option<RunAs>,
+    /// The names of the caller's environment variables CMD did not get; absent like `run_as`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed_environment: Option<Vec<String>>,
     /// Most frequent first.
     #[serde(default)]
     pub syscall_counts: Vec<SyscallCountLine>,
@@ -335,8 +336,8 @@ impl From<&Summary> for SummaryLine {
             signal: *signal,
             mode: (*mode).to_owned(),
             unenforced: unenforced.iter().map(RuleLine::from).collect(),
-            run_as: run_as.clone(),
-            removed_environment: removed_environment.clone(),
+            run_as: Some(run_as.clone()),
+            removed_environment: Some(removed_environment.clone()),
             syscall_counts: syscall_counts
                 .iter()
                 .map(|SyscallCount { syscall, count }| SyscallCountLine {
