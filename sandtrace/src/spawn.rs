@@ -350,14 +350,14 @@ fn zeroed_clone_args() -> libc::clone_args {
 pub struct CmdSetup<'a> {
     /// A v1 `cgroup.procs` open for writing, to join (see `cgroup::ProcessLimit`).
     pub join_procs: Option<RawFd>,
+    /// CMD's user and capabilities; `None` keeps sandtrace's (`--as-root`).
+    pub privileges: Option<&'a DropPrivileges>,
     /// A Landlock ruleset to restrict itself to (see `network::abstract_sockets`).
     pub landlock_ruleset: Option<RawFd>,
     pub seccomp: Option<&'a SeccompFilter>,
     /// Directories to cover with an empty read-only tmpfs in the session's mount namespace
     /// (the cgroup file systems, where nothing else keeps CMD from leaving its cgroup).
     pub hidden_dirs: &'a [CString],
-    /// CMD's user and capabilities; `None` keeps sandtrace's (`--as-root`).
-    pub privileges: Option<&'a DropPrivileges>,
 }
 
 /// Starts init and, through it, CMD inside `cgroup_fd`, set up by `setup` before execve.

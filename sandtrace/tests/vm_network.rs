@@ -84,7 +84,9 @@ fn network_off_refuses_every_way_out_including_io_uring() {
         PACKET_OLD_SPELLING.to_owned(),
         VSOCK.to_owned(),
     ];
-    let s = in_session("vm-net-off", NETWORK_OFF, &ops, &[]);
+    // Root with CAP_NET_RAW: without it the kernel refuses a raw socket before the session's
+    // socket programs are asked.
+    let s = in_session("vm-net-off", NETWORK_OFF, &ops, &["--as-root"]);
     for (op, got) in ops.iter().zip(&s.results) {
         assert_eq!(got, "EPERM", "inside the session: {op}");
     }

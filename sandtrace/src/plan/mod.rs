@@ -2,11 +2,12 @@
 //!
 //! [`SessionPlan::new`] lowers the effective policy, the run's flags and what the kernel offers
 //! ([`KernelFeatures`], probed separately in [`features`]) into one object: the seccomp rules
-//! with why each is there, the kernel programs to attach, the network rules, the limits, and
-//! the rules this session cannot enforce with the reason. It makes no syscall and touches no
-//! kernel object, so every mode and policy can be tested without root or BPF; the session
-//! ([`crate::session`]) only carries the plan out, and `sandtrace policy check` prints it
-//! ([`Mechanisms`]).
+//! with why each is there, the kernel programs to attach, the network rules, the limits, how
+//! CMD's process is run ([`process`]: its user, capabilities and environment, gathered by
+//! [`accounts`] like the features), and the rules this session cannot enforce with the
+//! reason. It makes no syscall and touches no kernel object, so every mode and policy can be
+//! tested without root or BPF; the session ([`crate::session`]) only carries the plan out, and
+//! `sandtrace policy check` prints it ([`Mechanisms`]).
 
 pub mod accounts;
 pub mod features;
