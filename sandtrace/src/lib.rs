@@ -20,6 +20,7 @@ pub mod output;
 pub mod plan;
 pub mod policy;
 pub mod progress;
+pub mod pty;
 pub mod report;
 pub mod session;
 pub mod spawn;

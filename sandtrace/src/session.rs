@@ -36,6 +36,7 @@ use crate::{
     },
     plan::{Mode, RunOptions, SessionPlan},
     progress::Progress,
+    pty::{Relay, SessionTerminal},
     seccomp::SeccompFilter,
     spawn::{self, CmdSetup, DropPrivileges, Outcome, PreparedCommand, Spawned},
 };
@@ -87,6 +88,8 @@ struct Session<'a> {
     /// Borrows `child`'s pidfd: declared (so dropped) first.
     init_exit: AsyncFd<std::os::fd::RawFd>,
     child: Spawned,
+    /// Reads CMD's terminal until its last holder closed it: dropped after `child`.
+    relay: Option<Relay>,
     ring: AsyncFd<RingBuf<MapData>>,
     programs: SessionPrograms,
     _abstract_scope: Option<AbstractSocketScope>,
@@ -100,11 +103,14 @@ struct Session<'a> {
     cmd: &'a PreparedCommand,
 }
 
-/// The signals that end a session early.
+/// The signals that end a session early, and SIGWINCH for CMD's terminal.
 struct Signals {
     interrupt: Signal,
     terminate: Signal,
     hangup: Signal,
+    /// Ends the session too: its default action would leave a relayed terminal in raw mode.
+    quit: Signal,
+    window_change: Signal,
 }
 
 impl Signals {
@@ -113,6 +119,9 @@ impl Signals {
             interrupt: signal(SignalKind::interrupt()).context("installing a SIGINT handler")?,
             terminate: signal(SignalKind::terminate()).context("installing a SIGTERM handler")?,
             hangup: signal(SignalKind::hangup()).context("installing a SIGHUP handler")?,
+            quit: signal(SignalKind::quit()).context("installing a SIGQUIT handler")?,
+            window_change: signal(SignalKind::window_change())
+                .context("installing a SIGWINCH handler")?,
         })
     }
 }
@@ -157,12 +166,17 @@ impl<'a> Session<'a> {
         } else {
             Vec::new()
         };
+        let terminal = SessionTerminal::open()?;
+        if let Some(terminal) = &terminal {
+            terminal.give_to(plan.process.identity.account.uid)?;
+        }
         let setup = CmdSetup {
             hidden_dirs: &hidden_dirs,
             join_procs: process_limit.as_ref().and_then(ProcessLimit::join_fd),
             landlock_ruleset: abstract_scope.as_ref().map(AbstractSocketScope::fd),
             seccomp,
             privileges,
+            terminal: terminal.as_ref().map(SessionTerminal::cmd_side),
         };
         let started = Instant::now();
         let child = spawn::spawn(cmd, cgroup.dir_fd(), &setup)?;
@@ -176,8 +190,21 @@ impl<'a> Session<'a> {
         }
         .map_err(std::io::Error::from)
         .context("watching the session's init process")?;
+        // Last: on an error path before it, nothing waits for CMD's terminal to be released.
+        // Ctrl-Z freezes the session; a kernel without the cgroup freezer lets it run on.
+        let relay = terminal
+            .map(|t| {
+                t.relay(
+                    std::fs::File::options()
+                        .write(true)
+                        .open(cgroup.path().join("cgroup.freeze"))
+                        .ok(),
+                )
+            })
+            .transpose()?;
         Ok(Self {
             child,
+            relay,
             init_exit,
             ring,
             programs,
@@ -221,6 +248,12 @@ impl<'a> Session<'a> {
                 _ = self.signals.interrupt.recv() => break signaled(libc::SIGINT),
                 _ = self.signals.terminate.recv() => break signaled(libc::SIGTERM),
                 _ = self.signals.hangup.recv() => break signaled(libc::SIGHUP),
+                _ = self.signals.quit.recv() => break signaled(libc::SIGQUIT),
+                _ = self.signals.window_change.recv() => {
+                    if let Some(relay) = &self.relay {
+                        relay.resize();
+                    }
+                }
             }
         };
         self.sinks.progress.clear();
@@ -235,6 +268,11 @@ impl<'a> Session<'a> {
         let kill_result = self.cgroup.kill_all(KILL_WAIT);
         self.child.reap();
         let duration = self.started.elapsed();
+        // No process of the session holds its terminal any more: the relay writes out the
+        // rest of CMD's output and gives the user's terminal back before the summary.
+        if let Some(relay) = self.relay.take() {
+            relay.finish();
+        }
         let (ending, exit_code, signal) = match early {
             Some((ending, code)) => (ending, code, None),
             None => self.outcome(),

@@ -172,10 +172,11 @@ pub enum SetupStage {
     SwitchUser,
     Capabilities,
     NoNewPrivs,
+    Terminal,
 }
 
 impl SetupStage {
-    const ALL: [Self; 12] = [
+    const ALL: [Self; 13] = [
         Self::MountProc,
         Self::CloneIntoCgroup,
         Self::Seccomp,
@@ -188,6 +189,7 @@ impl SetupStage {
         Self::SwitchUser,
         Self::Capabilities,
         Self::NoNewPrivs,
+        Self::Terminal,
     ];
 
     fn from_i32(v: i32) -> Option<Self> {
@@ -211,6 +213,7 @@ impl SetupStage {
             Self::SwitchUser => "switching to the command's user and groups",
             Self::Capabilities => "removing the command's capabilities",
             Self::NoNewPrivs => "setting no_new_privs",
+            Self::Terminal => "giving the command a session and a terminal of its own",
         }
     }
 }
@@ -358,6 +361,19 @@ pub struct CmdSetup<'a> {
     /// Directories to cover with an empty read-only tmpfs in the session's mount namespace
     /// (the cgroup file systems, where nothing else keeps CMD from leaving its cgroup).
     pub hidden_dirs: &'a [CString],
+    /// The session's pseudo-terminal, where sandtrace was started from a terminal.
+    pub terminal: Option<CmdTerminal>,
+}
+
+/// The pseudo-terminal CMD's process takes as its controlling terminal and puts on the standard
+/// descriptors that were terminals (see `crate::pty`).
+#[derive(Clone, Copy)]
+pub struct CmdTerminal {
+    /// The slave, opened with `O_NOCTTY` by the loader; CMD's process makes it its controlling
+    /// terminal.
+    pub slave: RawFd,
+    /// Which of stdin, stdout and stderr it replaces.
+    pub replaces: [bool; 3],
 }
 
 /// Starts init and, through it, CMD inside `cgroup_fd`, set up by `setup` before execve.

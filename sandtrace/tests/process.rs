@@ -11,6 +11,7 @@ use std::{
     fs,
     net::{Ipv4Addr, TcpListener},
     os::unix::fs::{MetadataExt as _, PermissionsExt as _},
+    path::Path,
     process::{Output, Stdio},
 };
 
@@ -511,4 +512,33 @@ fn under_sudo_tilde_is_the_invoking_users_home() {
     assert!(out.status.success(), "{}", describe(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("/nonexistent/.ssh"), "{text}");
+}
+
+#[test]
+fn the_users_command_can_open_its_terminal() {
+    if !can_run("the_users_command_can_open_its_terminal") {
+        return;
+    }
+    if !Path::new("/usr/bin/script").exists() {
+        skip(
+            "the_users_command_can_open_its_terminal",
+            "script(1) is not installed",
+            InCi::MayLack,
+        );
+        return;
+    }
+    // script(1) gives sandtrace a terminal; CMD, as nobody, opens its own again as /dev/tty.
+    let line = format!(
+        "{SANDTRACE} run --trace-only -- sh -c 'echo via-tty > /dev/tty; stat -c owner=%u /proc/self/fd/0'"
+    );
+    let out = std::process::Command::new("/usr/bin/script")
+        .args(["-qec", &line, "/dev/null"])
+        .envs(SUDO_NOBODY)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(text.contains("via-tty"), "{text}");
+    assert!(text.contains("owner=65534"), "{text}");
 }

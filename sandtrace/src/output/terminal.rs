@@ -44,6 +44,9 @@ impl Verbosity {
 pub struct Terminal {
     verbosity: Verbosity,
     color: bool,
+    /// "\r\n" on a terminal: while CMD's terminal is relayed, the user's is in raw mode
+    /// (see `crate::pty`), where a bare "\n" would not return the cursor.
+    line_end: &'static str,
 }
 
 const RESET: &str = "\x1b[0m";
@@ -58,8 +61,14 @@ impl Terminal {
     /// Colours only on a terminal, and never with `--no-color` or `NO_COLOR` set (non-empty).
     pub fn new(verbosity: Verbosity, no_color_flag: bool) -> Self {
         let no_color_env = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        let color = !no_color_flag && !no_color_env && std::io::stderr().is_terminal();
-        Self { verbosity, color }
+        let on_terminal = std::io::stderr().is_terminal();
+        let color = !no_color_flag && !no_color_env && on_terminal;
+        let line_end = if on_terminal { "\r\n" } else { "\n" };
+        Self {
+            verbosity,
+            color,
+            line_end,
+        }
     }
 
     fn paint(&self, style: &str, text: &str) -> String {
@@ -212,12 +221,12 @@ impl Terminal {
                 format!("{who} {} {how}", self.paint(CYAN, "exited"))
             }
         };
-        eprintln!("{line}");
+        eprint!("{line}{}", self.line_end);
     }
 
     /// A line about the run itself (warnings, timeout), prefixed `sandtrace:`.
     pub fn note(&self, text: &str) {
-        eprintln!("{} {text}", self.paint(BOLD, "sandtrace:"));
+        eprint!("{} {text}{}", self.paint(BOLD, "sandtrace:"), self.line_end);
     }
 
     pub fn summary(&self, s: &Summary, command: &str, log: Option<&Path>) {

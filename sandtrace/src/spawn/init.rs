@@ -17,8 +17,8 @@
 use std::{os::fd::RawFd, ptr};
 
 use super::{
-    CLONE_INTO_CGROUP, CmdSetup, PreparedCommand, SetupStage, TAG_EXEC_FAILED, TAG_EXITED,
-    TAG_SETUP_FAILED, clone3, errno, raw_pipe, zeroed_clone_args,
+    CLONE_INTO_CGROUP, CmdSetup, CmdTerminal, PreparedCommand, SetupStage, TAG_EXEC_FAILED,
+    TAG_EXITED, TAG_SETUP_FAILED, clone3, errno, raw_pipe, zeroed_clone_args,
 };
 
 /// A raw errno value.
@@ -43,6 +43,8 @@ pub(super) fn main(
     step(SetupStage::MountProc, mount_private_proc());
     // The seccomp filter refuses every mount syscall to CMD: it cannot uncover them.
     step(SetupStage::HideCgroups, hide_dirs(setup.hidden_dirs));
+    // Init's copies are in reach of a root CMD (through /proc/1/fd): the user's terminal goes.
+    step(SetupStage::Terminal, replace_terminals(setup.terminal));
     let (cmd_err_rd, cmd_err_wr) = raw_pipe()
         .unwrap_or_else(|errno| fail_setup(report_wr, SetupStage::CloneIntoCgroup, errno));
     let cmd_pid = start_cmd(cmd, setup, cgroup_fd, cmd_err_rd, cmd_err_wr)
@@ -160,6 +162,9 @@ fn start_cmd(
 
 /// CMD's process: applies `setup` to itself, in this order, and executes CMD. Never returns.
 fn cmd_main(cmd: &PreparedCommand, setup: &CmdSetup<'_>, cmd_err_wr: RawFd) -> ! {
+    if let Err(errno) = take_own_terminal(setup.terminal) {
+        cmd_failed(cmd_err_wr, SetupStage::Terminal as i32, errno);
+    }
     // Before exec: nothing CMD runs escapes the limit.
     if let Some(procs) = setup.join_procs
         && let Err(errno) = join_cgroup(procs)
@@ -185,6 +190,40 @@ fn cmd_main(cmd: &PreparedCommand, setup: &CmdSetup<'_>, cmd_err_wr: RawFd) -> !
     let errno = exec(cmd);
     // Stage 0: execve itself failed.
     cmd_failed(cmd_err_wr, 0, errno)
+}
+
+/// Puts the session's pseudo-terminal in place of each standard descriptor that is the user's
+/// terminal, in init, so that neither init nor CMD's process (its clone) holds the user's
+/// terminal.
+fn replace_terminals(terminal: Option<CmdTerminal>) -> Result<(), Errno> {
+    let Some(terminal) = terminal else {
+        return Ok(());
+    };
+    for (fd, replace) in (0..).zip(terminal.replaces) {
+        // SAFETY: dup2 of a descriptor this process holds onto a standard descriptor. The
+        // slave itself is close-on-exec; its copies are not.
+        if replace && unsafe { libc::dup2(terminal.slave, fd) } < 0 {
+            return Err(errno());
+        }
+    }
+    Ok(())
+}
+
+/// Puts CMD's process in a session of its own, in every mode: it never has the user's
+/// controlling terminal (nor any, when sandtrace was not started from a terminal). Where it
+/// was, the session's pseudo-terminal (already on the standard descriptors that were
+/// terminals, see [`replace_terminals`]) becomes CMD's controlling terminal.
+fn take_own_terminal(terminal: Option<CmdTerminal>) -> Result<(), Errno> {
+    // SAFETY: setsid has no arguments. CMD's process is a fresh clone, no group leader, so
+    // this cannot fail with EPERM.
+    if unsafe { libc::setsid() } < 0 {
+        return Err(errno());
+    }
+    match terminal {
+        // SAFETY: ioctl with integer arguments; 0: never take a terminal from another session.
+        Some(terminal) => check(unsafe { libc::ioctl(terminal.slave, libc::TIOCSCTTY, 0) }),
+        None => Ok(()),
+    }
 }
 
 /// Moves this process into the cgroup whose `cgroup.procs` is open as `procs`.

@@ -1,8 +1,8 @@
 //! The network and syscall probe the integration tests run as CMD, inside a session or outside
 //! for comparison (see `tests/probe/mod.rs` for the test side). Each argument is one operation
 //! (`NAME ARGS...`); the probe makes the raw calls the tests are about (sockets through every
-//! path, denied syscalls, forks) and prints `PROBE-RESULT: R1; R2; ...` on stdout, one result
-//! per operation.
+//! path, denied syscalls, forks, keystrokes pushed into the terminal) and prints
+//! `PROBE-RESULT: R1; R2; ...` on stdout, one result per operation.
 //!
 //! Operations that wait for something from outside print `PROBE-PORT: N` once their socket is
 //! ready (after `listen`, or after the send that binds it), then read one line `wait MS` on
@@ -71,8 +71,20 @@ fn run_op(op: &str) -> String {
         Some("syscalls") => syscalls(&words[1..]),
         Some("x32") => x32(words[1]),
         Some("fork-until-refused") => fork_until_refused(),
+        Some("tiocsti") => push_terminal_input(words[1]),
         other => panic!("unknown probe operation {other:?}"),
     }
+}
+
+/// Pushes `text` and a newline into the input queue of the terminal on stdin (TIOCSTI), as if
+/// typed there: on the user's terminal, the shell would read and run it after the session.
+fn push_terminal_input(text: &str) -> String {
+    for byte in text.bytes().chain([b'\n']) {
+        if unsafe { libc::ioctl(0, libc::TIOCSTI, &raw const byte) } != 0 {
+            return last_errno();
+        }
+    }
+    "ok".into()
 }
 
 fn errno_name(errno: i32) -> String {
