@@ -111,7 +111,11 @@ pub fn process_sections_to_toml(process: &ProcessRules, environment: &Environmen
             )
         })
         .collect();
-    let _ = writeln!(out, "set = {{ {} }}", set.join(", "));
+    if set.is_empty() {
+        out.push_str("set = {}\n");
+    } else {
+        let _ = writeln!(out, "set = {{ {} }}", set.join(", "));
+    }
     out
 }
 
