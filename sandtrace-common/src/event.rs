@@ -87,12 +87,17 @@ pub mod syscall_action {
     pub const DENY: u8 = 1;
     /// Allowed, and reported.
     pub const LOG_ONLY: u8 = 2;
-    /// `socket`/`socketpair` while the seccomp filter refuses socket families that reach the
-    /// network past the IPv4/IPv6 hooks: a refusal is reported as a network denial.
+    /// `socket`/`socketpair`, which the seccomp baseline refuses for families and protocols
+    /// the kernel could load a module for: a call that fails with `EPERM` without an entry
+    /// record was refused, and is reported as a network denial.
     pub const SOCKET_FAMILY: u8 = 3;
     /// Refused by the seccomp filter without a policy rule (`clone3`, with `ENOSYS`): counted,
     /// not reported.
     pub const REFUSED: u8 = 4;
+    /// Refused by the seccomp filter for some arguments only (the baseline's `ioctl`,
+    /// `clone`, `mknod`, ...): a call that fails with `EPERM` without an entry record was
+    /// refused, and is reported as [`DENY`] is.
+    pub const DENY_BY_ARGS: u8 = 5;
 }
 
 /// One completed syscall (`EventKind::Syscall`). `header.ts_ns` is the time of entry.

@@ -82,6 +82,9 @@ pub enum NetVerdict {
     /// A socket family that reaches the network without the IPv4/IPv6 hooks (packet, vsock,
     /// ...): only a fully allowed network may create those.
     DeniedFamily = 4,
+    /// A family or protocol the seccomp baseline refuses in every session, because the kernel
+    /// could load a module for it (AppleTalk, SCTP, genetlink, ...).
+    DeniedBaseline = 5,
 }
 
 impl NetVerdict {
@@ -91,6 +94,7 @@ impl NetVerdict {
             2 => Self::DeniedNoRule,
             3 => Self::DeniedSocketKind,
             4 => Self::DeniedFamily,
+            5 => Self::DeniedBaseline,
             _ => return None,
         })
     }

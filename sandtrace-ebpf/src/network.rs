@@ -417,6 +417,17 @@ pub fn report_refused_family(family: u32, sock_type: u32, protocol: u32) {
     );
 }
 
+/// Reports a socket the seccomp baseline refused (`sys_exit`).
+#[inline(always)]
+pub fn report_baseline_refusal(family: u32, sock_type: u32, protocol: u32) {
+    report_socket(
+        NetVerdict::DeniedBaseline,
+        family,
+        sock_type & SOCK_TYPE_MASK,
+        protocol,
+    );
+}
+
 /// Whether sockets of `family` may be created while the network is restricted.
 #[inline(always)]
 pub fn family_allowed(family: u32) -> bool {

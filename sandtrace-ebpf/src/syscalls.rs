@@ -275,6 +275,15 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     let entered_at = pending.and_then(|(entry_nr, ts)| (entry_nr == nr).then_some(ts));
     let is_fork = is_fork(nr);
     let ret: i64 = ctx.arg(1);
+    // A syscall with an action always leaves an entry in sys_enter; the seccomp filter runs
+    // before sys_enter, so a call refused for its arguments has none. (A call whose entry
+    // another thread displaced and that failed with EPERM by itself reads as refused too.)
+    let refused_by_args = entered_at.is_none() && ret == -EPERM;
+    let action = match action {
+        syscall_action::DENY_BY_ARGS if refused_by_args => syscall_action::DENY,
+        syscall_action::DENY_BY_ARGS => syscall_action::NONE,
+        other => other,
+    };
     // A new task's first return to user space (clone/fork in the child, returning 0): the
     // parent made the call and reports it.
     if is_fork && ret == 0 {
@@ -299,13 +308,11 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
         None
     };
     if action == syscall_action::SOCKET_FAMILY {
-        let family = network::created_family(regs.di as u32, regs.si as u32);
-        // A syscall with an action always leaves an entry in sys_enter; without one the
-        // seccomp filter refused it. IPv4/IPv6 refusals come from the cgroup programs, which
-        // report them themselves.
-        if entered_at.is_none() && ret == -EPERM && !network::family_allowed(family) {
+        // The cgroup programs and BPF LSM report their own refusals, which have an entry.
+        if refused_by_args {
             count(count_slot(nr));
-            network::report_refused_family(family, regs.si as u32, regs.dx as u32);
+            let family = network::created_family(regs.di as u32, regs.si as u32);
+            network::report_baseline_refusal(family, regs.si as u32, regs.dx as u32);
         }
         if !events {
             return 0;

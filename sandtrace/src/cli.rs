@@ -124,7 +124,8 @@ pub struct RunArgs {
     /// Write every event as one JSON object per line to FILE.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Only trace; enforce nothing (works on kernels without BPF LSM).
+    /// Only trace; enforce no policy rule, only the seccomp baseline of every mode (works on
+    /// kernels without BPF LSM).
     #[arg(long)]
     pub trace_only: bool,
     /// On a kernel without BPF LSM, run anyway with every rule that does not need it (network,

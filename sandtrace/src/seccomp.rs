@@ -6,9 +6,9 @@
 //! hand-written filter tends to get wrong. The filter:
 //! - returns `EPERM` or `ENOSYS` (as the plan's [`Refusal`] says) for every refused x86_64
 //!   syscall and allows the rest;
-//! - optionally ([`SocketFamilies`]) returns `EPERM` for `socket`/`socketpair` with a family
-//!   outside an allowed set: a restricted network without BPF LSM has no other way to refuse
-//!   packet sockets and their like;
+//! - returns `EPERM` for the syscalls the plan refuses for some arguments only ([`ArgRule`]:
+//!   `ioctl` TIOCSTI, `socket` families that load modules, `clone` with CLONE_NEW*, ...), one
+//!   conditional rule per case;
 //! - kills the whole process (`SIGSYS`) on any other syscall ABI, so a denied syscall cannot
 //!   be reached under another number: x32 syscalls (`nr | 0x40000000`, same audit arch as
 //!   x86_64) and foreign-architecture entry such as i386 `int 0x80`. Killing rather than
@@ -34,25 +34,12 @@ use nix::{
 };
 
 use crate::{
-    plan::{Refusal, SeccompPlan},
+    plan::{ArgCheck, ArgRule, Refusal, SeccompPlan},
     syscall_table,
 };
 
-/// The type bits of socket(2)'s `type` argument (the rest are SOCK_NONBLOCK / SOCK_CLOEXEC).
-const SOCK_TYPE_MASK: u64 = 0xf;
-/// `SOCK_PACKET`: obsolete (hence deprecated in libc), but the kernel still honours it.
-const SOCK_PACKET: u64 = 10;
-
 /// The kernel refuses longer programs (`BPF_MAXINSNS`).
 const MAX_INSTRUCTIONS: usize = 4096;
-
-/// Socket families `socket` and `socketpair` may create; the others, below `limit`, fail with
-/// `EPERM`. Families at or above `limit` must be ones the kernel refuses by itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SocketFamilies<'a> {
-    pub allowed: &'a [u32],
-    pub limit: u32,
-}
 
 /// A seccomp BPF program, ready to install.
 pub struct SeccompFilter {
@@ -93,51 +80,8 @@ impl SeccompFilter {
             ctx.add_rule(ScmpAction::Errno(errno), syscall(rule.nr))
                 .with_context(|| format!("adding a seccomp rule refusing {}", rule.name))?;
         }
-        if let Some(families) = plan.socket_families {
-            for name in ["socket", "socketpair"] {
-                let nr = syscall_table::number(name).expect("an x86_64 syscall");
-                if refused(nr) {
-                    continue;
-                }
-                let refused = (0..families.limit).filter(|f| !families.allowed.contains(f));
-                // The kernel reads the family as an int: compare the low 32 bits only, so that
-                // garbage in the upper half cannot slip past.
-                let domain = |family: u32| {
-                    ScmpArgCompare::new(
-                        0,
-                        ScmpCompareOp::MaskedEqual(u64::from(u32::MAX)),
-                        u64::from(family),
-                    )
-                };
-                for family in refused {
-                    ctx.add_rule_conditional(
-                        ScmpAction::Errno(libc::EPERM),
-                        syscall(nr),
-                        &[domain(family)],
-                    )
-                    .with_context(|| {
-                        format!("adding the seccomp rule refusing {name} for family {family}")
-                    })?;
-                }
-                // socket(AF_INET, SOCK_PACKET) is the kernel's old spelling of a packet socket.
-                if families.allowed.contains(&(libc::AF_INET as u32))
-                    && !families.allowed.contains(&(libc::AF_PACKET as u32))
-                {
-                    let packet_type = ScmpArgCompare::new(
-                        1,
-                        ScmpCompareOp::MaskedEqual(SOCK_TYPE_MASK),
-                        SOCK_PACKET,
-                    );
-                    ctx.add_rule_conditional(
-                        ScmpAction::Errno(libc::EPERM),
-                        syscall(nr),
-                        &[domain(libc::AF_INET as u32), packet_type],
-                    )
-                    .with_context(|| {
-                        format!("adding the seccomp rule refusing {name}(AF_INET, SOCK_PACKET)")
-                    })?;
-                }
-            }
+        for rule in plan.arg_rules.iter().filter(|rule| !refused(rule.nr)) {
+            add_arg_rule(&mut ctx, rule)?;
         }
 
         let program = export(&ctx)?;
@@ -201,6 +145,37 @@ impl std::fmt::Debug for SeccompFilter {
     }
 }
 
+/// One conditional rule per case of `rule`, each refusing with `EPERM`.
+fn add_arg_rule(ctx: &mut ScmpFilterContext, rule: &ArgRule) -> Result<()> {
+    for case in &rule.cases {
+        let comparisons: Vec<ScmpArgCompare> = case
+            .iter()
+            .map(|check| match *check {
+                ArgCheck::Masked { arg, mask, value } => ScmpArgCompare::new(
+                    u32::from(arg),
+                    ScmpCompareOp::MaskedEqual(u64::from(mask)),
+                    u64::from(value),
+                ),
+                ArgCheck::Above { arg, value } => {
+                    ScmpArgCompare::new(u32::from(arg), ScmpCompareOp::Greater, u64::from(value))
+                }
+            })
+            .collect();
+        ctx.add_rule_conditional(
+            ScmpAction::Errno(libc::EPERM),
+            syscall(rule.nr),
+            &comparisons,
+        )
+        .with_context(|| {
+            format!(
+                "adding a seccomp rule refusing {} for {}",
+                rule.name, rule.refused
+            )
+        })?;
+    }
+    Ok(())
+}
+
 fn syscall(nr: u32) -> ScmpSyscall {
     // x86_64 syscall numbers are below 1024, so the cast is exact.
     ScmpSyscall::from(nr as i32)
@@ -235,4 +210,48 @@ fn export(ctx: &ScmpFilterContext) -> Result<Box<[libc::sock_filter]>> {
             k: u32::from_ne_bytes([insn[4], insn[5], insn[6], insn[7]]),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{
+        EventDetail, Identity, ProcessPlan, SessionPlan,
+        process::{Account, EnvironmentPlan, IdentitySource, Privileges},
+    };
+
+    /// The baseline's conditional rules stay well within the kernel's program size.
+    #[test]
+    fn the_baseline_filter_fits() {
+        let detail = EventDetail {
+            syscalls: false,
+            all_decisions: false,
+        };
+        let root = Account {
+            name: None,
+            uid: 0,
+            gid: 0,
+            groups: vec![0],
+            home: None,
+            shell: None,
+        };
+        let process = ProcessPlan {
+            identity: Identity {
+                account: root,
+                source: IdentitySource::Caller,
+            },
+            privileges: Privileges::Confined(Vec::new()),
+            environment: EnvironmentPlan {
+                vars: Vec::new(),
+                removed: Vec::new(),
+            },
+        };
+        let plan = SessionPlan::trace_only(std::time::Duration::from_secs(1), detail, process);
+        let filter = SeccompFilter::build(plan.seccomp.as_ref().unwrap()).unwrap();
+        assert!(
+            filter.len() < MAX_INSTRUCTIONS / 2,
+            "{} instructions",
+            filter.len()
+        );
+    }
 }

@@ -1,7 +1,7 @@
 //! Starting CMD inside the session so that nothing it does escapes the session's lifetime.
 //!
 //! ```text
-//! loader ──clone3(NEWPID|NEWNS|PIDFD)──▶ init (pid 1 of a new PID namespace, loader's cgroup)
+//! loader ──clone3(NEWPID|NEWNS|NEWIPC|NEWUTS|PIDFD)──▶ init (pid 1, loader's cgroup)
 //!                                          └─clone3(INTO_CGROUP)──▶ CMD (session cgroup) ─execve
 //! ```
 //!
@@ -13,6 +13,8 @@
 //!   double-forked.
 //! * init stays outside the session cgroup, so its own bookkeeping is not traced.
 //! * A fresh /proc is mounted in a private mount namespace so CMD sees only its own processes.
+//! * The session has its own IPC namespace (SysV IPC, POSIX message queues) and UTS namespace
+//!   (a hostname set inside stays inside).
 //! * [`Spawned`] owns the running session: dropping it kills and reaps init, so no error path
 //!   leaves a process behind.
 //!
@@ -173,10 +175,12 @@ pub enum SetupStage {
     Capabilities,
     NoNewPrivs,
     Terminal,
+    SessionKeyring,
+    CoreLimit,
 }
 
 impl SetupStage {
-    const ALL: [Self; 13] = [
+    const ALL: [Self; 15] = [
         Self::MountProc,
         Self::CloneIntoCgroup,
         Self::Seccomp,
@@ -190,6 +194,8 @@ impl SetupStage {
         Self::Capabilities,
         Self::NoNewPrivs,
         Self::Terminal,
+        Self::SessionKeyring,
+        Self::CoreLimit,
     ];
 
     fn from_i32(v: i32) -> Option<Self> {
@@ -214,6 +220,10 @@ impl SetupStage {
             Self::Capabilities => "removing the command's capabilities",
             Self::NoNewPrivs => "setting no_new_privs",
             Self::Terminal => "giving the command a session and a terminal of its own",
+            Self::SessionKeyring => "giving the command a new session keyring",
+            Self::CoreLimit => {
+                "setting RLIMIT_CORE to 1 (no core dump, no core dump helper outside the session)"
+            }
         }
     }
 }
@@ -382,15 +392,20 @@ pub fn spawn(cmd: &PreparedCommand, cgroup_fd: RawFd, setup: &CmdSetup<'_>) -> R
     let (report_rd, report_wr) = pipe()?;
     let mut pidfd: libc::c_int = -1;
     let mut args = zeroed_clone_args();
-    args.flags = (libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_PIDFD) as u64;
+    args.flags = (libc::CLONE_NEWPID
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_PIDFD) as u64;
     args.pidfd = &raw mut pidfd as u64;
     args.exit_signal = libc::SIGCHLD as u64;
     // SAFETY: the new process runs only `init::main`, which is async-signal-safe and never
     // returns; `args.pidfd` points to `pidfd` on this stack frame.
     let pid = unsafe { clone3(&mut args) };
     if pid < 0 {
-        return Err(std::io::Error::last_os_error())
-            .context("clone3 with a new PID and mount namespace (sandtrace must run as root)");
+        return Err(std::io::Error::last_os_error()).context(
+            "clone3 with new PID, mount, IPC and UTS namespaces (sandtrace must run as root)",
+        );
     }
     if pid == 0 {
         init::main(

@@ -90,7 +90,7 @@ fn raw_filter(numbers: &[u32]) -> anyhow::Result<SeccompFilter> {
         .collect();
     SeccompFilter::build(&SeccompPlan {
         rules,
-        socket_families: None,
+        arg_rules: Vec::new(),
     })
 }
 

@@ -392,7 +392,8 @@ fn ctrl_z_suspends_the_run_in_the_users_shell_and_fg_resumes_it() {
     job.wait_for("READY\r\n");
     terminal.type_keys(b"\x1a");
     job.wait_for("Stopped");
-    let stopped = job.screen.len();
+    // The prompt may have come in the same read: look after the marker, not the screen's end.
+    let stopped = job.screen.rfind("Stopped").unwrap();
     job.wait_for_after(stopped, "PROMPT> ");
     terminal.type_keys(b"fg\r");
     terminal.type_keys(b"again\r");
@@ -402,7 +403,7 @@ fn ctrl_z_suspends_the_run_in_the_users_shell_and_fg_resumes_it() {
     // (the caller's terminal would take it itself otherwise).
     terminal.type_keys(b"\x04");
     job.wait_for("exited with status 0");
-    let ended = job.screen.len();
+    let ended = job.screen.rfind("exited with status 0").unwrap();
     job.wait_for_after(ended, "PROMPT> ");
     terminal.type_keys(b"exit $?\r");
     let (status, screen) = job.finish();
@@ -505,7 +506,7 @@ fn keystrokes_pushed_by_the_command_never_reach_the_users_terminal() {
     let terminal = UserTerminal::open(24, 80);
     // Without sandtrace, the push lands in the terminal's input queue, where the user's
     // shell would read it as a command line.
-    let job = terminal.start(Command::new(PROBE).arg("tiocsti echo-pushed"));
+    let job = terminal.start(Command::new(PROBE).arg("push-input echo-pushed"));
     let (status, screen) = job.finish();
     assert!(status.success(), "{screen}");
     assert!(screen.contains("PROBE-RESULT: ok"), "{screen}");
@@ -517,7 +518,10 @@ fn keystrokes_pushed_by_the_command_never_reach_the_users_terminal() {
 
     let scratch = Scratch::new("terminal-push");
     for mode in modes(&scratch) {
-        let job = terminal.start(&mut sandtrace_run(&mode, &[PROBE, "tiocsti echo-pushed"]));
+        let job = terminal.start(&mut sandtrace_run(
+            &mode,
+            &[PROBE, "push-input echo-pushed"],
+        ));
         let (status, screen) = job.finish();
         assert_eq!(status.code(), Some(0), "{}: {screen}", mode.flag);
         // The push reaches CMD's own terminal (or is refused); either way, not the user's.

@@ -359,6 +359,25 @@ fn sigint_stops_the_session_cleanly() {
     assert!(session_cgroups_of(loader.id()).is_empty());
 }
 
+/// Init is a copy of the loader, so it held the loader's descriptors, among them the session
+/// cgroup's directory: a root CMD could write itself into the parent cgroup through
+/// `/proc/1/fd/N/../cgroup.procs` and leave the trace. Init now closes them and is not dumpable.
+#[test]
+fn cmd_cannot_leave_the_session_through_inits_descriptors() {
+    let script = "ls /proc/1/fd/ 2>&1; \
+                  for f in /proc/1/fd/*; do \
+                    for d in $f $f/.. $f/../..; do echo $$ > $d/cgroup.procs 2>/dev/null; done; \
+                  done; grep '^0::' /proc/self/cgroup";
+    let out = run(&["run", "--trace-only", "--", "sh", "-c", script]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let cgroup = stdout.lines().last().unwrap_or_default();
+    assert!(
+        cgroup.contains("/sandtrace/run-"),
+        "CMD left the session cgroup: {stdout}"
+    );
+}
+
 #[test]
 fn the_session_cgroup_is_removed_after_every_kind_of_run() {
     for (args, code) in [

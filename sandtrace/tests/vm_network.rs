@@ -118,7 +118,7 @@ fn network_off_refuses_every_way_out_including_io_uring() {
     assert_eq!(
         families.iter().filter(|f| **f == "packet").count(),
         3,
-        "socket(2) in both spellings and io_uring all pass socket_create"
+        "socket(2) in both spellings (the seccomp baseline) and io_uring (socket_create)"
     );
     let summary = summary(&s.events);
     assert_eq!(summary["denials"]["network"], 13, "{summary}");

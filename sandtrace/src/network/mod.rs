@@ -5,9 +5,9 @@
 //! passes the cgroup programs, which allow exactly what `allow_connect` and `allow_bind` cover
 //! (nothing, when they are empty). They work on kernels without BPF LSM. Socket families that
 //! reach the network past those programs (packet, vsock, ...) are refused by the BPF LSM
-//! `socket_create` program where BPF LSM is available, and otherwise by the seccomp filter
-//! ([`ALLOWED_SOCKET_FAMILIES`], with io_uring denied). Abstract UNIX sockets are scoped to
-//! the session with Landlock ([`abstract_sockets`]).
+//! `socket_create` program where BPF LSM is available, and in every session by the seccomp
+//! baseline (`plan/seccomp_baseline.rs`, with io_uring denied without BPF LSM). Abstract UNIX
+//! sockets are scoped to the session with Landlock ([`abstract_sockets`]).
 
 pub mod abstract_sockets;
 
@@ -194,20 +194,6 @@ pub fn attach(
     }
     Ok(())
 }
-
-/// Socket families a session with a restricted network may create: local IPC and the two the
-/// cgroup programs check. Every other family reaches the network (or other machines) past
-/// those programs.
-pub const ALLOWED_SOCKET_FAMILIES: &[u32] = &[
-    libc::AF_UNIX as u32,
-    libc::AF_INET as u32,
-    libc::AF_INET6 as u32,
-    libc::AF_NETLINK as u32,
-];
-
-/// Socket families are numbered below this (the kernel's `AF_MAX` is 46 in 6.x; the margin
-/// covers families added later). The kernel refuses larger numbers itself.
-pub const SOCKET_FAMILY_LIMIT: u32 = 64;
 
 #[cfg(test)]
 mod tests {

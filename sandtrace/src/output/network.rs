@@ -47,6 +47,10 @@ impl NetworkRules {
             NetVerdict::DeniedFamily => {
                 "this socket family reaches the network and is refused while it is restricted"
             }
+            NetVerdict::DeniedBaseline => {
+                "this socket family or protocol is refused in every session: the kernel could \
+                 load a module for it"
+            }
             NetVerdict::DeniedNoRule if !self.any() => "network disabled",
             NetVerdict::DeniedNoRule => match (n.op, n.list) {
                 (NetOp::Receive, _) => {

@@ -22,8 +22,9 @@ pub struct Mechanisms {
     pub log_only: String,
     pub timeout: String,
     pub max_processes: String,
-    /// Syscalls refused although the policy does not list them: `(name, why)`.
-    pub baseline: Vec<(&'static str, String)>,
+    /// Syscalls refused although the policy does not list them: `(name, why)`; a syscall
+    /// refused for some arguments only names them (`ioctl (TIOCSTI, ...)`).
+    pub baseline: Vec<(String, String)>,
     /// `(rule, why)` for every rule this session cannot enforce.
     pub unenforced: Vec<(String, String)>,
     /// The kernel programs attached, in order.
@@ -43,7 +44,9 @@ impl Mechanisms {
                 "degraded: BPF LSM is not available ({why}); `sandtrace run` refuses this kernel \
                  unless given --allow-degraded"
             ),
-            Mode::TraceOnly => "trace-only: nothing is enforced".to_owned(),
+            Mode::TraceOnly => {
+                "trace-only: no policy rule is enforced (the seccomp baseline is)".to_owned()
+            }
         };
         let mut file: [String; KIND_COUNT] = Default::default();
         match &plan.mode {
@@ -91,12 +94,24 @@ impl Mechanisms {
                 Refusal::Eperm => "EPERM",
                 Refusal::Enosys => "ENOSYS",
             };
-            refused.push((rule.nr, format!("seccomp ({errno})")));
+            let mechanism = match rule.reason {
+                SeccompReason::Baseline(_) => format!("seccomp (baseline, {errno})"),
+                _ => format!("seccomp ({errno})"),
+            };
+            refused.push((rule.nr, mechanism));
             if !matches!(
                 rule.reason,
                 SeccompReason::Policy(_) | SeccompReason::AlwaysBlocked
             ) {
-                baseline.push((rule.name, rule.reason.describe()));
+                baseline.push((rule.name.to_owned(), rule.reason.describe()));
+            }
+        }
+        for rule in plan.seccomp.iter().flat_map(|s| &s.arg_rules) {
+            if !refused.iter().any(|(nr, _)| *nr == rule.nr) {
+                baseline.push((
+                    format!("{} ({})", rule.name, rule.refused),
+                    SeccompReason::Baseline(rule.why).describe(),
+                ));
             }
         }
         let log_only = match plan.mode {

@@ -13,6 +13,7 @@ pub mod accounts;
 pub mod features;
 mod mechanisms;
 pub mod process;
+mod seccomp_baseline;
 mod seccomp_rules;
 
 use std::{path::PathBuf, time::Duration};
@@ -29,13 +30,13 @@ use sandtrace_common::{
 pub use features::{KernelFeatures, PidsController};
 pub use mechanisms::Mechanisms;
 pub use process::{Identity, ProcessFlags, ProcessInputs, ProcessPlan};
+pub use seccomp_baseline::{ArgCheck, ArgRule};
 pub use seccomp_rules::{Refusal, SeccompReason, SeccompRule};
 
 use crate::{
-    network::{ALLOWED_SOCKET_FAMILIES, NetworkRules, SOCKET_FAMILY_LIMIT},
+    network::NetworkRules,
     output::{Labels, RuleLabel, terminal::Verbosity},
     policy::{CompiledPaths, PathDecision, PreparedPolicy},
-    seccomp::SocketFamilies,
 };
 
 /// How much of the policy a session enforces.
@@ -117,10 +118,24 @@ impl std::error::Error for PlanError {}
 /// The seccomp filter a session installs in CMD's process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeccompPlan {
-    /// Sorted by number, one rule per syscall.
+    /// Syscalls refused whatever their arguments: sorted by number, one rule per syscall.
     pub rules: Vec<SeccompRule>,
-    /// `socket`/`socketpair` are refused for the families outside this set.
-    pub socket_families: Option<SocketFamilies<'static>>,
+    /// The baseline's syscalls refused for some arguments (sorted by number); the filter
+    /// leaves out those `rules` refuse anyway.
+    pub arg_rules: Vec<ArgRule>,
+}
+
+impl SeccompPlan {
+    /// The filter of a session: `policy` is `None` when tracing only.
+    fn new(
+        policy: Option<&crate::policy::EffectivePolicy>,
+        no_lsm: bool,
+    ) -> Result<Self, PlanError> {
+        Ok(Self {
+            rules: seccomp_rules::rules(policy, no_lsm)?,
+            arg_rules: seccomp_baseline::arg_rules(),
+        })
+    }
 }
 
 /// What the BPF LSM programs enforce.
@@ -260,20 +275,13 @@ impl SessionPlan {
         let mut unenforced = Vec::new();
         let network = NetworkRules::for_policy(effective);
         let degraded = matches!(mode, Mode::Degraded(_));
-        // Without BPF LSM nothing sees the sockets io_uring creates or the families that
-        // bypass the cgroup programs: seccomp takes both away.
-        let guard_sockets = degraded && network.is_some();
-        let rules = seccomp_rules::rules(effective, guard_sockets)?;
-        let socket_families = guard_sockets.then_some(SocketFamilies {
-            allowed: ALLOWED_SOCKET_FAMILIES,
-            limit: SOCKET_FAMILY_LIMIT,
-        });
+        let seccomp = SeccompPlan::new(Some(effective), degraded)?;
         let log_only: Vec<u32> = effective
             .log_only_syscalls
             .iter()
             .map(|s| s.value.id() as u32)
             .collect();
-        let syscall_actions = syscall_actions(&rules, &log_only, guard_sockets);
+        let syscall_actions = syscall_actions(&seccomp, &log_only);
 
         let paths = match &mode {
             Mode::Enforce => {
@@ -346,10 +354,7 @@ impl SessionPlan {
         Ok(Self {
             hide_cgroup_mounts: degraded,
             mode,
-            seccomp: Some(SeccompPlan {
-                rules,
-                socket_families,
-            }),
+            seccomp: Some(seccomp),
             programs: ProgramPlan {
                 config_flags,
                 syscall_actions,
@@ -366,9 +371,11 @@ impl SessionPlan {
         })
     }
 
-    /// A session that enforces nothing and kills CMD after `timeout`; CMD is run as
-    /// `process` says all the same.
+    /// A session that enforces no policy rule and kills CMD after `timeout`; its seccomp
+    /// filter is the baseline of every mode, and CMD is run as `process` says all the same.
     pub fn trace_only(timeout: Duration, detail: EventDetail, process: ProcessPlan) -> Self {
+        let seccomp = SeccompPlan::new(None, true).expect("the baseline names x86_64 syscalls");
+        let syscall_actions = syscall_actions(&seccomp, &[]);
         let mut config_flags = 0;
         if detail.syscalls {
             config_flags |= FLAG_SYSCALL_EVENTS;
@@ -378,10 +385,10 @@ impl SessionPlan {
         }
         Self {
             mode: Mode::TraceOnly,
-            seccomp: None,
+            seccomp: Some(seccomp),
             programs: ProgramPlan {
                 config_flags,
-                syscall_actions: Vec::new(),
+                syscall_actions,
                 paths: None,
                 network: None,
                 process_limit: false,
@@ -409,18 +416,14 @@ impl SessionPlan {
 
 /// The `SYSCALL_ACTIONS` entries: `log_only`, every refused syscall (a refusal overrides a
 /// `log_only` listing: the call never runs; `clone3`'s [`Refusal::Enosys`] is counted, not
-/// reported, unless the policy denies it), and with `socket_families`, `socket`/`socketpair`,
-/// whose refusals are then network denials.
-fn syscall_actions(
-    rules: &[SeccompRule],
-    log_only: &[u32],
-    socket_families: bool,
-) -> Vec<(u32, u8)> {
+/// reported, unless the policy denies it), and the syscalls refused for some arguments
+/// (`socket`/`socketpair`, whose refusals are network events, and the others).
+fn syscall_actions(seccomp: &SeccompPlan, log_only: &[u32]) -> Vec<(u32, u8)> {
     let mut actions: std::collections::BTreeMap<u32, u8> = log_only
         .iter()
         .map(|&nr| (nr, syscall_action::LOG_ONLY))
         .collect();
-    for rule in rules {
+    for rule in &seccomp.rules {
         let action = match (rule.refusal, &rule.reason) {
             (Refusal::Enosys, SeccompReason::Policy(_)) | (Refusal::Eperm, _) => {
                 syscall_action::DENY
@@ -429,11 +432,12 @@ fn syscall_actions(
         };
         actions.insert(rule.nr, action);
     }
-    if socket_families {
-        for name in ["socket", "socketpair"] {
-            let nr = crate::syscall_table::number(name).expect("an x86_64 syscall");
-            actions.entry(nr).or_insert(syscall_action::SOCKET_FAMILY);
-        }
+    for rule in &seccomp.arg_rules {
+        let action = match rule.name {
+            "socket" | "socketpair" => syscall_action::SOCKET_FAMILY,
+            _ => syscall_action::DENY_BY_ARGS,
+        };
+        actions.entry(rule.nr).or_insert(action);
     }
     actions.into_iter().collect()
 }

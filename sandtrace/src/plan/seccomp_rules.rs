@@ -2,7 +2,7 @@
 
 use crate::{policy::EffectivePolicy, syscall_table};
 
-use super::PlanError;
+use super::{PlanError, seccomp_baseline};
 
 /// Syscalls that would let a process change what paths mean (mounts, a new root) or reach a
 /// file without a path check (file handles; `uselib`, whose exec-mode open no exec hook
@@ -48,9 +48,8 @@ pub enum SeccompReason {
     PathIntegrity,
     /// [`PROGRAM_INTEGRITY`].
     ProgramIntegrity,
-    /// `io_uring_setup` in a degraded session with a restricted network: without BPF LSM
-    /// nothing checks the sockets io_uring creates.
-    SocketGuard,
+    /// The seccomp baseline of every mode ([`super::seccomp_baseline`]), and why.
+    Baseline(&'static str),
     /// `clone3`: its flags live in memory, where the filter cannot see `CLONE_INTO_CGROUP`
     /// (which would start a child outside the session cgroup).
     CgroupEscape,
@@ -69,9 +68,7 @@ impl SeccompReason {
             SeccompReason::ProgramIntegrity => {
                 "program integrity: could detach sandtrace's kernel programs".to_owned()
             }
-            SeccompReason::SocketGuard => {
-                "no BPF LSM: the sockets io_uring creates would go unchecked".to_owned()
-            }
+            SeccompReason::Baseline(why) => format!("baseline: {why}"),
             SeccompReason::CgroupEscape => {
                 "CLONE_INTO_CGROUP could start a child outside the session (ENOSYS: libc falls \
                  back to clone)"
@@ -90,10 +87,15 @@ pub struct SeccompRule {
     pub reason: SeccompReason,
 }
 
-/// The refused syscalls of an enforcing or degraded session, sorted by number, one rule each
-/// (the first reason in this order wins: policy, always blocked, path integrity, program
-/// integrity, socket guard; `clone3` always fails with `ENOSYS`).
-pub fn rules(policy: &EffectivePolicy, guard_sockets: bool) -> Result<Vec<SeccompRule>, PlanError> {
+/// The syscalls a session's filter refuses, sorted by number, one rule each. `policy` is
+/// `None` when tracing only: then the always-blocked syscalls and the baseline are all.
+/// Without BPF LSM (`no_lsm`) io_uring is refused too. The first reason in this order wins:
+/// policy, always blocked, path integrity, program integrity, baseline; `clone3` always
+/// fails with `ENOSYS`.
+pub fn rules(
+    policy: Option<&EffectivePolicy>,
+    no_lsm: bool,
+) -> Result<Vec<SeccompRule>, PlanError> {
     let always: Vec<u32> = crate::policy::ALWAYS_BLOCKED_SYSCALLS
         .iter()
         .map(|s| s.id() as u32)
@@ -121,7 +123,7 @@ pub fn rules(policy: &EffectivePolicy, guard_sockets: bool) -> Result<Vec<Seccom
         });
         Ok(())
     };
-    for syscall in &policy.denied_syscalls {
+    for syscall in policy.iter().flat_map(|p| &p.denied_syscalls) {
         let nr = syscall.value.id() as u32;
         let reason = if always.contains(&nr) {
             SeccompReason::AlwaysBlocked
@@ -133,25 +135,27 @@ pub fn rules(policy: &EffectivePolicy, guard_sockets: bool) -> Result<Vec<Seccom
     for &nr in &always {
         add(nr, SeccompReason::AlwaysBlocked)?;
     }
-    let named = |names: &'static [&'static str]| {
-        names
-            .iter()
-            .map(|n| syscall_table::number(n).expect("an x86_64 syscall"))
-    };
-    for nr in named(PATH_INTEGRITY) {
-        add(nr, SeccompReason::PathIntegrity)?;
-    }
-    for nr in named(PROGRAM_INTEGRITY) {
-        add(nr, SeccompReason::ProgramIntegrity)?;
-    }
-    if guard_sockets {
-        for nr in named(&["io_uring_setup"]) {
-            add(nr, SeccompReason::SocketGuard)?;
+    let number = |name: &str| syscall_table::number(name).expect("an x86_64 syscall");
+    if policy.is_some() {
+        for name in PATH_INTEGRITY {
+            add(number(name), SeccompReason::PathIntegrity)?;
+        }
+        for name in PROGRAM_INTEGRITY {
+            add(number(name), SeccompReason::ProgramIntegrity)?;
         }
     }
-    for nr in named(&["clone3"]) {
-        add(nr, SeccompReason::CgroupEscape)?;
+    for (names, why) in seccomp_baseline::UNCONDITIONAL {
+        for name in *names {
+            add(number(name), SeccompReason::Baseline(why))?;
+        }
     }
+    if no_lsm {
+        add(
+            number(seccomp_baseline::IO_URING),
+            SeccompReason::Baseline(seccomp_baseline::IO_URING_WHY),
+        )?;
+    }
+    add(number("clone3"), SeccompReason::CgroupEscape)?;
     rules.sort_by_key(|r| r.nr);
     Ok(rules)
 }

@@ -211,6 +211,7 @@ fn every_mode_and_example_policy() {
             let what = format!("{name}, {}", case.name);
             assert_eq!(plan.mode.name(), case.mode, "{what}");
             assert_eq!(plan.timeout, policy.effective.timeout.value, "{what}");
+            check_baseline(&plan, &what);
             match plan.mode {
                 Mode::TraceOnly => check_trace_only(&plan, &what),
                 Mode::Enforce => {
@@ -226,11 +227,88 @@ fn every_mode_and_example_policy() {
     }
 }
 
+/// What every mode refuses: the baseline, reported when refused.
+fn check_baseline(plan: &SessionPlan, what: &str) {
+    let seccomp = plan
+        .seccomp
+        .as_ref()
+        .expect("a seccomp filter in every mode");
+    let actions = &plan.programs.syscall_actions;
+    let mechanisms = plan.mechanisms();
+    for (names, why) in seccomp_baseline::UNCONDITIONAL {
+        for name in *names {
+            let rule = seccomp
+                .rules
+                .iter()
+                .find(|r| r.name == *name)
+                .unwrap_or_else(|| panic!("{what}: {name} is refused"));
+            assert_eq!(rule.refusal, Refusal::Eperm, "{what}: {name}");
+            assert!(
+                matches!(rule.reason, SeccompReason::Baseline(w) if w == *why)
+                    || matches!(rule.reason, SeccompReason::Policy(_)),
+                "{what}: {name}: {:?}",
+                rule.reason
+            );
+            assert!(
+                actions.contains(&(nr(name), syscall_action::DENY)),
+                "{what}: {name} reported"
+            );
+        }
+    }
+    assert_eq!(
+        mechanisms.refusing(nr("keyctl")),
+        Some("seccomp (baseline, EPERM)"),
+        "{what}"
+    );
+    assert_eq!(seccomp.arg_rules, seccomp_baseline::arg_rules(), "{what}");
+    for (name, action) in [
+        ("ioctl", syscall_action::DENY_BY_ARGS),
+        ("clone", syscall_action::DENY_BY_ARGS),
+        ("mknodat", syscall_action::DENY_BY_ARGS),
+        ("socket", syscall_action::SOCKET_FAMILY),
+        ("socketpair", syscall_action::SOCKET_FAMILY),
+    ] {
+        assert!(actions.contains(&(nr(name), action)), "{what}: {name}");
+    }
+    assert!(
+        mechanisms
+            .baseline
+            .iter()
+            .any(|(name, why)| name.starts_with("ioctl (TIOCSTI") && why.starts_with("baseline: ")),
+        "{what}: {:?}",
+        mechanisms.baseline
+    );
+    // Without BPF LSM nothing checks io_uring's sockets; with it, io_uring stays.
+    let io_uring = seccomp.rules.iter().any(|r| r.name == "io_uring_setup");
+    assert_eq!(
+        io_uring,
+        plan.mode != Mode::Enforce,
+        "{what}: io_uring_setup"
+    );
+    assert!(
+        plan.programs.needs_sys_exit(),
+        "{what}: refusals are counted"
+    );
+}
+
 fn check_trace_only(plan: &SessionPlan, what: &str) {
-    assert!(plan.seccomp.is_none(), "{what}: no seccomp filter");
+    let seccomp = plan.seccomp.as_ref().expect("the baseline");
+    assert!(
+        seccomp.rules.iter().all(|r| matches!(
+            r.reason,
+            SeccompReason::Baseline(_) | SeccompReason::AlwaysBlocked | SeccompReason::CgroupEscape
+        )),
+        "{what}: no policy or path integrity rule: {:?}",
+        seccomp.rules
+    );
+    assert!(
+        !seccomp
+            .rules
+            .iter()
+            .any(|r| r.name == "mount" || r.name == "bpf")
+    );
     assert!(plan.programs.paths.is_none(), "{what}: no path enforcement");
     assert!(plan.programs.network.is_none(), "{what}: no network rules");
-    assert!(plan.programs.syscall_actions.is_empty(), "{what}");
     assert!(plan.max_processes.is_none(), "{what}");
     assert!(plan.unenforced.is_empty(), "{what}");
     assert!(
@@ -331,18 +409,6 @@ fn check_enforcing(plan: &SessionPlan, what: &str) {
         !plan.hide_cgroup_mounts,
         "{what}: BPF LSM guards the cgroup files"
     );
-    let seccomp = plan.seccomp.as_ref().expect("a seccomp filter");
-    assert!(
-        seccomp.socket_families.is_none(),
-        "{what}: BPF LSM socket_create decides families"
-    );
-    assert!(
-        !seccomp
-            .rules
-            .iter()
-            .any(|r| r.reason == SeccompReason::SocketGuard),
-        "{what}: io_uring stays (BPF LSM sees its sockets)"
-    );
     assert_eq!(
         paths.exec_unrestricted,
         plan.programs.config_flags & FLAG_EXEC_UNRESTRICTED != 0,
@@ -370,22 +436,6 @@ fn check_degraded(plan: &SessionPlan, policy: &PreparedPolicy, what: &str) {
                 rule.written
             );
         }
-    }
-    let restricted = plan.programs.network.is_some();
-    let seccomp = plan.seccomp.as_ref().expect("a seccomp filter");
-    assert_eq!(seccomp.socket_families.is_some(), restricted, "{what}");
-    assert_eq!(
-        seccomp.rules.iter().any(|r| r.name == "io_uring_setup"),
-        restricted,
-        "{what}: io_uring refused exactly with a restricted network"
-    );
-    if restricted {
-        assert!(
-            plan.programs
-                .syscall_actions
-                .contains(&(nr("socket"), syscall_action::SOCKET_FAMILY)),
-            "{what}: refused socket families are reported"
-        );
     }
     let mechanisms = plan.mechanisms();
     assert!(
@@ -498,10 +548,18 @@ fn a_policy_deny_of_clone3_is_a_denial_and_still_enosys() {
 
 #[test]
 fn the_baseline_lists_do_not_overlap_the_always_blocked_ones() {
+    let baseline = seccomp_baseline::UNCONDITIONAL
+        .iter()
+        .flat_map(|(names, _)| names.iter())
+        .chain([&seccomp_baseline::IO_URING]);
+    let mut seen = Vec::new();
     for name in seccomp_rules::PATH_INTEGRITY
         .iter()
         .chain(seccomp_rules::PROGRAM_INTEGRITY)
+        .chain(baseline)
     {
+        assert!(!seen.contains(name), "{name} is listed twice");
+        seen.push(name);
         assert!(
             !crate::policy::ALWAYS_BLOCKED_SYSCALLS
                 .iter()
@@ -530,8 +588,9 @@ fn event_detail_sets_the_kernel_flags() {
     assert_ne!(traced.programs.config_flags & FLAG_SYSCALL_EVENTS, 0);
     assert_eq!(traced.programs.config_flags & FLAG_ENFORCE_FILES, 0);
     assert!(traced.programs.needs_sys_exit());
+    // The baseline's refusals are counted by sys_exit in every mode.
     assert!(
-        !SessionPlan::trace_only(plan.timeout, QUIET, plan.process.clone())
+        SessionPlan::trace_only(plan.timeout, QUIET, plan.process.clone())
             .programs
             .needs_sys_exit()
     );

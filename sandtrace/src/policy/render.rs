@@ -311,7 +311,8 @@ pub fn effective_report(
         rows.push(Row::Heading(format!("the command runs as: {}", m.run_as)));
         if !m.baseline.is_empty() {
             rows.push(Row::Heading(
-                "also refused by seccomp in every session of this mode (not policy rules):"
+                "also refused by seccomp (baseline) in every session of this mode, not policy \
+                 rules:"
                     .to_owned(),
             ));
             let mut reasons: Vec<&str> = Vec::new();
@@ -325,7 +326,7 @@ pub fn effective_report(
                     .baseline
                     .iter()
                     .filter(|(_, w)| w == why)
-                    .map(|(name, _)| *name)
+                    .map(|(name, _)| name.as_str())
                     .collect();
                 names.sort_unstable();
                 rows.push(Row::Heading(format!("  {}: {why}", names.join(", "))));

@@ -35,6 +35,7 @@ pub(super) fn main(
 ) -> ! {
     die_with_loader(alive_rd);
     reset_signals();
+    keep_out_of_reach();
     let step = |stage: SetupStage, result: Result<(), Errno>| {
         if let Err(errno) = result {
             fail_setup(report_wr, stage, errno);
@@ -50,6 +51,7 @@ pub(super) fn main(
     let cmd_pid = start_cmd(cmd, setup, cgroup_fd, cmd_err_rd, cmd_err_wr)
         .unwrap_or_else(|errno| fail_setup(report_wr, SetupStage::CloneIntoCgroup, errno));
     close(cmd_err_wr);
+    close_all_but(cmd_err_rd, report_wr);
     forward_cmd_failure(cmd_err_rd, report_wr);
     close(cmd_err_rd);
     reap_until_cmd_ends(cmd_pid, report_wr)
@@ -70,6 +72,37 @@ fn die_with_loader(alive_rd: RawFd) {
     if unsafe { libc::poll(&raw mut pfd, 1, 0) } != 0 {
         exit(1);
     }
+}
+
+/// Init is a copy of the loader: it holds the loader's descriptors (the session cgroup's
+/// directory, BPF maps and programs, ...) and memory, which a root CMD could otherwise reach
+/// through `/proc/1/fd` and `/proc/1/mem` (and, with the cgroup directory, leave the session).
+/// Not dumpable, they need `CAP_SYS_PTRACE`, which CMD does not have unless `--as-root`
+/// (BPF LSM's ptrace check refuses it even then); [`close_all_but`] closes them once CMD runs.
+fn keep_out_of_reach() {
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0) };
+}
+
+/// Closes every descriptor from 3 on except `a` and `b`: once CMD's process exists, init needs
+/// only its two pipes (and CMD's process has its own copies of what it needs until execve).
+fn close_all_but(a: RawFd, b: RawFd) {
+    let close_range = |first: u32, last: u32| {
+        if first <= last {
+            // SAFETY: close_range with integer arguments; it closes only descriptors of this
+            // process, and none in the range is in use (the two pipes are outside it).
+            unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) };
+        }
+    };
+    let mut next = 3;
+    for keep in [a.min(b), a.max(b)] {
+        let keep = keep as u32;
+        if keep >= next {
+            close_range(next, keep.saturating_sub(1));
+            next = keep + 1;
+        }
+    }
+    close_range(next, u32::MAX);
 }
 
 /// Restores what a freshly exec'd program expects: default signal dispositions (the loader's
@@ -182,6 +215,12 @@ fn cmd_main(cmd: &PreparedCommand, setup: &CmdSetup<'_>, cmd_err_wr: RawFd) -> !
     {
         cmd_failed(cmd_err_wr, SetupStage::Landlock as i32, e as i32);
     }
+    if let Err(errno) = join_new_session_keyring() {
+        cmd_failed(cmd_err_wr, SetupStage::SessionKeyring as i32, errno);
+    }
+    if let Err(errno) = limit_core_dumps() {
+        cmd_failed(cmd_err_wr, SetupStage::CoreLimit as i32, errno);
+    }
     if let Some(filter) = setup.seccomp
         && let Err(e) = filter.install()
     {
@@ -209,6 +248,25 @@ fn replace_terminals(terminal: Option<CmdTerminal>) -> Result<(), Errno> {
     Ok(())
 }
 
+/// Replaces the caller's session keyring with a new anonymous one, so that CMD never finds the
+/// keys of the session sandtrace was started from (the seccomp baseline refuses the keyring
+/// syscalls too).
+fn join_new_session_keyring() -> Result<(), Errno> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    // SAFETY: a null name asks for an anonymous keyring; nothing is read from memory.
+    let serial = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_JOIN_SESSION_KEYRING,
+            ptr::null::<libc::c_char>(),
+        )
+    };
+    if serial < 0 {
+        return Err(errno());
+    }
+    Ok(())
+}
+
 /// Puts CMD's process in a session of its own, in every mode: it never has the user's
 /// controlling terminal (nor any, when sandtrace was not started from a terminal). Where it
 /// was, the session's pseudo-terminal (already on the standard descriptors that were
@@ -224,6 +282,21 @@ fn take_own_terminal(terminal: Option<CmdTerminal>) -> Result<(), Errno> {
         Some(terminal) => check(unsafe { libc::ioctl(terminal.slave, libc::TIOCSCTTY, 0) }),
         None => Ok(()),
     }
+}
+
+/// Sets RLIMIT_CORE to 1 (soft and hard). A limit of 0 only stops core files: for a pipe
+/// `core_pattern` (`|/usr/lib/systemd/systemd-coredump ...`) the kernel ignores the limit and
+/// starts the helper, as root outside the session, except when the limit is exactly 1, its
+/// guard against crashing helpers (`coredump_pipe` in fs/coredump.c). One byte is also below
+/// the smallest core file (a page), so no file is written either. The seccomp baseline keeps
+/// CMD from changing it.
+fn limit_core_dumps() -> Result<(), Errno> {
+    let one = libc::rlimit {
+        rlim_cur: 1,
+        rlim_max: 1,
+    };
+    // SAFETY: `one` is on this stack frame; setrlimit only reads it.
+    check(unsafe { libc::setrlimit(libc::RLIMIT_CORE, &raw const one) })
 }
 
 /// Moves this process into the cgroup whose `cgroup.procs` is open as `procs`.

@@ -71,7 +71,19 @@ fn run_op(op: &str) -> String {
         Some("syscalls") => syscalls(&words[1..]),
         Some("x32") => x32(words[1]),
         Some("fork-until-refused") => fork_until_refused(),
-        Some("tiocsti") => push_terminal_input(words[1]),
+        Some("push-input") => push_terminal_input(words[1]),
+        Some("sethostname") => sethostname(words[1]),
+        Some("hostname") => hostname(),
+        Some("add-key") => add_key(words[1]),
+        Some("mknod-char") => mknod_char(words[1]),
+        Some("tiocsti") => tiocsti(words[1].parse().unwrap()),
+        Some("tiocsti-new-pty") => tiocsti_new_pty(),
+        Some("tioclinux") => tioclinux(words[1].parse().unwrap()),
+        Some("tiocsetd-new-pty") => tiocsetd_new_pty(words[1].parse().unwrap()),
+        Some("socket-ioctl") => socket_ioctl(parse_hex(words[1])),
+        Some("unshare-user") => unshare_user(),
+        Some("shm-create") => shm_create(words[1].parse().unwrap()),
+        Some("core-limit") => core_limit(),
         other => panic!("unknown probe operation {other:?}"),
     }
 }
@@ -429,6 +441,31 @@ fn unix_send(path: &str) -> String {
 }
 /// Calls each named syscall with harmless arguments (ones that fail or do nothing when the
 /// call is allowed) and reports `name=outcome` for each.
+const ZERO_TIME: libc::timespec = libc::timespec {
+    tv_sec: 0,
+    tv_nsec: 0,
+};
+
+const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 1 << 3;
+
+/// Closes `fd` if the call that returned it succeeded; returns the call's result.
+unsafe fn close_fd(fd: libc::c_long) -> libc::c_long {
+    if fd >= 0 {
+        unsafe { libc::close(fd as i32) };
+    }
+    fd
+}
+
+/// perf_event_open of a system-wide CPU clock counter on CPU 0.
+unsafe fn perf_cpu_clock(nr: libc::c_long) -> libc::c_long {
+    // struct perf_event_attr's first fields: type, size, config (PERF_VERSION 0 layout).
+    let mut attr = [0u64; 16];
+    attr[0] = 1 | (64u64 << 32); // PERF_TYPE_SOFTWARE, size 64
+    attr[1] = 0; // PERF_COUNT_SW_CPU_CLOCK
+    attr[5] = 1; // disabled
+    unsafe { libc::syscall(nr, attr.as_ptr(), -1, 0, -1, PERF_FLAG_FD_CLOEXEC) }
+}
+
 fn syscalls(names: &[&str]) -> String {
     names
         .iter()
@@ -462,6 +499,33 @@ fn syscalls(names: &[&str]) -> String {
                     "clone3" => libc::syscall(nr, 0, 0),
                     // PTRACE_PEEKDATA of pid 0: ESRCH.
                     "ptrace" => libc::syscall(nr, libc::PTRACE_PEEKDATA, 0, 0, 0),
+                    // A system-wide software counter on CPU 0, closed at once.
+                    "perf_event_open" => close_fd(perf_cpu_clock(nr)),
+                    // Reads the kernel log into a buffer (SYSLOG_ACTION_READ_ALL).
+                    "syslog" => libc::syscall(nr, 3, [0u8; 4096].as_mut_ptr(), 4096),
+                    // Access to port 0x80 for this process, given up again.
+                    "ioperm" => libc::syscall(nr, 0x80, 1, 1) | libc::syscall(nr, 0x80, 1, 0),
+                    // UFFD_USER_MODE_ONLY | O_CLOEXEC, closed at once.
+                    "userfaultfd" => close_fd(libc::syscall(nr, 1 | libc::O_CLOEXEC)),
+                    // READ_IMPLIES_EXEC for this process, then back to Linux.
+                    "personality" => libc::syscall(nr, 0x40_0000) | libc::syscall(nr, 0),
+                    // Both NULL: sets nothing.
+                    "settimeofday" => libc::syscall(nr, 0, 0),
+                    // CLOCK_MONOTONIC cannot be set: EINVAL.
+                    "clock_settime" => {
+                        let zero = ZERO_TIME;
+                        libc::syscall(nr, libc::CLOCK_MONOTONIC, &raw const zero)
+                    }
+                    // An invalid descriptor: EBADF.
+                    "setns" => libc::syscall(nr, -1, 0),
+                    // An invalid command: EINVAL.
+                    "keyctl" => libc::syscall(nr, 0x7fff_ffff, 0, 0, 0, 0),
+                    // Setting RLIMIT_CORE to what it is.
+                    "setrlimit" => {
+                        let mut limit: libc::rlimit = std::mem::zeroed();
+                        libc::getrlimit(libc::RLIMIT_CORE, &raw mut limit);
+                        libc::syscall(nr, libc::RLIMIT_CORE, &raw const limit)
+                    }
                     other => panic!("no harmless arguments known for {other}"),
                 }
             };
@@ -514,4 +578,144 @@ fn fork_until_refused() -> String {
         while libc::wait(std::ptr::null_mut()) > 0 {}
         format!("forked={forked} threads={threads} refused={errno}")
     }
+}
+
+// ---- the seccomp baseline ----
+
+fn sethostname(name: &str) -> String {
+    outcome(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) }.into())
+}
+
+/// The UTS namespace's host name.
+fn hostname() -> String {
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    if unsafe { libc::uname(&raw mut uts) } != 0 {
+        return last_errno();
+    }
+    let name = unsafe { std::ffi::CStr::from_ptr(uts.nodename.as_ptr()) };
+    name.to_string_lossy().into_owned()
+}
+
+/// Adds a `user` key named `description` to the user keyring; prints its serial.
+fn add_key(description: &str) -> String {
+    const KEY_SPEC_USER_KEYRING: libc::c_long = -4;
+    let kind = CString::new("user").unwrap();
+    let desc = CString::new(description).unwrap();
+    let payload = b"sandtrace";
+    let serial = unsafe {
+        libc::syscall(
+            libc::SYS_add_key,
+            kind.as_ptr(),
+            desc.as_ptr(),
+            payload.as_ptr(),
+            payload.len(),
+            KEY_SPEC_USER_KEYRING,
+        )
+    };
+    if serial < 0 {
+        last_errno()
+    } else {
+        format!("key:{serial}")
+    }
+}
+
+/// A character device 1:3 (what /dev/null is) at `path`.
+fn mknod_char(path: &str) -> String {
+    let path = CString::new(path).unwrap();
+    let dev = libc::makedev(1, 3);
+    outcome(unsafe { libc::mknod(path.as_ptr(), libc::S_IFCHR | 0o600, dev) }.into())
+}
+
+/// Pushes one newline into the input queue of the terminal open as `fd`.
+fn tiocsti(fd: i32) -> String {
+    let byte = b'\n';
+    outcome(unsafe { libc::ioctl(fd, libc::TIOCSTI, &raw const byte) }.into())
+}
+
+/// The slave of a new pseudo-terminal the probe opens itself.
+fn new_pty() -> Result<i32, String> {
+    let master = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY) };
+    if master < 0 || unsafe { libc::grantpt(master) } != 0 || unsafe { libc::unlockpt(master) } != 0
+    {
+        return Err(format!("openpt:{}", last_errno()));
+    }
+    let name = unsafe { libc::ptsname(master) };
+    let slave = unsafe { libc::open(name, libc::O_RDWR | libc::O_NOCTTY) };
+    if slave < 0 {
+        return Err(format!("open-slave:{}", last_errno()));
+    }
+    Ok(slave)
+}
+
+/// TIOCSTI on a pseudo-terminal the probe opens itself.
+fn tiocsti_new_pty() -> String {
+    new_pty().map_or_else(|e| e, tiocsti)
+}
+
+/// TIOCSETD (line discipline `discipline`) on a pseudo-terminal the probe opens itself.
+fn tiocsetd_new_pty(discipline: libc::c_int) -> String {
+    match new_pty() {
+        Ok(slave) => {
+            outcome(unsafe { libc::ioctl(slave, libc::TIOCSETD, &raw const discipline) }.into())
+        }
+        Err(e) => e,
+    }
+}
+
+/// The socket ioctl `request` (with a zeroed buffer) on a UNIX datagram socket.
+fn socket_ioctl(request: u32) -> String {
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM, 0) };
+    if fd < 0 {
+        return format!("socket:{}", last_errno());
+    }
+    let mut buf = [0u8; 64];
+    outcome(unsafe { libc::ioctl(fd, request.into(), buf.as_mut_ptr()) }.into())
+}
+
+fn parse_hex(word: &str) -> u32 {
+    u32::from_str_radix(word.trim_start_matches("0x"), 16).unwrap()
+}
+
+/// TIOCLINUX on `fd`: on anything but a virtual console the kernel answers ENOTTY, which
+/// shows the call reaches it.
+fn tioclinux(fd: i32) -> String {
+    // TIOCL_GETSHIFTSTATE: reads only.
+    let mut subcode = [6u8, 0];
+    outcome(unsafe { libc::ioctl(fd, libc::TIOCLINUX, subcode.as_mut_ptr()) }.into())
+}
+
+/// unshare(CLONE_NEWUSER) in a child, so that the probe's own later operations are not in
+/// the new namespace.
+fn unshare_user() -> String {
+    match unsafe { libc::fork() } {
+        -1 => last_errno(),
+        0 => {
+            let ret = unsafe { libc::unshare(libc::CLONE_NEWUSER) };
+            let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+            unsafe { libc::_exit(if ret == 0 { 0 } else { errno }) }
+        }
+        child => {
+            let mut status = 0;
+            unsafe { libc::waitpid(child, &raw mut status, 0) };
+            match libc::WEXITSTATUS(status) {
+                0 => "ok".into(),
+                errno => errno_name(errno),
+            }
+        }
+    }
+}
+
+/// A SysV shared memory segment with `key`.
+fn shm_create(key: i32) -> String {
+    let id = unsafe { libc::shmget(key, 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) };
+    if id < 0 { last_errno() } else { "ok".into() }
+}
+
+/// RLIMIT_CORE as `soft:hard`.
+fn core_limit() -> String {
+    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrlimit(libc::RLIMIT_CORE, &raw mut limit) } != 0 {
+        return last_errno();
+    }
+    format!("{}:{}", limit.rlim_cur, limit.rlim_max)
 }
