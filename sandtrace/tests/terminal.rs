@@ -153,14 +153,19 @@ struct Job<'a> {
 }
 
 impl Job<'_> {
-    /// Reads the terminal until `marker` was shown.
-    fn wait_for(&mut self, marker: &str) {
-        self.wait_for_after(0, marker);
+    /// Reads the terminal until `marker` was shown; returns where the screen's text after it
+    /// starts.
+    fn wait_for(&mut self, marker: &str) -> usize {
+        self.wait_for_after(0, marker)
     }
 
-    /// Reads the terminal until `marker` was shown after the first `from` bytes.
-    fn wait_for_after(&mut self, from: usize, marker: &str) {
-        while !self.screen[from..].contains(marker) {
+    /// Reads the terminal until `marker` was shown after the first `from` bytes; returns where
+    /// the screen's text after it starts (output read in the same chunk may follow it).
+    fn wait_for_after(&mut self, from: usize, marker: &str) -> usize {
+        loop {
+            if let Some(at) = self.screen[from..].find(marker) {
+                return from + at + marker.len();
+            }
             if self.exited() {
                 self.read_available();
                 assert!(
@@ -391,9 +396,7 @@ fn ctrl_z_suspends_the_run_in_the_users_shell_and_fg_resumes_it() {
     terminal.type_keys(line.as_bytes());
     job.wait_for("READY\r\n");
     terminal.type_keys(b"\x1a");
-    job.wait_for("Stopped");
-    // The prompt may have come in the same read: look after the marker, not the screen's end.
-    let stopped = job.screen.rfind("Stopped").unwrap();
+    let stopped = job.wait_for("Stopped");
     job.wait_for_after(stopped, "PROMPT> ");
     terminal.type_keys(b"fg\r");
     terminal.type_keys(b"again\r");
@@ -402,8 +405,7 @@ fn ctrl_z_suspends_the_run_in_the_users_shell_and_fg_resumes_it() {
     // End of file for cat: only reaches CMD's terminal where sandtrace took raw mode back
     // (the caller's terminal would take it itself otherwise).
     terminal.type_keys(b"\x04");
-    job.wait_for("exited with status 0");
-    let ended = job.screen.rfind("exited with status 0").unwrap();
+    let ended = job.wait_for("exited with status 0");
     job.wait_for_after(ended, "PROMPT> ");
     terminal.type_keys(b"exit $?\r");
     let (status, screen) = job.finish();
