@@ -151,9 +151,49 @@ pub struct RunArgs {
     #[arg(long, value_name = "BYTES", default_value_t = crate::ebpf::DEFAULT_RING_BUFFER_BYTES,
           value_parser = parse_ring_buffer_size)]
     pub ring_buffer_size: u32,
+    #[command(flatten)]
+    pub process: ProcessArgs,
     /// The command to run, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<std::ffi::OsString>,
+}
+
+/// How CMD's process is run: its user, capabilities and environment (in every mode).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ProcessArgs {
+    /// Run CMD as USER (a name or uid), with GROUP (a name or gid) as its group, and USER's
+    /// supplementary groups and home. Default: the user who ran sudo; root (without
+    /// capabilities) otherwise.
+    #[arg(long, value_name = "USER[:GROUP]")]
+    pub user: Option<String>,
+    /// Run CMD as root with every capability sandtrace has (only the policy's rules confine
+    /// it). Default: every capability is removed except `[process] capabilities`.
+    #[arg(long, conflicts_with = "user")]
+    pub as_root: bool,
+    /// Pass the caller's variable NAME to CMD as well (repeatable). Default: only PATH, HOME,
+    /// USER, LOGNAME, SHELL, LANG, LC_*, TERM, TZ, TMPDIR and what `[environment]` passes.
+    #[arg(long = "pass-env", value_name = "NAME", value_parser = parse_env_name)]
+    pub pass_env: Vec<String>,
+    /// Pass the caller's whole environment to CMD.
+    #[arg(long)]
+    pub keep_env: bool,
+}
+
+fn parse_env_name(s: &str) -> Result<String, String> {
+    crate::policy::environment::check_name(s)
+        .map(|()| s.to_owned())
+        .map_err(|problem| problem.message)
+}
+
+impl From<&ProcessArgs> for crate::plan::ProcessFlags {
+    fn from(args: &ProcessArgs) -> Self {
+        Self {
+            user: args.user.clone(),
+            as_root: args.as_root,
+            pass_env: args.pass_env.clone(),
+            keep_env: args.keep_env,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -296,6 +336,7 @@ impl RunArgs {
             no_color: self.no_color,
             follow_forks: !self.no_follow_forks,
             ring_buffer_bytes: self.ring_buffer_size,
+            process: (&self.process).into(),
             command: self.command.clone(),
         }
     }

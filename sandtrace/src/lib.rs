@@ -29,13 +29,19 @@ pub mod kernel_btf;
 pub mod seccomp;
 pub mod syscall_table;
 
-/// `sandtrace run`: prepares the policy, probes the kernel, plans the session and runs it.
-/// Returns CMD's exit status, or why nothing (or not all of it) could run.
+/// `sandtrace run`: finds who CMD runs as, prepares the policy, probes the kernel, plans the
+/// session and runs it. Returns CMD's exit status, or why nothing (or not all of it) could run.
 pub fn run(options: &plan::RunOptions) -> Result<i32, exit::Error> {
-    let prepared = policy::prepare(options.policy_file.as_deref(), &options.overrides)?;
+    let process =
+        plan::ProcessInputs::gather(options.process.clone()).map_err(exit::Error::Usage)?;
+    let prepared = policy::prepare(
+        options.policy_file.as_deref(),
+        &options.overrides,
+        process.identity.home(),
+    )?;
     let features = plan::KernelFeatures::probe(!options.mode.trace_only);
     let detail = plan::EventDetail::for_output(options.output.is_some(), options.verbosity);
-    let plan = plan::SessionPlan::new(&prepared, options.mode, detail, &features)
+    let plan = plan::SessionPlan::new(&prepared, options.mode, detail, &features, &process)
         .map_err(anyhow::Error::from)?;
     session::run(options, &plan)
 }

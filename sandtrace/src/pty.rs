@@ -82,6 +82,13 @@ impl SessionTerminal {
         }))
     }
 
+    /// Gives the pseudo-terminal to `uid`, the user CMD runs as, as login does: so that CMD
+    /// can open it again (as /dev/tty) after it dropped root.
+    pub fn give_to(&self, uid: u32) -> Result<()> {
+        nix::unistd::fchown(&self.slave, Some(uid.into()), None)
+            .context("giving the new pseudo-terminal to the command's user")
+    }
+
     /// What CMD's process needs to take the pseudo-terminal (see `spawn/init.rs`).
     pub fn cmd_side(&self) -> CmdTerminal {
         CmdTerminal {

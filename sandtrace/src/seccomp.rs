@@ -215,7 +215,10 @@ fn export(ctx: &ScmpFilterContext) -> Result<Box<[libc::sock_filter]>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{EventDetail, SessionPlan};
+    use crate::plan::{
+        EventDetail, Identity, ProcessPlan, SessionPlan,
+        process::{Account, EnvironmentPlan, IdentitySource, Privileges},
+    };
 
     /// The baseline's conditional rules stay well within the kernel's program size.
     #[test]
@@ -224,7 +227,26 @@ mod tests {
             syscalls: false,
             all_decisions: false,
         };
-        let plan = SessionPlan::trace_only(std::time::Duration::from_secs(1), detail);
+        let root = Account {
+            name: None,
+            uid: 0,
+            gid: 0,
+            groups: vec![0],
+            home: None,
+            shell: None,
+        };
+        let process = ProcessPlan {
+            identity: Identity {
+                account: root,
+                source: IdentitySource::Caller,
+            },
+            privileges: Privileges::Confined(Vec::new()),
+            environment: EnvironmentPlan {
+                vars: Vec::new(),
+                removed: Vec::new(),
+            },
+        };
+        let plan = SessionPlan::trace_only(std::time::Duration::from_secs(1), detail, process);
         let filter = SeccompFilter::build(plan.seccomp.as_ref().unwrap()).unwrap();
         assert!(
             filter.len() < MAX_INSTRUCTIONS / 2,

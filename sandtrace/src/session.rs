@@ -31,14 +31,14 @@ use crate::{
     output::{
         Labels,
         jsonl::{EventLog, decode_wait_status},
-        summary::{Ending, RunResult, Summary, Tally},
+        summary::{Ending, RunAs, RunResult, Summary, Tally},
         terminal::{Terminal, Verbosity},
     },
     plan::{Mode, RunOptions, SessionPlan},
     progress::Progress,
     pty::{Relay, SessionTerminal},
     seccomp::SeccompFilter,
-    spawn::{self, CmdSetup, Outcome, PreparedCommand, Spawned},
+    spawn::{self, CmdSetup, DropPrivileges, Outcome, PreparedCommand, Spawned},
 };
 
 /// How long an event may wait in the ring buffer below the kernel's wakeup threshold.
@@ -49,7 +49,12 @@ const KILL_WAIT: Duration = Duration::from_secs(5);
 /// Runs CMD under `plan` and returns sandtrace's exit status: CMD's own, or one of
 /// [`crate::exit`]'s.
 pub fn run(options: &RunOptions, plan: &SessionPlan) -> Result<i32, exit::Error> {
-    let cmd = PreparedCommand::new(&options.command).map_err(exit::Error::Command)?;
+    let cmd = PreparedCommand::new(&options.command, &plan.process.environment.vars)
+        .map_err(exit::Error::Command)?;
+    let privileges = plan.process.privileges.kept_mask().map(|keep| {
+        let account = &plan.process.identity.account;
+        DropPrivileges::new(account.uid, account.gid, &account.groups, keep)
+    });
     let seccomp = plan
         .seccomp
         .as_ref()
@@ -62,7 +67,15 @@ pub fn run(options: &RunOptions, plan: &SessionPlan) -> Result<i32, exit::Error>
         .build()
         .context("starting the event loop")?;
     let status = runtime.block_on(async {
-        let mut session = Session::start(options, plan, &cmd, seccomp.as_ref(), &terminal).await?;
+        let mut session = Session::start(
+            options,
+            plan,
+            &cmd,
+            seccomp.as_ref(),
+            privileges.as_ref(),
+            &terminal,
+        )
+        .await?;
         let ending = session.wait().await?;
         session.finish(ending)
     })?;
@@ -124,6 +137,7 @@ impl<'a> Session<'a> {
         plan: &'a SessionPlan,
         cmd: &'a PreparedCommand,
         seccomp: Option<&SeccompFilter>,
+        privileges: Option<&DropPrivileges>,
         terminal: &'a Terminal,
     ) -> Result<Self> {
         let hierarchy = Hierarchy::find()?;
@@ -153,11 +167,15 @@ impl<'a> Session<'a> {
             Vec::new()
         };
         let terminal = SessionTerminal::open()?;
+        if let Some(terminal) = &terminal {
+            terminal.give_to(plan.process.identity.account.uid)?;
+        }
         let setup = CmdSetup {
             hidden_dirs: &hidden_dirs,
             join_procs: process_limit.as_ref().and_then(ProcessLimit::join_fd),
             landlock_ruleset: abstract_scope.as_ref().map(AbstractSocketScope::fd),
             seccomp,
+            privileges,
             terminal: terminal.as_ref().map(SessionTerminal::cmd_side),
         };
         let started = Instant::now();
@@ -279,6 +297,8 @@ impl<'a> Session<'a> {
                 ending,
                 mode: self.plan.mode.name(),
                 unenforced: &unenforced,
+                run_as: RunAs::of(&self.plan.process),
+                removed_environment: &self.plan.process.environment.removed,
             },
         );
         let log_failure = self
@@ -413,8 +433,21 @@ fn hidden_cgroup_dirs() -> Result<Vec<CString>> {
         .context("a cgroup mount point contains a NUL byte")
 }
 
-/// Says, before CMD starts, what the session does not enforce.
+/// Says, before CMD starts, who it runs as, which capabilities it keeps, which variables it
+/// does not get, and what the session does not enforce.
 fn report_plan(terminal: &Terminal, plan: &SessionPlan) {
+    let process = &plan.process;
+    for warning in process.capability_warnings() {
+        terminal.note(&warning);
+    }
+    if !process.environment.removed.is_empty() {
+        terminal.note(&format!(
+            "environment: removed {} variables (pass one with --pass-env NAME or [environment] \
+             pass): {}",
+            process.environment.removed.len(),
+            process.environment.removed.join(", ")
+        ));
+    }
     if let Mode::Degraded(why) = &plan.mode {
         report_degraded(terminal, why, plan);
     }

@@ -39,6 +39,9 @@ use anyhow::{Context as _, Result};
 use crate::seccomp::SeccompFilter;
 
 mod init;
+mod privileges;
+
+pub use privileges::DropPrivileges;
 
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
@@ -80,8 +83,8 @@ impl std::fmt::Display for PrepareError {
 
 impl PreparedCommand {
     /// Resolves `args[0]` like a shell does (PATH search unless it contains a slash) and builds
-    /// the argument and environment vectors for execve.
-    pub fn new(args: &[OsString]) -> Result<Self, PrepareError> {
+    /// the argument vector and, from `env`, the environment for execve.
+    pub fn new(args: &[OsString], env: &[(OsString, OsString)]) -> Result<Self, PrepareError> {
         let name = args
             .first()
             .ok_or_else(|| PrepareError::Invalid("no command given".into()))?;
@@ -93,9 +96,10 @@ impl PreparedCommand {
         };
         let program = cstr(path.as_os_str())?;
         let argv: Vec<CString> = args.iter().map(|a| cstr(a)).collect::<Result<_, _>>()?;
-        let envp: Vec<CString> = std::env::vars_os()
+        let envp: Vec<CString> = env
+            .iter()
             .map(|(k, v)| {
-                let mut kv = k;
+                let mut kv = k.clone();
                 kv.push("=");
                 kv.push(v);
                 cstr(&kv)
@@ -164,19 +168,31 @@ pub enum SetupStage {
     ProcessLimit,
     Landlock,
     HideCgroups,
+    AmbientCapabilities,
+    Securebits,
+    BoundingSet,
+    SwitchUser,
+    Capabilities,
+    NoNewPrivs,
     Terminal,
     SessionKeyring,
     CoreLimit,
 }
 
 impl SetupStage {
-    const ALL: [Self; 9] = [
+    const ALL: [Self; 15] = [
         Self::MountProc,
         Self::CloneIntoCgroup,
         Self::Seccomp,
         Self::ProcessLimit,
         Self::Landlock,
         Self::HideCgroups,
+        Self::AmbientCapabilities,
+        Self::Securebits,
+        Self::BoundingSet,
+        Self::SwitchUser,
+        Self::Capabilities,
+        Self::NoNewPrivs,
         Self::Terminal,
         Self::SessionKeyring,
         Self::CoreLimit,
@@ -194,6 +210,15 @@ impl SetupStage {
             Self::ProcessLimit => "joining the session's pids cgroup (max_processes)",
             Self::Landlock => "scoping abstract UNIX sockets to the session (Landlock)",
             Self::HideCgroups => "hiding the cgroup file systems from the session",
+            Self::AmbientCapabilities => {
+                "keeping [process] capabilities across execve (the ambient set; sandtrace \
+                 itself must hold them)"
+            }
+            Self::Securebits => "locking the securebits (no capabilities for root on execve)",
+            Self::BoundingSet => "removing capabilities from the bounding set",
+            Self::SwitchUser => "switching to the command's user and groups",
+            Self::Capabilities => "removing the command's capabilities",
+            Self::NoNewPrivs => "setting no_new_privs",
             Self::Terminal => "giving the command a session and a terminal of its own",
             Self::SessionKeyring => "giving the command a new session keyring",
             Self::CoreLimit => {
@@ -338,6 +363,8 @@ fn zeroed_clone_args() -> libc::clone_args {
 pub struct CmdSetup<'a> {
     /// A v1 `cgroup.procs` open for writing, to join (see `cgroup::ProcessLimit`).
     pub join_procs: Option<RawFd>,
+    /// CMD's user and capabilities; `None` keeps sandtrace's (`--as-root`).
+    pub privileges: Option<&'a DropPrivileges>,
     /// A Landlock ruleset to restrict itself to (see `network::abstract_sockets`).
     pub landlock_ruleset: Option<RawFd>,
     pub seccomp: Option<&'a SeccompFilter>,
@@ -438,7 +465,8 @@ mod tests {
 
     fn start(cgroup: &SessionCgroup, args: &[&str], setup: &CmdSetup<'_>) -> Spawned {
         let args: Vec<OsString> = args.iter().map(OsString::from).collect();
-        let cmd = PreparedCommand::new(&args).unwrap();
+        let env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+        let cmd = PreparedCommand::new(&args, &env).unwrap();
         spawn(&cmd, cgroup.dir_fd(), setup).unwrap()
     }
 
@@ -535,15 +563,15 @@ mod tests {
 
     #[test]
     fn resolves_through_path() {
-        let cmd = PreparedCommand::new(&["true".into()]).unwrap();
+        let cmd = PreparedCommand::new(&["true".into()], &[]).unwrap();
         assert!(cmd.path.is_absolute(), "{}", cmd.path.display());
         assert!(matches!(
-            PreparedCommand::new(&["no-such-command-sandtrace".into()]),
+            PreparedCommand::new(&["no-such-command-sandtrace".into()], &[]),
             Err(PrepareError::NotFound(_))
         ));
         let plain = std::env::temp_dir().join(format!("sandtrace-plain-{}", std::process::id()));
         std::fs::write(&plain, "data").unwrap();
-        let result = PreparedCommand::new(&[plain.clone().into()]);
+        let result = PreparedCommand::new(&[plain.clone().into()], &[]);
         std::fs::remove_file(&plain).unwrap();
         assert!(matches!(result, Err(PrepareError::NotExecutable(_))));
     }

@@ -88,15 +88,16 @@ fn calls_outside_the_session_reach_the_kernel_and_are_refused_inside() {
 #[test]
 fn a_hostname_set_inside_stays_inside() {
     // Not tried outside: CMD is root, the call would rename this host. That it succeeds inside
-    // shows it reaches the kernel; the session's own UTS namespace keeps it there.
+    // shows it reaches the kernel; the session's own UTS namespace keeps it there. Root with
+    // its capabilities (--as-root): without CAP_SYS_ADMIN the call fails before that.
     let host = || std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     let before = host();
     for mode in MODES {
-        let s = in_session(
-            "baseline-hostname",
-            mode,
-            &["sethostname sandtrace-inside", "hostname"],
-        );
+        let ops = [
+            "sethostname sandtrace-inside".to_owned(),
+            "hostname".to_owned(),
+        ];
+        let s = probe::in_session("baseline-hostname", POLICY, &ops, &[mode, "--as-root"]);
         assert_eq!(s.results, ["ok", "sandtrace-inside"], "{mode}");
         assert_eq!(host(), before, "{mode}: the host's name is unchanged");
     }

@@ -13,7 +13,7 @@ use sandtrace::{
         FileRules, Labels, RuleLabel,
         jsonl::EventLog,
         network::NetworkRules,
-        summary::{Ending, RunResult, Summary, Tally},
+        summary::{Ending, RunAs, RunResult, Summary, Tally},
     },
     policy::{CliOverrides, parse::parse, resolve},
     report::{
@@ -362,6 +362,14 @@ fn summary(records: &[Vec<u8>], clock: &Clock, unenforced: &[RuleLabel]) -> Summ
             ending: Ending::TimedOut,
             mode: "degraded",
             unenforced,
+            run_as: RunAs {
+                uid: 65534,
+                gid: 65534,
+                groups: vec![65534],
+                user: Some(s("nobody")),
+                capabilities: vec![],
+            },
+            removed_environment: &[s("NPM_TOKEN")],
         },
     )
 }
@@ -707,6 +715,14 @@ fn expected_lines(timestamps: &[String]) -> Vec<Line> {
                 pattern: s("/usr/**"),
                 source: s("policy.toml:2:15"),
             }],
+            run_as: Some(RunAs {
+                uid: 65534,
+                gid: 65534,
+                groups: vec![65534],
+                user: Some(s("nobody")),
+                capabilities: vec![],
+            }),
+            removed_environment: Some(vec![s("NPM_TOKEN")]),
             syscall_counts: vec![
                 SyscallCountLine {
                     syscall: s("read"),

@@ -41,15 +41,19 @@ fn refused(policy_file: &Path, dir: &Path, cmd: &[String]) -> Vec<(PathBuf, Acce
         "no log from tracing {cmd:?}: {}",
         describe(&out)
     );
-    let prepared = policy::prepare(Some(policy_file), &CliOverrides::default())
-        .unwrap_or_else(|d| panic!("{} does not validate: {d}", policy_file.display()));
+    let prepared = policy::prepare(
+        Some(policy_file),
+        &CliOverrides::default(),
+        std::env::var_os("HOME").map(PathBuf::from).as_deref(),
+    )
+    .unwrap_or_else(|d| panic!("{} does not validate: {d}", policy_file.display()));
     let mut replay = Replay::new(PathNaming::Resolved {
         start_dir: dir.to_owned(),
     });
     log::read(&log_path, |record| replay.record(&record)).expect("reading the log");
     let activity = replay.finish();
     let argv: Vec<OsString> = cmd.iter().map(OsString::from).collect();
-    let program = PreparedCommand::new(&argv).expect("CMD exists").path;
+    let program = PreparedCommand::new(&argv, &[]).expect("CMD exists").path;
     let chain: Vec<PathBuf> = launch::launch_chain(&program, &argv[1..])
         .iter()
         .map(|p| resolve_on_host(p))

@@ -81,7 +81,9 @@ fn network_off_refuses_every_way_out_and_outside_is_unaffected() {
         ),
     ];
     let ops: Vec<String> = table.iter().map(|(op, ..)| op.clone()).collect();
-    let s = in_session("net-off", NETWORK_OFF, &ops, &[]);
+    // Root with CAP_NET_RAW: without it the kernel refuses raw sockets before the session's
+    // socket programs are asked.
+    let s = in_session("net-off", NETWORK_OFF, &ops, &["--as-root"]);
     // Hosts may not offer ICMP datagram sockets at all: then the kernel refuses with EACCES
     // before sandtrace is asked.
     let ping_outside = probe::outside(PING).remove(0);
@@ -188,7 +190,8 @@ fn network_allowed_reaches_the_servers() {
         RAW_ICMP.to_owned(),
         format!("io-uring-connect {tcp}"),
     ];
-    let s = in_session("net-on", NETWORK_ON, &ops, &[]);
+    // A raw ICMP socket needs CAP_NET_RAW.
+    let s = in_session("net-on", NETWORK_ON, &ops, &["--as-root"]);
     // Without BPF LSM the seccomp baseline refuses io_uring whatever the network rules: its
     // sockets would pass the baseline's socket checks.
     let (uring, plain) = s.results.split_last().unwrap();

@@ -215,7 +215,7 @@ fn show_needs_exactly_one_of_file_and_default() {
 
 #[test]
 fn the_builtin_default_is_restrictive() {
-    let prepared = prepare(None, &CliOverrides::default()).unwrap_or_else(|d| panic!("{d}"));
+    let prepared = prepare(None, &CliOverrides::default(), None).unwrap_or_else(|d| panic!("{d}"));
     let decide = |path: &str| prepared.compiled.decide(path.as_bytes());
     assert!(decide("/usr/lib/x86_64-linux-gnu/libc.so.6").allows(Access::Read));
     assert!(decide("/etc/ld.so.cache").allows(Access::Read));

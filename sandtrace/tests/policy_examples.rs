@@ -345,7 +345,14 @@ fn effective_policy_report_names_every_mechanism() {
             pids: PidsController::CgroupV1,
             missing_lsm_hooks: Vec::new(),
         };
-        let plan = SessionPlan::new(&p, degraded, detail, &features).expect("a plan");
+        let plan = SessionPlan::new(
+            &p,
+            degraded,
+            detail,
+            &features,
+            &sandtrace::plan::ProcessInputs::gather(Default::default()).expect("own user"),
+        )
+        .expect("a plan");
         let report = render::effective_report(&p.effective, &p.compiled, Some(&plan.mechanisms()));
         for (row, mechanism) in [
             ("/usr  ", file_mechanism),

@@ -12,8 +12,8 @@ use std::path::Path;
 use sandtrace::{
     output::terminal::Verbosity,
     plan::{
-        EventDetail, KernelFeatures, ModeFlags, PidsController, Refusal, SeccompPlan,
-        SeccompReason, SeccompRule, SessionPlan,
+        EventDetail, KernelFeatures, ModeFlags, PidsController, ProcessFlags, ProcessInputs,
+        Refusal, SeccompPlan, SeccompReason, SeccompRule, SessionPlan,
     },
     policy::{self, PreparedPolicy},
     seccomp::SeccompFilter,
@@ -67,6 +67,7 @@ fn filter(denied: &[&str]) -> SeccompFilter {
         ModeFlags::default(),
         EventDetail::for_output(false, Verbosity::Quiet),
         &features,
+        &ProcessInputs::gather(ProcessFlags::default()).expect("sandtrace's own user"),
     )
     .unwrap_or_else(|e| panic!("planning a session denying {denied:?}: {e}"));
     SeccompFilter::build(

@@ -88,7 +88,8 @@ fn strace_counts(scratch: &Scratch, env: Env<'_>, cmd: &[&str]) -> Counts {
 /// Runs `sandtrace run FLAGS -o LOG -- CMD` (which must succeed) and returns its events.
 fn sandtrace_events(scratch: &Scratch, flags: &[&str], env: Env<'_>, cmd: &[&str]) -> Vec<Value> {
     let log = scratch.path("events.jsonl");
-    let mut args = vec!["run"];
+    // `--keep-env`: the program gets exactly the environment strace gives it.
+    let mut args = vec!["run", "--keep-env"];
     args.extend_from_slice(flags);
     args.extend_from_slice(&["-o", log.to_str().unwrap(), "--"]);
     args.extend_from_slice(cmd);

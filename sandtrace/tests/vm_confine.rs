@@ -26,7 +26,7 @@ use serde_json::Value;
 const FS_OPS: &str = env!("CARGO_BIN_EXE_sandtrace-test-fs-ops");
 const RESULT_TAG: &str = "FS-OP-RESULT";
 /// The `sandtrace run` flags of every session in this file, besides `--policy` and `-o`.
-const SESSION_FLAGS: &[&str] = &[];
+const SESSION_FLAGS: &[&str] = &["--as-root"];
 
 /// A scratch tree with a denied directory, a writable one and (like everything else) a
 /// read-only one, and a policy saying so.

@@ -239,6 +239,15 @@ fn make_executable(path: &Path) {
     fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
 }
 
+/// The home directory `~` stands for: that of the user the command runs as.
+fn cmd_home() -> Option<PathBuf> {
+    sandtrace::plan::ProcessInputs::gather(Default::default())
+        .expect("sandtrace's own user")
+        .identity
+        .home()
+        .map(Path::to_path_buf)
+}
+
 /// The policy's decision for `access` to `path` (the reference the kernel must agree with).
 struct Reference {
     compiled: policy::CompiledPaths,
@@ -247,7 +256,7 @@ struct Reference {
 impl Reference {
     fn new(policy_file: &Path, extra: &CliOverrides, cwd: &Path) -> Self {
         let policy = policy::load(policy_file).expect("example policy loads");
-        let home = policy::invoking_user_home();
+        let home = cmd_home();
         let effective = policy::resolve(&policy, extra, cwd, home.as_deref()).unwrap();
         Self {
             compiled: policy::compile(&effective).unwrap(),
@@ -361,7 +370,7 @@ fn writable_dir(policy_file: &Path, cwd: &Path, scratch: &Scratch) -> PathBuf {
         &policy,
         &CliOverrides::default(),
         cwd,
-        policy::invoking_user_home().as_deref(),
+        cmd_home().as_deref(),
     )
     .unwrap();
     for rule in effective.paths.rules(policy::PathKind::Write) {
@@ -608,11 +617,14 @@ fn strict_policy() -> PathBuf {
 fn run_escapes(trace_only: bool) -> (Escapes, Session) {
     let e = escapes();
     let strict = strict_policy();
+    // The attacker is root with every capability (open_by_handle_at, mounts, chroot need
+    // them): the path rules must hold against it.
     let mut args = vec![
         "--policy",
         strict.to_str().unwrap(),
         "--allow-path",
         e.work.to_str().unwrap(),
+        "--as-root",
     ];
     if trace_only {
         args.push("--trace-only");
@@ -813,15 +825,21 @@ fn leaving_the_session_is_denied_even_where_the_policy_allows_everything() {
         (Op::Bpf, "the bpf syscall"),
     ];
     let list: Vec<Op> = ops.iter().map(|(op, _)| op.clone()).collect();
+    // As root with every capability, which each of these needs to succeed when traced.
     let enforced = run_ops(
-        &["--policy", policy.to_str().unwrap()],
+        &["--policy", policy.to_str().unwrap(), "--as-root"],
         &scratch.0,
         &list,
         &scratch.path("e.jsonl"),
         None,
     );
     let traced = run_ops(
-        &["--policy", policy.to_str().unwrap(), "--trace-only"],
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--trace-only",
+            "--as-root",
+        ],
         &scratch.0,
         &list,
         &scratch.path("t.jsonl"),

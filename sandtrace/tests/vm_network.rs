@@ -84,7 +84,9 @@ fn network_off_refuses_every_way_out_including_io_uring() {
         PACKET_OLD_SPELLING.to_owned(),
         VSOCK.to_owned(),
     ];
-    let s = in_session("vm-net-off", NETWORK_OFF, &ops, &[]);
+    // Root with CAP_NET_RAW: without it the kernel refuses a raw socket before the session's
+    // socket programs are asked.
+    let s = in_session("vm-net-off", NETWORK_OFF, &ops, &["--as-root"]);
     for (op, got) in ops.iter().zip(&s.results) {
         assert_eq!(got, "EPERM", "inside the session: {op}");
     }
@@ -144,7 +146,13 @@ fn allowed_network_and_allow_connect_rules() {
         format!("io-uring-connect {tcp}"),
         RAW_ICMP.to_owned(),
     ];
-    let s = in_session("vm-net-on", "[network]\nallow = true\n", &ops, &[]);
+    // A raw ICMP socket needs CAP_NET_RAW.
+    let s = in_session(
+        "vm-net-on",
+        "[network]\nallow = true\n",
+        &ops,
+        &["--as-root"],
+    );
     for (op, got) in ops.iter().zip(&s.results) {
         assert_eq!(got, "ok", "{op}");
     }

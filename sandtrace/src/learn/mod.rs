@@ -25,10 +25,12 @@ use crate::{
     cli::LearnArgs,
     exit, launch,
     output::{terminal::Terminal, terminal::Verbosity},
-    plan::{EventDetail, ModeFlags, RunOptions, SessionPlan},
+    plan::{
+        EventDetail, ModeFlags, ProcessFlags, ProcessInputs, ProcessPlan, RunOptions, SessionPlan,
+    },
     policy::{
         self as policy_mod, Access, CliOverrides, CompiledPaths, PathKind, Policy,
-        glob::PathPattern, invoking_user_home,
+        glob::PathPattern,
     },
     report::{
         activity::{Activity, PathNaming, Replay, resolve_on_host},
@@ -63,7 +65,16 @@ pub fn command(args: &LearnArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let home = invoking_user_home();
+    // The same world as `sandtrace run` gives the command: its user, capabilities and
+    // environment (from the base policy).
+    let process = match ProcessInputs::gather(ProcessFlags::default()) {
+        Ok(process) => process,
+        Err(e) => {
+            terminal.note(&format!("error: {e}"));
+            return EXIT_USAGE;
+        }
+    };
+    let home = process.identity.home().map(Path::to_path_buf);
     let base = match args.base.as_deref().map(policy_mod::load).transpose() {
         Ok(base) => base.unwrap_or_default(),
         Err(diagnostics) => {
@@ -121,9 +132,14 @@ pub fn command(args: &LearnArgs) -> i32 {
         no_color: args.no_color,
         follow_forks: true,
         ring_buffer_bytes: args.ring_buffer_size,
+        process: process.flags.clone(),
         command: args.command.clone(),
     };
-    let plan = SessionPlan::trace_only(timeout, EventDetail::for_output(true, Verbosity::Quiet));
+    let plan = SessionPlan::trace_only(
+        timeout,
+        EventDetail::for_output(true, Verbosity::Quiet),
+        ProcessPlan::new(&process, &effective),
+    );
     let status = match session::run(&options, &plan) {
         Ok(status) => status,
         Err(e) => {
@@ -351,7 +367,7 @@ impl RunTrace {
 /// CMD and the interpreters and programs it is launched through, resolved: sandtrace allows
 /// CMD's own process to execute them whatever the policy says.
 fn resolved_launch_chain(command: &[OsString]) -> Vec<PathBuf> {
-    let Ok(prepared) = PreparedCommand::new(command) else {
+    let Ok(prepared) = PreparedCommand::new(command, &[]) else {
         return Vec::new();
     };
     launch::launch_chain(&prepared.path, command.get(1..).unwrap_or_default())

@@ -8,7 +8,11 @@ use syscalls::Sysno;
 
 use super::paths::{self, LearnedPaths, PathInput};
 use crate::{
-    policy::{ALWAYS_BLOCKED_SYSCALLS, Policy, glob::PathPattern},
+    policy::{
+        ALWAYS_BLOCKED_SYSCALLS, Policy,
+        glob::PathPattern,
+        model::{EnvironmentRules, ProcessRules},
+    },
     report::{
         activity::{Activity, SocketUse},
         log::SummaryLine,
@@ -71,6 +75,10 @@ pub struct LearnedPolicy {
     pub timeout_note: Option<String>,
     pub max_processes: Option<u32>,
     pub max_processes_note: Option<String>,
+    /// The base policy's `[process]` and `[environment]`: the learned run had them, so the
+    /// enforced run must too.
+    pub process: ProcessRules,
+    pub environment: EnvironmentRules,
 }
 
 /// What the policy is learned from.
@@ -202,6 +210,8 @@ pub fn learn(input: &LearnInput<'_>) -> LearnedPolicy {
         timeout_note,
         max_processes,
         max_processes_note,
+        process: input.base.process.clone(),
+        environment: input.base.environment.clone(),
     }
 }
 

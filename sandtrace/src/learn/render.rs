@@ -138,6 +138,11 @@ pub fn render(p: &LearnedPolicy, from: &Provenance<'_>) -> String {
     if let Some(max) = p.max_processes {
         let _ = writeln!(out, "max_processes = {max}");
     }
+    // From the base policy: the learned run was run this way, so the enforced run must be.
+    out.push_str(&crate::policy::render::process_sections_to_toml(
+        &p.process,
+        &p.environment,
+    ));
     out
 }
 

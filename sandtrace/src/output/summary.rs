@@ -75,6 +75,10 @@ pub struct Summary {
     pub mode: &'static str,
     /// Rules of the policy this session did not enforce (see `mode`).
     pub unenforced: Vec<RuleLabel>,
+    /// Who CMD ran as.
+    pub run_as: RunAs,
+    /// The caller's variables CMD did not get, by name.
+    pub removed_environment: Vec<String>,
     /// Per-syscall call counts, most frequent first.
     pub syscall_counts: Vec<SyscallCount>,
 }
@@ -156,13 +160,60 @@ impl Tally {
             signal: run.signal,
             mode: run.mode,
             unenforced: run.unenforced.to_vec(),
+            run_as: run.run_as,
+            removed_environment: run.removed_environment.to_vec(),
             syscall_counts: counts,
         }
     }
 }
 
+/// Who CMD ran as, and the capabilities it kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct RunAs {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+    /// The user's name, when it has a passwd entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The capabilities it kept (`[process] capabilities`), or `["all"]` with `--as-root`.
+    pub capabilities: Vec<String>,
+}
+
+impl RunAs {
+    pub fn of(process: &crate::plan::ProcessPlan) -> Self {
+        let account = &process.identity.account;
+        Self {
+            uid: account.uid,
+            gid: account.gid,
+            groups: account.groups.clone(),
+            user: account.name.clone(),
+            capabilities: process.privileges.names(),
+        }
+    }
+
+    /// `uid 65534 (nobody), gid 65534, capabilities: none`.
+    pub fn describe(&self) -> String {
+        let name = self
+            .user
+            .as_deref()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default();
+        let capabilities = match self.capabilities.as_slice() {
+            [] => "none".to_owned(),
+            [all] if all == "all" => "all (--as-root)".to_owned(),
+            kept => kept.join(", "),
+        };
+        format!(
+            "uid {}{name}, gid {}, capabilities: {capabilities}",
+            self.uid, self.gid
+        )
+    }
+}
+
 /// What the session runner knows when the session is over.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RunResult<'a> {
     pub duration: Duration,
     pub exit_code: i32,
@@ -170,4 +221,6 @@ pub struct RunResult<'a> {
     pub ending: Ending,
     pub mode: &'static str,
     pub unenforced: &'a [RuleLabel],
+    pub run_as: RunAs,
+    pub removed_environment: &'a [String],
 }

@@ -248,6 +248,17 @@ impl Terminal {
             s.mode
         );
         let row = |label: &str, value: String| format!("  {label:<12}{value}\n");
+        out += &row("ran as", s.run_as.describe());
+        if !s.removed_environment.is_empty() {
+            out += &row(
+                "environment",
+                format!(
+                    "{} variables removed: {}",
+                    s.removed_environment.len(),
+                    s.removed_environment.join(", ")
+                ),
+            );
+        }
         out += &row("processes", s.process_count.to_string());
         out += &row(
             "syscalls",

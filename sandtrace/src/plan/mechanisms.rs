@@ -4,7 +4,7 @@ use sandtrace_common::policy::{
     KIND_COUNT, KIND_INDEX_DENY, KIND_INDEX_EXEC, KIND_INDEX_READ, KIND_INDEX_WRITE,
 };
 
-use super::{Mode, PidsController, Refusal, SeccompReason, SessionPlan};
+use super::{Mode, PidsController, Refusal, SeccompReason, SessionPlan, process::Privileges};
 
 /// The mechanism behind every kind of rule in one plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +32,10 @@ pub struct Mechanisms {
     /// `(hook, what decides its operations instead)` for every optional BPF LSM hook this
     /// kernel lacks.
     pub missing_hooks: Vec<(&'static str, &'static str)>,
+    /// `[process] capabilities`: how the others are removed.
+    pub capabilities: String,
+    /// Who the command runs as.
+    pub run_as: String,
 }
 
 impl Mechanisms {
@@ -144,6 +148,14 @@ impl Mechanisms {
                 .flat_map(|p| &p.missing_hooks)
                 .map(|&hook| (hook, crate::ebpf::optional_hook_note(hook)))
                 .collect(),
+            capabilities: match plan.process.privileges {
+                Privileges::AsRoot => "not removed: --as-root".to_owned(),
+                Privileges::Confined(_) => "kept in the ambient set; every other capability \
+                                            removed (capset, bounding set, securebits locked, \
+                                            no_new_privs), in every mode"
+                    .to_owned(),
+            },
+            run_as: plan.process.identity.describe(),
             unenforced: plan
                 .unenforced
                 .iter()

@@ -2,14 +2,17 @@
 //!
 //! [`SessionPlan::new`] lowers the effective policy, the run's flags and what the kernel offers
 //! ([`KernelFeatures`], probed separately in [`features`]) into one object: the seccomp rules
-//! with why each is there, the kernel programs to attach, the network rules, the limits, and
-//! the rules this session cannot enforce with the reason. It makes no syscall and touches no
-//! kernel object, so every mode and policy can be tested without root or BPF; the session
-//! ([`crate::session`]) only carries the plan out, and `sandtrace policy check` prints it
-//! ([`Mechanisms`]).
+//! with why each is there, the kernel programs to attach, the network rules, the limits, how
+//! CMD's process is run ([`process`]: its user, capabilities and environment, gathered by
+//! [`accounts`] like the features), and the rules this session cannot enforce with the
+//! reason. It makes no syscall and touches no kernel object, so every mode and policy can be
+//! tested without root or BPF; the session ([`crate::session`]) only carries the plan out, and
+//! `sandtrace policy check` prints it ([`Mechanisms`]).
 
+pub mod accounts;
 pub mod features;
 mod mechanisms;
+pub mod process;
 mod seccomp_baseline;
 mod seccomp_rules;
 
@@ -26,6 +29,7 @@ use sandtrace_common::{
 
 pub use features::{KernelFeatures, PidsController};
 pub use mechanisms::Mechanisms;
+pub use process::{Identity, ProcessFlags, ProcessInputs, ProcessPlan};
 pub use seccomp_baseline::{ArgCheck, ArgRule};
 pub use seccomp_rules::{Refusal, SeccompReason, SeccompRule};
 
@@ -77,6 +81,8 @@ pub struct RunOptions {
     pub no_color: bool,
     pub follow_forks: bool,
     pub ring_buffer_bytes: u32,
+    /// Who CMD runs as, its capabilities and environment.
+    pub process: ProcessFlags,
     pub command: Vec<std::ffi::OsString>,
 }
 
@@ -227,6 +233,8 @@ pub struct SessionPlan {
     pub unenforced: Vec<Unenforced>,
     /// Labels for the events.
     pub labels: Labels,
+    /// Who CMD runs as, with which capabilities and environment: the same in every mode.
+    pub process: ProcessPlan,
 }
 
 /// How the run's output shapes what the kernel side reports.
@@ -248,12 +256,14 @@ impl EventDetail {
 }
 
 impl SessionPlan {
-    /// Plans a session of `policy` with `flags` on a kernel offering `features`.
+    /// Plans a session of `policy` with `flags` on a kernel offering `features`, CMD run as
+    /// `process` says.
     pub fn new(
         policy: &PreparedPolicy,
         flags: ModeFlags,
         detail: EventDetail,
         features: &KernelFeatures,
+        process: &ProcessInputs,
     ) -> Result<Self, PlanError> {
         let mode = if flags.trace_only {
             Mode::TraceOnly
@@ -264,7 +274,11 @@ impl SessionPlan {
                 Err(why) => return Err(PlanError::NeedsBpfLsm(why.clone())),
             }
         };
-        let traced = Self::trace_only(policy.effective.timeout.value, detail);
+        let traced = Self::trace_only(
+            policy.effective.timeout.value,
+            detail,
+            ProcessPlan::new(process, &policy.effective),
+        );
         if mode == Mode::TraceOnly {
             return Ok(traced);
         }
@@ -368,12 +382,13 @@ impl SessionPlan {
             scope_abstract_sockets,
             unenforced,
             labels,
+            process: traced.process,
         })
     }
 
     /// A session that enforces no policy rule and kills CMD after `timeout`; its seccomp
-    /// filter is the baseline of every mode.
-    pub fn trace_only(timeout: Duration, detail: EventDetail) -> Self {
+    /// filter is the baseline of every mode, and CMD is run as `process` says all the same.
+    pub fn trace_only(timeout: Duration, detail: EventDetail, process: ProcessPlan) -> Self {
         let seccomp = SeccompPlan::new(None, true).expect("the baseline names x86_64 syscalls");
         let syscall_actions = syscall_actions(&seccomp, &[]);
         let mut config_flags = 0;
@@ -399,6 +414,7 @@ impl SessionPlan {
             hide_cgroup_mounts: false,
             unenforced: Vec::new(),
             labels: Labels::default(),
+            process,
         }
     }
 

@@ -1,6 +1,9 @@
 //! The plan for every mode and every example policy, without root or BPF.
 
-use std::path::{Path, PathBuf};
+use std::{
+    ffi::OsString,
+    path::{Path, PathBuf},
+};
 
 use sandtrace_common::{
     config::{
@@ -9,7 +12,10 @@ use sandtrace_common::{
     event::syscall_action,
 };
 
-use super::*;
+use super::{
+    process::{Account, Accounts, IdentitySource, Privileges},
+    *,
+};
 use crate::{
     policy::{self, PathKind},
     syscall_table,
@@ -78,6 +84,68 @@ fn no_lsm_kernel() -> KernelFeatures {
     }
 }
 
+fn env(vars: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+    vars.iter().map(|(n, v)| (n.into(), v.into())).collect()
+}
+
+/// What a caller's environment holds: the base, tool settings, and secrets.
+const CALLER_ENV: &[(&str, &str)] = &[
+    ("PATH", "/usr/bin:/bin"),
+    ("HOME", "/root"),
+    ("USER", "root"),
+    ("LC_ALL", "C.UTF-8"),
+    ("npm_config_cache", "/tmp/npm"),
+    ("NPM_TOKEN", "secret-npm"),
+    ("SANDTRACE_TEST_TOKEN", "secret"),
+    ("SUDO_UID", "1000"),
+    ("SUDO_USER", "dev"),
+];
+
+fn root_account() -> Account {
+    Account {
+        name: Some("root".to_owned()),
+        uid: 0,
+        gid: 0,
+        groups: vec![0],
+        home: Some(PathBuf::from("/root")),
+        shell: Some(PathBuf::from("/bin/bash")),
+    }
+}
+
+fn dev_account() -> Account {
+    Account {
+        name: Some("dev".to_owned()),
+        uid: 1000,
+        gid: 1000,
+        groups: vec![27, 1000],
+        home: Some(PathBuf::from("/home/dev")),
+        shell: Some(PathBuf::from("/bin/zsh")),
+    }
+}
+
+/// sandtrace started by root without sudo.
+fn root_caller() -> ProcessInputs {
+    inputs(None, ProcessFlags::default())
+}
+
+/// sandtrace started through sudo by `dev`, with `flags`.
+fn sudo_caller(flags: ProcessFlags) -> ProcessInputs {
+    inputs(Some(dev_account()), flags)
+}
+
+fn inputs(sudo: Option<Account>, flags: ProcessFlags) -> ProcessInputs {
+    let accounts = Accounts {
+        caller: root_account(),
+        sudo,
+        requested: None,
+    };
+    ProcessInputs {
+        identity: Identity::choose(&accounts, flags.as_root),
+        caller_env: env(CALLER_ENV),
+        flags,
+    }
+}
+
 const QUIET: EventDetail = EventDetail {
     syscalls: false,
     all_decisions: false,
@@ -134,8 +202,14 @@ fn every_mode_and_example_policy() {
     for case in CASES {
         for name in EXAMPLES {
             let policy = example(name);
-            let plan = SessionPlan::new(&policy, case.flags, QUIET, &(case.features)())
-                .unwrap_or_else(|e| panic!("{name}, {}: {e}", case.name));
+            let plan = SessionPlan::new(
+                &policy,
+                case.flags,
+                QUIET,
+                &(case.features)(),
+                &root_caller(),
+            )
+            .unwrap_or_else(|e| panic!("{name}, {}: {e}", case.name));
             let what = format!("{name}, {}", case.name);
             assert_eq!(plan.mode.name(), case.mode, "{what}");
             assert_eq!(plan.timeout, policy.effective.timeout.value, "{what}");
@@ -382,6 +456,7 @@ fn enforcing_needs_bpf_lsm_unless_degraded_is_allowed() {
         ModeFlags::default(),
         QUIET,
         &no_lsm_kernel(),
+        &root_caller(),
     )
     .expect_err("no BPF LSM");
     assert!(matches!(&err, PlanError::NeedsBpfLsm(why) if why == "BPF LSM is off"));
@@ -393,14 +468,26 @@ fn a_process_limit_without_a_pids_controller_refuses_to_start() {
     let policy = inline("[limits]\nmax_processes = 20\n");
     let mut features = bpf_lsm_kernel();
     features.pids = PidsController::Missing("no pids controller here".to_owned());
-    let err =
-        SessionPlan::new(&policy, ModeFlags::default(), QUIET, &features).expect_err("fail closed");
+    let err = SessionPlan::new(
+        &policy,
+        ModeFlags::default(),
+        QUIET,
+        &features,
+        &root_caller(),
+    )
+    .expect_err("fail closed");
     assert!(
         matches!(&err, PlanError::Unenforceable(why) if why.contains("max_processes = 20")),
         "{err}"
     );
-    let plan = SessionPlan::new(&policy, ModeFlags::default(), QUIET, &bpf_lsm_kernel())
-        .expect("pids in cgroup v2");
+    let plan = SessionPlan::new(
+        &policy,
+        ModeFlags::default(),
+        QUIET,
+        &bpf_lsm_kernel(),
+        &root_caller(),
+    )
+    .expect("pids in cgroup v2");
     assert_eq!(plan.max_processes, Some((20, PidsController::CgroupV2)));
     assert!(plan.programs.process_limit);
     assert_eq!(plan.mechanisms().max_processes, "pids cgroup (v2)");
@@ -415,6 +502,7 @@ fn abstract_sockets_without_landlock_scoping_are_listed_as_unenforced() {
         ModeFlags::default(),
         QUIET,
         &features,
+        &root_caller(),
     )
     .expect("a plan");
     assert!(!plan.scope_abstract_sockets);
@@ -429,6 +517,7 @@ fn abstract_sockets_without_landlock_scoping_are_listed_as_unenforced() {
         ModeFlags::default(),
         QUIET,
         &features,
+        &root_caller(),
     )
     .expect("a plan");
     assert!(plan.unenforced.is_empty());
@@ -437,8 +526,14 @@ fn abstract_sockets_without_landlock_scoping_are_listed_as_unenforced() {
 #[test]
 fn optional_lsm_hooks_the_kernel_lacks_are_not_attached_and_are_reported() {
     let strict = example("strict.toml");
-    let plan =
-        SessionPlan::new(&strict, ModeFlags::default(), QUIET, &bpf_lsm_kernel()).expect("a plan");
+    let plan = SessionPlan::new(
+        &strict,
+        ModeFlags::default(),
+        QUIET,
+        &bpf_lsm_kernel(),
+        &root_caller(),
+    )
+    .expect("a plan");
     let attached = plan.programs.attached();
     for hook in [
         "kernel_module_request",
@@ -452,7 +547,14 @@ fn optional_lsm_hooks_the_kernel_lacks_are_not_attached_and_are_reported() {
 
     let mut features = bpf_lsm_kernel();
     features.missing_lsm_hooks = vec!["inode_set_acl", "inode_remove_acl"];
-    let plan = SessionPlan::new(&strict, ModeFlags::default(), QUIET, &features).expect("a plan");
+    let plan = SessionPlan::new(
+        &strict,
+        ModeFlags::default(),
+        QUIET,
+        &features,
+        &root_caller(),
+    )
+    .expect("a plan");
     let attached = plan.programs.attached();
     assert!(!attached.contains(&"inode_set_acl"), "{attached:?}");
     assert!(attached.contains(&"inode_setxattr"), "{attached:?}");
@@ -469,8 +571,14 @@ fn optional_lsm_hooks_the_kernel_lacks_are_not_attached_and_are_reported() {
 #[test]
 fn a_policy_deny_of_clone3_is_a_denial_and_still_enosys() {
     let policy = inline("[syscalls]\ndeny = [\"clone3\", \"uname\"]\nlog_only = [\"mmap\"]\n");
-    let plan =
-        SessionPlan::new(&policy, ModeFlags::default(), QUIET, &bpf_lsm_kernel()).expect("a plan");
+    let plan = SessionPlan::new(
+        &policy,
+        ModeFlags::default(),
+        QUIET,
+        &bpf_lsm_kernel(),
+        &root_caller(),
+    )
+    .expect("a plan");
     let seccomp = plan.seccomp.as_ref().unwrap();
     let clone3 = seccomp.rules.iter().find(|r| r.name == "clone3").unwrap();
     assert_eq!(clone3.refusal, Refusal::Enosys);
@@ -512,18 +620,229 @@ fn the_baseline_lists_do_not_overlap_the_always_blocked_ones() {
 fn event_detail_sets_the_kernel_flags() {
     let policy = example("strict.toml");
     let loud = EventDetail::for_output(true, Verbosity::Processes);
-    let plan = SessionPlan::new(&policy, ModeFlags::default(), loud, &bpf_lsm_kernel()).unwrap();
+    let plan = SessionPlan::new(
+        &policy,
+        ModeFlags::default(),
+        loud,
+        &bpf_lsm_kernel(),
+        &root_caller(),
+    )
+    .unwrap();
     let flags = plan.programs.config_flags;
     assert_ne!(flags & FLAG_SYSCALL_EVENTS, 0);
     assert_ne!(flags & FLAG_FILE_EVENTS_ALL, 0);
-    let traced = SessionPlan::trace_only(plan.timeout, loud);
+    let traced = SessionPlan::trace_only(plan.timeout, loud, plan.process.clone());
     assert_ne!(traced.programs.config_flags & FLAG_SYSCALL_EVENTS, 0);
     assert_eq!(traced.programs.config_flags & FLAG_ENFORCE_FILES, 0);
     assert!(traced.programs.needs_sys_exit());
     // The baseline's refusals are counted by sys_exit in every mode.
     assert!(
-        SessionPlan::trace_only(plan.timeout, QUIET)
+        SessionPlan::trace_only(plan.timeout, QUIET, plan.process.clone())
             .programs
             .needs_sys_exit()
     );
+}
+
+fn var<'p>(plan: &'p SessionPlan, name: &str) -> Option<&'p str> {
+    plan.process
+        .environment
+        .vars
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.to_str().unwrap())
+}
+
+#[test]
+fn under_sudo_every_mode_runs_the_command_as_the_user_without_capabilities() {
+    for case in CASES {
+        for name in EXAMPLES {
+            let what = format!("{name}, {}", case.name);
+            let plan = SessionPlan::new(
+                &example(name),
+                case.flags,
+                QUIET,
+                &(case.features)(),
+                &sudo_caller(ProcessFlags::default()),
+            )
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+            let process = &plan.process;
+            assert_eq!(process.identity.source, IdentitySource::Sudo, "{what}");
+            assert_eq!(process.identity.account, dev_account(), "{what}");
+            assert_eq!(process.privileges, Privileges::Confined(vec![]), "{what}");
+            assert_eq!(process.privileges.kept_mask(), Some(0), "{what}");
+            // The identity's variables are the user's, not the caller's.
+            assert_eq!(var(&plan, "HOME"), Some("/home/dev"), "{what}");
+            assert_eq!(var(&plan, "USER"), Some("dev"), "{what}");
+            assert_eq!(var(&plan, "LOGNAME"), Some("dev"), "{what}");
+            assert_eq!(var(&plan, "SHELL"), Some("/bin/zsh"), "{what}");
+            assert_eq!(var(&plan, "PATH"), Some("/usr/bin:/bin"), "{what}");
+            assert_eq!(var(&plan, "LC_ALL"), Some("C.UTF-8"), "{what}");
+            // Secrets and sudo's own variables are removed, by name.
+            let removed = &process.environment.removed;
+            for secret in ["NPM_TOKEN", "SANDTRACE_TEST_TOKEN", "SUDO_UID", "SUDO_USER"] {
+                assert_eq!(var(&plan, secret), None, "{what}: {secret}");
+                assert!(removed.iter().any(|r| r == secret), "{what}: {secret}");
+            }
+            assert!(removed.windows(2).all(|w| w[0] < w[1]), "{what}: sorted");
+            // npm's settings reach npm under the npm policies only.
+            let npm = *name == "npm_audit.toml" || *name == "pnpm_audit.toml";
+            assert_eq!(var(&plan, "npm_config_cache").is_some(), npm, "{what}");
+        }
+    }
+}
+
+#[test]
+fn root_without_sudo_keeps_uid_0_but_no_capabilities() {
+    for case in CASES {
+        let plan = SessionPlan::new(
+            &example("strict.toml"),
+            case.flags,
+            QUIET,
+            &(case.features)(),
+            &root_caller(),
+        )
+        .unwrap();
+        assert_eq!(
+            plan.process.identity.account,
+            root_account(),
+            "{}",
+            case.name
+        );
+        assert_eq!(plan.process.identity.source, IdentitySource::Caller);
+        assert_eq!(plan.process.privileges, Privileges::Confined(vec![]));
+        // sandtrace's own HOME stays.
+        assert_eq!(var(&plan, "HOME"), Some("/root"));
+    }
+}
+
+#[test]
+fn as_root_keeps_root_and_every_capability() {
+    for case in CASES {
+        let flags = ProcessFlags {
+            as_root: true,
+            ..ProcessFlags::default()
+        };
+        let plan = SessionPlan::new(
+            &example("strict.toml"),
+            case.flags,
+            QUIET,
+            &(case.features)(),
+            &sudo_caller(flags),
+        )
+        .unwrap();
+        assert_eq!(
+            plan.process.identity.account,
+            root_account(),
+            "{}",
+            case.name
+        );
+        assert_eq!(plan.process.privileges, Privileges::AsRoot);
+        assert_eq!(plan.process.privileges.kept_mask(), None);
+        assert_eq!(plan.process.privileges.names(), ["all"]);
+    }
+}
+
+#[test]
+fn policy_capabilities_are_kept_and_warned_about() {
+    let policy =
+        inline("[process]\ncapabilities = [\"CAP_NET_BIND_SERVICE\", \"net_bind_service\"]\n");
+    for case in CASES {
+        let plan = SessionPlan::new(
+            &policy,
+            case.flags,
+            QUIET,
+            &(case.features)(),
+            &sudo_caller(ProcessFlags::default()),
+        )
+        .unwrap();
+        let bind = crate::policy::capability::Capability::parse("CAP_NET_BIND_SERVICE").unwrap();
+        assert_eq!(plan.process.privileges, Privileges::Confined(vec![bind]));
+        assert_eq!(plan.process.privileges.kept_mask(), Some(1 << 10));
+        let warnings = plan.process.capability_warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("ports below 1024"), "{warnings:?}");
+    }
+}
+
+#[test]
+fn the_environment_passes_what_the_policy_and_flags_name() {
+    let policy = inline(
+        "[environment]\npass = [\"SANDTRACE_*\"]\nset = { NODE_ENV = \"production\", HOME = \"/srv\" }\n",
+    );
+    let plan = |flags: ProcessFlags| {
+        SessionPlan::new(
+            &policy,
+            ModeFlags {
+                trace_only: true,
+                allow_degraded: false,
+            },
+            QUIET,
+            &no_lsm_kernel(),
+            &sudo_caller(flags),
+        )
+        .unwrap()
+    };
+    let default = plan(ProcessFlags::default());
+    assert_eq!(var(&default, "SANDTRACE_TEST_TOKEN"), Some("secret"));
+    assert_eq!(var(&default, "NODE_ENV"), Some("production"));
+    // `set` wins over the identity's variables.
+    assert_eq!(var(&default, "HOME"), Some("/srv"));
+    assert_eq!(var(&default, "NPM_TOKEN"), None);
+    let passed = plan(ProcessFlags {
+        pass_env: vec!["NPM_TOKEN".to_owned()],
+        ..ProcessFlags::default()
+    });
+    assert_eq!(var(&passed, "NPM_TOKEN"), Some("secret-npm"));
+    assert!(
+        !passed
+            .process
+            .environment
+            .removed
+            .contains(&"NPM_TOKEN".to_owned())
+    );
+    let kept = plan(ProcessFlags {
+        keep_env: true,
+        ..ProcessFlags::default()
+    });
+    assert!(kept.process.environment.removed.is_empty());
+    assert_eq!(var(&kept, "SUDO_USER"), Some("dev"));
+    // Still the user's identity.
+    assert_eq!(var(&kept, "USER"), Some("dev"));
+}
+
+#[test]
+fn invalid_process_and_environment_sections_are_located_errors() {
+    for (text, message, position, hint) in [
+        (
+            "[process]\ncapabilities = [\"CAP_NET_BIND_SERVIC\"]\n",
+            "error: [process] capabilities: unknown capability",
+            "inline.toml:2:17",
+            "did you mean \"CAP_NET_BIND_SERVICE\"?",
+        ),
+        (
+            "[environment]\npass = [\"A=B\"]\n",
+            "error: [environment] pass: \"A=B\": a variable name cannot contain `=`",
+            "inline.toml:2:9",
+            "separates a variable",
+        ),
+        (
+            "[environment]\nset = { \"A=B\" = \"x\" }\n",
+            "error: [environment] set: \"A=B\"",
+            "inline.toml:2:9",
+            "separates a variable",
+        ),
+        (
+            "[environment]\nset = { A = \"x\\u0000\" }\n",
+            "error: [environment] set: the value of A contains a NUL",
+            "inline.toml:2:9",
+            "",
+        ),
+    ] {
+        let err = policy::parse::parse(Path::new("inline.toml"), text.to_owned())
+            .expect_err(text)
+            .to_string();
+        assert!(err.contains(message), "{text}: {err}");
+        assert!(err.contains(&format!("--> {position}\n")), "{text}: {err}");
+        assert!(err.contains(hint), "{text}: {err}");
+    }
 }

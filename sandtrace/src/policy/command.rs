@@ -9,7 +9,9 @@ use super::model::Policy;
 use super::resolve::CliOverrides;
 use super::{parse, prepare, render};
 use crate::exit::{OUTPUT_FAILED, USAGE};
-use crate::plan::{EventDetail, KernelFeatures, ModeFlags, SessionPlan};
+use crate::plan::{
+    EventDetail, KernelFeatures, ModeFlags, ProcessFlags, ProcessInputs, SessionPlan,
+};
 
 /// A `sandtrace policy` subcommand.
 #[derive(Debug, Clone)]
@@ -74,14 +76,17 @@ fn check(
     overrides: &CliOverrides,
     features: &KernelFeatures,
 ) -> Result<String, Diagnostics> {
-    let prepared = prepare(Some(file), overrides)?;
+    // Who `sandtrace run` would run the command as here (through sudo: the user who ran it).
+    let process = ProcessInputs::gather(ProcessFlags::default())
+        .map_err(|e| Problem::new(e).at(Location::Unpositioned))?;
+    let prepared = prepare(Some(file), overrides, process.identity.home())?;
     // As `sandtrace run` would plan it here: enforcing, or degraded without BPF LSM.
     let flags = ModeFlags {
         trace_only: false,
         allow_degraded: true,
     };
     let detail = EventDetail::for_output(false, crate::output::terminal::Verbosity::Quiet);
-    let plan = SessionPlan::new(&prepared, flags, detail, features);
+    let plan = SessionPlan::new(&prepared, flags, detail, features, &process);
     let mechanisms = plan.as_ref().ok().map(SessionPlan::mechanisms);
     let mut text = format!(
         "{}: valid\n\n{}",

@@ -7,10 +7,12 @@
 //! collected and reported with its position ([`diagnostic`]); nothing runs with a policy that
 //! has one.
 
+pub mod capability;
 pub mod command;
 pub mod compile;
 pub mod decision;
 pub mod diagnostic;
+pub mod environment;
 pub mod glob;
 pub mod model;
 pub mod network;
@@ -27,9 +29,7 @@ pub use decision::{Access, PathDecision, Verdict, decide_by_rules};
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use model::{ALWAYS_BLOCKED_SYSCALLS, DEFAULT_TIMEOUT, Located, Origin, PathKind, Policy};
 pub use parse::load;
-pub use resolve::{
-    CliOverrides, EffectivePolicy, PathRule, PathRules, invoking_user_home, resolve,
-};
+pub use resolve::{CliOverrides, EffectivePolicy, PathRule, PathRules, resolve};
 
 use diagnostic::{Location, Problem};
 
@@ -42,10 +42,11 @@ pub struct PreparedPolicy {
 
 /// Everything `sandtrace run` and `sandtrace policy check` do before starting anything: load
 /// `policy_file` (or take the built-in default), merge `overrides`, resolve paths against the
-/// current directory and the invoking user's home, and compile.
+/// current directory and `home` (that of the user CMD runs as, for `~`), and compile.
 pub fn prepare(
     policy_file: Option<&Path>,
     overrides: &CliOverrides,
+    home: Option<&Path>,
 ) -> Result<PreparedPolicy, Diagnostics> {
     let policy = match policy_file {
         Some(path) => load(path)?,
@@ -58,7 +59,7 @@ pub fn prepare(
             )
             .at(Location::Unpositioned)
     })?;
-    let effective = resolve(&policy, overrides, &cwd, invoking_user_home().as_deref())?;
+    let effective = resolve(&policy, overrides, &cwd, home)?;
     let compiled = compile(&effective)?;
     Ok(PreparedPolicy {
         effective,

@@ -10,7 +10,9 @@ use sandtrace_common::policy::{
 };
 use syscalls::Sysno;
 
+use super::capability::Capability;
 use super::diagnostic::{Location, Span};
+use super::environment::NamePattern;
 use super::glob::PathEntry;
 use super::network::AddressRule;
 
@@ -252,6 +254,23 @@ impl Default for Limits {
     }
 }
 
+/// `[process]`: how CMD's process is run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProcessRules {
+    /// Capabilities CMD keeps (through its ambient set); every other one is removed.
+    pub capabilities: Vec<Located<Capability>>,
+}
+
+/// `[environment]`: what CMD's environment holds besides the base variables
+/// ([`super::environment::BASE_PASSED`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EnvironmentRules {
+    /// Variables kept from the caller's environment.
+    pub pass: Vec<Located<NamePattern>>,
+    /// `(name, value)`: variables set, whatever the caller's environment holds.
+    pub set: Vec<Located<(String, String)>>,
+}
+
 /// A whole policy, as written (relative paths and `~` not yet resolved). The default of
 /// every omitted field is the most restrictive one: no paths, no network, no syscall rules
 /// beyond the always-blocked ones, a 30 s timeout and no process limit.
@@ -261,6 +280,8 @@ pub struct Policy {
     pub network: NetworkRules,
     pub syscalls: SyscallRules,
     pub limits: Limits,
+    pub process: ProcessRules,
+    pub environment: EnvironmentRules,
 }
 
 /// What the built-in default policy lets a command read: the dynamic loader's files, system

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+use super::capability::Capability;
 use super::diagnostic::{Diagnostic, Diagnostics, Location, Problem, SourceText, Span};
+use super::environment::{self, NamePattern};
 use super::glob::PathEntry;
 use super::model::{Located, NetworkList, Origin, PathKind, Policy};
 use super::network::AddressRule;
@@ -16,7 +18,7 @@ use super::suggest::closest;
 use super::validate;
 
 /// The sections of the format and their keys.
-const SECTIONS: [(&str, &[&str]); 4] = [
+const SECTIONS: [(&str, &[&str]); 6] = [
     (
         "filesystem",
         &["allow_read", "allow_write", "allow_exec", "deny"],
@@ -24,6 +26,8 @@ const SECTIONS: [(&str, &[&str]); 4] = [
     ("network", &["allow", "allow_connect", "allow_bind"]),
     ("syscalls", &["deny", "log_only"]),
     ("limits", &["timeout", "max_processes"]),
+    ("process", &["capabilities"]),
+    ("environment", &["pass", "set"]),
 ];
 
 /// Reads and validates the policy file at `path`.
@@ -198,9 +202,93 @@ impl Parser {
                         self.policy.limits.max_processes = Located::new(Some(n.value), n.origin);
                     }
                 }
+                ("process", "capabilities") => {
+                    self.policy.process.capabilities = self.capabilities(section, name, value);
+                }
+                ("environment", "pass") => {
+                    self.policy.environment.pass = self.name_patterns(section, name, value);
+                }
+                ("environment", "set") => {
+                    self.policy.environment.set = self.assignments(section, name, value);
+                }
                 _ => self.unknown_key(section, known_keys, key),
             }
         }
+    }
+
+    fn capabilities(
+        &mut self,
+        section: &str,
+        key: &str,
+        value: &Value<'_>,
+    ) -> Vec<Located<Capability>> {
+        let mut capabilities = Vec::new();
+        for (name, range) in self.strings(section, key, value) {
+            match Capability::parse(name) {
+                Ok(capability) => capabilities.push(Located::new(capability, self.origin(range))),
+                Err(problem) => self.report(prefixed(section, key, problem), range),
+            }
+        }
+        capabilities
+    }
+
+    fn name_patterns(
+        &mut self,
+        section: &str,
+        key: &str,
+        value: &Value<'_>,
+    ) -> Vec<Located<NamePattern>> {
+        let mut patterns = Vec::new();
+        for (text, range) in self.strings(section, key, value) {
+            match NamePattern::parse(text) {
+                Ok(pattern) => patterns.push(Located::new(pattern, self.origin(range))),
+                Err(problem) => self.report(prefixed(section, key, problem), range),
+            }
+        }
+        patterns
+    }
+
+    /// `set = { NAME = "value", ... }`, each assignment located at its name.
+    fn assignments(
+        &mut self,
+        section: &str,
+        key: &str,
+        value: &Value<'_>,
+    ) -> Vec<Located<(String, String)>> {
+        let DeValue::Table(table) = value.get_ref() else {
+            self.wrong_type(
+                section,
+                key,
+                "a table of strings",
+                value,
+                &format!("write {key} = {{ NAME = \"value\" }}"),
+            );
+            return Vec::new();
+        };
+        let mut assignments = Vec::new();
+        for (name, item) in table {
+            let name_text = name.get_ref().as_ref();
+            let DeValue::String(text) = item.get_ref() else {
+                let problem = Problem::new(format!(
+                    "[{section}] {key}: the value of {name_text} must be a string, found {} {}",
+                    article(item.get_ref()),
+                    self.excerpt(item.span())
+                ))
+                .with_hint("put the value in double quotes");
+                self.report(problem, item.span());
+                continue;
+            };
+            match environment::check_name(name_text)
+                .and_then(|()| environment::check_value(name_text, text))
+            {
+                Ok(()) => assignments.push(Located::new(
+                    (name_text.to_owned(), text.as_ref().to_owned()),
+                    self.origin(name.span()),
+                )),
+                Err(problem) => self.report(prefixed(section, key, problem), name.span()),
+            }
+        }
+        assignments
     }
 
     fn unknown_key(&mut self, section: &str, known_keys: &[&str], key: &Key<'_>) {

@@ -8,8 +8,11 @@ use sandtrace_common::policy::{MAX_CLASSES, MAX_STATES};
 use syscalls::Sysno;
 
 use super::compile::CompiledPaths;
+use super::environment::BASE_PASSED;
 use super::glob::PathPattern;
-use super::model::{ALWAYS_BLOCKED_SYSCALLS, Located, NetworkList, PathKind, Policy};
+use super::model::{
+    ALWAYS_BLOCKED_SYSCALLS, EnvironmentRules, Located, NetworkList, PathKind, Policy, ProcessRules,
+};
 use super::resolve::EffectivePolicy;
 use crate::plan::Mechanisms;
 
@@ -66,7 +69,67 @@ pub fn policy_to_toml(policy: &Policy, title: &str) -> String {
         }
         None => out.push_str("# max_processes is not set: no limit on the number of processes.\n"),
     }
+    out.push_str(&process_sections_to_toml(
+        &policy.process,
+        &policy.environment,
+    ));
     out
+}
+
+/// The `[process]` and `[environment]` sections as TOML (`policy show`, `learn`).
+pub fn process_sections_to_toml(process: &ProcessRules, environment: &EnvironmentRules) -> String {
+    let mut out = String::from(
+        "\n[process]\n# Every capability not listed here is removed before the command starts.\n",
+    );
+    let capabilities: Vec<&str> = process
+        .capabilities
+        .iter()
+        .map(|c| c.value.name())
+        .collect();
+    write_string_array(&mut out, "capabilities", &capabilities);
+    let _ = writeln!(
+        out,
+        "\n[environment]\n# Passed besides these, every other variable is removed: {}.",
+        BASE_PASSED.join(", ")
+    );
+    let pass: Vec<String> = environment
+        .pass
+        .iter()
+        .map(|p| p.value.to_string())
+        .collect();
+    let pass: Vec<&str> = pass.iter().map(String::as_str).collect();
+    write_string_array(&mut out, "pass", &pass);
+    let set: Vec<String> = environment
+        .set
+        .iter()
+        .map(|a| {
+            let (name, value) = &a.value;
+            format!(
+                "{} = {}",
+                toml_key(name),
+                toml::Value::String(value.clone())
+            )
+        })
+        .collect();
+    if set.is_empty() {
+        out.push_str("set = {}\n");
+    } else {
+        let _ = writeln!(out, "set = {{ {} }}", set.join(", "));
+    }
+    out
+}
+
+/// `name` as a TOML key: bare when it may be, quoted otherwise.
+fn toml_key(name: &str) -> String {
+    let bare = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if bare {
+        name.to_owned()
+    } else {
+        toml::Value::String(name.to_owned()).to_string()
+    }
 }
 
 fn syscall_names(syscalls: &[Located<Sysno>]) -> Vec<&'static str> {
@@ -200,6 +263,40 @@ pub fn effective_report(
         origin: policy.max_processes.origin.to_string(),
         mechanism: by(&|m| m.max_processes.clone()),
     });
+    if policy.capabilities.is_empty() {
+        rows.push(Row::Heading(
+            "process: every capability removed (also for root)".to_owned(),
+        ));
+    } else {
+        rows.push(Row::Heading(
+            "process: capabilities kept (every other one is removed):".to_owned(),
+        ));
+        for capability in &policy.capabilities {
+            rows.push(Row::Item {
+                what: format!("  {}: {}", capability.value, capability.value.allows()),
+                origin: capability.origin.to_string(),
+                mechanism: by(&|m| m.capabilities.clone()),
+            });
+        }
+    }
+    rows.push(Row::Heading(format!(
+        "environment: passed from the caller: {} (every other variable is removed)",
+        BASE_PASSED.join(", ")
+    )));
+    for pattern in &policy.environment.pass {
+        rows.push(Row::Item {
+            what: format!("  pass {}", pattern.value),
+            origin: pattern.origin.to_string(),
+            mechanism: None,
+        });
+    }
+    for assignment in &policy.environment.set {
+        rows.push(Row::Item {
+            what: format!("  set {}", assignment.value.0),
+            origin: assignment.origin.to_string(),
+            mechanism: None,
+        });
+    }
     rows.push(Row::Heading(format!(
         "compiled path automaton: {} states, {} byte classes (limits {MAX_STATES} and {MAX_CLASSES})",
         compiled.n_states(),
@@ -211,6 +308,7 @@ pub fn effective_report(
             "\nenforcement on this kernel: {}",
             m.mode
         )));
+        rows.push(Row::Heading(format!("the command runs as: {}", m.run_as)));
         if !m.baseline.is_empty() {
             rows.push(Row::Heading(
                 "also refused by seccomp (baseline) in every session of this mode, not policy \

@@ -9,9 +9,12 @@ use sandtrace_common::network::MAX_NET_RULES;
 use sandtrace_common::policy::{KIND_COUNT, MAX_RULES_PER_KIND};
 use syscalls::Sysno;
 
+use super::capability::Capability;
 use super::diagnostic::{Diagnostics, Location, Problem};
 use super::glob::{PathEntry, PathPattern};
-use super::model::{ALWAYS_BLOCKED_SYSCALLS, Located, NetworkList, Origin, PathKind, Policy};
+use super::model::{
+    ALWAYS_BLOCKED_SYSCALLS, EnvironmentRules, Located, NetworkList, Origin, PathKind, Policy,
+};
 use super::network::{AddressMatch, AddressRule};
 use super::validate;
 
@@ -82,6 +85,10 @@ pub struct EffectivePolicy {
     pub log_only_syscalls: Vec<Located<Sysno>>,
     pub timeout: Located<Duration>,
     pub max_processes: Located<Option<u32>>,
+    /// `[process] capabilities`, sorted by number, deduplicated.
+    pub capabilities: Vec<Located<Capability>>,
+    /// `[environment]`, as written.
+    pub environment: EnvironmentRules,
 }
 
 /// Merges `cli` into `policy` and resolves every path against `cwd` (absolute) and `home`.
@@ -230,6 +237,17 @@ pub fn resolve(
         log_only_syscalls,
         timeout: Located::new(Duration::from_secs(timeout_secs.value), timeout_secs.origin),
         max_processes: policy.limits.max_processes.clone(),
+        capabilities: {
+            let mut unique: Vec<Located<Capability>> = Vec::new();
+            for capability in &policy.process.capabilities {
+                if !unique.iter().any(|c| c.value == capability.value) {
+                    unique.push(capability.clone());
+                }
+            }
+            unique.sort_by_key(|c| c.value);
+            unique
+        },
+        environment: policy.environment.clone(),
     })
 }
 
@@ -261,24 +279,4 @@ fn sorted_unique(syscalls: impl Iterator<Item = Located<Sysno>>) -> Vec<Located<
     }
     unique.sort_by_key(|s| s.value.id());
     unique
-}
-
-/// The home directory of the user who invoked sandtrace: under `sudo`, the user who ran sudo
-/// (whose secrets `~/.ssh` rules are meant to protect), otherwise `$HOME` or, if that is not
-/// an absolute path, the password database entry of the real user.
-pub fn invoking_user_home() -> Option<PathBuf> {
-    use nix::unistd::{Uid, User};
-    let home_of = |uid: Uid| User::from_uid(uid).ok().flatten().map(|user| user.dir);
-    if Uid::current().is_root()
-        && let Some(sudo_uid) = std::env::var("SUDO_UID")
-            .ok()
-            .and_then(|uid| uid.parse::<u32>().ok())
-            .filter(|&uid| uid != 0)
-    {
-        return home_of(Uid::from_raw(sudo_uid));
-    }
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .filter(|home| home.is_absolute())
-        .or_else(|| home_of(Uid::current()))
 }

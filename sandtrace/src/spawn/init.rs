@@ -204,6 +204,12 @@ fn cmd_main(cmd: &PreparedCommand, setup: &CmdSetup<'_>, cmd_err_wr: RawFd) -> !
     {
         cmd_failed(cmd_err_wr, SetupStage::ProcessLimit as i32, errno);
     }
+    // After the cgroups (joining needs root), before Landlock and seccomp (last before execve).
+    if let Some(privileges) = setup.privileges
+        && let Err((stage, errno)) = privileges.apply()
+    {
+        cmd_failed(cmd_err_wr, stage as i32, errno);
+    }
     if let Some(ruleset) = setup.landlock_ruleset
         && let Err(e) = crate::network::abstract_sockets::restrict_self(ruleset)
     {

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::output::{
     RuleLabel,
-    summary::{Denials, Ending, Summary, SyscallCount},
+    summary::{Denials, Ending, RunAs, Summary, SyscallCount},
 };
 
 /// One line of the log.
@@ -256,6 +256,13 @@ pub struct SummaryLine {
     /// Rules of the policy the session did not enforce (`degraded`).
     #[serde(default)]
     pub unenforced: Vec<RuleLine>,
+    /// Who CMD ran as, and the capabilities it kept (`["all"]`: `--as-root`); absent in logs
+    /// of versions before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as: Option<RunAs>,
+    /// The names of the caller's environment variables CMD did not get; absent like `run_as`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed_environment: Option<Vec<String>>,
     /// Most frequent first.
     #[serde(default)]
     pub syscall_counts: Vec<SyscallCountLine>,
@@ -301,6 +308,8 @@ impl From<&Summary> for SummaryLine {
             signal,
             mode,
             unenforced,
+            run_as,
+            removed_environment,
             syscall_counts,
         } = summary;
         Self {
@@ -329,6 +338,8 @@ impl From<&Summary> for SummaryLine {
             signal: *signal,
             mode: (*mode).to_owned(),
             unenforced: unenforced.iter().map(RuleLine::from).collect(),
+            run_as: Some(run_as.clone()),
+            removed_environment: Some(removed_environment.clone()),
             syscall_counts: syscall_counts
                 .iter()
                 .map(|SyscallCount { syscall, count }| SyscallCountLine {
@@ -408,6 +419,14 @@ mod tests {
                 ending,
                 mode: "degraded",
                 unenforced,
+                run_as: RunAs {
+                    uid: 65534,
+                    gid: 65534,
+                    groups: vec![65534, 27],
+                    user: Some("nobody".to_owned()),
+                    capabilities: vec!["CAP_NET_BIND_SERVICE".to_owned()],
+                },
+                removed_environment: &["NPM_TOKEN".to_owned(), "SSH_AUTH_SOCK".to_owned()],
             },
         )
     }

@@ -229,7 +229,7 @@ mod tests {
     use sandtrace_common::event::{EventHeader, EventKind, SyscallEvent};
 
     use super::*;
-    use crate::output::summary::{Ending, RunResult, Tally};
+    use crate::output::summary::{Ending, RunAs, RunResult, Tally};
 
     /// A `getppid` record numbered `n` (in its first argument).
     fn record(n: u64) -> Vec<u8> {
@@ -269,6 +269,8 @@ mod tests {
                 ending: Ending::Exited,
                 mode: "trace-only",
                 unenforced: &[],
+                run_as: RunAs::default(),
+                removed_environment: &[],
             },
         )
     }
