@@ -99,10 +99,11 @@ fn a_fork_bomb_never_exceeds_max_processes_and_ends_at_the_timeout() {
     let policy = write_policy(&scratch, "[limits]\nmax_processes = 10\ntimeout = 3\n");
     let log = scratch.path("events.jsonl");
     let marker = format!("sandtrace-bomb-{}", std::process::id());
-    // The classic bomb: every call starts two more in the background. CMD's own process then
-    // waits, so the session lasts until the timeout whatever happens to the bomb. $0 carries
-    // the marker so leftovers can be found.
-    let bomb = "b() { b | b & }; b; exec sleep 60";
+    // The classic bomb: every call starts two more in the background. It runs in a subshell, so
+    // CMD's own shell forks once, before the bomb exists (a refused fork of its own would end it
+    // early: "Cannot fork", status 2), then waits, so the session lasts until the timeout
+    // whatever happens to the bomb. $0 carries the marker so leftovers can be found.
+    let bomb = "(b() { b | b & }; b); exec sleep 60";
     let mut child = sandtrace()
         .args([
             "run",
@@ -163,10 +164,6 @@ fn a_fork_bomb_never_exceeds_max_processes_and_ends_at_the_timeout() {
         peak_tasks <= 10,
         "{peak_tasks} live tasks under max_processes = 10"
     );
-    assert!(
-        peak_tasks >= 5,
-        "the bomb never got going ({peak_tasks} tasks)"
-    );
     assert_eq!(out.status.code(), Some(124), "{}", describe(&out));
 
     let events = read_jsonl(&log);
@@ -176,6 +173,7 @@ fn a_fork_bomb_never_exceeds_max_processes_and_ends_at_the_timeout() {
         .into_iter()
         .filter(|e| e["action"] == "fork_refused")
         .count() as u64;
+    // Sampling can miss the peak on a loaded machine; a refused fork proves the bomb reached it.
     assert!(refused > 0, "no refused fork was reported");
     assert!(
         summary["denials"]["processes"].as_u64().unwrap() >= refused,
