@@ -197,6 +197,18 @@ const CASES: &[Case] = &[
     },
 ];
 
+/// The plan of an enforcing session of `policy` on `features`, CMD started by root.
+fn enforcing_plan(policy: &PreparedPolicy, features: &KernelFeatures) -> SessionPlan {
+    SessionPlan::new(
+        policy,
+        ModeFlags::default(),
+        QUIET,
+        features,
+        &root_caller(),
+    )
+    .expect("a plan")
+}
+
 #[test]
 fn every_mode_and_example_policy() {
     for case in CASES {
@@ -497,14 +509,7 @@ fn a_process_limit_without_a_pids_controller_refuses_to_start() {
 fn abstract_sockets_without_landlock_scoping_are_listed_as_unenforced() {
     let mut features = bpf_lsm_kernel();
     features.landlock_abi = Ok(4);
-    let plan = SessionPlan::new(
-        &example("strict.toml"),
-        ModeFlags::default(),
-        QUIET,
-        &features,
-        &root_caller(),
-    )
-    .expect("a plan");
+    let plan = enforcing_plan(&example("strict.toml"), &features);
     assert!(!plan.scope_abstract_sockets);
     let [u] = plan.unenforced.as_slice() else {
         panic!("one unenforced rule: {:?}", plan.unenforced);
@@ -512,28 +517,14 @@ fn abstract_sockets_without_landlock_scoping_are_listed_as_unenforced() {
     assert_eq!(u.rule.kind, "network");
     assert!(u.reason.contains("ABI 4"), "{}", u.reason);
     // With the network allowed there is nothing to scope, and nothing to report.
-    let plan = SessionPlan::new(
-        &example("permissive.toml"),
-        ModeFlags::default(),
-        QUIET,
-        &features,
-        &root_caller(),
-    )
-    .expect("a plan");
+    let plan = enforcing_plan(&example("permissive.toml"), &features);
     assert!(plan.unenforced.is_empty());
 }
 
 #[test]
 fn optional_lsm_hooks_the_kernel_lacks_are_not_attached_and_are_reported() {
     let strict = example("strict.toml");
-    let plan = SessionPlan::new(
-        &strict,
-        ModeFlags::default(),
-        QUIET,
-        &bpf_lsm_kernel(),
-        &root_caller(),
-    )
-    .expect("a plan");
+    let plan = enforcing_plan(&strict, &bpf_lsm_kernel());
     let attached = plan.programs.attached();
     for hook in [
         "kernel_module_request",
@@ -547,14 +538,7 @@ fn optional_lsm_hooks_the_kernel_lacks_are_not_attached_and_are_reported() {
 
     let mut features = bpf_lsm_kernel();
     features.missing_lsm_hooks = vec!["inode_set_acl", "inode_remove_acl"];
-    let plan = SessionPlan::new(
-        &strict,
-        ModeFlags::default(),
-        QUIET,
-        &features,
-        &root_caller(),
-    )
-    .expect("a plan");
+    let plan = enforcing_plan(&strict, &features);
     let attached = plan.programs.attached();
     assert!(!attached.contains(&"inode_set_acl"), "{attached:?}");
     assert!(attached.contains(&"inode_setxattr"), "{attached:?}");
@@ -571,14 +555,7 @@ fn optional_lsm_hooks_the_kernel_lacks_are_not_attached_and_are_reported() {
 #[test]
 fn a_policy_deny_of_clone3_is_a_denial_and_still_enosys() {
     let policy = inline("[syscalls]\ndeny = [\"clone3\", \"uname\"]\nlog_only = [\"mmap\"]\n");
-    let plan = SessionPlan::new(
-        &policy,
-        ModeFlags::default(),
-        QUIET,
-        &bpf_lsm_kernel(),
-        &root_caller(),
-    )
-    .expect("a plan");
+    let plan = enforcing_plan(&policy, &bpf_lsm_kernel());
     let seccomp = plan.seccomp.as_ref().unwrap();
     let clone3 = seccomp.rules.iter().find(|r| r.name == "clone3").unwrap();
     assert_eq!(clone3.refusal, Refusal::Enosys);
