@@ -160,3 +160,40 @@ fn a_file_that_is_not_a_log_is_rejected() {
         describe(&out)
     );
 }
+
+#[test]
+fn a_report_says_who_the_command_ran_as() {
+    let scratch = Scratch::new("report-run-as");
+    let log = scratch.path("events.jsonl");
+    let log = log.to_str().unwrap();
+    // As root without sudo, whatever the environment the tests run in.
+    let sandtrace_as_root = |args: &[&str]| {
+        sandtrace()
+            .args(args)
+            .env_remove("SUDO_UID")
+            .env_remove("SUDO_GID")
+            .env_remove("SUDO_USER")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = sandtrace_as_root(&["run", "--trace-only", "-o", log, "--", "true"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let report = |args: &[&str]| {
+        let out = sandtrace_as_root(&[&["report", log][..], args].concat());
+        assert!(out.status.success(), "{}", describe(&out));
+        String::from_utf8(out.stdout).expect("the report is UTF-8")
+    };
+    let text = report(&[]);
+    assert!(
+        text.contains("ran as uid 0 (root), gid 0, capabilities: none"),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&report(&["--format", "json"])).unwrap();
+    assert_eq!(json["run"]["run_as"]["uid"], 0, "{json}");
+    assert_eq!(
+        json["run"]["run_as"]["capabilities"],
+        serde_json::json!([]),
+        "{json}"
+    );
+}

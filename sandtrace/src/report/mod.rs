@@ -63,6 +63,9 @@ pub struct RunOutline {
     pub mode: Option<String>,
     /// `exited`, `timed_out`, `interrupted`, `start_failed`; unknown without a summary.
     pub ending: Option<String>,
+    /// Who CMD ran as; unknown without a summary (and in logs older than the field).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_as: Option<crate::output::summary::RunAs>,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     /// From the summary; without one, from the first to the last event.
@@ -330,6 +333,7 @@ impl Builder {
                 command,
                 mode: Some(s.mode.clone()),
                 ending: Some(s.ending.clone()),
+                run_as: s.run_as.clone(),
                 exit_code: Some(s.exit_code),
                 signal: s.signal,
                 duration_ms: Some(s.duration_ms),
@@ -344,6 +348,7 @@ impl Builder {
                 command,
                 mode: None,
                 ending: None,
+                run_as: None,
                 exit_code: self.nodes.first().and_then(|n| n.exit_code),
                 signal: self.nodes.first().and_then(|n| n.signal),
                 duration_ms: match (self.first_time, self.last_time) {

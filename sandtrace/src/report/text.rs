@@ -48,6 +48,9 @@ fn header(out: &mut String, r: &Report) {
         (None, _) => String::new(),
     };
     let _ = writeln!(out, "run: {what}{mode} {how}{after}");
+    if let Some(run_as) = &run.run_as {
+        let _ = writeln!(out, "  ran as {}", run_as.describe());
+    }
     let lost = match (run.lost_events, run.incomplete_events) {
         (Some(0), Some(0)) => "no events lost".to_owned(),
         (Some(lost), Some(incomplete)) => format!(
