@@ -15,6 +15,9 @@ pub const FLAG_FILE_EVENTS_ALL: u32 = 1 << 2;
 pub const FLAG_EXEC_UNRESTRICTED: u32 = 1 << 3;
 /// Report every network decision, not only denials (`-v`).
 pub const FLAG_NETWORK_EVENTS_ALL: u32 = 1 << 4;
+/// The session's resolver runs (`[network] allow_hosts`): DNS is redirected to `Config::dns`,
+/// DNS over TLS refused, and addresses it handed out are allowed (`HOST_ADDRESSES`).
+pub const FLAG_SESSION_DNS: u32 = 1 << 5;
 
 /// Offsets of kernel struct fields, read from the running kernel's BTF by the loader.
 /// aya-ebpf has no CO-RE, so nothing kernel-internal is hard-coded in the programs.
@@ -138,6 +141,8 @@ pub struct Config {
     /// /proc names processes by their ids at this level.
     pub session_pid_ns_level: u32,
     pub _pad: u32,
+    /// The session's resolver, with `FLAG_SESSION_DNS`.
+    pub dns: crate::network::DnsRedirect,
     pub offsets: KernelOffsets,
 }
 
@@ -149,6 +154,13 @@ impl Config {
         flags: 0,
         session_pid_ns_level: 0,
         _pad: 0,
+        dns: crate::network::DnsRedirect {
+            addr4: [0; 4],
+            addr6: [0; 4],
+            port: 0,
+            _pad: 0,
+            _pad2: 0,
+        },
         offsets: KernelOffsets::UNSET,
     };
 }

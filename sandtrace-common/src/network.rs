@@ -12,7 +12,23 @@ pub const MAX_NET_RULES: usize = 64;
 /// Indices of the rule lists (`NetRule` arrays and `NetworkEvent::rule_list`).
 pub const NET_LIST_CONNECT: u16 = 0;
 pub const NET_LIST_BIND: u16 = 1;
-pub const NET_LIST_COUNT: usize = 2;
+/// `allow_hosts`: in events, an address the session's resolver handed out for a name one of
+/// its entries covers; in `NET_RULE_COUNTS`, the number of entries in `HOST_RULE_PORTS`.
+pub const NET_LIST_HOSTS: u16 = 2;
+pub const NET_LIST_COUNT: usize = 3;
+
+/// Most `allow_hosts` entries.
+pub const MAX_HOST_RULES: usize = 64;
+/// Most (address, host rule) pairs the session's resolver can admit at once.
+pub const MAX_HOST_ADDRESSES: u32 = 16384;
+/// Most sockets whose DNS traffic is redirected at once (for the reply's source address).
+pub const MAX_DNS_SOCKETS: u32 = 8192;
+/// The DNS port: connects and sends to it, at any address, go to the session's resolver.
+pub const DNS_PORT: u16 = 53;
+/// DNS over TLS: refused while the session's resolver runs.
+pub const DNS_OVER_TLS_PORT: u16 = 853;
+/// In [`NetworkEvent::name`] and [`HostAddress::name`]: no name.
+pub const NO_HOST_NAME: u32 = 0;
 
 /// In [`NetworkEvent::rule`]: no rule decided.
 pub const NO_NET_RULE: u16 = u16::MAX;
@@ -36,6 +52,63 @@ pub struct NetRule {
     pub _pad: u8,
     /// Index of the policy entry this rule came from in its list (for events).
     pub rule: u16,
+}
+
+/// The ports of one `allow_hosts` entry (`HOST_RULE_PORTS`, indexed by entry).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostRulePorts {
+    /// Host byte order, inclusive.
+    pub port_lo: u16,
+    pub port_hi: u16,
+}
+
+/// Key of `HOST_ADDRESSES`: an address the session's resolver handed out for a name that the
+/// `allow_hosts` entry `rule` covers.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct HostAddressKey {
+    /// IPv6 form (IPv4 as `::ffff:a.b.c.d`), network byte order, as in [`NetRule::addr`].
+    pub addr: [u32; 4],
+    /// Index of the `allow_hosts` entry.
+    pub rule: u32,
+}
+
+/// Value of `HOST_ADDRESSES`: until when connects and sends to the address are allowed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostAddress {
+    /// `CLOCK_MONOTONIC` nanoseconds (`bpf_ktime_get_ns`); `u64::MAX` for no end (`/etc/hosts`).
+    pub expires_ns: u64,
+    /// The name it was resolved from, an id of the loader's name table (never [`NO_HOST_NAME`]).
+    pub name: u32,
+    pub _pad: u32,
+}
+
+/// Where the session's resolver listens (`Config::dns`), and whether it runs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DnsRedirect {
+    /// IPv6 form of the IPv4 listening address (`::ffff:127.0.0.1`), network byte order.
+    pub addr4: [u32; 4],
+    /// The IPv6 listening address (`::1`); all zero when the resolver has none (queries to an
+    /// IPv6 address over an IPv6-only socket are then refused).
+    pub addr6: [u32; 4],
+    /// The listening port (UDP and TCP), host byte order; 0 when no resolver runs.
+    pub port: u16,
+    pub _pad: u16,
+    pub _pad2: u32,
+}
+
+/// The original destination of a socket's last redirected DNS connect or send (`DNS_PEERS`,
+/// keyed by socket cookie): replies are given this source address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DnsPeer {
+    pub addr: [u32; 4],
+    /// Host byte order.
+    pub port: u16,
+    pub _pad: u16,
 }
 
 /// What a network event is about.
@@ -85,6 +158,14 @@ pub enum NetVerdict {
     /// A family or protocol the seccomp baseline refuses in every session, because the kernel
     /// could load a module for it (AppleTalk, SCTP, genetlink, ...).
     DeniedBaseline = 5,
+    /// A DNS query (UDP or TCP to port 53 of any address) sent to the session's resolver
+    /// instead; the resolver's own event says what it answered.
+    RedirectedDns = 6,
+    /// DNS over TLS (port 853): refused while the session's resolver runs, whatever the
+    /// address rules say.
+    DeniedDnsOverTls = 7,
+    /// An IPv6-only DNS query while the session's resolver has no IPv6 address.
+    DeniedDnsNoResolver = 8,
 }
 
 impl NetVerdict {
@@ -95,12 +176,15 @@ impl NetVerdict {
             3 => Self::DeniedSocketKind,
             4 => Self::DeniedFamily,
             5 => Self::DeniedBaseline,
+            6 => Self::RedirectedDns,
+            7 => Self::DeniedDnsOverTls,
+            8 => Self::DeniedDnsNoResolver,
             _ => return None,
         })
     }
 
     pub fn is_denied(self) -> bool {
-        self != Self::Allowed
+        !matches!(self, Self::Allowed | Self::RedirectedDns)
     }
 }
 
@@ -129,6 +213,9 @@ pub struct NetworkEvent {
     /// Port of `peer`, host byte order.
     pub peer_port: u16,
     pub _pad: u16,
+    /// For a decision by an `allow_hosts` entry ([`NET_LIST_HOSTS`]), the id of the name the
+    /// address was resolved from (the loader's name table); [`NO_HOST_NAME`] otherwise.
+    pub name: u32,
     /// The address the rules were checked against, IPv6 form: the destination of a connect or
     /// send, the local address of a bind or of a socket receiving a packet.
     pub addr: [u32; 4],
@@ -140,3 +227,16 @@ pub struct NetworkEvent {
 // SAFETY: `#[repr(C)]` and made of integers (and arrays of them) only: every bit pattern
 // is a valid value, and the kernel side reads the same layout.
 unsafe impl aya::Pod for NetRule {}
+
+#[cfg(feature = "user")]
+// SAFETY: as for `NetRule`: `#[repr(C)]` integers only, no padding the compiler adds.
+unsafe impl aya::Pod for HostRulePorts {}
+#[cfg(feature = "user")]
+// SAFETY: as for `NetRule`.
+unsafe impl aya::Pod for HostAddressKey {}
+#[cfg(feature = "user")]
+// SAFETY: as for `NetRule`.
+unsafe impl aya::Pod for HostAddress {}
+#[cfg(feature = "user")]
+// SAFETY: as for `NetRule`.
+unsafe impl aya::Pod for DnsPeer {}

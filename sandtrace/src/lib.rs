@@ -10,6 +10,7 @@
 
 pub mod cgroup;
 pub mod cli;
+pub mod dns;
 pub mod ebpf;
 pub mod events;
 pub mod exit;

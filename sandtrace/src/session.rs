@@ -399,6 +399,7 @@ fn load_programs(
         flags: plan.programs.config_flags,
         session_pid_ns_level: spawn::own_pid_ns_level() + 1,
         _pad: 0,
+        dns: sandtrace_common::network::DnsRedirect::default(),
         offsets,
     };
     let enforcement = plan.programs.paths.as_ref().map(|e| {

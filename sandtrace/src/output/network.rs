@@ -51,6 +51,13 @@ impl NetworkRules {
                 "this socket family or protocol is refused in every session: the kernel could \
                  load a module for it"
             }
+            NetVerdict::RedirectedDns => "DNS query sent to the session's resolver",
+            NetVerdict::DeniedDnsOverTls => {
+                "DNS over TLS is refused: names resolve through the session's resolver only"
+            }
+            NetVerdict::DeniedDnsNoResolver => {
+                "the session's resolver has no IPv6 address for this IPv6-only DNS query"
+            }
             NetVerdict::DeniedNoRule if !self.any() => "network disabled",
             NetVerdict::DeniedNoRule => match (n.op, n.list) {
                 (NetOp::Receive, _) => {

@@ -14,6 +14,7 @@ pub mod decision;
 pub mod diagnostic;
 pub mod environment;
 pub mod glob;
+pub mod hosts;
 pub mod model;
 pub mod network;
 pub mod parse;

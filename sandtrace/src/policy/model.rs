@@ -14,6 +14,7 @@ use super::capability::Capability;
 use super::diagnostic::{Location, Span};
 use super::environment::NamePattern;
 use super::glob::PathEntry;
+use super::hosts::HostRule;
 use super::network::AddressRule;
 
 /// Syscalls denied in every policy, whatever it says.
@@ -182,6 +183,8 @@ pub struct NetworkRules {
     pub allow_connect: Vec<Located<AddressRule>>,
     /// Local addresses to bind, listen and receive on.
     pub allow_bind: Vec<Located<AddressRule>>,
+    /// Destinations by host name, through the session's resolver.
+    pub allow_hosts: Vec<Located<HostRule>>,
 }
 
 impl Default for NetworkRules {
@@ -190,6 +193,7 @@ impl Default for NetworkRules {
             allow: Located::default_value(false),
             allow_connect: Vec::new(),
             allow_bind: Vec::new(),
+            allow_hosts: Vec::new(),
         }
     }
 }

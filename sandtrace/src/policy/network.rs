@@ -7,7 +7,7 @@
 //!   maps: the kernel treats traffic to it as IPv4, and so do the rules.
 //! - `PORTS` is a port (`8080`), an inclusive range (`8000-8099`) or `*` for every port.
 //!
-//! Host names are not accepted: the kernel sees addresses, and a name can resolve to anything.
+//! Host names go in `allow_hosts` (`super::hosts`).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -56,7 +56,7 @@ impl AddressRule {
         let (address, ports) = split_ports(text)?;
         Ok(Self {
             address: parse_address(address, text)?,
-            ports: parse_ports(ports, text)?,
+            ports: parse_ports(ports, text, FORMS)?,
         })
     }
 
@@ -219,8 +219,8 @@ fn parse_address(address: &str, entry: &str) -> Result<AddressMatch, Problem> {
                     .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
             Err(if looks_like_name {
                 problem.with_hint(
-                    "host names are not supported: the kernel checks addresses, and a name can \
-                     resolve to any of them; write the address (or network) instead",
+                    "allow_connect takes addresses; for a host name use [network] allow_hosts, \
+                     e.g. allow_hosts = [\"registry.npmjs.org:443\"]",
                 )
             } else {
                 problem.with_hint(FORMS)
@@ -283,7 +283,8 @@ fn network(addr: IpAddr, prefix_len: u8, entry: &str) -> Result<AddressMatch, Pr
     Ok(AddressMatch::Network { addr, prefix_len })
 }
 
-fn parse_ports(ports: &str, entry: &str) -> Result<PortRange, Problem> {
+/// Parses the ports of `entry`; `forms` is the hint for an entry that is not written right.
+pub(super) fn parse_ports(ports: &str, entry: &str, forms: &str) -> Result<PortRange, Problem> {
     if ports == "*" {
         return Ok(PortRange::ANY);
     }
@@ -294,7 +295,7 @@ fn parse_ports(ports: &str, entry: &str) -> Result<PortRange, Problem> {
             Ok(p) if !text.starts_with('+') => Ok(p),
             _ => Err(
                 Problem::new(format!("{entry:?}: {text:?} is not a port (1 to 65535)"))
-                    .with_hint(FORMS),
+                    .with_hint(forms),
             ),
         }
     };
@@ -369,7 +370,7 @@ mod tests {
     fn rejects_with_hints() {
         let names = error("localhost:80");
         assert!(
-            names.hint.as_deref().unwrap().contains("host names"),
+            names.hint.as_deref().unwrap().contains("allow_hosts"),
             "{names:?}"
         );
         assert!(error("127.0.0.1").hint.unwrap().contains("127.0.0.1:PORT"));

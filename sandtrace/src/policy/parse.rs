@@ -12,6 +12,7 @@ use super::capability::Capability;
 use super::diagnostic::{Diagnostic, Diagnostics, Location, Problem, SourceText, Span};
 use super::environment::{self, NamePattern};
 use super::glob::PathEntry;
+use super::hosts::HostRule;
 use super::model::{Located, NetworkList, Origin, PathKind, Policy};
 use super::network::AddressRule;
 use super::suggest::closest;
@@ -23,7 +24,10 @@ const SECTIONS: [(&str, &[&str]); 6] = [
         "filesystem",
         &["allow_read", "allow_write", "allow_exec", "deny"],
     ),
-    ("network", &["allow", "allow_connect", "allow_bind"]),
+    (
+        "network",
+        &["allow", "allow_connect", "allow_bind", "allow_hosts"],
+    ),
     ("syscalls", &["deny", "log_only"]),
     ("limits", &["timeout", "max_processes"]),
     ("process", &["capabilities"]),
@@ -185,6 +189,10 @@ impl Parser {
                         .expect("every address-rule key is a network list");
                     let rules = self.address_rules(section, name, value);
                     self.policy.network.list_mut(list).extend(rules);
+                }
+                ("network", "allow_hosts") => {
+                    let rules = self.host_rules(section, name, value);
+                    self.policy.network.allow_hosts.extend(rules);
                 }
                 ("syscalls", "deny") => {
                     self.policy.syscalls.deny = self.syscalls(section, name, value);
@@ -385,6 +393,22 @@ impl Parser {
         let mut rules = Vec::new();
         for (text, range) in self.strings(section, key, value) {
             match AddressRule::parse(text) {
+                Ok(rule) => rules.push(Located::new(rule, self.origin(range))),
+                Err(problem) => self.report(prefixed(section, key, problem), range),
+            }
+        }
+        rules
+    }
+
+    fn host_rules(
+        &mut self,
+        section: &str,
+        key: &str,
+        value: &Value<'_>,
+    ) -> Vec<Located<HostRule>> {
+        let mut rules = Vec::new();
+        for (text, range) in self.strings(section, key, value) {
+            match HostRule::parse(text) {
                 Ok(rule) => rules.push(Located::new(rule, self.origin(range))),
                 Err(problem) => self.report(prefixed(section, key, problem), range),
             }

@@ -5,13 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sandtrace_common::network::MAX_NET_RULES;
+use sandtrace_common::network::{MAX_HOST_RULES, MAX_NET_RULES};
 use sandtrace_common::policy::{KIND_COUNT, MAX_RULES_PER_KIND};
 use syscalls::Sysno;
 
 use super::capability::Capability;
 use super::diagnostic::{Diagnostics, Location, Problem};
 use super::glob::{PathEntry, PathPattern};
+use super::hosts::HostRule;
 use super::model::{
     ALWAYS_BLOCKED_SYSCALLS, EnvironmentRules, Located, NetworkList, Origin, PathKind, Policy,
 };
@@ -79,6 +80,9 @@ pub struct EffectivePolicy {
     pub allow_connect: Vec<Located<AddressRule>>,
     /// `[network] allow_bind`, deduplicated; only in force while the network is not allowed.
     pub allow_bind: Vec<Located<AddressRule>>,
+    /// `[network] allow_hosts`, deduplicated, at most [`MAX_HOST_RULES`]; only in force while
+    /// the network is not allowed.
+    pub allow_hosts: Vec<Located<HostRule>>,
     /// Sorted by number, deduplicated; includes [`ALWAYS_BLOCKED_SYSCALLS`].
     pub denied_syscalls: Vec<Located<Sysno>>,
     /// Sorted by number, deduplicated.
@@ -207,6 +211,20 @@ pub fn resolve(
         }
     }
 
+    let mut allow_hosts: Vec<Located<HostRule>> = Vec::new();
+    for rule in &policy.network.allow_hosts {
+        if !allow_hosts.iter().any(|r| r.value == rule.value) {
+            allow_hosts.push(rule.clone());
+        }
+    }
+    if let Some(excess) = allow_hosts.get(MAX_HOST_RULES) {
+        let problem = Problem::new(format!(
+            "more than {MAX_HOST_RULES} [network] allow_hosts entries (limit MAX_HOST_RULES)"
+        ))
+        .with_hint("cover several names of one domain with *.domain");
+        diagnostics.push(problem.at(excess.origin.location()));
+    }
+
     let always_blocked = ALWAYS_BLOCKED_SYSCALLS
         .iter()
         .map(|&sysno| Located::new(sysno, Origin::AlwaysBlocked));
@@ -233,6 +251,7 @@ pub fn resolve(
         network_allowed,
         allow_connect,
         allow_bind,
+        allow_hosts,
         denied_syscalls,
         log_only_syscalls,
         timeout: Located::new(Duration::from_secs(timeout_secs.value), timeout_secs.origin),

@@ -90,6 +90,15 @@ pub fn network_lists(rules: &NetworkRules) -> Vec<Diagnostic> {
     if !rules.allow.value {
         return Vec::new();
     }
+    let hosts = rules.allow_hosts.first().map(|first| {
+        Problem::new("[network] allow_hosts cannot be used with allow = true")
+            .with_hint(format!(
+                "allow = true (at {}) lets the command reach every host and resolve every name; \
+                 set allow = false so that only the names in allow_hosts resolve and connect",
+                rules.allow.origin
+            ))
+            .at(first.origin.location())
+    });
     NetworkList::ALL
         .into_iter()
         .filter_map(|list| {
@@ -106,6 +115,7 @@ pub fn network_lists(rules: &NetworkRules) -> Vec<Diagnostic> {
             ));
             Some(problem.at(first.origin.location()))
         })
+        .chain(hosts)
         .collect()
 }
 
