@@ -33,7 +33,9 @@ use sandtrace_common::{
         SeccompKillEvent, SyscallEvent, SyscallPathEvent, X32_SYSCALL_BIT,
     },
     file::{EVENT_PATH_CAP, FileOp, Verdict},
-    network::{NET_LIST_BIND, NET_LIST_CONNECT, NO_NET_RULE, NetOp, NetVerdict, NetworkEvent},
+    network::{
+        NET_LIST_BIND, NET_LIST_CONNECT, NO_HOST_NAME, NO_NET_RULE, NetOp, NetVerdict, NetworkEvent,
+    },
     policy::{KIND_EXEC, KIND_INDEX_DENY, KIND_INDEX_EXEC, KIND_READ, KIND_WRITE, NO_RULE},
 };
 
@@ -140,6 +142,7 @@ fn network_event(
         protocol,
         rule_list,
         rule,
+        name: NO_HOST_NAME,
         port: addr.1,
         peer_port: peer.1,
         _pad: 0,

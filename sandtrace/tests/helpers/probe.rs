@@ -4,6 +4,11 @@
 //! path, denied syscalls, forks, keystrokes pushed into the terminal) and prints
 //! `PROBE-RESULT: R1; R2; ...` on stdout, one result per operation.
 //!
+//! Name operations (`resolve NAME`, `tcp-connect-name NAME PORT`, `udp-send-name NAME PORT`)
+//! go through the C library's getaddrinfo, as every program does; `dns-query ADDR:PORT NAME`
+//! and `dns-query-tcp ADDR:PORT NAME` send one DNS query for NAME's A records straight to a
+//! server of the probe's choosing and print the reply's response code and addresses.
+//!
 //! Operations that wait for something from outside print `PROBE-PORT: N` once their socket is
 //! ready (after `listen`, or after the send that binds it), then read one line `wait MS` on
 //! stdin, sent by the test once it has done its part, and report whether something arrived
@@ -50,6 +55,11 @@ fn run_op(op: &str) -> String {
         Some("tcp-fastopen") => tcp_fastopen(addr(1)),
         Some("udp-send") => udp_send(addr(1)),
         Some("udp-connect") => udp_connect(addr(1)),
+        Some("resolve") => resolve(words[1]),
+        Some("tcp-connect-name") => by_name(words[1], words[2], tcp_connect),
+        Some("udp-send-name") => by_name(words[1], words[2], udp_send),
+        Some("dns-query") => dns_query_udp(addr(1), words[2]),
+        Some("dns-query-tcp") => dns_query_tcp(addr(1), words[2]),
         Some("bind") => bind_tcp(addr(1)),
         Some("socket") => socket(
             words[1].parse().unwrap(),
@@ -718,4 +728,254 @@ fn core_limit() -> String {
         return last_errno();
     }
     format!("{}:{}", limit.rlim_cur, limit.rlim_max)
+}
+
+// ---- names and DNS ----
+
+/// How long a DNS query waits for its reply: the session's resolver answers at once, so this is
+/// spent only when a test fails (and must outlast a slow emulated VM).
+const DNS_REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The addresses getaddrinfo gives for `name` (sorted, without repeats).
+fn lookup(name: &str) -> Result<Vec<std::net::IpAddr>, String> {
+    let node = CString::new(name).unwrap();
+    let mut hints: libc::addrinfo = unsafe { std::mem::zeroed() };
+    hints.ai_family = libc::AF_UNSPEC;
+    // One entry per address rather than one per socket type.
+    hints.ai_socktype = libc::SOCK_STREAM;
+    let mut list: *mut libc::addrinfo = std::ptr::null_mut();
+    let ret = unsafe {
+        libc::getaddrinfo(
+            node.as_ptr(),
+            std::ptr::null(),
+            &raw const hints,
+            &raw mut list,
+        )
+    };
+    if ret != 0 {
+        return Err(gai_error_name(ret));
+    }
+    let mut addresses = Vec::new();
+    let mut entry = list;
+    while !entry.is_null() {
+        let info = unsafe { &*entry };
+        let address = match info.ai_family {
+            libc::AF_INET => {
+                let sin = unsafe { &*info.ai_addr.cast::<libc::sockaddr_in>() };
+                std::net::IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes())
+            }
+            libc::AF_INET6 => {
+                let sin6 = unsafe { &*info.ai_addr.cast::<libc::sockaddr_in6>() };
+                std::net::IpAddr::from(sin6.sin6_addr.s6_addr)
+            }
+            _ => {
+                entry = info.ai_next;
+                continue;
+            }
+        };
+        addresses.push(address);
+        entry = info.ai_next;
+    }
+    unsafe { libc::freeaddrinfo(list) };
+    addresses.sort();
+    addresses.dedup();
+    Ok(addresses)
+}
+
+fn gai_error_name(code: libc::c_int) -> String {
+    match code {
+        libc::EAI_NONAME => "EAI_NONAME".into(),
+        libc::EAI_AGAIN => "EAI_AGAIN".into(),
+        libc::EAI_FAIL => "EAI_FAIL".into(),
+        libc::EAI_NODATA => "EAI_NODATA".into(),
+        libc::EAI_SYSTEM => format!("EAI_SYSTEM:{}", last_errno()),
+        other => format!("EAI({other})"),
+    }
+}
+
+fn joined(addresses: &[std::net::IpAddr]) -> String {
+    addresses
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `resolve NAME`: the addresses (comma-separated) or getaddrinfo's error.
+fn resolve(name: &str) -> String {
+    lookup(name).map_or_else(|e| e, |addresses| joined(&addresses))
+}
+
+/// Looks `name` up and runs `op` on its first address and `port`.
+fn by_name(name: &str, port: &str, op: fn(SocketAddr) -> String) -> String {
+    let port: u16 = port.parse().expect("a port number");
+    match lookup(name) {
+        Ok(addresses) if !addresses.is_empty() => op(SocketAddr::new(addresses[0], port)),
+        Ok(_) => "resolve:no-address".into(),
+        Err(e) => format!("resolve:{e}"),
+    }
+}
+
+/// An encoded query for `name`'s A records and its id.
+fn dns_query(name: &str) -> (Vec<u8>, u16) {
+    use hickory_proto::{
+        op::{Message, Query},
+        rr::{Name, RecordType},
+    };
+    let mut query = Message::query();
+    query.metadata.recursion_desired = true;
+    let name = Name::from_ascii(name).unwrap_or_else(|e| panic!("{name:?} is not a name: {e}"));
+    query.add_query(Query::query(name, RecordType::A));
+    (query.to_vec().expect("encoding a query"), query.metadata.id)
+}
+
+/// `RCODE ADDRESS,...` for the reply `packet` to the query with `id`; ` from=ADDR:PORT` is added
+/// when the reply came from another address than the query went to (`from` vs `to`).
+fn describe_reply(packet: &[u8], id: u16, from: SocketAddr, to: SocketAddr) -> String {
+    use hickory_proto::{op::Message, rr::RData};
+    let reply = match Message::from_vec(packet) {
+        Ok(reply) => reply,
+        Err(e) => return format!("malformed-reply:{e}"),
+    };
+    if reply.metadata.id != id {
+        return "reply-with-another-id".into();
+    }
+    let addresses: Vec<std::net::IpAddr> = reply
+        .answers
+        .iter()
+        .filter_map(|record| match &record.data {
+            RData::A(a) => Some(a.0.into()),
+            RData::AAAA(aaaa) => Some(aaaa.0.into()),
+            _ => None,
+        })
+        .collect();
+    let code = u16::from(reply.metadata.response_code);
+    let mut text = match code {
+        0 => "NOERROR".to_owned(),
+        2 => "SERVFAIL".to_owned(),
+        3 => "NXDOMAIN".to_owned(),
+        5 => "REFUSED".to_owned(),
+        other => format!("RCODE{other}"),
+    };
+    if !addresses.is_empty() {
+        text = format!("{text} {}", joined(&addresses));
+    }
+    if from != to {
+        text = format!("{text} from={from}");
+    }
+    text
+}
+
+fn io_errno(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => "timeout".into(),
+        _ => errno_name(e.raw_os_error().unwrap_or(0)),
+    }
+}
+
+/// `dns-query ADDR:PORT NAME` over UDP, from an unbound, unconnected socket (sendto and
+/// recvfrom, as a resolver library may do).
+fn dns_query_udp(server: SocketAddr, name: &str) -> String {
+    let fd = match new_socket(family(server), libc::SOCK_DGRAM, 0) {
+        Ok(fd) => fd,
+        Err(e) => return format!("socket:{e}"),
+    };
+    let timeout = libc::timeval {
+        tv_sec: DNS_REPLY_TIMEOUT.as_secs() as libc::time_t,
+        tv_usec: 0,
+    };
+    let ret = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&raw const timeout).cast(),
+            size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(ret, 0, "SO_RCVTIMEO: {}", last_errno());
+    let (query, id) = dns_query(name);
+    let (to, to_len) = sockaddr(server);
+    let sent = unsafe {
+        libc::sendto(
+            fd,
+            query.as_ptr().cast(),
+            query.len(),
+            0,
+            (&raw const to).cast(),
+            to_len,
+        )
+    };
+    if sent < 0 {
+        return format!("send:{}", last_errno());
+    }
+    let mut buf = [0u8; 4096];
+    let mut from: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut from_len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    let len = unsafe {
+        libc::recvfrom(
+            fd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            0,
+            (&raw mut from).cast(),
+            &raw mut from_len,
+        )
+    };
+    if len < 0 {
+        let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        return if errno == libc::EAGAIN {
+            "receive:timeout".into()
+        } else {
+            format!("receive:{}", errno_name(errno))
+        };
+    }
+    describe_reply(&buf[..len as usize], id, socket_address(&from), server)
+}
+
+/// The address in a sockaddr the kernel filled in.
+fn socket_address(storage: &libc::sockaddr_storage) -> SocketAddr {
+    match i32::from(storage.ss_family) {
+        libc::AF_INET => {
+            let sin = unsafe { &*(&raw const *storage).cast::<libc::sockaddr_in>() };
+            SocketAddr::new(
+                u32::from_be(sin.sin_addr.s_addr).to_be_bytes().into(),
+                u16::from_be(sin.sin_port),
+            )
+        }
+        libc::AF_INET6 => {
+            let sin6 = unsafe { &*(&raw const *storage).cast::<libc::sockaddr_in6>() };
+            SocketAddr::new(sin6.sin6_addr.s6_addr.into(), u16::from_be(sin6.sin6_port))
+        }
+        other => panic!("a reply from address family {other}"),
+    }
+}
+
+/// `dns-query-tcp ADDR:PORT NAME`: the query over a TCP connection (2-byte length first); the
+/// reply's source is the connection's peer (getpeername).
+fn dns_query_tcp(server: SocketAddr, name: &str) -> String {
+    use std::io::Read as _;
+    let mut stream = match std::net::TcpStream::connect(server) {
+        Ok(stream) => stream,
+        Err(e) => return format!("connect:{}", io_errno(&e)),
+    };
+    stream.set_read_timeout(Some(DNS_REPLY_TIMEOUT)).unwrap();
+    let (query, id) = dns_query(name);
+    let len = u16::try_from(query.len()).unwrap().to_be_bytes();
+    if let Err(e) = stream
+        .write_all(&len)
+        .and_then(|()| stream.write_all(&query))
+    {
+        return format!("send:{}", io_errno(&e));
+    }
+    let mut len = [0u8; 2];
+    if let Err(e) = stream.read_exact(&mut len) {
+        return format!("receive:{}", io_errno(&e));
+    }
+    let mut reply = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    if let Err(e) = stream.read_exact(&mut reply) {
+        return format!("receive:{}", io_errno(&e));
+    }
+    let peer = stream.peer_addr().expect("getpeername");
+    describe_reply(&reply, id, peer, server)
 }

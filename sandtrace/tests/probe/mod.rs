@@ -44,9 +44,16 @@ pub fn command_line(ops: &str) -> Vec<String> {
 /// Runs `ops` (operations separated by `;`) outside any session and returns the results, one
 /// per operation.
 pub fn outside(ops: &str) -> Vec<String> {
-    let out = Command::new(PROBE)
-        .args(&command_line(ops)[1..])
-        .stdin(Stdio::null())
+    outside_with(ops, |_| {})
+}
+
+/// [`outside`], with `prepare` applied to the probe's command first (to start it in a test's
+/// own network, say).
+pub fn outside_with(ops: &str, prepare: impl FnOnce(&mut Command)) -> Vec<String> {
+    let mut cmd = Command::new(PROBE);
+    cmd.args(&command_line(ops)[1..]).stdin(Stdio::null());
+    prepare(&mut cmd);
+    let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("running the probe {ops:?}: {e}"));
     results_of(&out).unwrap_or_else(|| panic!("the probe {ops:?} reported nothing: {out:?}"))
@@ -169,6 +176,18 @@ pub struct Session {
 /// Runs the probe operations `ops` in a session under `policy` (TOML text), with `flags`
 /// before `--`; the session must succeed and the probe report.
 pub fn in_session(name: &str, policy: &str, ops: &[String], flags: &[&str]) -> Session {
+    in_session_with(name, policy, ops, flags, |_| {})
+}
+
+/// [`in_session`], with `prepare` applied to sandtrace's command first (to start the session
+/// in a test's own network, say).
+pub fn in_session_with(
+    name: &str,
+    policy: &str,
+    ops: &[String],
+    flags: &[&str],
+    prepare: impl FnOnce(&mut Command),
+) -> Session {
     let scratch = Scratch::new(name);
     let policy_file = scratch.path("policy.toml");
     std::fs::write(&policy_file, policy).unwrap();
@@ -184,9 +203,10 @@ pub fn in_session(name: &str, policy: &str, ops: &[String], flags: &[&str]) -> S
     args.push("--");
     args.push(PROBE);
     args.extend(ops.iter().map(String::as_str));
-    let out = sandtrace()
-        .args(&args)
-        .stdin(Stdio::null())
+    let mut cmd = sandtrace();
+    cmd.args(&args).stdin(Stdio::null());
+    prepare(&mut cmd);
+    let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("running sandtrace {args:?}: {e}"));
     let results = results_of(&out)
@@ -236,8 +256,8 @@ pub fn with_announced_port(
     (result, read_jsonl(&log))
 }
 
-/// A loopback TCP server that accepts and counts connections, and a UDP socket that counts
-/// datagrams, both on ephemeral ports of 127.0.0.1.
+/// A TCP server that accepts and counts connections, and a UDP socket that counts (and echoes)
+/// datagrams: on ephemeral ports of 127.0.0.1 ([`Servers::start`]) or where the test says.
 pub struct Servers {
     pub tcp: SocketAddr,
     pub udp: SocketAddr,
@@ -247,8 +267,14 @@ pub struct Servers {
 
 impl Servers {
     pub fn start() -> Self {
-        let tcp = TcpListener::bind("127.0.0.1:0").expect("binding a loopback TCP server");
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("binding a loopback UDP socket");
+        let loopback = "127.0.0.1:0".parse().unwrap();
+        Self::start_at(loopback, loopback)
+    }
+
+    /// Servers on `tcp` and `udp` (port 0: an ephemeral one).
+    pub fn start_at(tcp: SocketAddr, udp: SocketAddr) -> Self {
+        let tcp = TcpListener::bind(tcp).unwrap_or_else(|e| panic!("binding TCP {tcp}: {e}"));
+        let udp = UdpSocket::bind(udp).unwrap_or_else(|e| panic!("binding UDP {udp}: {e}"));
         let tcp_addr = tcp.local_addr().unwrap();
         let udp_addr = udp.local_addr().unwrap();
         let tcp_accepted = Arc::new(AtomicUsize::new(0));

@@ -1,0 +1,42 @@
+//! The session's DNS and `allow_hosts` on this host's kernel, which has no BPF LSM: the cgroup
+//! socket programs that redirect DNS and follow names need none, so these sessions run with
+//! `--allow-degraded`. The scenarios are in `tests/dns_cases` (the VM runs them too, in
+//! `tests/vm_dns.rs`); each runs in a network namespace and with name configuration of the
+//! test's own (`tests/test_network`).
+
+mod common;
+mod dns_cases;
+mod probe;
+mod test_network;
+
+use dns_cases::Mode;
+
+const HOST: Mode = Mode {
+    policy_prefix: "",
+    flags: &["--allow-degraded"],
+};
+
+#[test]
+fn allowed_name_is_reachable_over_tcp_and_udp() {
+    dns_cases::allowed_name_is_reachable_over_tcp_and_udp(&HOST, "dns-good");
+}
+
+#[test]
+fn other_names_do_not_resolve_and_their_addresses_are_denied() {
+    dns_cases::other_names_do_not_resolve_and_their_addresses_are_denied(&HOST, "dns-evil");
+}
+
+#[test]
+fn queries_to_another_resolver_are_answered_by_the_sessions() {
+    dns_cases::queries_to_another_resolver_are_answered_by_the_sessions(&HOST, "dns-other");
+}
+
+#[test]
+fn a_secret_in_a_name_reaches_no_server() {
+    dns_cases::a_secret_in_a_name_reaches_no_server(&HOST, "dns-secret");
+}
+
+#[test]
+fn dns_over_tls_is_refused() {
+    dns_cases::dns_over_tls_is_refused(&HOST, "dns-dot");
+}
