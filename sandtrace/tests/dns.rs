@@ -27,6 +27,11 @@ fn other_names_do_not_resolve_and_their_addresses_are_denied() {
 }
 
 #[test]
+fn an_alias_of_an_allowed_name_is_followed() {
+    dns_cases::an_alias_of_an_allowed_name_is_followed(&HOST, "dns-alias");
+}
+
+#[test]
 fn queries_to_another_resolver_are_answered_by_the_sessions() {
     dns_cases::queries_to_another_resolver_are_answered_by_the_sessions(&HOST, "dns-other");
 }

@@ -17,7 +17,8 @@ use crate::{
     common::of_type,
     probe::{self, Session},
     test_network::{
-        EVIL, EVIL_ADDRESS, GOOD, GOOD_ADDRESS, OTHER_ANSWER, OTHER_RESOLVER, UPSTREAM, World,
+        ALIAS, ALIAS_ADDRESS, ALIAS_TARGET, DnsServer, EVIL, EVIL_ADDRESS, GOOD, GOOD_ADDRESS,
+        OTHER_ANSWER, OTHER_RESOLVER, OTHER_RESOLVER_6, UPSTREAM, World,
     },
 };
 
@@ -40,19 +41,32 @@ pub struct Mode {
     pub flags: &'static [&'static str],
 }
 
-/// The policy of every scenario: no network but `good.test`.
-fn policy(mode: &Mode) -> String {
+/// No network but the names `hosts`.
+fn policy(mode: &Mode, hosts: &[&str]) -> String {
+    let hosts: Vec<String> = hosts.iter().map(|h| format!("\"{h}\"")).collect();
     format!(
-        "{}[network]\nallow = false\nallow_hosts = [\"{GOOD}\"]\n",
-        mode.policy_prefix
+        "{}[network]\nallow = false\nallow_hosts = [{}]\n",
+        mode.policy_prefix,
+        hosts.join(", ")
     )
 }
 
+/// Runs the probe operations `ops` in a session in `world` that may reach `good.test` only.
 fn in_session(world: &World, mode: &Mode, name: &str, ops: &[String]) -> Session {
+    in_session_allowing(world, mode, name, &[GOOD], ops)
+}
+
+fn in_session_allowing(
+    world: &World,
+    mode: &Mode,
+    name: &str,
+    hosts: &[&str],
+    ops: &[String],
+) -> Session {
     // -v: allowed decisions are logged too.
     let mut flags = vec!["-v"];
     flags.extend_from_slice(mode.flags);
-    probe::in_session_with(name, &policy(mode), ops, &flags, |cmd| {
+    probe::in_session_with(name, &policy(mode, hosts), ops, &flags, |cmd| {
         world.net.enter(cmd);
     })
 }
@@ -239,51 +253,119 @@ pub fn other_names_do_not_resolve_and_their_addresses_are_denied(mode: &Mode, na
     }
 }
 
-/// A query sent straight to another resolver, over UDP or TCP, is answered by the session's
-/// resolver (with the reply coming from the address the command chose), never by that one.
+/// An allowed name that is an alias (CNAME) of another name resolves to the address at the end
+/// of the chain, which is then reachable and carries the allowed name; the chain's target is
+/// not an allowed name by itself.
+pub fn an_alias_of_an_allowed_name_is_followed(mode: &Mode, name: &str) {
+    let world = World::new(name);
+    let edge = world.servers(ALIAS_ADDRESS);
+    let ops = [
+        format!("resolve {ALIAS}"),
+        format!("tcp-connect-name {ALIAS} {}", edge.tcp.port()),
+        format!("dns-query {UPSTREAM} {ALIAS}"),
+        format!("resolve {ALIAS_TARGET}"),
+    ];
+    let answer = format!("NOERROR {ALIAS_ADDRESS}");
+    assert_eq!(
+        world.outside(&ops.join(";")),
+        [ALIAS_ADDRESS, "ok", &answer, ALIAS_ADDRESS],
+        "without sandtrace"
+    );
+    assert_eq!(edge.tcp_accepted(1), 1);
+    world.upstream.take_queries();
+
+    let s = in_session_allowing(&world, mode, name, &[GOOD, ALIAS], &ops);
+    assert_eq!(
+        s.results,
+        [ALIAS_ADDRESS, "ok", &answer, REFUSED_NAME_LOOKUP_ERROR],
+        "{ops:?}\n{}",
+        s.stderr
+    );
+    assert_eq!(edge.tcp_accepted(2), 2, "the connect from the session");
+    assert!(asked_for(&world.upstream.take_queries(), ALIAS));
+
+    let query = dns_event(&s.events, ALIAS, "udp");
+    assert_eq!(query["action"], "allow", "{query}");
+    assert_eq!(
+        query["answers"],
+        serde_json::json!([ALIAS_ADDRESS]),
+        "the chain flattened to its addresses: {query}"
+    );
+    let connect = network_event(&s.events, "connect", edge.tcp, "allow");
+    assert_eq!(connect["host"], ALIAS, "{connect}");
+    assert_eq!(dns_event(&s.events, ALIAS_TARGET, "udp")["action"], "deny");
+}
+
+/// A query sent straight to another resolver, over UDP or TCP, IPv4 or IPv6, is answered by
+/// the session's resolver (with the reply coming from the address the command chose), never by
+/// that one.
 pub fn queries_to_another_resolver_are_answered_by_the_sessions(mode: &Mode, name: &str) {
     let world = World::new(name);
-    let ops = [
-        format!("dns-query {OTHER_RESOLVER} {GOOD}"),
-        format!("dns-query-tcp {OTHER_RESOLVER} {GOOD}"),
-        format!("dns-query {OTHER_RESOLVER} {EVIL}"),
-        format!("dns-query-tcp {OTHER_RESOLVER} {EVIL}"),
+    let other6 = DnsServer::start(
+        &world.net,
+        OTHER_RESOLVER_6.parse().unwrap(),
+        &[&format!("*={OTHER_ANSWER}")],
+    );
+    let mapped = format!("[::ffff:{}]:53", world.other.address.ip());
+    let good = format!("NOERROR {GOOD_ADDRESS}");
+    // Each query and its answer in the session (outside, the other resolver answers them all).
+    let table = [
+        (format!("dns-query {OTHER_RESOLVER} {GOOD}"), good.as_str()),
+        (format!("dns-query-tcp {OTHER_RESOLVER} {GOOD}"), &good),
+        (
+            format!("dns-query {OTHER_RESOLVER} {EVIL}"),
+            REFUSED_NAME_RESPONSE,
+        ),
+        (
+            format!("dns-query-tcp {OTHER_RESOLVER} {EVIL}"),
+            REFUSED_NAME_RESPONSE,
+        ),
+        (format!("dns-query {mapped} {GOOD}"), &good),
+        (format!("dns-query {OTHER_RESOLVER_6} {GOOD}"), &good),
+        (format!("dns-query-tcp {OTHER_RESOLVER_6} {GOOD}"), &good),
     ];
+    let ops: Vec<String> = table.iter().map(|(op, _)| op.clone()).collect();
     let other_answer = format!("NOERROR {OTHER_ANSWER}");
     assert_eq!(
         world.outside(&ops.join(";")),
-        [other_answer.as_str(); 4],
-        "without sandtrace"
+        vec![other_answer; ops.len()],
+        "without sandtrace: {ops:?}"
     );
-    assert_eq!(world.other.take_queries().len(), 4);
+    assert_eq!(world.other.take_queries().len(), 5);
+    assert_eq!(other6.take_queries().len(), 2);
 
     let s = in_session(&world, mode, name, &ops);
-    let good_answer = format!("NOERROR {GOOD_ADDRESS}");
+    let want: Vec<&str> = table.iter().map(|(_, answer)| *answer).collect();
     assert_eq!(
-        s.results,
-        [
-            good_answer.as_str(),
-            &good_answer,
-            REFUSED_NAME_RESPONSE,
-            REFUSED_NAME_RESPONSE
-        ],
-        "answered by the session's resolver, from {OTHER_RESOLVER} (no `from=`)\n{}",
+        s.results, want,
+        "answered by the session's resolver, from the address queried (no `from=`): {ops:?}\n{}",
         s.stderr
     );
-    let reached = world.other.take_queries();
-    assert!(
-        reached.is_empty(),
-        "reached the other resolver: {reached:?}"
-    );
+    for server in [&world.other, &other6] {
+        let reached = server.take_queries();
+        assert!(
+            reached.is_empty(),
+            "reached the resolver on {}: {reached:?}",
+            server.address
+        );
+    }
     assert!(!asked_for(&world.upstream.take_queries(), EVIL));
 
     for transport in ["udp", "tcp"] {
         assert_eq!(dns_event(&s.events, GOOD, transport)["action"], "allow");
         assert_eq!(dns_event(&s.events, EVIL, transport)["action"], "deny");
     }
-    let other: SocketAddr = OTHER_RESOLVER.parse().unwrap();
+    let other = world.other.address;
     network_event(&s.events, "send", other, ACTION_REDIRECTED);
     network_event(&s.events, "connect", other, ACTION_REDIRECTED);
+    network_event(
+        &s.events,
+        "send",
+        mapped.parse().unwrap(),
+        ACTION_REDIRECTED,
+    );
+    network_event(&s.events, "send", other6.address, ACTION_REDIRECTED);
+    network_event(&s.events, "connect", other6.address, ACTION_REDIRECTED);
 }
 
 /// A secret spelled into a name below `evil.test` (what a DNS tunnel sends) reaches no DNS

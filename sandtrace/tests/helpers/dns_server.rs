@@ -8,7 +8,9 @@
 //!
 //! - `--listen`: the UDP and TCP address it serves (both, same port).
 //! - `--record NAME=ADDRESS`: an A record (IPv4 address) or AAAA record (IPv6 address) for
-//!   NAME; repeatable, several per name. NAME `*` answers every name.
+//!   NAME; repeatable, several per name. NAME `*` answers every name. `--record
+//!   NAME=CNAME:TARGET` makes NAME an alias: the answer is the CNAME record, then TARGET's
+//!   records (as an authoritative server answers for its own zone).
 //! - `--ttl`: the TTL of every answer (default 60).
 //! - `--log`: appends one line per query received, `TRANSPORT NAME TYPE` (`udp good.test A`;
 //!   the name in lower case without the trailing dot), written before the answer is sent.
@@ -27,12 +29,21 @@ use std::{
 
 use hickory_proto::{
     op::{Message, MessageType, OpCode, ResponseCode},
-    rr::{RData, Record, RecordType, rdata},
+    rr::{Name, RData, Record, RecordType, rdata},
 };
+
+/// What a name has.
+enum Data {
+    Address(IpAddr),
+    Alias(String),
+}
+
+/// How many aliases an answer follows: a loop in the test's records ends there.
+const MAX_ALIASES: usize = 8;
 
 /// What the server knows and where it writes its log.
 struct Zone {
-    records: Vec<(String, IpAddr)>,
+    records: Vec<(String, Data)>,
     ttl: u32,
     log: Option<Mutex<File>>,
 }
@@ -101,33 +112,57 @@ impl Zone {
         reply.metadata.authoritative = true;
         reply.metadata.recursion_desired = query.metadata.recursion_desired;
         for question in &query.queries {
-            let name = question
-                .name()
-                .to_ascii()
-                .trim_end_matches('.')
-                .to_lowercase();
             let kind = question.query_type();
-            self.log(&format!("{transport} {name} {kind}"));
-            let known: Vec<IpAddr> = self
-                .records
-                .iter()
-                .filter(|(record_name, _)| record_name == "*" || *record_name == name)
-                .map(|(_, address)| *address)
-                .collect();
-            if known.is_empty() {
+            self.log(&format!("{transport} {} {kind}", key(question.name())));
+            let (answers, known) = self.records_for(question.name(), kind);
+            if !known {
                 reply.metadata.response_code = ResponseCode::NXDomain;
             }
-            for address in known {
-                let data = match (address, kind) {
-                    (IpAddr::V4(v4), RecordType::A) => RData::A(rdata::A(v4)),
-                    (IpAddr::V6(v6), RecordType::AAAA) => RData::AAAA(rdata::AAAA(v6)),
-                    _ => continue,
-                };
-                reply.add_answer(Record::from_rdata(question.name().clone(), self.ttl, data));
-            }
+            reply.add_answers(answers);
         }
         reply.add_queries(query.queries);
         Some(reply.to_vec().expect("encoding a reply"))
+    }
+
+    /// The records answering `name`'s `kind` query (aliases followed), and whether the last
+    /// name of the chain exists.
+    fn records_for(&self, name: &Name, kind: RecordType) -> (Vec<Record>, bool) {
+        let mut answers = Vec::new();
+        let mut owner = name.clone();
+        for _ in 0..=MAX_ALIASES {
+            let key = key(&owner);
+            let data: Vec<&Data> = self
+                .records
+                .iter()
+                .filter(|(record_name, _)| record_name == "*" || *record_name == key)
+                .map(|(_, data)| data)
+                .collect();
+            if data.is_empty() {
+                // NXDOMAIN, also at the end of an alias chain (RFC 6604).
+                return (answers, false);
+            }
+            let mut alias = None;
+            for data in data {
+                let rdata = match (data, kind) {
+                    (Data::Address(IpAddr::V4(v4)), RecordType::A) => RData::A(rdata::A(*v4)),
+                    (Data::Address(IpAddr::V6(v6)), RecordType::AAAA) => {
+                        RData::AAAA(rdata::AAAA(*v6))
+                    }
+                    (Data::Alias(target), _) => {
+                        let target = Name::from_ascii(target).expect("an alias target name");
+                        alias = Some(target.clone());
+                        RData::CNAME(rdata::CNAME(target))
+                    }
+                    _ => continue,
+                };
+                answers.push(Record::from_rdata(owner.clone(), self.ttl, rdata));
+            }
+            match alias {
+                Some(target) => owner = target,
+                None => return (answers, true),
+            }
+        }
+        (answers, true)
     }
 
     fn log(&self, line: &str) {
@@ -138,6 +173,11 @@ impl Zone {
                 .expect("writing the query log");
         }
     }
+}
+
+/// How the log and the records spell `name`: lower case, without the trailing dot.
+fn key(name: &Name) -> String {
+    name.to_ascii().trim_end_matches('.').to_lowercase()
 }
 
 fn parse_args() -> (SocketAddr, Zone) {
@@ -160,13 +200,19 @@ fn parse_args() -> (SocketAddr, Zone) {
                     }));
             }
             "--record" => {
-                let (name, address) = value
-                    .split_once('=')
-                    .unwrap_or_else(|| fail(&format!("--record {value}: not NAME=ADDRESS")));
-                let address = address
-                    .parse()
-                    .unwrap_or_else(|_| fail(&format!("--record {value}: not an IP address")));
-                zone.records.push((name.to_lowercase(), address));
+                let (name, data) = value.split_once('=').unwrap_or_else(|| {
+                    fail(&format!(
+                        "--record {value}: not NAME=ADDRESS or NAME=CNAME:TARGET"
+                    ))
+                });
+                let data =
+                    match data.strip_prefix("CNAME:") {
+                        Some(target) => Data::Alias(target.to_lowercase()),
+                        None => Data::Address(data.parse().unwrap_or_else(|_| {
+                            fail(&format!("--record {value}: not an IP address"))
+                        })),
+                    };
+                zone.records.push((name.to_lowercase(), data));
             }
             "--ttl" => {
                 zone.ttl = value

@@ -248,12 +248,18 @@ pub const GOOD_ADDRESS: &str = "127.0.0.2";
 /// A name the policy does not allow, and its address.
 pub const EVIL: &str = "evil.test";
 pub const EVIL_ADDRESS: &str = "127.0.0.3";
-/// The DNS server the test's `/etc/resolv.conf` names: it knows both names.
+/// An alias (CNAME) whose target no entry covers, and the address at the end of the chain.
+pub const ALIAS: &str = "www.good.test";
+pub const ALIAS_TARGET: &str = "edge.cdn.test";
+pub const ALIAS_ADDRESS: &str = "127.0.0.6";
+/// The DNS server the test's `/etc/resolv.conf` names: it knows the names above.
 pub const UPSTREAM: &str = "127.0.0.4:53";
 /// Another DNS server, which a command could pick itself: it answers every name with
 /// [`OTHER_ANSWER`].
 pub const OTHER_RESOLVER: &str = "127.0.0.5:53";
 pub const OTHER_ANSWER: &str = "127.0.0.9";
+/// Where a test may start another such server on IPv6.
+pub const OTHER_RESOLVER_6: &str = "[::1]:53";
 
 /// A [`TestNetwork`] with the two DNS servers every DNS test uses.
 pub struct World {
@@ -272,6 +278,8 @@ impl World {
             &[
                 &format!("{GOOD}={GOOD_ADDRESS}"),
                 &format!("{EVIL}={EVIL_ADDRESS}"),
+                &format!("{ALIAS}=CNAME:{ALIAS_TARGET}"),
+                &format!("{ALIAS_TARGET}={ALIAS_ADDRESS}"),
             ],
         );
         let other = DnsServer::start(
