@@ -34,7 +34,7 @@ use crate::{
         summary::{Ending, RunAs, RunResult, Summary, Tally},
         terminal::{Terminal, Verbosity},
     },
-    plan::{Mode, RunOptions, SessionPlan},
+    plan::{Mode, ResolverPlan, RunOptions, SessionPlan},
     progress::Progress,
     pty::{Relay, SessionTerminal},
     seccomp::SeccompFilter,
@@ -161,11 +161,14 @@ impl<'a> Session<'a> {
         let sinks = Sinks::new(options, &plan.labels, terminal)?;
         // Before CMD starts: a signal from here on must tear the session down.
         let signals = Signals::install()?;
-        let hidden_dirs = if plan.hide_cgroup_mounts {
+        let mut hidden_dirs = if plan.hide_cgroup_mounts {
             hidden_cgroup_dirs()?
         } else {
             Vec::new()
         };
+        if plan.resolver.is_some() {
+            hidden_dirs.extend(resolving_daemon_dirs()?);
+        }
         let terminal = SessionTerminal::open()?;
         if let Some(terminal) = &terminal {
             terminal.give_to(plan.process.identity.account.uid)?;
@@ -432,6 +435,26 @@ fn hidden_cgroup_dirs() -> Result<Vec<CString>> {
         .map(|dir| CString::new(dir.into_os_string().into_encoded_bytes()))
         .collect::<Result<Vec<_>, _>>()
         .context("a cgroup mount point contains a NUL byte")
+}
+
+/// The directories of [`ResolverPlan::RESOLVING_DAEMON_DIRS`] this host has, as the kernel
+/// finds them (`/var/run` and `/etc/resolv.conf`'s directory are often links).
+fn resolving_daemon_dirs() -> Result<Vec<CString>> {
+    let mut dirs: Vec<CString> = Vec::new();
+    for dir in ResolverPlan::RESOLVING_DAEMON_DIRS {
+        let Ok(dir) = std::fs::canonicalize(dir) else {
+            continue;
+        };
+        if !dir.is_dir() {
+            continue;
+        }
+        let dir = CString::new(dir.into_os_string().into_encoded_bytes())
+            .context("a resolving daemon's directory contains a NUL byte")?;
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    Ok(dirs)
 }
 
 /// Says, before CMD starts, who it runs as, which capabilities it keeps, which variables it
