@@ -162,6 +162,11 @@ impl Tally {
         self.dns.get_or_insert_default().count(query);
     }
 
+    /// The resolver's queries so far, if it runs.
+    pub fn dns(&self) -> Option<&DnsSummary> {
+        self.dns.as_ref()
+    }
+
     pub fn count_undecodable(&mut self) {
         self.undecodable += 1;
     }

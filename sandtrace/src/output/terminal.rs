@@ -230,11 +230,16 @@ impl Terminal {
         eprint!("{line}{}", self.line_end);
     }
 
-    /// Prints a query of the session's resolver: refusals always, like every denial;
-    /// answers from `-v` on.
+    /// Prints a query of the session's resolver: refusals and failures always, like every
+    /// denial; answers from `-v` on.
     pub fn dns(&self, query: &DnsQuery, labels: &Labels) {
         let verdict = match query.decision {
             Decision::Deny => self.paint(RED, "denied"),
+            // An allowed name the resolver could not answer (upstream down, table full): the
+            // command's connection will fail, so it shows like a denial.
+            Decision::Allow if query.response == crate::dns::Response::ServFail => {
+                self.paint(YELLOW, "failed")
+            }
             Decision::Allow if self.verbosity >= Verbosity::Processes => {
                 self.paint(GREEN, "answered")
             }
