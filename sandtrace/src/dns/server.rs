@@ -12,6 +12,7 @@ use std::{
     cell::RefCell,
     net::{IpAddr, SocketAddr},
     rc::Rc,
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
@@ -20,7 +21,7 @@ use hickory_proto::{op::Query, rr::RecordType};
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::{TcpListener, TcpStream, UdpSocket},
-    sync::{mpsc, oneshot},
+    sync::{Semaphore, mpsc, oneshot},
     task::{LocalSet, spawn_local},
 };
 
@@ -40,6 +41,12 @@ use crate::policy::hosts::HostRule;
 const TCP_IDLE: Duration = Duration::from_secs(10);
 /// The largest DNS message (TCP frames carry a 16-bit length).
 const MAX_MESSAGE: usize = u16::MAX as usize;
+/// Most queries answered at once, and most TCP connections open at once. Beyond them the
+/// resolver reads no more until one is done: the kernel drops what overflows the sockets'
+/// buffers, clients retry, and a command that floods its resolver cannot make it allocate
+/// without bound.
+const MAX_IN_FLIGHT: usize = 256;
+const MAX_CONNECTIONS: usize = 64;
 
 const NOT_COVERED: &str = "no allow_hosts entry covers this name";
 const TABLE_FULL: &str = "the session's address table is full";
@@ -190,8 +197,12 @@ async fn serve(
 }
 
 async fn serve_udp(handler: Rc<Handler>, socket: Rc<UdpSocket>) {
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut buffer = vec![0u8; MAX_MESSAGE];
     loop {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
         let Ok((len, client)) = socket.recv_from(&mut buffer).await else {
             continue;
         };
@@ -202,15 +213,24 @@ async fn serve_udp(handler: Rc<Handler>, socket: Rc<UdpSocket>) {
                 // A client that is gone is no concern of the resolver's.
                 let _ = socket.send_to(&answer, client).await;
             }
+            drop(permit);
         });
     }
 }
 
 async fn serve_tcp(handler: Rc<Handler>, listener: TcpListener) {
+    let open = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let Ok(permit) = open.clone().acquire_owned().await else {
+            return;
+        };
         match listener.accept().await {
             Ok((stream, client)) => {
-                spawn_local(serve_connection(handler.clone(), stream, client));
+                let handler = handler.clone();
+                spawn_local(async move {
+                    serve_connection(handler, stream, client).await;
+                    drop(permit);
+                });
             }
             // Out of descriptors, most likely: wait for connections to close.
             Err(_) => tokio::time::sleep(TCP_IDLE / 10).await,
