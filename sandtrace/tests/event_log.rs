@@ -944,6 +944,18 @@ fn every_event_kind_reads_back_as_written() {
             "dns"
         ]
     );
+    let text = report.to_text();
+    for expected in [
+        "connect ipv4 tcp registry.test (127.0.0.2:443): allowed 1×",
+        "send ipv4 udp 8.8.8.8:53: sent to the session's resolver 1×",
+        "dns: 0 queries answered, 1 refused",
+        "refused: mzxw6ytb.evil.test",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} in the report:\n{text}"
+        );
+    }
     let dns = report.dns.expect("the report has the resolver's queries");
     assert_eq!((dns.answered, dns.refused), (0, 1));
     assert_eq!(dns.refused_names, ["mzxw6ytb.evil.test"]);

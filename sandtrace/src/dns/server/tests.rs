@@ -157,6 +157,8 @@ impl FakeUpstream {
 struct Setup {
     resolver: RunningResolver,
     addr: SocketAddr,
+    /// `[::1]` on the same port, when the host has IPv6 loopback.
+    addr6: Option<SocketAddr>,
     table: FakeTable,
     names: ResolvedNames,
     upstream: FakeUpstream,
@@ -168,6 +170,7 @@ fn setup_with(table: FakeTable, hosts: &str) -> Setup {
     let names = ResolvedNames::default();
     let bound = BoundResolver::bind().unwrap();
     let addr = bound.addr();
+    let addr6 = bound.v6.as_ref().map(|(udp, _)| udp.local_addr().unwrap());
     let config = upstream.config();
     let resolver = bound
         .start_with(
@@ -181,6 +184,7 @@ fn setup_with(table: FakeTable, hosts: &str) -> Setup {
     Setup {
         resolver,
         addr,
+        addr6,
         table,
         names,
         upstream,
@@ -200,7 +204,11 @@ fn query(text: &str, record_type: RecordType) -> Message {
 
 /// One query over UDP, and its answer.
 fn ask_udp(addr: SocketAddr, request: &Message) -> Message {
-    let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let local: SocketAddr = match addr {
+        SocketAddr::V4(_) => (Ipv4Addr::LOCALHOST, 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::LOCALHOST, 0).into(),
+    };
+    let socket = UdpSocket::bind(local).unwrap();
     socket.set_read_timeout(Some(PATIENCE)).unwrap();
     socket.send_to(&request.to_vec().unwrap(), addr).unwrap();
     let mut buffer = [0u8; 4096];
@@ -273,6 +281,32 @@ fn allowed_names_are_answered_after_their_addresses_are_admitted() {
     // The name as asked, in its case.
     assert_eq!(answer.answers[0].name, name("GOOD.test."));
     assert_eq!(s.event().name, "GOOD.test");
+}
+
+#[test]
+fn ipv6_loopback_answers_too() {
+    let mut s = setup();
+    let Some(addr6) = s.addr6 else {
+        eprintln!("skipped ipv6_loopback_answers_too: this host has no IPv6 loopback");
+        return;
+    };
+    let answer = ask(addr6, "good.test.", RecordType::A);
+    assert_eq!(addresses(&answer), vec![ip("127.0.0.2")]);
+    let mut stream = TcpStream::connect(addr6).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let bytes = query("evil.test.", RecordType::A).to_vec().unwrap();
+    stream
+        .write_all(&(bytes.len() as u16).to_be_bytes())
+        .unwrap();
+    stream.write_all(&bytes).unwrap();
+    let mut length = [0u8; 2];
+    stream.read_exact(&mut length).unwrap();
+    let mut bytes = vec![0u8; usize::from(u16::from_be_bytes(length))];
+    stream.read_exact(&mut bytes).unwrap();
+    let answer = Message::from_vec(&bytes).unwrap();
+    assert_eq!(answer.metadata.response_code, ResponseCode::NXDomain);
+    assert!(s.event().client.is_ipv6());
+    assert_eq!(s.event().transport, Transport::Tcp);
 }
 
 #[test]
