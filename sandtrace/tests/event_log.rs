@@ -376,7 +376,7 @@ fn labels() -> Labels {
     let effective = resolve(&policy, &CliOverrides::default(), Path::new("/"), None)
         .expect("the test policy resolves");
     let names = ResolvedNames::default();
-    assert_eq!(names.id("registry.test"), 1);
+    assert_eq!(names.id("registry.test"), Some(1));
     Labels {
         file_rules,
         network_rules: NetworkRules::for_policy(&effective),

@@ -9,6 +9,10 @@ use std::{
 
 use sandtrace_common::network::NO_HOST_NAME;
 
+/// Most names, and most addresses, the table keeps (about 100 MB at most): a command under a
+/// wildcard entry can ask for endless names.
+pub const MAX_NAMES: usize = 1 << 20;
+
 /// Name ids (those of `HostAddress::name` and `NetworkEvent::name`, from 1) and, per address,
 /// the last name it was handed out for. Cheap to clone: the clones share one table.
 #[derive(Debug, Clone, Default)]
@@ -28,17 +32,21 @@ impl ResolvedNames {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The id of `name` (lower case, no trailing dot), given it on first use.
-    pub fn id(&self, name: &str) -> u32 {
+    /// The id of `name` (lower case, no trailing dot), given it on first use; `None` when
+    /// the table has [`MAX_NAMES`] names and this is not one of them.
+    pub fn id(&self, name: &str) -> Option<u32> {
         let mut table = self.table();
         if let Some(&id) = table.ids.get(name) {
-            return id;
+            return Some(id);
+        }
+        if table.names.len() >= MAX_NAMES {
+            return None;
         }
         let name: Arc<str> = name.into();
         table.names.push(name.clone());
         let id = table.names.len() as u32;
         table.ids.insert(name, id);
-        id
+        Some(id)
     }
 
     /// The name of id `id`; `None` for [`NO_HOST_NAME`] and ids never given.
@@ -47,9 +55,14 @@ impl ResolvedNames {
         self.table().names.get(index).cloned()
     }
 
-    /// Records that `addr` was handed out for the name `id`.
+    /// Records that `addr` was handed out for the name `id` (beyond [`MAX_NAMES`] addresses,
+    /// new ones go unnamed in the output).
     pub fn handed_out(&self, addr: IpAddr, id: u32) {
-        self.table().by_address.insert(addr.to_canonical(), id);
+        let mut table = self.table();
+        let addr = addr.to_canonical();
+        if table.by_address.len() < MAX_NAMES || table.by_address.contains_key(&addr) {
+            table.by_address.insert(addr, id);
+        }
     }
 
     /// The last name `addr` (either spelling of an IPv4 address) was handed out for.
@@ -77,9 +90,9 @@ mod tests {
     #[test]
     fn ids_from_one_and_addresses_by_last_name() {
         let names = ResolvedNames::default();
-        assert_eq!(names.id("a.test"), 1);
-        assert_eq!(names.id("b.test"), 2);
-        assert_eq!(names.id("a.test"), 1);
+        assert_eq!(names.id("a.test"), Some(1));
+        assert_eq!(names.id("b.test"), Some(2));
+        assert_eq!(names.id("a.test"), Some(1));
         assert_eq!(names.name(NO_HOST_NAME), None);
         assert_eq!(names.name(3), None);
         assert_eq!(names.name(2).as_deref(), Some("b.test"));

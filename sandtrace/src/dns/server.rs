@@ -50,6 +50,7 @@ const MAX_CONNECTIONS: usize = 64;
 
 const NOT_COVERED: &str = "no allow_hosts entry covers this name";
 const TABLE_FULL: &str = "the session's address table is full";
+const NAMES_FULL: &str = "the session's name table is full";
 
 /// The resolver running on its thread. Dropping it (or [`RunningResolver::stop`]) stops the
 /// thread; the events sent until then can still be taken.
@@ -124,7 +125,9 @@ impl BoundResolver {
             if covering.is_empty() {
                 continue;
             }
-            let id = names.id(&name);
+            let id = names
+                .id(&name)
+                .ok_or_else(|| anyhow::anyhow!("{NAMES_FULL} with the names of /etc/hosts"))?;
             admissions
                 .admit(&[addr], &covering, u64::MAX, id)
                 .map_err(|_| anyhow::anyhow!("{TABLE_FULL} with the names of /etc/hosts"))?;
@@ -365,9 +368,9 @@ impl Handler {
                     event.ttl = Some(ttl);
                     event.reason = "covered by an allow_hosts entry".to_owned();
                 }
-                Err(_) => {
+                Err(full) => {
                     event.response = Response::ServFail;
-                    event.reason = TABLE_FULL.to_owned();
+                    event.reason = full.to_owned();
                 }
             },
             Answer::NoData => event.reason = "the name has no records of this type".to_owned(),
@@ -383,18 +386,23 @@ impl Handler {
         }
     }
 
-    /// Admits `addrs` of `name` for the entries `rules` for `ttl` seconds and the grace.
+    /// Admits `addrs` of `name` for the entries `rules` for `ttl` seconds and the grace; fails
+    /// with what is full.
     fn admit(
         &self,
         name: &str,
         addrs: &[IpAddr],
         rules: &[u32],
         ttl: u32,
-    ) -> Result<(), super::TableFull> {
-        let id = self.names.id(&name.to_ascii_lowercase());
+    ) -> Result<(), &'static str> {
+        let id = self
+            .names
+            .id(&name.to_ascii_lowercase())
+            .ok_or(NAMES_FULL)?;
         self.admissions
             .borrow_mut()
-            .admit(addrs, rules, expiry_after(ttl), id)?;
+            .admit(addrs, rules, expiry_after(ttl), id)
+            .map_err(|_| TABLE_FULL)?;
         for &addr in addrs {
             self.names.handed_out(addr, id);
         }

@@ -247,7 +247,7 @@ fn allowed_names_are_answered_after_their_addresses_are_admitted() {
     // The answer has arrived: the table must hold its address already, for both entries
     // that cover the name (each with its own ports in the kernel, by index).
     let admitted = s.table.admitted();
-    let id = s.names.id("good.test");
+    let id = s.names.id("good.test").unwrap();
     for rule in [0, 3] {
         assert!(
             admitted
@@ -495,7 +495,7 @@ fn hosts_file_names_are_admitted_for_good_at_start() {
     );
     let admitted = s.table.admitted();
     assert_eq!(admitted.len(), 2, "{admitted:?}");
-    let id = s.names.id("good.test");
+    let id = s.names.id("good.test").unwrap();
     for rule in [0, 3] {
         assert!(admitted.iter().any(|a| a.addr == ip("127.0.0.7")
             && a.rule == rule

@@ -439,9 +439,9 @@ mod tests {
     /// `cdn.registry.test` (id 1) handed out 10.1.2.3, `other.registry.test` (id 2) 127.0.0.1.
     fn resolved_names() -> ResolvedNames {
         let names = ResolvedNames::default();
-        let cdn = names.id("cdn.registry.test");
+        let cdn = names.id("cdn.registry.test").unwrap();
         names.handed_out(IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)), cdn);
-        let other = names.id("other.registry.test");
+        let other = names.id("other.registry.test").unwrap();
         names.handed_out(IpAddr::V4(Ipv4Addr::LOCALHOST), other);
         names
     }
