@@ -24,6 +24,7 @@ use tokio::{
 
 use crate::{
     cgroup::{Hierarchy, ProcessLimit, SessionCgroup},
+    dns::{DnsQuery, RunningResolver},
     ebpf::{Enforcement, SessionPrograms},
     events::{self, Clock},
     exit, kernel_btf, launch,
@@ -91,6 +92,8 @@ struct Session<'a> {
     /// Reads CMD's terminal until its last holder closed it: dropped after `child`.
     relay: Option<Relay>,
     ring: AsyncFd<RingBuf<MapData>>,
+    /// The session's resolver, when the policy has `allow_hosts`: its queries are events.
+    resolver: Option<RunningResolver>,
     programs: SessionPrograms,
     _abstract_scope: Option<AbstractSocketScope>,
     process_limit: Option<ProcessLimit>,
@@ -210,6 +213,7 @@ impl<'a> Session<'a> {
             relay,
             init_exit,
             ring,
+            resolver: None,
             programs,
             _abstract_scope: abstract_scope,
             process_limit,
@@ -233,6 +237,9 @@ impl<'a> Session<'a> {
         let mut drain_ticker = tokio::time::interval(DRAIN_INTERVAL);
         drain_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let signaled = |sig: i32| Some((Ending::Interrupted, 128 + sig));
+        if self.resolver.is_some() {
+            self.sinks.tally.count_dns_queries();
+        }
         let ending = loop {
             tokio::select! {
                 guard = self.ring.readable_mut() => {
@@ -241,6 +248,7 @@ impl<'a> Session<'a> {
                     guard.clear_ready();
                 }
                 _ = drain_ticker.tick() => drain(self.ring.get_mut(), &mut self.sinks),
+                Some(query) = next_dns_query(&mut self.resolver) => self.sinks.dns_query(&query),
                 _ = self.init_exit.readable() => break None,
                 _ = progress_ticker.tick(), if self.sinks.progress.is_enabled() => {
                     let syscalls =
@@ -288,6 +296,12 @@ impl<'a> Session<'a> {
         }
         // Every session task is gone, so every event is in the ring buffer: take the rest.
         drain(self.ring.get_mut(), &mut self.sinks);
+        if let Some(mut resolver) = self.resolver.take() {
+            resolver.stop();
+            while let Some(query) = resolver.try_next() {
+                self.sinks.dns_query(&query);
+            }
+        }
         let unenforced = self.plan.unenforced_labels();
         let summary: Summary = self.sinks.tally.finish(
             &self.programs.syscall_counts()?,
@@ -579,11 +593,28 @@ impl<'a> Sinks<'a> {
         }
     }
 
+    /// A query the session's resolver answered: counted, shown and logged.
+    fn dns_query(&mut self, query: &DnsQuery) {
+        self.tally.observe_dns(query);
+        self.terminal.dns(query, self.labels);
+        if let Some(log) = &mut self.jsonl {
+            log.append_dns(&crate::output::dns::line(query, self.labels));
+        }
+    }
+
     /// The ring buffer is empty for now.
     fn drained(&mut self) {
         if let Some(log) = &mut self.jsonl {
             log.hand_over();
         }
+    }
+}
+
+/// The next query of the session's resolver; never, without one.
+async fn next_dns_query(resolver: &mut Option<RunningResolver>) -> Option<DnsQuery> {
+    match resolver {
+        Some(resolver) => resolver.next().await,
+        None => std::future::pending().await,
     }
 }
 

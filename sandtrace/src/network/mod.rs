@@ -54,7 +54,7 @@ impl NetworkRules {
 }
 
 /// An address in the kernel programs' IPv6 form.
-fn words(addr: IpAddr) -> [u32; 4] {
+pub(crate) fn words(addr: IpAddr) -> [u32; 4] {
     match addr {
         IpAddr::V4(v4) => [0, 0, V4_MAPPED_WORD, u32::from_ne_bytes(v4.octets())],
         IpAddr::V6(v6) => {
