@@ -16,7 +16,7 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use aya::maps::{MapData, RingBuf};
-use sandtrace_common::config::Config;
+use sandtrace_common::{config::Config, network::DnsRedirect};
 use tokio::{
     io::{Interest, unix::AsyncFd},
     signal::unix::{Signal, SignalKind, signal},
@@ -147,7 +147,7 @@ impl<'a> Session<'a> {
             .as_ref()
             .map(|(max, _)| ProcessLimit::apply(&hierarchy, &cgroup, *max))
             .transpose()?;
-        let mut programs = load_programs(options, plan, cmd, &cgroup)?;
+        let mut programs = load_programs(options, plan, cmd, &cgroup, DnsRedirect::default())?;
         let abstract_scope = plan
             .scope_abstract_sockets
             .then(AbstractSocketScope::create)
@@ -371,12 +371,14 @@ impl<'a> Session<'a> {
     }
 }
 
-/// Configures, loads and attaches the session's kernel programs as the plan says.
+/// Configures, loads and attaches the session's kernel programs as the plan says; `dns` is
+/// where the session's resolver listens (with `FLAG_SESSION_DNS`).
 fn load_programs(
     options: &RunOptions,
     plan: &SessionPlan,
     cmd: &PreparedCommand,
     cgroup: &SessionCgroup,
+    dns: DnsRedirect,
 ) -> Result<SessionPrograms> {
     let (offsets, lsm_programs) = {
         let btf = kernel_btf::KernelBtf::from_sys_fs()?;
@@ -399,7 +401,7 @@ fn load_programs(
         flags: plan.programs.config_flags,
         session_pid_ns_level: spawn::own_pid_ns_level() + 1,
         _pad: 0,
-        dns: sandtrace_common::network::DnsRedirect::default(),
+        dns,
         offsets,
     };
     let enforcement = plan.programs.paths.as_ref().map(|e| {

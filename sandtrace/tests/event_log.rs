@@ -143,6 +143,7 @@ fn network_event(
         port: addr.1,
         peer_port: peer.1,
         _pad: 0,
+        name: sandtrace_common::network::NO_HOST_NAME,
         addr: v4_words(addr.0),
         peer: if peer.0.is_unspecified() {
             [0; 4]

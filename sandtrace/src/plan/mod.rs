@@ -21,7 +21,7 @@ use std::{path::PathBuf, time::Duration};
 use sandtrace_common::{
     config::{
         FLAG_ENFORCE_FILES, FLAG_EXEC_UNRESTRICTED, FLAG_FILE_EVENTS_ALL, FLAG_NETWORK_EVENTS_ALL,
-        FLAG_SYSCALL_EVENTS,
+        FLAG_SESSION_DNS, FLAG_SYSCALL_EVENTS,
     },
     event::syscall_action,
     policy::KIND_EXEC,
@@ -199,6 +199,12 @@ impl ProgramPlan {
         names.extend(self.lsm_programs());
         if self.network.is_some() {
             names.extend(network::SOCK_ADDR_PROGRAMS);
+            names.extend(
+                self.network
+                    .iter()
+                    .filter(|n| n.session_dns())
+                    .flat_map(|_| network::DNS_PROGRAMS),
+            );
             names.extend([network::SOCK_CREATE_PROGRAM, network::INGRESS_PROGRAM]);
             if self.paths.is_some() {
                 names.push(network::SOCKET_CREATE_LSM_PROGRAM);
@@ -288,6 +294,9 @@ impl SessionPlan {
         let labels = Labels::for_policy(effective);
         let mut unenforced = Vec::new();
         let network = NetworkRules::for_policy(effective);
+        if network.as_ref().is_some_and(NetworkRules::session_dns) {
+            config_flags |= FLAG_SESSION_DNS;
+        }
         let degraded = matches!(mode, Mode::Degraded(_));
         let seccomp = SeccompPlan::new(Some(effective), degraded)?;
         let log_only: Vec<u32> = effective

@@ -7,7 +7,8 @@ use std::{
 
 use sandtrace_common::{
     config::{
-        FLAG_ENFORCE_FILES, FLAG_EXEC_UNRESTRICTED, FLAG_FILE_EVENTS_ALL, FLAG_SYSCALL_EVENTS,
+        FLAG_ENFORCE_FILES, FLAG_EXEC_UNRESTRICTED, FLAG_FILE_EVENTS_ALL, FLAG_SESSION_DNS,
+        FLAG_SYSCALL_EVENTS,
     },
     event::syscall_action,
 };
@@ -519,6 +520,20 @@ fn abstract_sockets_without_landlock_scoping_are_listed_as_unenforced() {
     // With the network allowed there is nothing to scope, and nothing to report.
     let plan = enforcing_plan(&example("permissive.toml"), &features);
     assert!(plan.unenforced.is_empty());
+}
+
+#[test]
+fn allow_hosts_redirects_the_sessions_dns_and_attaches_its_programs() {
+    let with_hosts = inline("[network]\nallow = false\nallow_hosts = [\"a.test:443\"]\n");
+    let without = inline("[network]\nallow = false\nallow_connect = [\"10.0.0.1:443\"]\n");
+    for (policy, dns) in [(&with_hosts, true), (&without, false)] {
+        let plan = enforcing_plan(policy, &bpf_lsm_kernel());
+        assert_eq!(plan.programs.config_flags & FLAG_SESSION_DNS != 0, dns);
+        let attached = plan.programs.attached();
+        for program in crate::network::DNS_PROGRAMS {
+            assert_eq!(attached.contains(program), dns, "{program}");
+        }
+    }
 }
 
 #[test]
