@@ -265,6 +265,47 @@ fn allow_connect_admits_exactly_the_covered_destinations() {
     );
 }
 
+/// A loopback address of its own for a DNS server and a DNS-over-TLS server: no resolver of
+/// the host listens there.
+const DNS_SERVER: &str = "127.8.5.3";
+
+#[test]
+fn allow_hosts_sends_dns_to_the_session_and_refuses_dns_over_tls_and_only_then() {
+    let dns = Servers::bind(&format!("{DNS_SERVER}:853"), &format!("{DNS_SERVER}:53"));
+    let rules = format!("allow_connect = [\"{DNS_SERVER}:53\", \"{DNS_SERVER}:853\"]\n");
+    let ops = vec![
+        format!("udp-send {DNS_SERVER}:53"),
+        format!("tcp-connect {DNS_SERVER}:853"),
+    ];
+    // Without allow_hosts, as before: allow_connect decides, the ports mean nothing.
+    let s = in_session("dns-off", &format!("{NETWORK_OFF}{rules}"), &ops, &[]);
+    assert_eq!(s.results, ["ok", "ok"]);
+    assert_eq!(dns.udp_received(1), 1);
+    assert_eq!(dns.tcp_accepted(1), 1);
+    assert!(network_events(&s.events).is_empty(), "{:#?}", s.events);
+
+    // With it, the query goes to the session's resolver, not to the server it names, though
+    // allow_connect covers that; DNS over TLS is refused whatever allow_connect says.
+    let policy = format!("{NETWORK_OFF}{rules}allow_hosts = [\"good.test\"]\n");
+    let s = in_session("dns-on", &policy, &ops, &[]);
+    assert_eq!(s.results[1], "EPERM");
+    assert_eq!(
+        dns.udp_received(1),
+        1,
+        "the query reached the server it named"
+    );
+    assert_eq!(dns.tcp_accepted(1), 1, "DNS over TLS got through");
+    // Both reported without -v: the redirect is the only record of where the query went.
+    let redirected = event_for(&s.events, "send", DNS_SERVER, 53);
+    assert_ne!(redirected["action"], "deny", "{redirected}");
+    let tls = event_for(&s.events, "connect", DNS_SERVER, 853);
+    assert_eq!(tls["action"], "deny");
+    assert!(
+        tls["reason"].as_str().unwrap().contains("DNS over TLS"),
+        "{tls}"
+    );
+}
+
 fn with_announced_port(
     name: &str,
     policy: &str,
