@@ -340,10 +340,8 @@ fn monotonic_now_ns() -> u64 {
         tv_nsec: 0,
     };
     // SAFETY: writes the current time into `now`, which lives across the call.
-    assert_eq!(
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) },
-        0
-    );
+    let status = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    assert_eq!(status, 0, "{}", std::io::Error::last_os_error());
     now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
 }
 
