@@ -29,8 +29,10 @@
 
 use aya_ebpf::{
     bindings::{__sk_buff, bpf_sock, bpf_sock_addr},
-    helpers::bpf_ktime_get_ns,
-    helpers::generated::{bpf_sk_fullsock, bpf_skb_load_bytes},
+    helpers::{
+        bpf_ktime_get_ns,
+        generated::{bpf_sk_fullsock, bpf_skb_load_bytes},
+    },
     macros::{cgroup_skb, cgroup_sock, cgroup_sock_addr, map},
     maps::{Array, HashMap},
     programs::{LsmContext, SkBuffContext, SockAddrContext, SockContext},
@@ -156,6 +158,7 @@ fn find_host(at: Endpoint) -> Option<(u16, u32)> {
         .get(NET_LIST_HOSTS as u32)
         .copied()
         .unwrap_or(0);
+    // SAFETY: a helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     for i in 0..MAX_HOST_RULES as u32 {
         if i >= count {

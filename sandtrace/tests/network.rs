@@ -568,7 +568,7 @@ fn network_rules_are_validated_like_the_rest_of_the_policy() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     for expected in [
         "policy.toml:2:18",
-        "host names are not supported",
+        "for a host name use [network] allow_hosts",
         "did you mean 10.0.0.0/8?",
         "add the port: [::1]:PORT",
         "policy.toml:3:15",
