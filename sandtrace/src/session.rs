@@ -16,7 +16,7 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use aya::maps::{MapData, RingBuf};
-use sandtrace_common::config::Config;
+use sandtrace_common::{config::Config, network::DnsRedirect};
 use tokio::{
     io::{Interest, unix::AsyncFd},
     signal::unix::{Signal, SignalKind, signal},
@@ -24,7 +24,7 @@ use tokio::{
 
 use crate::{
     cgroup::{Hierarchy, ProcessLimit, SessionCgroup},
-    dns::{DnsQuery, RunningResolver},
+    dns::{BoundResolver, DnsQuery, RunningResolver},
     ebpf::{Enforcement, SessionPrograms},
     events::{self, Clock},
     exit, kernel_btf, launch,
@@ -150,7 +150,26 @@ impl<'a> Session<'a> {
             .as_ref()
             .map(|(max, _)| ProcessLimit::apply(&hierarchy, &cgroup, *max))
             .transpose()?;
-        let mut programs = load_programs(options, plan, cmd, &cgroup)?;
+        // Bound before the programs load: they are configured with its address.
+        let resolver = plan
+            .resolver
+            .as_ref()
+            .map(|_| BoundResolver::bind())
+            .transpose()?;
+        let dns = resolver
+            .as_ref()
+            .map_or_else(DnsRedirect::default, BoundResolver::redirect);
+        let mut programs = load_programs(options, plan, cmd, &cgroup, dns)?;
+        // Started before CMD: its first query finds the resolver answering, and every address
+        // is admitted to the kernel's table before the answer that hands it out.
+        let resolver = match (resolver, &plan.resolver) {
+            (Some(bound), Some(resolver_plan)) => Some(bound.start(
+                resolver_plan.rules.clone(),
+                Box::new(programs.take_host_addresses()?),
+                plan.labels.names.clone(),
+            )?),
+            _ => None,
+        };
         let abstract_scope = plan
             .scope_abstract_sockets
             .then(AbstractSocketScope::create)
@@ -213,7 +232,7 @@ impl<'a> Session<'a> {
             relay,
             init_exit,
             ring,
-            resolver: None,
+            resolver,
             programs,
             _abstract_scope: abstract_scope,
             process_limit,
@@ -388,12 +407,14 @@ impl<'a> Session<'a> {
     }
 }
 
-/// Configures, loads and attaches the session's kernel programs as the plan says.
+/// Configures, loads and attaches the session's kernel programs as the plan says; `dns` is
+/// where the session's resolver listens (with `FLAG_SESSION_DNS`).
 fn load_programs(
     options: &RunOptions,
     plan: &SessionPlan,
     cmd: &PreparedCommand,
     cgroup: &SessionCgroup,
+    dns: DnsRedirect,
 ) -> Result<SessionPrograms> {
     let (offsets, lsm_programs) = {
         let btf = kernel_btf::KernelBtf::from_sys_fs()?;
@@ -416,7 +437,7 @@ fn load_programs(
         flags: plan.programs.config_flags,
         session_pid_ns_level: spawn::own_pid_ns_level() + 1,
         _pad: 0,
-        dns: sandtrace_common::network::DnsRedirect::default(),
+        dns,
         offsets,
     };
     let enforcement = plan.programs.paths.as_ref().map(|e| {

@@ -199,6 +199,12 @@ impl ProgramPlan {
         names.extend(self.lsm_programs());
         if self.network.is_some() {
             names.extend(network::SOCK_ADDR_PROGRAMS);
+            names.extend(
+                self.network
+                    .iter()
+                    .filter(|n| n.session_dns())
+                    .flat_map(|_| network::DNS_PROGRAMS),
+            );
             names.extend([network::SOCK_CREATE_PROGRAM, network::INGRESS_PROGRAM]);
             if self.paths.is_some() {
                 names.push(network::SOCKET_CREATE_LSM_PROGRAM);
@@ -375,7 +381,7 @@ impl SessionPlan {
         };
 
         let resolver = match &network {
-            Some(_) if !effective.allow_hosts.is_empty() => {
+            Some(rules) if rules.session_dns() => {
                 config_flags |= FLAG_SESSION_DNS;
                 Some(ResolverPlan {
                     rules: effective

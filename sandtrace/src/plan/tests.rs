@@ -591,6 +591,20 @@ fn allow_hosts_with_the_network_allowed_is_a_located_error() {
 }
 
 #[test]
+fn allow_hosts_redirects_the_sessions_dns_and_attaches_its_programs() {
+    let with_hosts = inline("[network]\nallow = false\nallow_hosts = [\"a.test:443\"]\n");
+    let without = inline("[network]\nallow = false\nallow_connect = [\"10.0.0.1:443\"]\n");
+    for (policy, dns) in [(&with_hosts, true), (&without, false)] {
+        let plan = enforcing_plan(policy, &bpf_lsm_kernel());
+        assert_eq!(plan.programs.config_flags & FLAG_SESSION_DNS != 0, dns);
+        let attached = plan.programs.attached();
+        for program in crate::network::DNS_PROGRAMS {
+            assert_eq!(attached.contains(program), dns, "{program}");
+        }
+    }
+}
+
+#[test]
 fn optional_lsm_hooks_the_kernel_lacks_are_not_attached_and_are_reported() {
     let strict = example("strict.toml");
     let plan = enforcing_plan(&strict, &bpf_lsm_kernel());

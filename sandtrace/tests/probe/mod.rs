@@ -237,7 +237,7 @@ pub fn with_announced_port(
 }
 
 /// A loopback TCP server that accepts and counts connections, and a UDP socket that counts
-/// datagrams, both on ephemeral ports of 127.0.0.1.
+/// datagrams (and echoes them), by default on ephemeral ports of 127.0.0.1.
 pub struct Servers {
     pub tcp: SocketAddr,
     pub udp: SocketAddr,
@@ -247,8 +247,15 @@ pub struct Servers {
 
 impl Servers {
     pub fn start() -> Self {
-        let tcp = TcpListener::bind("127.0.0.1:0").expect("binding a loopback TCP server");
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("binding a loopback UDP socket");
+        Self::bind("127.0.0.1:0", "127.0.0.1:0")
+    }
+
+    /// The servers on the given addresses (`ADDRESS:PORT`).
+    pub fn bind(tcp: &str, udp: &str) -> Self {
+        let tcp =
+            TcpListener::bind(tcp).unwrap_or_else(|e| panic!("binding a TCP server to {tcp}: {e}"));
+        let udp =
+            UdpSocket::bind(udp).unwrap_or_else(|e| panic!("binding a UDP socket to {udp}: {e}"));
         let tcp_addr = tcp.local_addr().unwrap();
         let udp_addr = udp.local_addr().unwrap();
         let tcp_accepted = Arc::new(AtomicUsize::new(0));
