@@ -738,8 +738,8 @@ fn expected_lines(timestamps: &[String]) -> Vec<Line> {
             peer_address: None,
             peer_port: None,
             reason: s(
-                "DNS goes to the session's resolver, whatever address it was sent to (its dns \
-                 event says what it answered)",
+                "sent to the session's resolver instead, as every DNS query is; its dns event \
+                 says what it answered",
             ),
             rule: None,
         }),

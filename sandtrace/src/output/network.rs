@@ -58,8 +58,8 @@ impl NetworkRules {
                  load a module for it"
             }
             NetVerdict::RedirectedDns => {
-                "DNS goes to the session's resolver, whatever address it was sent to (its \
-                 dns event says what it answered)"
+                "sent to the session's resolver instead, as every DNS query is; its dns event \
+                 says what it answered"
             }
             NetVerdict::DeniedDnsOverTls => {
                 "DNS over TLS (port 853) is refused: names resolve through the session's \
