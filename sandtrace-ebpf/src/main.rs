@@ -10,6 +10,7 @@
 #![no_std]
 #![no_main]
 
+mod dns_redirect;
 mod emit;
 mod exec;
 mod files;

@@ -4,15 +4,19 @@
 //! sockets created inside the session (a socket belongs to the cgroup its creator was in).
 //! They work without BPF LSM.
 //! - `connect4/6`: every connect: TCP, UDP, TCP Fast Open (`sendmsg(MSG_FASTOPEN)` connects
-//!   through the same path) and io_uring's connect; decided by `allow_connect`.
-//! - `sendmsg4/6`: UDP sends with a destination (`sendto` without `connect`); `allow_connect`.
+//!   through the same path) and io_uring's connect; decided by `allow_connect`, then (while
+//!   the session's resolver runs) by the addresses it handed out for `allow_hosts` names.
+//! - `sendmsg4/6`: UDP sends with a destination (`sendto` without `connect`); as `connect`.
+//! - While the session's resolver runs (`FLAG_SESSION_DNS`), DNS goes to it and DNS over TLS
+//!   is refused before any rule is asked; see [`crate::dns_redirect`].
 //! - `bind4/6`: `bind`; `allow_bind`.
 //! - `sock_create`: only TCP and UDP sockets may be created: raw, ICMP, SCTP, MPTCP, UDP-Lite
 //!   and other IPv4/IPv6 protocols have send paths the hooks above do not see.
 //! - `cgroup_skb/ingress`: a socket can receive without passing `bind`: `listen` on an
 //!   unbound TCP socket and a UDP send (even a refused one) bind an ephemeral port implicitly.
 //!   Packets to a listening or unconnected socket are dropped unless its local address is
-//!   covered by `allow_bind`, or (UDP) the packet comes from an `allow_connect` address.
+//!   covered by `allow_bind`, or (UDP) the packet comes from an `allow_connect` address, the
+//!   session's resolver or an address it handed out.
 //!
 //! With BPF LSM (enforcing mode), `socket_create` also refuses socket families that reach the
 //! network past the IPv4/IPv6 hooks (packet, vsock, ...) on every path, io_uring's included.
@@ -25,23 +29,28 @@
 
 use aya_ebpf::{
     bindings::{__sk_buff, bpf_sock, bpf_sock_addr},
-    helpers::generated::{bpf_sk_fullsock, bpf_skb_load_bytes},
+    helpers::{
+        bpf_ktime_get_ns,
+        generated::{bpf_sk_fullsock, bpf_skb_load_bytes},
+    },
     macros::{cgroup_skb, cgroup_sock, cgroup_sock_addr, map},
-    maps::Array,
+    maps::{Array, HashMap},
     programs::{LsmContext, SkBuffContext, SockAddrContext, SockContext},
 };
 use sandtrace_common::{
-    config::{FLAG_ENFORCE_FILES, FLAG_NETWORK_EVENTS_ALL},
+    config::{FLAG_ENFORCE_FILES, FLAG_NETWORK_EVENTS_ALL, FLAG_SESSION_DNS},
     event::{COMM_LEN, EventHeader, EventKind},
     file::FileOp,
     network::{
-        MAX_NET_RULES, NET_LIST_BIND, NET_LIST_CONNECT, NET_LIST_COUNT, NO_NET_RULE, NetOp,
-        NetRule, NetVerdict, NetworkEvent, V4_MAPPED_WORD,
+        DNS_OVER_TLS_PORT, DNS_PORT, HostAddress, HostAddressKey, HostRulePorts,
+        MAX_HOST_ADDRESSES, MAX_HOST_RULES, MAX_NET_RULES, NET_LIST_BIND, NET_LIST_CONNECT,
+        NET_LIST_COUNT, NET_LIST_HOSTS, NO_HOST_NAME, NO_NET_RULE, NetOp, NetRule, NetVerdict,
+        NetworkEvent, V4_MAPPED_WORD,
     },
 };
 
 use crate::{
-    emit, kernel,
+    dns_redirect, emit, kernel,
     path_policy::{self, NEED_WRITE},
     session::{self, config, lsm_programs},
 };
@@ -52,9 +61,18 @@ static NET_CONNECT_RULES: Array<NetRule> = Array::with_max_entries(MAX_NET_RULES
 /// `allow_bind` rules, `NET_RULE_COUNTS[NET_LIST_BIND]` of them.
 #[map]
 static NET_BIND_RULES: Array<NetRule> = Array::with_max_entries(MAX_NET_RULES as u32, 0);
-/// Rules in use per list, indexed by `NET_LIST_*`.
+/// Rules in use per list, indexed by `NET_LIST_*` (for `NET_LIST_HOSTS`, the number of
+/// `allow_hosts` entries in `HOST_RULE_PORTS`).
 #[map]
 static NET_RULE_COUNTS: Array<u32> = Array::with_max_entries(NET_LIST_COUNT as u32, 0);
+/// The ports of each `allow_hosts` entry.
+#[map]
+static HOST_RULE_PORTS: Array<HostRulePorts> = Array::with_max_entries(MAX_HOST_RULES as u32, 0);
+/// The addresses the session's resolver handed out, per `allow_hosts` entry, with their
+/// expiry. Filled by the resolver (the loader's `HostAddressMap`) before it answers.
+#[map]
+static HOST_ADDRESSES: HashMap<HostAddressKey, HostAddress> =
+    HashMap::with_max_entries(MAX_HOST_ADDRESSES, 0);
 
 const AF_UNIX: u32 = 1;
 const AF_INET: u32 = 2;
@@ -82,9 +100,9 @@ const DENY: i32 = 0;
 
 /// An address in IPv6 form and a port (host order).
 #[derive(Clone, Copy)]
-struct Endpoint {
-    addr: [u32; 4],
-    port: u16,
+pub struct Endpoint {
+    pub addr: [u32; 4],
+    pub port: u16,
 }
 
 #[inline(always)]
@@ -93,7 +111,7 @@ fn ipv4_mapped(ip4: u32) -> [u32; 4] {
 }
 
 #[inline(always)]
-fn is_ipv4(addr: &[u32; 4]) -> bool {
+pub fn is_ipv4(addr: &[u32; 4]) -> bool {
     addr[0] == 0 && addr[1] == 0 && addr[2] == V4_MAPPED_WORD
 }
 
@@ -132,6 +150,41 @@ fn find_in(rules: &Array<NetRule>, list: u16, at: Endpoint) -> Option<u16> {
     None
 }
 
+/// The `allow_hosts` entry (index, and the name id) for which the session's resolver handed
+/// out `at`'s address, if that entry covers `at`'s port and the answer has not expired.
+#[inline(always)]
+fn find_host(at: Endpoint) -> Option<(u16, u32)> {
+    let count = NET_RULE_COUNTS
+        .get(NET_LIST_HOSTS as u32)
+        .copied()
+        .unwrap_or(0);
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    for i in 0..MAX_HOST_RULES as u32 {
+        if i >= count {
+            break;
+        }
+        let Some(ports) = HOST_RULE_PORTS.get(i) else {
+            break;
+        };
+        if !(ports.port_lo..=ports.port_hi).contains(&at.port) {
+            continue;
+        }
+        let key = HostAddressKey {
+            addr: at.addr,
+            rule: i,
+        };
+        if let Some(entry) = HOST_ADDRESSES.get_ptr(&key) {
+            // SAFETY: a pointer to a live map value, read at once.
+            let entry = unsafe { *entry };
+            if entry.expires_ns > now {
+                return Some((i as u16, entry.name));
+            }
+        }
+    }
+    None
+}
+
 /// What a program decided, for its event.
 struct Decision {
     op: NetOp,
@@ -141,8 +194,38 @@ struct Decision {
     protocol: u32,
     rule_list: u16,
     rule: u16,
+    /// The name id, for a decision by an `allow_hosts` entry.
+    name: u32,
     at: Endpoint,
     peer: Endpoint,
+}
+
+impl Decision {
+    /// Allowed by entry `rule` of `list`.
+    #[inline(always)]
+    fn allow(&mut self, list: u16, rule: u16) {
+        self.verdict = NetVerdict::Allowed;
+        self.rule_list = list;
+        self.rule = rule;
+    }
+
+    /// Allowed because the session's resolver handed out the address for `name`, a name the
+    /// `allow_hosts` entry `rule` covers.
+    #[inline(always)]
+    fn allow_host(&mut self, (rule, name): (u16, u32)) {
+        self.allow(NET_LIST_HOSTS, rule);
+        self.name = name;
+    }
+
+    /// What the program returns.
+    #[inline(always)]
+    fn result(&self) -> i32 {
+        if self.verdict.is_denied() {
+            DENY
+        } else {
+            ALLOW
+        }
+    }
 }
 
 const NOWHERE: Endpoint = Endpoint {
@@ -150,10 +233,12 @@ const NOWHERE: Endpoint = Endpoint {
     port: 0,
 };
 
-/// Sends the decision's event (every denial; allowed decisions only at `-v`).
+/// Sends the decision's event: every denial and every redirected DNS connect or send (the
+/// only record of where the query was meant to go); other decisions only at `-v`.
 #[inline(always)]
 fn report(d: &Decision, header: EventHeader) {
-    if !d.verdict.is_denied() && !session::flag(FLAG_NETWORK_EVENTS_ALL) {
+    let redirected = d.verdict == NetVerdict::RedirectedDns && d.op != NetOp::Receive;
+    if !d.verdict.is_denied() && !redirected && !session::flag(FLAG_NETWORK_EVENTS_ALL) {
         return;
     }
     emit::send(|e: *mut NetworkEvent| unsafe {
@@ -168,39 +253,18 @@ fn report(d: &Decision, header: EventHeader) {
         (*e).port = d.at.port;
         (*e).peer_port = d.peer.port;
         (*e)._pad = 0;
+        (*e).name = d.name;
         (*e).addr = d.at.addr;
         (*e).peer = d.peer.addr;
     });
 }
 
-/// Decides `at` against `list`, reports, and returns the program's verdict.
+/// The address and port a sock_addr call names: the destination of a connect or send, the
+/// local address of a bind, the source of a received datagram or the peer (recvmsg,
+/// getpeername). `ipv6` is the program's attach type (4 or 6), a constant: the verifier lets
+/// IPv4 programs read only `user_ip4`, IPv6 ones only `user_ip6`.
 #[inline(always)]
-fn enforce(list: u16, op: NetOp, family: u32, sock_type: u32, protocol: u32, at: Endpoint) -> i32 {
-    let rule = find_rule(list, at);
-    let decision = Decision {
-        op,
-        verdict: if rule.is_some() {
-            NetVerdict::Allowed
-        } else {
-            NetVerdict::DeniedNoRule
-        },
-        family,
-        sock_type,
-        protocol,
-        rule_list: list,
-        rule: rule.unwrap_or(NO_NET_RULE),
-        at,
-        peer: NOWHERE,
-    };
-    report(&decision, emit::header(EventKind::Network));
-    if rule.is_some() { ALLOW } else { DENY }
-}
-
-/// The address and port a sock_addr call names. `ipv6` is the program's attach type (4 or 6),
-/// a constant: the verifier lets IPv4 programs read only `user_ip4`, IPv6 ones only
-/// `user_ip6`.
-#[inline(always)]
-fn requested(ctx: &SockAddrContext, ipv6: bool) -> Endpoint {
+pub fn requested(ctx: &SockAddrContext, ipv6: bool) -> Endpoint {
     let a: &bpf_sock_addr = unsafe { &*ctx.sock_addr };
     let addr = if ipv6 {
         // One 4-byte read per word.
@@ -213,14 +277,62 @@ fn requested(ctx: &SockAddrContext, ipv6: bool) -> Endpoint {
     Endpoint { addr, port }
 }
 
+/// Replaces the address and port of a sock_addr call with `to` (for an IPv4 program, `to`
+/// must be IPv4). The verifier accepts only 4-byte stores to these fields: volatile, so that
+/// the compiler cannot merge two into one.
+#[inline(always)]
+pub fn rewrite(ctx: &SockAddrContext, ipv6: bool, to: Endpoint) {
+    let a = ctx.sock_addr;
+    // SAFETY: `a` is the program's context; the verifier checks every store to it.
+    unsafe {
+        if ipv6 {
+            core::ptr::write_volatile(&mut (*a).user_ip6[0], to.addr[0]);
+            core::ptr::write_volatile(&mut (*a).user_ip6[1], to.addr[1]);
+            core::ptr::write_volatile(&mut (*a).user_ip6[2], to.addr[2]);
+            core::ptr::write_volatile(&mut (*a).user_ip6[3], to.addr[3]);
+        } else {
+            core::ptr::write_volatile(&mut (*a).user_ip4, to.addr[3]);
+        }
+        // Network order in the low 16 bits.
+        core::ptr::write_volatile(&mut (*a).user_port, u32::from(to.port.to_be()));
+    }
+}
+
+/// Decides a connect, send or bind against `list`, reports, and returns the program's
+/// verdict. While the session's resolver runs, connects and sends to the DNS port go to it
+/// (any address), DNS over TLS is refused, and what `allow_connect` does not cover may still
+/// be an address the resolver handed out.
 #[inline(always)]
 fn sock_addr(ctx: &SockAddrContext, ipv6: bool, list: u16, op: NetOp) -> i32 {
     let at = requested(ctx, ipv6);
     let a: &bpf_sock_addr = unsafe { &*ctx.sock_addr };
-    // The family of the address (what the program was called for), not the socket's: an
-    // IPv6 socket sending to an AF_INET address reaches the IPv4 program.
-    let family = if ipv6 { AF_INET6 } else { AF_INET };
-    enforce(list, op, family, a.type_, a.protocol, at)
+    let mut decision = Decision {
+        op,
+        verdict: NetVerdict::DeniedNoRule,
+        // The family of the address (what the program was called for), not the socket's: an
+        // IPv6 socket sending to an AF_INET address reaches the IPv4 program.
+        family: if ipv6 { AF_INET6 } else { AF_INET },
+        sock_type: a.type_,
+        protocol: a.protocol,
+        rule_list: list,
+        rule: NO_NET_RULE,
+        name: NO_HOST_NAME,
+        at,
+        peer: NOWHERE,
+    };
+    // `list` is a constant per program: bind programs skip all of this.
+    let session_dns = list == NET_LIST_CONNECT && session::flag(FLAG_SESSION_DNS);
+    if session_dns && at.port == DNS_PORT {
+        decision.verdict = dns_redirect::redirect(ctx, ipv6, at);
+    } else if session_dns && at.port == DNS_OVER_TLS_PORT {
+        decision.verdict = NetVerdict::DeniedDnsOverTls;
+    } else if let Some(rule) = find_rule(list, at) {
+        decision.allow(list, rule);
+    } else if session_dns && let Some(host) = find_host(at) {
+        decision.allow_host(host);
+    }
+    report(&decision, emit::header(EventKind::Network));
+    decision.result()
 }
 
 /// The six sock_addr programs: one per attach point, all deciding through [`sock_addr`].
@@ -267,6 +379,7 @@ fn report_socket(verdict: NetVerdict, family: u32, sock_type: u32, protocol: u32
         protocol,
         rule_list: NET_LIST_CONNECT,
         rule: NO_NET_RULE,
+        name: NO_HOST_NAME,
         at: NOWHERE,
         peer: NOWHERE,
     };
@@ -335,7 +448,8 @@ fn packet_header() -> EventHeader {
 /// Packets arriving at the session's sockets. Sockets that connected passed `connect4/6`; a
 /// socket that listens, or a UDP socket that is not connected, may only receive on an address
 /// `allow_bind` covers, or (UDP) from an address `allow_connect` covers, so that replies to
-/// allowed sends arrive.
+/// allowed sends arrive; while the session's resolver runs, also (UDP) from the resolver and
+/// from an address it handed out, on a port of its `allow_hosts` entry.
 #[cgroup_skb(ingress)]
 pub fn net_ingress(ctx: SkBuffContext) -> i32 {
     let skb = ctx.skb.skb;
@@ -383,27 +497,28 @@ pub fn net_ingress(ctx: SkBuffContext) -> i32 {
         protocol,
         rule_list: NET_LIST_BIND,
         rule: NO_NET_RULE,
+        name: NO_HOST_NAME,
         at: local,
         peer: peer.unwrap_or(NOWHERE),
     };
-    if protocol == IPPROTO_TCP || protocol == IPPROTO_UDP {
+    let udp = protocol == IPPROTO_UDP;
+    let session_dns = udp && session::flag(FLAG_SESSION_DNS);
+    if protocol == IPPROTO_TCP || udp {
         if let Some(rule) = find_rule(NET_LIST_BIND, local) {
-            decision.verdict = NetVerdict::Allowed;
-            decision.rule = rule;
-        } else if protocol == IPPROTO_UDP
-            && let Some(rule) = peer.and_then(|p| find_rule(NET_LIST_CONNECT, p))
-        {
-            decision.verdict = NetVerdict::Allowed;
-            decision.rule_list = NET_LIST_CONNECT;
-            decision.rule = rule;
+            decision.allow(NET_LIST_BIND, rule);
+        } else if let Some(peer) = peer.filter(|_| udp) {
+            if let Some(rule) = find_rule(NET_LIST_CONNECT, peer) {
+                decision.allow(NET_LIST_CONNECT, rule);
+            } else if session_dns && dns_redirect::is_resolver(peer) {
+                // The reply to a query that was sent to the resolver instead.
+                decision.verdict = NetVerdict::RedirectedDns;
+            } else if session_dns && let Some(host) = find_host(peer) {
+                decision.allow_host(host);
+            }
         }
     }
     report(&decision, packet_header());
-    if decision.verdict.is_denied() {
-        DENY
-    } else {
-        ALLOW
-    }
+    decision.result()
 }
 
 /// Reports a socket family the seccomp filter refused (no BPF LSM: see `syscalls::sys_exit`).

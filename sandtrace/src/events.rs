@@ -19,7 +19,10 @@ use sandtrace_common::{
         SeccompKillEvent, SyscallEvent, SyscallPathEvent, X32_SYSCALL_BIT,
     },
     file::{FileOp, Verdict},
-    network::{NET_LIST_BIND, NET_LIST_CONNECT, NO_NET_RULE, NetOp, NetVerdict, NetworkEvent},
+    network::{
+        NET_LIST_BIND, NET_LIST_CONNECT, NET_LIST_HOSTS, NO_NET_RULE, NetOp, NetVerdict,
+        NetworkEvent,
+    },
     policy::{KIND_COUNT, NO_RULE},
 };
 
@@ -162,6 +165,8 @@ pub struct FileRecord<'a> {
 pub enum NetList {
     Connect,
     Bind,
+    /// `allow_hosts`: an address the session's resolver handed out for a covered name.
+    Hosts,
 }
 
 /// A network decision of the kernel programs.
@@ -183,6 +188,9 @@ pub struct NetworkRecord {
     pub rule: Option<(NetList, usize)>,
     /// The list the decision was checked against (for messages about denials).
     pub list: NetList,
+    /// For a decision by an `allow_hosts` entry, the id of the name the address was resolved
+    /// from (`crate::dns::ResolvedNames`); `NO_HOST_NAME` otherwise.
+    pub name: u32,
 }
 
 /// The seccomp filter's foreign-ABI kill.
@@ -356,6 +364,7 @@ fn network(e: &NetworkEvent) -> Result<NetworkRecord, DecodeError> {
     let list = match e.rule_list {
         NET_LIST_CONNECT => NetList::Connect,
         NET_LIST_BIND => NetList::Bind,
+        NET_LIST_HOSTS => NetList::Hosts,
         other => return Err(DecodeError(format!("unknown network rule list {other}"))),
     };
     let ipv4 = e.family == AF_INET;
@@ -373,6 +382,7 @@ fn network(e: &NetworkEvent) -> Result<NetworkRecord, DecodeError> {
         peer,
         rule: (e.rule != NO_NET_RULE).then_some((list, e.rule as usize)),
         list,
+        name: e.name,
     })
 }
 

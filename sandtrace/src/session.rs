@@ -16,7 +16,7 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use aya::maps::{MapData, RingBuf};
-use sandtrace_common::config::Config;
+use sandtrace_common::{config::Config, network::DnsRedirect};
 use tokio::{
     io::{Interest, unix::AsyncFd},
     signal::unix::{Signal, SignalKind, signal},
@@ -24,6 +24,7 @@ use tokio::{
 
 use crate::{
     cgroup::{Hierarchy, ProcessLimit, SessionCgroup},
+    dns::{BoundResolver, DnsQuery, RunningResolver},
     ebpf::{Enforcement, SessionPrograms},
     events::{self, Clock},
     exit, kernel_btf, launch,
@@ -34,7 +35,7 @@ use crate::{
         summary::{Ending, RunAs, RunResult, Summary, Tally},
         terminal::{Terminal, Verbosity},
     },
-    plan::{Mode, RunOptions, SessionPlan},
+    plan::{Mode, ResolverPlan, RunOptions, SessionPlan},
     progress::Progress,
     pty::{Relay, SessionTerminal},
     seccomp::SeccompFilter,
@@ -91,6 +92,8 @@ struct Session<'a> {
     /// Reads CMD's terminal until its last holder closed it: dropped after `child`.
     relay: Option<Relay>,
     ring: AsyncFd<RingBuf<MapData>>,
+    /// The session's resolver, when the policy has `allow_hosts`: its queries are events.
+    resolver: Option<RunningResolver>,
     programs: SessionPrograms,
     _abstract_scope: Option<AbstractSocketScope>,
     process_limit: Option<ProcessLimit>,
@@ -147,7 +150,26 @@ impl<'a> Session<'a> {
             .as_ref()
             .map(|(max, _)| ProcessLimit::apply(&hierarchy, &cgroup, *max))
             .transpose()?;
-        let mut programs = load_programs(options, plan, cmd, &cgroup)?;
+        // Bound before the programs load: they are configured with its address.
+        let resolver = plan
+            .resolver
+            .as_ref()
+            .map(|_| BoundResolver::bind())
+            .transpose()?;
+        let dns = resolver
+            .as_ref()
+            .map_or_else(DnsRedirect::default, BoundResolver::redirect);
+        let mut programs = load_programs(options, plan, cmd, &cgroup, dns)?;
+        // Started before CMD: its first query finds the resolver answering, and every address
+        // is admitted to the kernel's table before the answer that hands it out.
+        let resolver = match (resolver, &plan.resolver) {
+            (Some(bound), Some(resolver_plan)) => Some(bound.start(
+                resolver_plan.rules.clone(),
+                Box::new(programs.take_host_addresses()?),
+                plan.labels.names.clone(),
+            )?),
+            _ => None,
+        };
         let abstract_scope = plan
             .scope_abstract_sockets
             .then(AbstractSocketScope::create)
@@ -161,11 +183,14 @@ impl<'a> Session<'a> {
         let sinks = Sinks::new(options, &plan.labels, terminal)?;
         // Before CMD starts: a signal from here on must tear the session down.
         let signals = Signals::install()?;
-        let hidden_dirs = if plan.hide_cgroup_mounts {
+        let mut hidden_dirs = if plan.hide_cgroup_mounts {
             hidden_cgroup_dirs()?
         } else {
             Vec::new()
         };
+        if plan.resolver.is_some() {
+            hidden_dirs.extend(resolving_daemon_dirs()?);
+        }
         let terminal = SessionTerminal::open()?;
         if let Some(terminal) = &terminal {
             terminal.give_to(plan.process.identity.account.uid)?;
@@ -207,6 +232,7 @@ impl<'a> Session<'a> {
             relay,
             init_exit,
             ring,
+            resolver,
             programs,
             _abstract_scope: abstract_scope,
             process_limit,
@@ -230,6 +256,9 @@ impl<'a> Session<'a> {
         let mut drain_ticker = tokio::time::interval(DRAIN_INTERVAL);
         drain_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let signaled = |sig: i32| Some((Ending::Interrupted, 128 + sig));
+        if self.resolver.is_some() {
+            self.sinks.tally.count_dns_queries();
+        }
         let ending = loop {
             tokio::select! {
                 guard = self.ring.readable_mut() => {
@@ -238,6 +267,7 @@ impl<'a> Session<'a> {
                     guard.clear_ready();
                 }
                 _ = drain_ticker.tick() => drain(self.ring.get_mut(), &mut self.sinks),
+                Some(query) = next_dns_query(&mut self.resolver) => self.sinks.dns_query(&query),
                 _ = self.init_exit.readable() => break None,
                 _ = progress_ticker.tick(), if self.sinks.progress.is_enabled() => {
                     let syscalls =
@@ -285,6 +315,12 @@ impl<'a> Session<'a> {
         }
         // Every session task is gone, so every event is in the ring buffer: take the rest.
         drain(self.ring.get_mut(), &mut self.sinks);
+        if let Some(mut resolver) = self.resolver.take() {
+            resolver.stop();
+            while let Some(query) = resolver.try_next() {
+                self.sinks.dns_query(&query);
+            }
+        }
         let unenforced = self.plan.unenforced_labels();
         let summary: Summary = self.sinks.tally.finish(
             &self.programs.syscall_counts()?,
@@ -371,12 +407,14 @@ impl<'a> Session<'a> {
     }
 }
 
-/// Configures, loads and attaches the session's kernel programs as the plan says.
+/// Configures, loads and attaches the session's kernel programs as the plan says; `dns` is
+/// where the session's resolver listens (with `FLAG_SESSION_DNS`).
 fn load_programs(
     options: &RunOptions,
     plan: &SessionPlan,
     cmd: &PreparedCommand,
     cgroup: &SessionCgroup,
+    dns: DnsRedirect,
 ) -> Result<SessionPrograms> {
     let (offsets, lsm_programs) = {
         let btf = kernel_btf::KernelBtf::from_sys_fs()?;
@@ -399,7 +437,7 @@ fn load_programs(
         flags: plan.programs.config_flags,
         session_pid_ns_level: spawn::own_pid_ns_level() + 1,
         _pad: 0,
-        dns: sandtrace_common::network::DnsRedirect::default(),
+        dns,
         offsets,
     };
     let enforcement = plan.programs.paths.as_ref().map(|e| {
@@ -432,6 +470,26 @@ fn hidden_cgroup_dirs() -> Result<Vec<CString>> {
         .map(|dir| CString::new(dir.into_os_string().into_encoded_bytes()))
         .collect::<Result<Vec<_>, _>>()
         .context("a cgroup mount point contains a NUL byte")
+}
+
+/// The directories of [`ResolverPlan::RESOLVING_DAEMON_DIRS`] this host has, as the kernel
+/// finds them (`/var/run` and `/etc/resolv.conf`'s directory are often links).
+fn resolving_daemon_dirs() -> Result<Vec<CString>> {
+    let mut dirs: Vec<CString> = Vec::new();
+    for dir in ResolverPlan::RESOLVING_DAEMON_DIRS {
+        let Ok(dir) = std::fs::canonicalize(dir) else {
+            continue;
+        };
+        if !dir.is_dir() {
+            continue;
+        }
+        let dir = CString::new(dir.into_os_string().into_encoded_bytes())
+            .context("a resolving daemon's directory contains a NUL byte")?;
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    Ok(dirs)
 }
 
 /// Says, before CMD starts, who it runs as, which capabilities it keeps, which variables it
@@ -556,11 +614,28 @@ impl<'a> Sinks<'a> {
         }
     }
 
+    /// A query the session's resolver answered: counted, shown and logged.
+    fn dns_query(&mut self, query: &DnsQuery) {
+        self.tally.observe_dns(query);
+        self.terminal.dns(query, self.labels);
+        if let Some(log) = &mut self.jsonl {
+            log.append_dns(&crate::output::dns::line(query, self.labels));
+        }
+    }
+
     /// The ring buffer is empty for now.
     fn drained(&mut self) {
         if let Some(log) = &mut self.jsonl {
             log.hand_over();
         }
+    }
+}
+
+/// The next query of the session's resolver; never, without one.
+async fn next_dns_query(resolver: &mut Option<RunningResolver>) -> Option<DnsQuery> {
+    match resolver {
+        Some(resolver) => resolver.next().await,
+        None => std::future::pending().await,
     }
 }
 

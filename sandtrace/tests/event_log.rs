@@ -5,21 +5,27 @@
 
 mod common;
 
-use std::{fs, net::Ipv4Addr, path::Path, time::Duration};
+use std::{
+    fs,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::Path,
+    time::{Duration, UNIX_EPOCH},
+};
 
 use sandtrace::{
+    dns::{Decision, DnsQuery, ResolvedNames, Response, Transport},
     events::{self, Clock},
     output::{
         FileRules, Labels, RuleLabel,
         jsonl::EventLog,
         network::NetworkRules,
-        summary::{Ending, RunAs, RunResult, Summary, Tally},
+        summary::{DnsSummary, Ending, RunAs, RunResult, Summary, Tally},
     },
     policy::{CliOverrides, parse::parse, resolve},
     report::{
         Report,
         log::{
-            self, DenialCounts, FileLine, Line, LogProblem, NetworkLine, ProcessChange,
+            self, DenialCounts, DnsLine, FileLine, Line, LogProblem, NetworkLine, ProcessChange,
             ProcessLine, RawArgs, RuleLine, SeccompLine, SummaryLine, SyscallCountLine,
             SyscallLine,
         },
@@ -34,7 +40,8 @@ use sandtrace_common::{
     },
     file::{EVENT_PATH_CAP, FileOp, Verdict},
     network::{
-        NET_LIST_BIND, NET_LIST_CONNECT, NO_HOST_NAME, NO_NET_RULE, NetOp, NetVerdict, NetworkEvent,
+        NET_LIST_BIND, NET_LIST_CONNECT, NET_LIST_HOSTS, NO_HOST_NAME, NO_NET_RULE, NetOp,
+        NetVerdict, NetworkEvent,
     },
     policy::{KIND_EXEC, KIND_INDEX_DENY, KIND_INDEX_EXEC, KIND_READ, KIND_WRITE, NO_RULE},
 };
@@ -46,8 +53,10 @@ const AUDIT_ARCH_I386: u32 = 0x4000_0003;
 const AF_INET: u16 = 2;
 const AF_PACKET: u16 = 17;
 const SOCK_STREAM: u16 = 1;
+const SOCK_DGRAM: u16 = 2;
 const SOCK_RAW: u16 = 3;
 const IPPROTO_TCP: u16 = 6;
+const IPPROTO_UDP: u16 = 17;
 
 /// The bytes of a `repr(C)` record, as the ring buffer delivers them.
 fn bytes_of<T: Copy>(record: &T) -> Vec<u8> {
@@ -142,10 +151,10 @@ fn network_event(
         protocol,
         rule_list,
         rule,
-        name: NO_HOST_NAME,
         port: addr.1,
         peer_port: peer.1,
         _pad: 0,
+        name: NO_HOST_NAME,
         addr: v4_words(addr.0),
         peer: if peer.0.is_unspecified() {
             [0; 4]
@@ -295,6 +304,31 @@ fn kernel_records() -> Vec<Vec<u8>> {
         (Ipv4Addr::UNSPECIFIED, 40_123),
         (Ipv4Addr::new(127, 0, 0, 1), 51_234),
     ));
+    // A connect to an address the session's resolver handed out for registry.test (name
+    // id 1), and a DNS query the kernel sent to the session's resolver.
+    let h = r.header(EventKind::Network, 100, 100, b"python3");
+    r.push(&NetworkEvent {
+        name: 1,
+        ..network_event(
+            h,
+            NetOp::Connect,
+            NetVerdict::Allowed,
+            (AF_INET, SOCK_STREAM, IPPROTO_TCP),
+            (NET_LIST_HOSTS, 0),
+            (Ipv4Addr::new(127, 0, 0, 2), 443),
+            (Ipv4Addr::UNSPECIFIED, 0),
+        )
+    });
+    let h = r.header(EventKind::Network, 100, 100, b"python3");
+    r.push(&network_event(
+        h,
+        NetOp::Send,
+        NetVerdict::RedirectedDns,
+        (AF_INET, SOCK_DGRAM, IPPROTO_UDP),
+        (NET_LIST_CONNECT, NO_NET_RULE),
+        (Ipv4Addr::new(8, 8, 8, 8), 53),
+        (Ipv4Addr::UNSPECIFIED, 0),
+    ));
     let h = r.header(EventKind::Network, 100, 100, b"python3");
     r.push(&network_event(
         h,
@@ -334,14 +368,36 @@ fn labels() -> Labels {
     file_rules.by_kind[KIND_INDEX_EXEC] = vec![rule("allow_exec", "/usr/bin/*", "--allow-exec")];
     let policy = parse(
         Path::new("policy.toml"),
-        "[network]\nallow = false\nallow_connect = [\"127.0.0.1:80\"]\n".to_owned(),
+        "[network]\nallow = false\nallow_connect = [\"127.0.0.1:80\"]\n\
+         allow_hosts = [\"registry.test:443\"]\n"
+            .to_owned(),
     )
     .expect("the test policy parses");
     let effective = resolve(&policy, &CliOverrides::default(), Path::new("/"), None)
         .expect("the test policy resolves");
+    let names = ResolvedNames::default();
+    assert_eq!(names.id("registry.test"), Some(1));
     Labels {
         file_rules,
         network_rules: NetworkRules::for_policy(&effective),
+        names,
+    }
+}
+
+/// A query the session's resolver refused.
+fn dns_query() -> DnsQuery {
+    DnsQuery {
+        time: UNIX_EPOCH + Duration::from_micros(1_795_039_999_123_456),
+        transport: Transport::Udp,
+        client: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 40_000),
+        name: s("mzxw6ytb.evil.test"),
+        query_type: s("TXT"),
+        decision: Decision::Deny,
+        response: Response::NxDomain,
+        answers: vec![],
+        ttl: None,
+        rule: None,
+        reason: s("no allow_hosts entry covers this name"),
     }
 }
 
@@ -350,6 +406,7 @@ fn summary(records: &[Vec<u8>], clock: &Clock, unenforced: &[RuleLabel]) -> Summ
     for record in records {
         tally.observe(&events::decode(record, clock).expect("every test record decodes"));
     }
+    tally.observe_dns(&dns_query());
     let mut counts = vec![0u64; 512];
     counts[0] = 7;
     counts[257] = 2;
@@ -620,6 +677,7 @@ fn expected_lines(timestamps: &[String]) -> Vec<Line> {
             protocol: s("tcp"),
             address: Some(s("127.0.0.1")),
             port: Some(80),
+            host: None,
             peer_address: None,
             peer_port: None,
             reason: s("allowed by rule"),
@@ -637,11 +695,51 @@ fn expected_lines(timestamps: &[String]) -> Vec<Line> {
             protocol: s("tcp"),
             address: Some(s("0.0.0.0")),
             port: Some(40_123),
+            host: None,
             peer_address: Some(s("127.0.0.1")),
             peer_port: Some(51_234),
             reason: s(
                 "receiving on an address no allow_bind rule covers (listen or receive without \
                  an allowed bind)",
+            ),
+            rule: None,
+        }),
+        Line::Network(NetworkLine {
+            timestamp: t(),
+            pid: 100,
+            tgid: 100,
+            comm: s("python3"),
+            action: s("allow"),
+            operation: s("connect"),
+            family: s("ipv4"),
+            socket_type: s("stream"),
+            protocol: s("tcp"),
+            address: Some(s("127.0.0.2")),
+            port: Some(443),
+            host: Some(s("registry.test")),
+            peer_address: None,
+            peer_port: None,
+            reason: s("the session's resolver handed this address out for a name the rule covers"),
+            rule: rule("allow_hosts", "registry.test:443", "policy.toml:4:16"),
+        }),
+        Line::Network(NetworkLine {
+            timestamp: t(),
+            pid: 100,
+            tgid: 100,
+            comm: s("python3"),
+            action: s("redirect"),
+            operation: s("send"),
+            family: s("ipv4"),
+            socket_type: s("dgram"),
+            protocol: s("udp"),
+            address: Some(s("8.8.8.8")),
+            port: Some(53),
+            host: None,
+            peer_address: None,
+            peer_port: None,
+            reason: s(
+                "sent to the session's resolver instead, as every DNS query is; its dns event \
+                 says what it answered",
             ),
             rule: None,
         }),
@@ -657,6 +755,7 @@ fn expected_lines(timestamps: &[String]) -> Vec<Line> {
             protocol: s("raw"),
             address: None,
             port: None,
+            host: None,
             peer_address: None,
             peer_port: None,
             reason: s(
@@ -692,6 +791,19 @@ fn expected_lines(timestamps: &[String]) -> Vec<Line> {
                  other numbers",
             ),
         }),
+        Line::Dns(DnsLine {
+            timestamp: s("2026-11-18T22:13:19.123456Z"),
+            transport: s("udp"),
+            client: s("127.0.0.1:40000"),
+            name: s("mzxw6ytb.evil.test"),
+            query_type: s("TXT"),
+            action: s("deny"),
+            response: s("NXDOMAIN"),
+            answers: vec![],
+            ttl: None,
+            rule: None,
+            reason: s("no allow_hosts entry covers this name"),
+        }),
         Line::Summary(SummaryLine {
             total_syscalls: 11,
             unique_syscalls: 3,
@@ -726,6 +838,11 @@ fn expected_lines(timestamps: &[String]) -> Vec<Line> {
                 capabilities: vec![],
             }),
             removed_environment: Some(vec![s("NPM_TOKEN")]),
+            dns: Some(DnsSummary {
+                answered: 0,
+                refused: 1,
+                refused_names: vec![s("mzxw6ytb.evil.test")],
+            }),
             syscall_counts: vec![
                 SyscallCountLine {
                     syscall: s("read"),
@@ -778,6 +895,7 @@ fn every_event_kind_reads_back_as_written() {
             log.hand_over();
         }
     }
+    log.append_dns(&sandtrace::output::dns::line(&dns_query(), &labels()));
     log.finish(&summary).expect("the log is written");
 
     let mut lines = Vec::new();
@@ -785,8 +903,8 @@ fn every_event_kind_reads_back_as_written() {
     assert_eq!(end.problems, Vec::<LogProblem>::new());
     assert_eq!(
         end.lines,
-        records.len() + 1,
-        "a line per record, and the summary"
+        records.len() + 2,
+        "a line per record, the dns line, and the summary"
     );
 
     let timestamps: Vec<String> = records
@@ -822,8 +940,31 @@ fn every_event_kind_reads_back_as_written() {
             "network",
             "network",
             "seccomp_kill",
-            "seccomp_kill"
+            "seccomp_kill",
+            "dns"
         ]
+    );
+    let text = report.to_text();
+    for expected in [
+        "connect ipv4 tcp registry.test (127.0.0.2:443): allowed 1×",
+        "send ipv4 udp 8.8.8.8:53: sent to the session's resolver 1×",
+        "dns: 0 queries answered, 1 refused",
+        "refused: mzxw6ytb.evil.test",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} in the report:\n{text}"
+        );
+    }
+    let dns = report.dns.expect("the report has the resolver's queries");
+    assert_eq!((dns.answered, dns.refused), (0, 1));
+    assert_eq!(dns.refused_names, ["mzxw6ytb.evil.test"]);
+    assert!(
+        report
+            .network_decisions
+            .iter()
+            .any(|d| sandtrace::report::describe_network(d)
+                == "connect ipv4 tcp registry.test (127.0.0.2:443)")
     );
     assert_eq!(report.run.ending.as_deref(), Some("timed_out"));
 }

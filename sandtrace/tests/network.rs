@@ -265,6 +265,155 @@ fn allow_connect_admits_exactly_the_covered_destinations() {
     );
 }
 
+/// A loopback address of its own for a DNS server and a DNS-over-TLS server: no resolver of
+/// the host listens there.
+const DNS_SERVER: &str = "127.8.5.3";
+
+#[test]
+fn allow_hosts_sends_dns_to_the_session_and_refuses_dns_over_tls_and_only_then() {
+    let dns = Servers::bind(&format!("{DNS_SERVER}:853"), &format!("{DNS_SERVER}:53"));
+    let rules = format!("allow_connect = [\"{DNS_SERVER}:53\", \"{DNS_SERVER}:853\"]\n");
+    let ops = vec![
+        format!("udp-send {DNS_SERVER}:53"),
+        format!("tcp-connect {DNS_SERVER}:853"),
+    ];
+    // Without allow_hosts, as before: allow_connect decides, the ports mean nothing.
+    let s = in_session("dns-off", &format!("{NETWORK_OFF}{rules}"), &ops, &[]);
+    assert_eq!(s.results, ["ok", "ok"]);
+    assert_eq!(dns.udp_received(1), 1);
+    assert_eq!(dns.tcp_accepted(1), 1);
+    assert!(network_events(&s.events).is_empty(), "{:#?}", s.events);
+
+    // With it, the query goes to the session's resolver, not to the server it names, though
+    // allow_connect covers that; DNS over TLS is refused whatever allow_connect says.
+    let policy = format!("{NETWORK_OFF}{rules}allow_hosts = [\"good.test\"]\n");
+    let s = in_session("dns-on", &policy, &ops, &[]);
+    assert_eq!(s.results[1], "EPERM");
+    assert_eq!(
+        dns.udp_received(1),
+        1,
+        "the query reached the server it named"
+    );
+    assert_eq!(dns.tcp_accepted(1), 1, "DNS over TLS got through");
+    // Both reported without -v: the redirect is the only record of where the query went.
+    let redirected = event_for(&s.events, "send", DNS_SERVER, 53);
+    assert_ne!(redirected["action"], "deny", "{redirected}");
+    let tls = event_for(&s.events, "connect", DNS_SERVER, 853);
+    assert_eq!(tls["action"], "deny");
+    assert!(
+        tls["reason"].as_str().unwrap().contains("DNS over TLS"),
+        "{tls}"
+    );
+}
+
+/// The `HOST_ADDRESSES` map of the session that the sandtrace process `pid` runs, found
+/// through the map descriptors that process holds (as bpftool does), wrapped as the session's
+/// resolver uses it.
+fn session_host_addresses(pid: u32) -> sandtrace::network::host_addresses::HostAddressMap {
+    use aya::maps::{HashMap, Map, MapData, MapInfo};
+    let fdinfo = std::path::PathBuf::from(format!("/proc/{pid}/fdinfo"));
+    for entry in std::fs::read_dir(&fdinfo).expect("reading the loader's fdinfo") {
+        let Ok(text) = std::fs::read_to_string(entry.unwrap().path()) else {
+            continue;
+        };
+        let Some(id) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("map_id:"))
+            .map(|id| id.trim().parse::<u32>().unwrap())
+        else {
+            continue;
+        };
+        let info = MapInfo::from_id(id).expect("the map's info");
+        if info.name_as_str() == Some("HOST_ADDRESSES") {
+            let map = Map::from_map_data(MapData::from_id(id).unwrap()).unwrap();
+            return sandtrace::network::host_addresses::HostAddressMap::new(
+                HashMap::try_from(map).unwrap(),
+            );
+        }
+    }
+    panic!("the sandtrace process {pid} holds no HOST_ADDRESSES map");
+}
+
+fn monotonic_now_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes the current time into `now`, which lives across the call.
+    let status = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    assert_eq!(status, 0, "{}", std::io::Error::last_os_error());
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}
+
+#[test]
+fn addresses_admitted_for_an_allow_hosts_entry_are_reachable_on_its_ports_until_they_expire() {
+    use sandtrace::dns::AddressAdmission as _;
+    let good = Servers::start();
+    let other = Servers::bind("127.0.0.2:0", "127.0.0.2:0");
+    assert_ne!(
+        good.tcp.port(),
+        other.tcp.port(),
+        "the test needs two ports"
+    );
+    let policy = format!(
+        "{NETWORK_OFF}allow_hosts = [\"good.test:{}\", \"dgram.test:{}\", \"gone.test\"]\n",
+        good.tcp.port(),
+        good.udp.port()
+    );
+    let ops = [
+        format!("tcp-connect {}", good.tcp),
+        format!("tcp-connect {}", other.tcp),
+        format!("udp-send {}", other.udp),
+        // Last: it waits for the reply (on the line the wrapper passes on, below).
+        format!("udp-send-receive {}", good.udp),
+    ];
+    // CMD waits until the test has admitted the addresses, as a resolver admits them before
+    // it answers, then runs the probe with the same line on its stdin.
+    let scratch = Scratch::new("net-hosts");
+    let policy_file = scratch.path("policy.toml");
+    std::fs::write(&policy_file, policy).unwrap();
+    let mut cmd = sandtrace();
+    cmd.args([
+        "run",
+        DEGRADED,
+        "--policy",
+        policy_file.to_str().unwrap(),
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo PROBE-PORT: 0; read line; echo \"$line\" | exec \"$0\" \"$@\"",
+        probe::PROBE,
+    ])
+    .args(&ops)
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped());
+    let mut running = probe::RunningProbe::new(cmd.spawn().expect("starting sandtrace"));
+    running.port();
+    let mut addresses = session_host_addresses(running.child.id());
+    let ip = |s: &SocketAddr| s.ip();
+    let later = monotonic_now_ns() + DEADLINE.as_nanos() as u64 * 4;
+    // good.test's address on its TCP port; written in IPv4-mapped form, it is the same key.
+    addresses
+        .admit(
+            format!("::ffff:{}", good.tcp.ip()).parse().unwrap(),
+            0,
+            later,
+            7,
+        )
+        .unwrap();
+    // dgram.test's: replies from it arrive on an unconnected socket.
+    addresses.admit(ip(&good.udp), 1, u64::MAX, 8).unwrap();
+    // The other address: under good.test's entry (another port), and expired under gone.test's.
+    addresses.admit(ip(&other.tcp), 0, later, 7).unwrap();
+    addresses.admit(ip(&other.tcp), 2, 1, 9).unwrap();
+    running.look(Expect::Something);
+    let results = running.result();
+    assert_eq!(results, ["ok", "EPERM", "EPERM", "send:ok received"]);
+    assert_eq!(good.tcp_accepted(1), 1);
+    assert_eq!(good.udp_received(1), 1);
+    assert_eq!(other.tcp_accepted(0) + other.udp_received(0), 0);
+}
+
 fn with_announced_port(
     name: &str,
     policy: &str,
@@ -419,7 +568,7 @@ fn network_rules_are_validated_like_the_rest_of_the_policy() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     for expected in [
         "policy.toml:2:18",
-        "host names are not supported",
+        "for a host name use [network] allow_hosts",
         "did you mean 10.0.0.0/8?",
         "add the port: [::1]:PORT",
         "policy.toml:3:15",

@@ -89,6 +89,11 @@ fn npm_installs_from_an_allowed_registry_and_its_scripts_cannot_send_npmrc_away(
         collector.received()
     );
     collector.clear();
+    let upstream = world.upstream.take_queries();
+    assert!(
+        upstream.iter().any(|q| q.contains(EVIL)),
+        "without sandtrace the script looks {EVIL} up: {upstream:?}"
+    );
 
     // In the session: the registry is reachable by its name, the script's attempts fail.
     let inside = Project::new(&scratch, "inside", &registry_url);
@@ -165,6 +170,10 @@ fn npm_installs_from_an_allowed_registry_and_its_scripts_cannot_send_npmrc_away(
     assert!(
         !upstream.iter().any(|q| q.contains(EVIL)),
         "a query for {EVIL} left the session: {upstream:?}"
+    );
+    assert!(
+        upstream.iter().any(|q| q.contains(GOOD)),
+        "the session's resolver looks the registry up: {upstream:?}"
     );
 }
 

@@ -224,7 +224,24 @@ fn assert_package_manager_policy(
     ] {
         assert_access(name, &p, secret, Access::Read, false);
     }
-    assert!(p.effective.network_allowed.value, "{name}: network is on");
+    assert!(
+        !p.effective.network_allowed.value,
+        "{name}: the network is restricted to the registry's names"
+    );
+    let hosts: Vec<String> = p
+        .effective
+        .allow_hosts
+        .iter()
+        .map(|h| h.value.to_string())
+        .collect();
+    assert!(
+        !hosts.is_empty() && hosts.iter().all(|h| h.ends_with(":443")),
+        "{name}: registry names over HTTPS only: {hosts:?}"
+    );
+    assert!(
+        p.effective.allow_connect.is_empty(),
+        "{name}: no raw addresses"
+    );
     let denied = syscall_names(&p.effective.denied_syscalls);
     for syscall in ["mount", "umount2", "ptrace"] {
         assert!(denied.contains(&syscall), "{name} denies {syscall}");

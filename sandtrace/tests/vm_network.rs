@@ -176,6 +176,46 @@ fn allowed_network_and_allow_connect_rules() {
 }
 
 #[test]
+fn allow_hosts_network_sends_dns_of_every_form_to_the_session() {
+    probe::loopback_up();
+    // On a loopback address of its own, covered by allow_connect: only the redirect keeps
+    // queries from these servers.
+    let server = "127.8.5.3";
+    let dns = Servers::bind(&format!("{server}:53"), &format!("{server}:53"));
+    let tls = Servers::bind(&format!("{server}:853"), &format!("{server}:853"));
+    let ops = vec![
+        format!("udp-send [::ffff:{server}]:53"),
+        format!("tcp-connect {server}:53"),
+        format!("io-uring-connect {server}:53"),
+        format!("tcp-connect [::ffff:{server}]:853"),
+        format!("udp-send {server}:853"),
+    ];
+    let policy = format!(
+        "[network]\nallow = false\nallow_connect = [\"{server}:*\"]\n\
+         allow_hosts = [\"good.test\"]\n"
+    );
+    let s = in_session("vm-net-dns", &policy, &ops, &[]);
+    // DNS over TLS, and over QUIC (UDP 853), is refused whatever allow_connect says.
+    assert_eq!(s.results[3..], ["EPERM", "EPERM"], "{:?}", s.results);
+    assert_eq!(
+        dns.udp_received(0),
+        0,
+        "a UDP query reached the server it named"
+    );
+    assert_eq!(
+        dns.tcp_accepted(0),
+        0,
+        "a TCP query reached the server it named"
+    );
+    assert_eq!(tls.tcp_accepted(0) + tls.udp_received(0), 0);
+    // An IPv6 socket's send to an IPv4-mapped address reaches the IPv4 program.
+    for operation in ["send", "connect"] {
+        let redirected = event_for(&s.events, operation, server, 53);
+        assert_ne!(redirected["action"], "deny", "{redirected}");
+    }
+}
+
+#[test]
 fn listening_without_bind_receives_nothing() {
     probe::loopback_up();
     let (result, events) = probe::with_announced_port(

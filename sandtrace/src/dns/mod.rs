@@ -5,7 +5,22 @@
 //! addresses it hands out to the kernel before it answers, so that the connect that follows
 //! finds them.
 
+mod admission;
+mod bind;
+mod event;
+mod hosts_file;
+mod message;
+mod names;
+mod server;
+mod upstream;
+
 use std::net::IpAddr;
+
+pub use admission::GRACE;
+pub use bind::BoundResolver;
+pub use event::{Decision, DnsQuery, Response, Transport};
+pub use names::ResolvedNames;
+pub use server::RunningResolver;
 
 /// Where the resolver admits the addresses it hands out: the kernel's `HOST_ADDRESSES` map in
 /// a session (`crate::network::host_addresses`), a plain map in tests.

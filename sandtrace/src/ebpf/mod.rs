@@ -18,6 +18,7 @@ use std::os::fd::BorrowedFd;
 
 use crate::{
     kernel_btf::{self, KernelBtf},
+    network::host_addresses::HostAddressMap,
     plan::ProgramPlan,
     policy::CompiledPaths,
 };
@@ -188,6 +189,16 @@ impl SessionPrograms {
         Ok(RingBuf::try_from(map)?)
     }
 
+    /// Takes the kernel's table of addresses the session's resolver hands out, for the
+    /// resolver to fill.
+    pub fn take_host_addresses(&mut self) -> Result<HostAddressMap> {
+        let map = self
+            .ebpf
+            .take_map("HOST_ADDRESSES")
+            .context("HOST_ADDRESSES map missing")?;
+        Ok(HostAddressMap::new(HashMap::try_from(map)?))
+    }
+
     /// Calls per syscall number (index = number), summed over CPUs.
     pub fn syscall_counts(&self) -> Result<Vec<u64>> {
         sum_per_cpu(&self.ebpf, "SYSCALL_COUNTS")
@@ -343,6 +354,8 @@ fn try_attach_probe() -> Result<()> {
         "PATH_DFA_ROWS",
         "PATH_DFA_ACCEPT",
         "PATH_DFA_DENY_AHEAD",
+        "HOST_ADDRESSES",
+        "DNS_PEERS",
     ] {
         loader.map_max_entries(map, 1);
     }

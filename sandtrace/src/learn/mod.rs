@@ -328,7 +328,11 @@ impl RunTrace {
                     _ => {}
                 },
                 Line::Summary(s) => summary = Some(s),
-                Line::Syscall(_) | Line::File(_) | Line::Network(_) | Line::Seccomp(_) => {}
+                Line::Syscall(_)
+                | Line::File(_)
+                | Line::Network(_)
+                | Line::Seccomp(_)
+                | Line::Dns(_) => {}
             }
         })?;
         Ok(Self {

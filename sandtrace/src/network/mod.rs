@@ -3,13 +3,17 @@
 //!
 //! With `allow = true` nothing is attached. Otherwise every IPv4/IPv6 socket of the session
 //! passes the cgroup programs, which allow exactly what `allow_connect` and `allow_bind` cover
-//! (nothing, when they are empty). They work on kernels without BPF LSM. Socket families that
+//! (nothing, when they are empty), and, with `allow_hosts`, the addresses the session's
+//! resolver hands out for the names those entries cover ([`host_addresses`]); DNS then goes
+//! to that resolver whatever address it is sent to ([`DNS_PROGRAMS`] give the replies their
+//! original source). They work on kernels without BPF LSM. Socket families that
 //! reach the network past those programs (packet, vsock, ...) are refused by the BPF LSM
 //! `socket_create` program where BPF LSM is available, and in every session by the seccomp
 //! baseline (`plan/seccomp_baseline.rs`, with io_uring denied without BPF LSM). Abstract UNIX
 //! sockets are scoped to the session with Landlock ([`abstract_sockets`]).
 
 pub mod abstract_sockets;
+pub mod host_addresses;
 
 use std::{net::IpAddr, os::fd::BorrowedFd};
 
@@ -19,7 +23,9 @@ use aya::{
     maps::Array,
     programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, Lsm},
 };
-use sandtrace_common::network::{NET_LIST_BIND, NET_LIST_CONNECT, NetRule, V4_MAPPED_WORD};
+use sandtrace_common::network::{
+    HostRulePorts, NET_LIST_BIND, NET_LIST_CONNECT, NET_LIST_HOSTS, NetRule, V4_MAPPED_WORD,
+};
 
 use crate::policy::{
     EffectivePolicy,
@@ -31,6 +37,8 @@ use crate::policy::{
 pub struct NetworkRules {
     pub connect: Vec<NetRule>,
     pub bind: Vec<NetRule>,
+    /// The ports of each `allow_hosts` entry, by its index (the `rule` of `HOST_ADDRESSES`).
+    pub hosts: Vec<HostRulePorts>,
 }
 
 impl NetworkRules {
@@ -49,12 +57,26 @@ impl NetworkRules {
         Some(Self {
             connect: compile(&policy.allow_connect),
             bind: compile(&policy.allow_bind),
+            hosts: policy
+                .allow_hosts
+                .iter()
+                .map(|rule| HostRulePorts {
+                    port_lo: rule.value.ports.first,
+                    port_hi: rule.value.ports.last,
+                })
+                .collect(),
         })
+    }
+
+    /// Whether the session's resolver runs (`allow_hosts`): DNS is redirected to it, DNS over
+    /// TLS refused, and the addresses it hands out allowed (`FLAG_SESSION_DNS`).
+    pub fn session_dns(&self) -> bool {
+        !self.hosts.is_empty()
     }
 }
 
 /// An address in the kernel programs' IPv6 form.
-fn words(addr: IpAddr) -> [u32; 4] {
+pub(crate) fn words(addr: IpAddr) -> [u32; 4] {
     match addr {
         IpAddr::V4(v4) => [0, 0, V4_MAPPED_WORD, u32::from_ne_bytes(v4.octets())],
         IpAddr::V6(v6) => {
@@ -113,6 +135,15 @@ pub const SOCK_ADDR_PROGRAMS: &[&str] = &[
     "net_bind6",
 ];
 
+/// cgroup sock_addr programs that give replies from the session's resolver the address the
+/// query was sent to (`sandtrace-ebpf/src/dns_redirect.rs`); only while it runs.
+pub const DNS_PROGRAMS: &[&str] = &[
+    "dns_recvmsg4",
+    "dns_recvmsg6",
+    "dns_getpeername4",
+    "dns_getpeername6",
+];
+
 /// The cgroup sock program that refuses socket types the session may not create.
 pub const SOCK_CREATE_PROGRAM: &str = "net_sock_create";
 /// The cgroup skb program on the session's ingress.
@@ -131,8 +162,8 @@ fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::maps::Map>
 }
 
 /// Fills the rule maps, then attaches the cgroup programs to `cgroup` (the session's cgroup
-/// directory) and, with `lsm`, the BPF LSM `socket_create` program. Everything is in force when
-/// this returns.
+/// directory; [`DNS_PROGRAMS`] only while the session's resolver runs) and, with `lsm`, the
+/// BPF LSM `socket_create` program. Everything is in force when this returns.
 pub fn attach(
     ebpf: &mut Ebpf,
     rules: &NetworkRules,
@@ -143,6 +174,16 @@ pub fn attach(
         let mut counts: Array<_, u32> = Array::try_from(map_mut(ebpf, "NET_RULE_COUNTS")?)?;
         counts.set(u32::from(NET_LIST_CONNECT), rules.connect.len() as u32, 0)?;
         counts.set(u32::from(NET_LIST_BIND), rules.bind.len() as u32, 0)?;
+        counts.set(u32::from(NET_LIST_HOSTS), rules.hosts.len() as u32, 0)?;
+    }
+    {
+        let mut ports: Array<_, HostRulePorts> =
+            Array::try_from(map_mut(ebpf, "HOST_RULE_PORTS")?)?;
+        for (i, entry) in rules.hosts.iter().enumerate() {
+            ports
+                .set(i as u32, entry, 0)
+                .context("filling the allow_hosts port map HOST_RULE_PORTS")?;
+        }
     }
     for (name, list) in [
         ("NET_CONNECT_RULES", &rules.connect),
@@ -160,7 +201,12 @@ pub fn attach(
              CONFIG_CGROUP_BPF)"
         )
     };
-    for name in SOCK_ADDR_PROGRAMS {
+    let dns_programs = if rules.session_dns() {
+        DNS_PROGRAMS
+    } else {
+        &[]
+    };
+    for name in SOCK_ADDR_PROGRAMS.iter().chain(dns_programs) {
         let prog: &mut CgroupSockAddr = program(ebpf, name)?.try_into()?;
         prog.load()
             .with_context(|| format!("loading the {name} program"))?;
@@ -206,6 +252,56 @@ mod tests {
         u8::from(ipv4) == rule.ipv4
             && (rule.port_lo..=rule.port_hi).contains(&port)
             && (0..4).all(|i| w[i] & rule.mask[i] == rule.addr[i])
+    }
+
+    fn rules_of(text: &str) -> Option<NetworkRules> {
+        let path = std::path::Path::new("inline.toml");
+        let policy = crate::policy::parse::parse(path, text.to_owned()).unwrap();
+        let effective = crate::policy::resolve(
+            &policy,
+            &crate::policy::CliOverrides::default(),
+            std::path::Path::new("/work"),
+            None,
+        )
+        .unwrap();
+        NetworkRules::for_policy(&effective)
+    }
+
+    #[test]
+    fn allow_hosts_entries_give_their_ports_in_order_and_run_the_resolver() {
+        let rules = rules_of(
+            "[network]\nallow = false\nallow_connect = [\"10.0.0.1:80\"]\n\
+             allow_hosts = [\"registry.npmjs.org:443\", \"*.example.com\", \"a.test:8000-8100\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            rules.hosts,
+            [
+                HostRulePorts {
+                    port_lo: 443,
+                    port_hi: 443
+                },
+                HostRulePorts {
+                    port_lo: 0,
+                    port_hi: u16::MAX
+                },
+                HostRulePorts {
+                    port_lo: 8000,
+                    port_hi: 8100
+                },
+            ]
+        );
+        assert!(rules.session_dns());
+        assert_eq!(rules.connect.len(), 1, "allow_connect as before");
+    }
+
+    #[test]
+    fn without_allow_hosts_no_resolver_runs() {
+        let rules =
+            rules_of("[network]\nallow = false\nallow_connect = [\"10.0.0.1:80\"]\n").unwrap();
+        assert!(rules.hosts.is_empty());
+        assert!(!rules.session_dns());
+        assert_eq!(rules_of("[network]\nallow = true\n"), None);
     }
 
     /// The kernel's matching (mirrored above) agrees with the policy's on every sample.

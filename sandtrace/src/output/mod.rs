@@ -1,5 +1,6 @@
 //! What a run produces: the JSONL event log, the terminal stream, and the end-of-run summary.
 
+pub mod dns;
 pub mod jsonl;
 pub mod summary;
 pub mod terminal;
@@ -33,6 +34,9 @@ impl FileRules {
 pub struct Labels {
     pub file_rules: FileRules,
     pub network_rules: network::NetworkRules,
+    /// The names the session's resolver handed addresses out for (filled while it runs):
+    /// network events name their host with it.
+    pub names: crate::dns::ResolvedNames,
 }
 
 impl Labels {
@@ -60,6 +64,7 @@ impl Labels {
         Self {
             file_rules,
             network_rules: network::NetworkRules::for_policy(policy),
+            names: crate::dns::ResolvedNames::default(),
         }
     }
 }

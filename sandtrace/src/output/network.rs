@@ -7,7 +7,7 @@ use sandtrace_common::network::{NetOp, NetVerdict};
 use super::RuleLabel;
 use crate::{
     events::{NetList, NetworkRecord},
-    policy::{EffectivePolicy, Located, model::NetworkList, network::AddressRule},
+    policy::{EffectivePolicy, Located, hosts::HostRule, model::NetworkList, network::AddressRule},
 };
 
 /// The policy's `[network]` rules as events name them.
@@ -15,6 +15,7 @@ use crate::{
 pub struct NetworkRules {
     connect: Vec<RuleLabel>,
     bind: Vec<RuleLabel>,
+    hosts: Vec<RuleLabel>,
 }
 
 impl NetworkRules {
@@ -22,6 +23,7 @@ impl NetworkRules {
         Self {
             connect: labels(NetworkList::Connect, &policy.allow_connect),
             bind: labels(NetworkList::Bind, &policy.allow_bind),
+            hosts: policy.allow_hosts.iter().map(host_label).collect(),
         }
     }
 
@@ -29,17 +31,21 @@ impl NetworkRules {
         match list {
             NetList::Connect => self.connect.get(index),
             NetList::Bind => self.bind.get(index),
+            NetList::Hosts => self.hosts.get(index),
         }
     }
 
     /// Whether the policy has any address rule (otherwise the network is simply off).
     fn any(&self) -> bool {
-        !self.connect.is_empty() || !self.bind.is_empty()
+        !self.connect.is_empty() || !self.bind.is_empty() || !self.hosts.is_empty()
     }
 
     /// Why the kernel decided as it did, in words.
     pub fn reason(&self, n: &NetworkRecord) -> &'static str {
         match n.verdict {
+            NetVerdict::Allowed if n.list == NetList::Hosts => {
+                "the session's resolver handed this address out for a name the rule covers"
+            }
             NetVerdict::Allowed => "allowed by rule",
             NetVerdict::DeniedSocketKind => {
                 "only TCP and UDP sockets may be created while the network is restricted"
@@ -51,12 +57,17 @@ impl NetworkRules {
                 "this socket family or protocol is refused in every session: the kernel could \
                  load a module for it"
             }
-            NetVerdict::RedirectedDns => "DNS query sent to the session's resolver",
+            NetVerdict::RedirectedDns => {
+                "sent to the session's resolver instead, as every DNS query is; its dns event \
+                 says what it answered"
+            }
             NetVerdict::DeniedDnsOverTls => {
-                "DNS over TLS is refused: names resolve through the session's resolver only"
+                "DNS over TLS (port 853) is refused: names resolve through the session's \
+                 resolver only"
             }
             NetVerdict::DeniedDnsNoResolver => {
-                "the session's resolver has no IPv6 address for this IPv6-only DNS query"
+                "an IPv6-only DNS query, and the session's resolver has no IPv6 address (the \
+                 host has no IPv6 loopback)"
             }
             NetVerdict::DeniedNoRule if !self.any() => "network disabled",
             NetVerdict::DeniedNoRule => match (n.op, n.list) {
@@ -65,7 +76,13 @@ impl NetworkRules {
                      without an allowed bind)"
                 }
                 (_, NetList::Bind) => "no allow_bind rule covers this address",
-                (_, NetList::Connect) => "no allow_connect rule covers this address",
+                (_, NetList::Connect | NetList::Hosts) if !self.hosts.is_empty() => {
+                    "no allow_connect rule covers this address, and the session's resolver did \
+                     not hand it out for a name an allow_hosts entry covers on this port"
+                }
+                (_, NetList::Connect | NetList::Hosts) => {
+                    "no allow_connect rule covers this address"
+                }
             },
         }
     }
@@ -80,6 +97,23 @@ fn labels(list: NetworkList, rules: &[Located<AddressRule>]) -> Vec<RuleLabel> {
             source: r.origin.to_string(),
         })
         .collect()
+}
+
+fn host_label(rule: &Located<HostRule>) -> RuleLabel {
+    RuleLabel {
+        kind: "allow_hosts",
+        pattern: rule.value.to_string(),
+        source: rule.origin.to_string(),
+    }
+}
+
+/// `allow`, `deny`, or `redirect` for a DNS query sent to the session's resolver.
+pub fn action_name(verdict: NetVerdict) -> &'static str {
+    match verdict {
+        NetVerdict::RedirectedDns => "redirect",
+        v if v.is_denied() => "deny",
+        _ => "allow",
+    }
 }
 
 pub fn op_name(op: NetOp) -> &'static str {

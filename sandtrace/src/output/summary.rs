@@ -8,6 +8,7 @@ use sandtrace_common::event::MAX_SYSCALL_NR;
 
 use super::{RuleLabel, SyscallAction};
 use crate::{
+    dns::{Decision, DnsQuery},
     events::{Event, EventBody},
     syscall_table,
 };
@@ -79,8 +80,45 @@ pub struct Summary {
     pub run_as: RunAs,
     /// The caller's variables CMD did not get, by name.
     pub removed_environment: Vec<String>,
+    /// The session resolver's queries, when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsSummary>,
     /// Per-syscall call counts, most frequent first.
     pub syscall_counts: Vec<SyscallCount>,
+}
+
+/// Most refused names a summary lists (a command can ask for endless names; the counts are
+/// complete, the event log has every query).
+pub const MAX_REFUSED_NAMES: usize = 20;
+
+/// What the session's resolver answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct DnsSummary {
+    /// Queries for names an `allow_hosts` entry covers (resolved upstream; failures too).
+    pub answered: u64,
+    /// Queries refused: names no entry covers (NXDOMAIN), malformed or refused queries.
+    pub refused: u64,
+    /// The distinct names refused, in the order first refused, at most
+    /// [`MAX_REFUSED_NAMES`].
+    #[serde(default)]
+    pub refused_names: Vec<String>,
+}
+
+impl DnsSummary {
+    fn count(&mut self, query: &DnsQuery) {
+        match query.decision {
+            Decision::Allow => self.answered += 1,
+            Decision::Deny => {
+                self.refused += 1;
+                if !query.name.is_empty()
+                    && self.refused_names.len() < MAX_REFUSED_NAMES
+                    && !self.refused_names.contains(&query.name)
+                {
+                    self.refused_names.push(query.name.clone());
+                }
+            }
+        }
+    }
 }
 
 /// Counts what the event stream shows while the session runs.
@@ -90,6 +128,8 @@ pub struct Tally {
     denials: Denials,
     log_only: u64,
     undecodable: u64,
+    /// `None` unless the session's resolver runs.
+    dns: Option<DnsSummary>,
 }
 
 impl Tally {
@@ -111,6 +151,20 @@ impl Tally {
             EventBody::ForkRefused { .. } => self.denials.processes += 1,
             _ => {}
         }
+    }
+
+    /// The session's resolver runs: the summary reports its queries, even none.
+    pub fn count_dns_queries(&mut self) {
+        self.dns.get_or_insert_default();
+    }
+
+    pub fn observe_dns(&mut self, query: &DnsQuery) {
+        self.dns.get_or_insert_default().count(query);
+    }
+
+    /// The resolver's queries so far, if it runs.
+    pub fn dns(&self) -> Option<&DnsSummary> {
+        self.dns.as_ref()
     }
 
     pub fn count_undecodable(&mut self) {
@@ -162,6 +216,7 @@ impl Tally {
             unenforced: run.unenforced.to_vec(),
             run_as: run.run_as,
             removed_environment: run.removed_environment.to_vec(),
+            dns: self.dns.clone(),
             syscall_counts: counts,
         }
     }

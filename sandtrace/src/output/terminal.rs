@@ -12,6 +12,7 @@ use super::{
     summary::{Ending, Summary},
 };
 use crate::{
+    dns::{Decision, DnsQuery},
     events::{Event, EventBody},
     output::jsonl::decode_wait_status,
     syscall_table,
@@ -153,14 +154,19 @@ impl Terminal {
                 )
             }
             EventBody::Network(n) => {
-                let verdict = if n.verdict.is_denied() {
-                    self.paint(RED, "denied")
-                } else {
-                    self.paint(GREEN, "allowed")
+                let verdict = match n.verdict {
+                    sandtrace_common::network::NetVerdict::RedirectedDns => {
+                        self.paint(CYAN, "redirected")
+                    }
+                    v if v.is_denied() => self.paint(RED, "denied"),
+                    _ => self.paint(GREEN, "allowed"),
                 };
                 let target = n
                     .addr
-                    .map(|(a, p)| format!(" {}", endpoint(a, p)))
+                    .map(|(a, p)| match labels.names.host(n.name, Some(a)) {
+                        Some(host) => format!(" {host} ({})", endpoint(a, p)),
+                        None => format!(" {}", endpoint(a, p)),
+                    })
                     .unwrap_or_default();
                 let from = n
                     .peer
@@ -222,6 +228,30 @@ impl Terminal {
             }
         };
         eprint!("{line}{}", self.line_end);
+    }
+
+    /// Prints a query of the session's resolver: refusals and failures always, like every
+    /// denial; answers from `-v` on.
+    pub fn dns(&self, query: &DnsQuery, labels: &Labels) {
+        let verdict = match query.decision {
+            Decision::Deny => self.paint(RED, "denied"),
+            // An allowed name the resolver could not answer (upstream down, table full): the
+            // command's connection will fail, so it shows like a denial.
+            Decision::Allow if query.response == crate::dns::Response::ServFail => {
+                self.paint(YELLOW, "failed")
+            }
+            Decision::Allow if self.verbosity >= Verbosity::Processes => {
+                self.paint(GREEN, "answered")
+            }
+            Decision::Allow => return,
+        };
+        // The query's socket, not its process: the resolver sees only the address.
+        let who = self.paint(DIM, &format!("[dns {}]", query.client));
+        eprint!(
+            "{who} {verdict} {}{}",
+            super::dns::describe(query, labels),
+            self.line_end
+        );
     }
 
     /// A line about the run itself (warnings, timeout), prefixed `sandtrace:`.
@@ -290,6 +320,30 @@ impl Terminal {
             "0".to_owned()
         };
         out += &row("denied", denied);
+        if let Some(dns) = &s.dns {
+            let mut text = format!("{} queries answered, {} refused", dns.answered, dns.refused);
+            if !dns.refused_names.is_empty() {
+                // The summary keeps the first MAX_REFUSED_NAMES; a few say enough here.
+                const SHOWN: usize = 5;
+                let shown = &dns.refused_names[..dns.refused_names.len().min(SHOWN)];
+                let more = if dns.refused_names.len() > SHOWN
+                    || dns.refused_names.len() >= super::summary::MAX_REFUSED_NAMES
+                {
+                    ", ..."
+                } else {
+                    ""
+                };
+                text += &format!(" ({}{more})", shown.join(", "));
+            }
+            out += &row(
+                "dns",
+                if dns.refused > 0 {
+                    self.paint(RED, &text)
+                } else {
+                    text
+                },
+            );
+        }
         if s.log_only_count > 0 {
             out += &row("log_only", format!("{} calls", s.log_only_count));
         }

@@ -17,6 +17,7 @@ pub struct Mechanisms {
     pub network: String,
     pub allow_connect: String,
     pub allow_bind: String,
+    pub allow_hosts: String,
     /// `(syscall number, mechanism)` for every refused syscall.
     pub refused: Vec<(u32, String)>,
     pub log_only: String,
@@ -91,6 +92,14 @@ impl Mechanisms {
                 "cgroup bind4/bind6".to_owned(),
             ),
         };
+        let allow_hosts = match (&plan.mode, &plan.resolver) {
+            (Mode::TraceOnly, _) => not_enforced("trace-only"),
+            (_, None) => "not needed: the network is allowed".to_owned(),
+            (_, Some(_)) => "the session's resolver (DNS redirected by cgroup connect4/6 and \
+                             sendmsg4/6), then cgroup connect4/6 and sendmsg4/6 on the addresses \
+                             it handed out"
+                .to_owned(),
+        };
         let mut refused = Vec::new();
         let mut baseline = Vec::new();
         for rule in plan.seccomp.iter().flat_map(|s| &s.rules) {
@@ -135,6 +144,7 @@ impl Mechanisms {
             network,
             allow_connect,
             allow_bind,
+            allow_hosts,
             refused,
             log_only,
             timeout: "sandtrace kills the session (PID namespace and cgroup)".to_owned(),

@@ -21,7 +21,7 @@ use std::{path::PathBuf, time::Duration};
 use sandtrace_common::{
     config::{
         FLAG_ENFORCE_FILES, FLAG_EXEC_UNRESTRICTED, FLAG_FILE_EVENTS_ALL, FLAG_NETWORK_EVENTS_ALL,
-        FLAG_SYSCALL_EVENTS,
+        FLAG_SESSION_DNS, FLAG_SYSCALL_EVENTS,
     },
     event::syscall_action,
     policy::KIND_EXEC,
@@ -36,7 +36,7 @@ pub use seccomp_rules::{Refusal, SeccompReason, SeccompRule};
 use crate::{
     network::NetworkRules,
     output::{Labels, RuleLabel, terminal::Verbosity},
-    policy::{CompiledPaths, PathDecision, PreparedPolicy},
+    policy::{CompiledPaths, PathDecision, PreparedPolicy, hosts::HostRule},
 };
 
 /// How much of the policy a session enforces.
@@ -199,6 +199,12 @@ impl ProgramPlan {
         names.extend(self.lsm_programs());
         if self.network.is_some() {
             names.extend(network::SOCK_ADDR_PROGRAMS);
+            names.extend(
+                self.network
+                    .iter()
+                    .filter(|n| n.session_dns())
+                    .flat_map(|_| network::DNS_PROGRAMS),
+            );
             names.extend([network::SOCK_CREATE_PROGRAM, network::INGRESS_PROGRAM]);
             if self.paths.is_some() {
                 names.push(network::SOCKET_CREATE_LSM_PROGRAM);
@@ -235,6 +241,26 @@ pub struct SessionPlan {
     pub labels: Labels,
     /// Who CMD runs as, with which capabilities and environment: the same in every mode.
     pub process: ProcessPlan,
+    /// The session's resolver (`[network] allow_hosts` while the network is restricted).
+    pub resolver: Option<ResolverPlan>,
+}
+
+/// What the session's resolver answers (`crate::dns`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolverPlan {
+    /// `allow_hosts`, in policy order: an entry's index is its rule number in the kernel's
+    /// tables and in events.
+    pub rules: Vec<HostRule>,
+}
+
+impl ResolverPlan {
+    /// Daemons that resolve names for their clients over a UNIX socket, past the session's
+    /// resolver: their directories are covered in CMD's mount namespace (glibc then falls
+    /// back to DNS, which the kernel sends to the session's resolver). Without BPF LSM,
+    /// connecting to a pathname UNIX socket is not confined, and systemd-resolved (directly or
+    /// through D-Bus) or nscd would look up any name, a secret in it, for the command.
+    pub const RESOLVING_DAEMON_DIRS: &'static [&'static str] =
+        &["/run/systemd/resolve", "/run/nscd", "/run/dbus"];
 }
 
 /// How the run's output shapes what the kernel side reports.
@@ -354,6 +380,20 @@ impl SessionPlan {
             }
         };
 
+        let resolver = match &network {
+            Some(rules) if rules.session_dns() => {
+                config_flags |= FLAG_SESSION_DNS;
+                Some(ResolverPlan {
+                    rules: effective
+                        .allow_hosts
+                        .iter()
+                        .map(|r| r.value.clone())
+                        .collect(),
+                })
+            }
+            _ => None,
+        };
+
         let max_processes = match effective.max_processes.value {
             None => None,
             Some(max) => match &features.pids {
@@ -383,6 +423,7 @@ impl SessionPlan {
             unenforced,
             labels,
             process: traced.process,
+            resolver,
         })
     }
 
@@ -415,6 +456,7 @@ impl SessionPlan {
             unenforced: Vec::new(),
             labels: Labels::default(),
             process,
+            resolver: None,
         }
     }
 

@@ -7,7 +7,8 @@ use std::{
 
 use sandtrace_common::{
     config::{
-        FLAG_ENFORCE_FILES, FLAG_EXEC_UNRESTRICTED, FLAG_FILE_EVENTS_ALL, FLAG_SYSCALL_EVENTS,
+        FLAG_ENFORCE_FILES, FLAG_EXEC_UNRESTRICTED, FLAG_FILE_EVENTS_ALL, FLAG_SESSION_DNS,
+        FLAG_SYSCALL_EVENTS,
     },
     event::syscall_action,
 };
@@ -519,6 +520,88 @@ fn abstract_sockets_without_landlock_scoping_are_listed_as_unenforced() {
     // With the network allowed there is nothing to scope, and nothing to report.
     let plan = enforcing_plan(&example("permissive.toml"), &features);
     assert!(plan.unenforced.is_empty());
+}
+
+#[test]
+fn allow_hosts_runs_the_session_resolver_while_the_network_is_restricted() {
+    let hosts =
+        inline("[network]\nallow = false\nallow_hosts = [\"good.test\", \"*.cdn.test:443\"]\n");
+    for (features, flags) in [
+        (bpf_lsm_kernel(), ModeFlags::default()),
+        (
+            no_lsm_kernel(),
+            ModeFlags {
+                allow_degraded: true,
+                ..ModeFlags::default()
+            },
+        ),
+    ] {
+        let plan =
+            SessionPlan::new(&hosts, flags, QUIET, &features, &root_caller()).expect("a plan");
+        let resolver = plan.resolver.as_ref().expect("the resolver runs");
+        let rules: Vec<String> = resolver.rules.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            rules,
+            ["good.test", "*.cdn.test:443"],
+            "{}",
+            plan.mode.name()
+        );
+        assert_ne!(plan.programs.config_flags & FLAG_SESSION_DNS, 0);
+        assert!(plan.mechanisms().allow_hosts.contains("resolver"));
+    }
+    let traced = SessionPlan::new(
+        &hosts,
+        ModeFlags {
+            trace_only: true,
+            ..ModeFlags::default()
+        },
+        QUIET,
+        &bpf_lsm_kernel(),
+        &root_caller(),
+    )
+    .expect("a plan");
+    assert!(traced.resolver.is_none());
+    assert_eq!(traced.programs.config_flags & FLAG_SESSION_DNS, 0);
+    assert!(traced.mechanisms().allow_hosts.starts_with("not enforced"));
+    // Without allow_hosts, DNS follows allow_connect as before.
+    let plan = enforcing_plan(&example("strict.toml"), &bpf_lsm_kernel());
+    assert!(plan.resolver.is_none());
+    assert_eq!(plan.programs.config_flags & FLAG_SESSION_DNS, 0);
+}
+
+#[test]
+fn allow_hosts_with_the_network_allowed_is_a_located_error() {
+    let text = "[network]\nallow = true\nallow_hosts = [\"good.test\"]\n";
+    let errors = policy::parse::parse(Path::new("inline.toml"), text.to_owned())
+        .expect_err("allow_hosts needs allow = false")
+        .to_string();
+    assert!(errors.contains("inline.toml:3"), "{errors}");
+    assert!(
+        errors.contains("allow_hosts cannot be used with allow = true"),
+        "{errors}"
+    );
+    let errors = policy::parse::parse(
+        Path::new("inline.toml"),
+        "[network]\nallow_hosts = [\"10.0.0.1\", \"*\"]\n".to_owned(),
+    )
+    .expect_err("an address and `*` are not host names")
+    .to_string();
+    assert!(errors.contains("allow_connect"), "{errors}");
+    assert!(errors.contains("allow = true"), "{errors}");
+}
+
+#[test]
+fn allow_hosts_redirects_the_sessions_dns_and_attaches_its_programs() {
+    let with_hosts = inline("[network]\nallow = false\nallow_hosts = [\"a.test:443\"]\n");
+    let without = inline("[network]\nallow = false\nallow_connect = [\"10.0.0.1:443\"]\n");
+    for (policy, dns) in [(&with_hosts, true), (&without, false)] {
+        let plan = enforcing_plan(policy, &bpf_lsm_kernel());
+        assert_eq!(plan.programs.config_flags & FLAG_SESSION_DNS != 0, dns);
+        let attached = plan.programs.attached();
+        for program in crate::network::DNS_PROGRAMS {
+            assert_eq!(attached.contains(program), dns, "{program}");
+        }
+    }
 }
 
 #[test]

@@ -37,18 +37,21 @@ pub fn policy_to_toml(policy: &Policy, title: &str) -> String {
         write_string_array(&mut out, kind.key(), &texts);
     }
     let _ = writeln!(out, "\n[network]\nallow = {}", policy.network.allow.value);
-    for list in NetworkList::ALL {
-        let rules: Vec<String> = policy
-            .network
-            .list(list)
-            .iter()
-            .map(|r| r.value.to_string())
-            .collect();
+    let address_lists = NetworkList::ALL.map(|list| {
+        let rules = policy.network.list(list).iter();
+        (
+            list.key(),
+            rules.map(|r| r.value.to_string()).collect::<Vec<_>>(),
+        )
+    });
+    let hosts = policy.network.allow_hosts.iter();
+    let hosts = ("allow_hosts", hosts.map(|r| r.value.to_string()).collect());
+    for (key, rules) in address_lists.into_iter().chain([hosts]) {
         // With allow = true the lists must be empty; leave them out rather than write an
         // invalid policy.
         if !policy.network.allow.value || !rules.is_empty() {
             let texts: Vec<&str> = rules.iter().map(String::as_str).collect();
-            write_string_array(&mut out, list.key(), &texts);
+            write_string_array(&mut out, key, &texts);
         }
     }
     out.push_str("\n[syscalls]\n");
@@ -189,7 +192,10 @@ pub fn effective_report(
             "network: {}",
             if policy.network_allowed.value {
                 "allowed"
-            } else if policy.allow_connect.is_empty() && policy.allow_bind.is_empty() {
+            } else if policy.allow_connect.is_empty()
+                && policy.allow_bind.is_empty()
+                && policy.allow_hosts.is_empty()
+            {
                 "blocked"
             } else {
                 "blocked except what these rules allow"
@@ -221,6 +227,23 @@ pub fn effective_report(
                 what: format!("    {}", rule.value),
                 origin: rule.origin.to_string(),
                 mechanism: mechanism.clone(),
+            });
+        }
+    }
+    if policy.allow_hosts.is_empty() {
+        rows.push(Row::Heading("  allow_hosts: none".to_owned()));
+    } else {
+        let ignored = if policy.network_allowed.value {
+            " (not needed: the network is allowed)"
+        } else {
+            ""
+        };
+        rows.push(Row::Heading(format!("  allow_hosts:{ignored}")));
+        for rule in &policy.allow_hosts {
+            rows.push(Row::Item {
+                what: format!("    {}", rule.value),
+                origin: rule.origin.to_string(),
+                mechanism: by(&|m| m.allow_hosts.clone()),
             });
         }
     }

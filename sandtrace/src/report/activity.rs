@@ -240,7 +240,11 @@ impl Replay {
                 self.first_tgid.get_or_insert(p.tgid);
                 self.process(p);
             }
-            Line::File(_) | Line::Network(_) | Line::Seccomp(_) | Line::Summary(_) => {}
+            Line::File(_)
+            | Line::Network(_)
+            | Line::Seccomp(_)
+            | Line::Dns(_)
+            | Line::Summary(_) => {}
         }
     }
 

@@ -18,8 +18,8 @@ use anyhow::{Context as _, Result};
 use serde::Serialize;
 
 pub use crate::output::jsonl::schema::{
-    DenialCounts, FileLine, Line, NetworkLine, ProcessChange, ProcessLine, RawArgs, RuleLine,
-    SeccompLine, SummaryLine, SyscallCountLine, SyscallLine,
+    DenialCounts, DnsLine, FileLine, Line, NetworkLine, ProcessChange, ProcessLine, RawArgs,
+    RuleLine, SeccompLine, SummaryLine, SyscallCountLine, SyscallLine,
 };
 
 impl SyscallLine {

@@ -48,6 +48,9 @@ pub struct Report {
     pub network: Vec<NetworkRow>,
     /// The kernel's network decisions, with addresses (enforcing runs only).
     pub network_decisions: Vec<NetworkDecision>,
+    /// The session resolver's queries (runs with `allow_hosts`); absent when it did not run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsReport>,
     pub denials: Vec<Denial>,
     pub top_syscalls: Vec<SyscallCountLine>,
     pub unresolved: Vec<UnresolvedAccess>,
@@ -132,14 +135,29 @@ pub struct NetworkDecision {
     pub address: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
+    /// The host name the session's resolver handed the address out for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     pub count: u64,
+}
+
+/// What the session's resolver answered: from the `dns` lines, or from the summary when the
+/// log has none.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DnsReport {
+    pub answered: u64,
+    pub refused: u64,
+    /// Distinct, in the order first refused (from the summary: at most its first 20).
+    pub refused_names: Vec<String>,
+    /// Distinct names answered with addresses, in the order first answered.
+    pub answered_names: Vec<String>,
 }
 
 /// Equal denials, grouped: a file or network decision of the kernel programs, a syscall the
 /// seccomp filter refused, a process it killed, or a fork the process limit refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Denial {
-    /// `file`, `network`, `syscall`, `seccomp_kill` or `fork`.
+    /// `file`, `network`, `dns`, `syscall`, `seccomp_kill` or `fork`.
     pub kind: &'static str,
     /// What was refused, e.g. `open read /etc/shadow`.
     pub what: String,
@@ -161,6 +179,8 @@ struct Builder {
     index: HashMap<u32, usize>,
     denials: Vec<Denial>,
     network_decisions: Vec<NetworkDecision>,
+    /// `None` until the first `dns` line.
+    dns: Option<DnsReport>,
     syscall_lines: BTreeMap<String, u64>,
     summary: Option<SummaryLine>,
     first_time: Option<SystemTime>,
@@ -265,6 +285,7 @@ impl Builder {
                     protocol: n.protocol,
                     address: n.address,
                     port: n.port,
+                    host: n.host,
                     count: 1,
                 };
                 if decision.action == "deny" {
@@ -302,6 +323,31 @@ impl Builder {
                 pid: k.tgid,
                 comm: k.comm,
             }),
+            Line::Dns(d) => {
+                let dns = self.dns.get_or_insert_default();
+                let seen = |names: &[String]| names.contains(&d.name);
+                if d.action == "deny" {
+                    dns.refused += 1;
+                    if !d.name.is_empty() && !seen(&dns.refused_names) {
+                        dns.refused_names.push(d.name.clone());
+                    }
+                    self.deny(Denial {
+                        kind: "dns",
+                        what: format!("dns {} {}", d.name, d.query_type),
+                        why: d.reason,
+                        rule: d.rule,
+                        count: 1,
+                        // The resolver knows the querying socket, not its process.
+                        pid: 0,
+                        comm: String::new(),
+                    });
+                } else {
+                    dns.answered += 1;
+                    if !d.answers.is_empty() && !seen(&dns.answered_names) {
+                        dns.answered_names.push(d.name);
+                    }
+                }
+            }
             Line::Summary(s) => self.summary = Some(s),
         }
     }
@@ -328,6 +374,15 @@ impl Builder {
             .and_then(|n| n.execs.first())
             .map(|e| e.path.clone());
         let denied_lines = self.denials.iter().map(|d| d.count).sum();
+        let dns = self.dns.or_else(|| {
+            let summary = self.summary.as_ref()?.dns.as_ref()?;
+            Some(DnsReport {
+                answered: summary.answered,
+                refused: summary.refused,
+                refused_names: summary.refused_names.clone(),
+                answered_names: Vec::new(),
+            })
+        });
         let run = match &self.summary {
             Some(s) => RunOutline {
                 command,
@@ -405,6 +460,7 @@ impl Builder {
                 })
                 .collect(),
             network_decisions: self.network_decisions,
+            dns,
             denials: self.denials,
             top_syscalls,
             unresolved: activity.unresolved,
@@ -422,6 +478,7 @@ impl Report {
             index: HashMap::new(),
             denials: Vec::new(),
             network_decisions: Vec::new(),
+            dns: None,
             syscall_lines: BTreeMap::new(),
             summary: None,
             first_time: None,
@@ -444,14 +501,20 @@ impl Report {
     }
 }
 
-/// `connect inet tcp 127.0.0.1:80`, as the report names a network decision.
+/// `connect inet tcp 127.0.0.1:80`, or with the host name the session's resolver handed the
+/// address out for, `connect ipv4 tcp registry.npmjs.org (104.16.1.34:443)`, as the report
+/// names a network decision.
 pub fn describe_network(d: &NetworkDecision) -> String {
     let mut text = format!("{} {} {}", d.operation, d.family, d.protocol);
-    match (&d.address, d.port) {
-        (Some(a), Some(p)) if a.contains(':') => text += &format!(" [{a}]:{p}"),
-        (Some(a), Some(p)) => text += &format!(" {a}:{p}"),
-        (Some(a), None) => text += &format!(" {a}"),
-        _ => {}
+    let endpoint = match (&d.address, d.port) {
+        (Some(a), Some(p)) if a.contains(':') => format!("[{a}]:{p}"),
+        (Some(a), Some(p)) => format!("{a}:{p}"),
+        (Some(a), None) => a.clone(),
+        _ => return text,
+    };
+    match &d.host {
+        Some(host) => text += &format!(" {host} ({endpoint})"),
+        None => text += &format!(" {endpoint}"),
     }
     text
 }

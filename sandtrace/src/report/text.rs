@@ -220,7 +220,7 @@ fn notes(f: &FileRow) -> String {
 
 fn network(out: &mut String, r: &Report) {
     let _ = writeln!(out, "\nnetwork");
-    if r.network.is_empty() && r.network_decisions.is_empty() {
+    if r.network.is_empty() && r.network_decisions.is_empty() && r.dns.is_none() {
         let _ = writeln!(
             out,
             "  no connect, bind, listen or addressed sendto on any socket"
@@ -230,10 +230,10 @@ fn network(out: &mut String, r: &Report) {
         let _ = writeln!(out, "  decided by the policy:");
     }
     for d in &r.network_decisions {
-        let verdict = if d.action == "deny" {
-            "denied"
-        } else {
-            "allowed"
+        let verdict = match d.action.as_str() {
+            "deny" => "denied",
+            "redirect" => "sent to the session's resolver",
+            _ => "allowed",
         };
         let _ = writeln!(
             out,
@@ -241,6 +241,19 @@ fn network(out: &mut String, r: &Report) {
             super::describe_network(d),
             d.count
         );
+    }
+    if let Some(dns) = &r.dns {
+        let _ = writeln!(
+            out,
+            "  dns: {} queries answered, {} refused",
+            dns.answered, dns.refused
+        );
+        if !dns.answered_names.is_empty() {
+            let _ = writeln!(out, "    answered: {}", dns.answered_names.join(", "));
+        }
+        if !dns.refused_names.is_empty() {
+            let _ = writeln!(out, "    refused: {}", dns.refused_names.join(", "));
+        }
     }
     if !r.network.is_empty() {
         let _ = writeln!(

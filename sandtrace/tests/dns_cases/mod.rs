@@ -184,8 +184,9 @@ pub fn allowed_name_is_reachable_over_tcp_and_udp(mode: &Mode, name: &str) {
         "{query}"
     );
     assert_eq!(query["rule"]["kind"], HOST_RULE_KIND, "{query}");
-    let before = network_event(&s.events, "connect", good.tcp, "deny");
-    assert!(before.get("host").is_none(), "{before}");
+    // (Its `host` may name good.test: the log names an address by the last name the
+    // resolver handed it out for, and that may have happened by the time the line is written.)
+    network_event(&s.events, "connect", good.tcp, "deny");
     for (operation, address) in [("connect", good.tcp), ("send", good.udp)] {
         let allowed = network_event(&s.events, operation, address, "allow");
         assert_eq!(allowed["host"], GOOD, "{allowed}");
@@ -356,14 +357,15 @@ pub fn queries_to_another_resolver_are_answered_by_the_sessions(mode: &Mode, nam
         assert_eq!(dns_event(&s.events, EVIL, transport)["action"], "deny");
     }
     let other = world.other.address;
-    network_event(&s.events, "send", other, ACTION_REDIRECTED);
     network_event(&s.events, "connect", other, ACTION_REDIRECTED);
-    network_event(
-        &s.events,
-        "send",
-        mapped.parse().unwrap(),
-        ACTION_REDIRECTED,
-    );
+    // Three datagrams to it: two plain, one through its IPv4-mapped address (which the log may
+    // show in either form).
+    let sends = [other, mapped.parse().unwrap()]
+        .iter()
+        .flat_map(|address| network_events(&s.events, "send", *address))
+        .filter(|e| e["action"] == ACTION_REDIRECTED)
+        .count();
+    assert_eq!(sends, 3, "{:#?}", of_type(&s.events, "network"));
     network_event(&s.events, "send", other6.address, ACTION_REDIRECTED);
     network_event(&s.events, "connect", other6.address, ACTION_REDIRECTED);
 }

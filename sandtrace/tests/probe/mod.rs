@@ -256,8 +256,8 @@ pub fn with_announced_port(
     (result, read_jsonl(&log))
 }
 
-/// A TCP server that accepts and counts connections, and a UDP socket that counts (and echoes)
-/// datagrams: on ephemeral ports of 127.0.0.1 ([`Servers::start`]) or where the test says.
+/// A loopback TCP server that accepts and counts connections, and a UDP socket that counts
+/// datagrams (and echoes them), by default on ephemeral ports of 127.0.0.1.
 pub struct Servers {
     pub tcp: SocketAddr,
     pub udp: SocketAddr,
@@ -267,14 +267,15 @@ pub struct Servers {
 
 impl Servers {
     pub fn start() -> Self {
-        let loopback = "127.0.0.1:0".parse().unwrap();
-        Self::start_at(loopback, loopback)
+        Self::bind("127.0.0.1:0", "127.0.0.1:0")
     }
 
-    /// Servers on `tcp` and `udp` (port 0: an ephemeral one).
-    pub fn start_at(tcp: SocketAddr, udp: SocketAddr) -> Self {
-        let tcp = TcpListener::bind(tcp).unwrap_or_else(|e| panic!("binding TCP {tcp}: {e}"));
-        let udp = UdpSocket::bind(udp).unwrap_or_else(|e| panic!("binding UDP {udp}: {e}"));
+    /// The servers on the given addresses (`ADDRESS:PORT`).
+    pub fn bind(tcp: &str, udp: &str) -> Self {
+        let tcp =
+            TcpListener::bind(tcp).unwrap_or_else(|e| panic!("binding a TCP server to {tcp}: {e}"));
+        let udp =
+            UdpSocket::bind(udp).unwrap_or_else(|e| panic!("binding a UDP socket to {udp}: {e}"));
         let tcp_addr = tcp.local_addr().unwrap();
         let udp_addr = udp.local_addr().unwrap();
         let tcp_accepted = Arc::new(AtomicUsize::new(0));

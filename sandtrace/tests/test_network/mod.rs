@@ -302,8 +302,8 @@ impl World {
 
     /// TCP and UDP servers on `address` (both protocols, same port).
     pub fn servers_at(&self, address: SocketAddr) -> probe::Servers {
-        self.net
-            .inside(|| probe::Servers::start_at(address, address))
+        let address = address.to_string();
+        self.net.inside(|| probe::Servers::bind(&address, &address))
     }
 
     /// Runs the probe operations `ops` (separated by `;`) in the network, without sandtrace.

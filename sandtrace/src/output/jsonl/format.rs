@@ -10,7 +10,7 @@ use crate::{
     output::{
         FOREIGN_ABI_REASON, Labels, RuleLabel, access_names, errno_name, errno_str,
         foreign_syscall_name, is_error,
-        network::{family_name, op_name, protocol_name, sock_type_name},
+        network::{action_name, family_name, op_name, protocol_name, sock_type_name},
     },
     syscall_table,
 };
@@ -136,15 +136,20 @@ fn syscall(out: &mut Vec<u8>, s: &SyscallRecord<'_>) {
 }
 
 /// The `action` and `operation` fields of a file or network decision.
-fn decision(out: &mut Vec<u8>, denied: bool, operation: &str) {
+fn decision(out: &mut Vec<u8>, action: &str, operation: &str) {
     json::raw(out, ",\"action\":");
-    json::string(out, if denied { "deny" } else { "allow" });
+    json::string(out, action);
     json::raw(out, ",\"operation\":");
     json::string(out, operation);
 }
 
 fn file(out: &mut Vec<u8>, f: &FileRecord<'_>, labels: &Labels) {
-    decision(out, f.verdict.is_denied(), f.op.as_str());
+    let action = if f.verdict.is_denied() {
+        "deny"
+    } else {
+        "allow"
+    };
+    decision(out, action, f.op.as_str());
     json::raw(out, ",\"access\":[");
     for (i, name) in access_names(f.needed).enumerate() {
         if i > 0 {
@@ -162,7 +167,7 @@ fn file(out: &mut Vec<u8>, f: &FileRecord<'_>, labels: &Labels) {
 }
 
 fn network(out: &mut Vec<u8>, n: &NetworkRecord, labels: &Labels) {
-    decision(out, n.verdict.is_denied(), op_name(n.op));
+    decision(out, action_name(n.verdict), op_name(n.op));
     json::raw(out, ",\"family\":");
     json::string(out, &family_name(n.family));
     json::raw(out, ",\"socket_type\":");
@@ -181,6 +186,12 @@ fn network(out: &mut Vec<u8>, n: &NetworkRecord, labels: &Labels) {
             json::raw(out, "\"");
             json::raw(out, port_key);
             json::integer(out, port);
+            if address_key.starts_with(",\"address")
+                && let Some(host) = labels.names.host(n.name, Some(address))
+            {
+                json::raw(out, ",\"host\":");
+                json::string(out, &host);
+            }
         }
     }
     json::raw(out, ",\"reason\":");
@@ -238,11 +249,12 @@ mod tests {
 
     use sandtrace_common::{
         file::{FileOp, Verdict},
-        network::{NetOp, NetVerdict},
+        network::{NO_HOST_NAME, NetOp, NetVerdict},
     };
 
     use super::{super::schema, *};
     use crate::{
+        dns::ResolvedNames,
         events::{KernelText, NetList, RuleRef, SyscallAbi, SyscallAction, Task},
         output::{FileRules, network::NetworkRules},
         policy::{CliOverrides, parse::parse, resolve},
@@ -275,7 +287,6 @@ mod tests {
                 change,
             })
         };
-        let decision = |denied: bool| if denied { "deny" } else { "allow" }.to_owned();
         match &event.body {
             EventBody::Syscall(s) => Line::Syscall(SyscallLine {
                 timestamp,
@@ -302,7 +313,12 @@ mod tests {
                 pid,
                 tgid,
                 comm,
-                action: decision(f.verdict.is_denied()),
+                action: if f.verdict.is_denied() {
+                    "deny"
+                } else {
+                    "allow"
+                }
+                .to_owned(),
                 operation: f.op.as_str().to_owned(),
                 access: access_names(f.needed).map(str::to_owned).collect(),
                 path: f.path.to_str_lossy().into_owned(),
@@ -317,13 +333,22 @@ mod tests {
                 pid,
                 tgid,
                 comm,
-                action: decision(n.verdict.is_denied()),
+                action: match n.verdict {
+                    NetVerdict::RedirectedDns => "redirect",
+                    v if v.is_denied() => "deny",
+                    _ => "allow",
+                }
+                .to_owned(),
                 operation: op_name(n.op).to_owned(),
                 family: family_name(n.family).into_owned(),
                 socket_type: sock_type_name(n.sock_type).into_owned(),
                 protocol: protocol_name(n.protocol, n.sock_type).into_owned(),
                 address: n.addr.map(|(a, _)| a.to_string()),
                 port: n.addr.map(|(_, p)| p),
+                host: n
+                    .addr
+                    .and_then(|(a, _)| labels.names.host(n.name, Some(a)))
+                    .map(|h| h.to_string()),
                 peer_address: n.peer.map(|(a, _)| a.to_string()),
                 peer_port: n.peer.map(|(_, p)| p),
                 reason: labels.network_rules.reason(n).to_owned(),
@@ -386,7 +411,7 @@ mod tests {
         let policy = parse(
             Path::new("test.toml"),
             "[network]\nallow = false\nallow_connect = [\"127.0.0.1:80\"]\n\
-             allow_bind = [\"[::1]:8080\"]\n"
+             allow_bind = [\"[::1]:8080\"]\nallow_hosts = [\"*.registry.test:443\"]\n"
                 .to_owned(),
         )
         .expect("the test policy parses");
@@ -407,7 +432,18 @@ mod tests {
                 ],
             },
             network_rules: NetworkRules::for_policy(&effective),
+            names: resolved_names(),
         }
+    }
+
+    /// `cdn.registry.test` (id 1) handed out 10.1.2.3, `other.registry.test` (id 2) 127.0.0.1.
+    fn resolved_names() -> ResolvedNames {
+        let names = ResolvedNames::default();
+        let cdn = names.id("cdn.registry.test").unwrap();
+        names.handed_out(IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)), cdn);
+        let other = names.id("other.registry.test").unwrap();
+        names.handed_out(IpAddr::V4(Ipv4Addr::LOCALHOST), other);
+        names
     }
 
     /// A comm a process may set itself (prctl PR_SET_NAME): quotes, escapes, control
@@ -476,6 +512,7 @@ mod tests {
             peer: None,
             rule: Some((NetList::Connect, 0)),
             list: NetList::Connect,
+            name: NO_HOST_NAME,
         };
         let denied = NetworkRecord {
             verdict: NetVerdict::DeniedNoRule,
@@ -563,7 +600,49 @@ mod tests {
             // A rule index the labels do not know.
             EventBody::Network(NetworkRecord {
                 rule: Some((NetList::Bind, 5)),
-                ..connect
+                ..connect.clone()
+            }),
+            // Allowed by an allow_hosts entry: the host is the event's name (id 1), not the
+            // last one the address was handed out for.
+            EventBody::Network(NetworkRecord {
+                addr: Some((IpAddr::V4(Ipv4Addr::LOCALHOST), 443)),
+                rule: Some((NetList::Hosts, 0)),
+                list: NetList::Hosts,
+                name: 1,
+                ..connect.clone()
+            }),
+            // A name id the table does not have: the address's last name.
+            EventBody::Network(NetworkRecord {
+                addr: Some((IpAddr::V4(Ipv4Addr::LOCALHOST), 443)),
+                rule: Some((NetList::Hosts, 0)),
+                list: NetList::Hosts,
+                name: 99,
+                ..connect.clone()
+            }),
+            EventBody::Network(NetworkRecord {
+                verdict: NetVerdict::RedirectedDns,
+                protocol: 17,
+                sock_type: 2,
+                addr: Some((IpAddr::V4(Ipv4Addr::new(8, 8, 8, 8)), 53)),
+                rule: None,
+                ..connect.clone()
+            }),
+            EventBody::Network(NetworkRecord {
+                verdict: NetVerdict::DeniedDnsOverTls,
+                addr: Some((IpAddr::V4(Ipv4Addr::new(1, 1, 1, 1)), 853)),
+                ..denied.clone()
+            }),
+            EventBody::Network(NetworkRecord {
+                verdict: NetVerdict::DeniedDnsNoResolver,
+                family: 10,
+                addr: Some((IpAddr::V6(Ipv6Addr::LOCALHOST), 53)),
+                ..denied.clone()
+            }),
+            // Denied on another port than its entry's: the address's last name.
+            EventBody::Network(NetworkRecord {
+                addr: Some((IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)), 22)),
+                list: NetList::Hosts,
+                ..denied.clone()
             }),
             EventBody::SeccompKill(SeccompKillRecord {
                 abi: SyscallAbi::X86_64,

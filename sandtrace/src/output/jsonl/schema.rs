@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::output::{
     RuleLabel,
-    summary::{Denials, Ending, RunAs, Summary, SyscallCount},
+    summary::{Denials, DnsSummary, Ending, RunAs, Summary, SyscallCount},
 };
 
 /// One line of the log.
@@ -26,6 +26,7 @@ pub enum Line {
     File(FileLine),
     Network(NetworkLine),
     Seccomp(SeccompLine),
+    Dns(DnsLine),
     /// Always the last line of a complete log.
     Summary(SummaryLine),
 }
@@ -121,7 +122,8 @@ pub enum ProcessChange {
 /// The policy rule that decided.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleLine {
-    /// `allow_read`, `allow_write`, `allow_exec`, `deny`, `allow_connect` or `allow_bind`.
+    /// `allow_read`, `allow_write`, `allow_exec`, `deny`, `allow_connect`, `allow_bind` or
+    /// `allow_hosts`.
     pub kind: String,
     /// As written in the policy.
     pub pattern: String,
@@ -179,7 +181,8 @@ pub struct NetworkLine {
     pub tgid: u32,
     #[serde(default)]
     pub comm: String,
-    /// `allow` or `deny`.
+    /// `allow`, `deny`, or `redirect` (a DNS query sent to the session's resolver instead of
+    /// its destination; the resolver's `dns` line says what it answered).
     pub action: String,
     /// `connect`, `send`, `bind`, `socket` or `receive`.
     pub operation: String,
@@ -194,6 +197,11 @@ pub struct NetworkLine {
     pub address: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
+    /// The host name of `address`: the name an `allow_hosts` entry allowed it for, or the
+    /// last name the session's resolver handed the address out for; absent for addresses it
+    /// never handed out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     /// For `receive`: where the packet came from, when that could be read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_address: Option<String>,
@@ -223,6 +231,36 @@ pub struct SeccompLine {
     /// The x86_64 name, where the ABI shares the x86_64 table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub syscall: Option<String>,
+    pub reason: String,
+}
+
+/// One query the session's resolver answered (sessions with `allow_hosts`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsLine {
+    /// When the answer was sent.
+    pub timestamp: String,
+    /// `udp` or `tcp`.
+    pub transport: String,
+    /// The querying socket, `ADDRESS:PORT` (the kernel redirected its query, whatever
+    /// resolver address it was sent to).
+    pub client: String,
+    /// As asked, without the trailing dot; empty for a malformed query.
+    pub name: String,
+    /// `A`, `AAAA`, `TXT`, `TYPE65`, ...; empty for a malformed query.
+    pub query_type: String,
+    /// `allow` (an `allow_hosts` entry covers the name: resolved upstream) or `deny`.
+    pub action: String,
+    /// `NOERROR`, `NXDOMAIN`, `SERVFAIL`, `REFUSED` or `FORMERR`.
+    pub response: String,
+    /// The addresses handed out (CNAME chains flattened: the name asked has them).
+    #[serde(default)]
+    pub answers: Vec<String>,
+    /// Of the answer, in seconds: the smallest along its CNAME chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u32>,
+    /// The `allow_hosts` entry that covers the name (the first, when several do).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<RuleLine>,
     pub reason: String,
 }
 
@@ -263,6 +301,9 @@ pub struct SummaryLine {
     /// The names of the caller's environment variables CMD did not get; absent like `run_as`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub removed_environment: Option<Vec<String>>,
+    /// The session resolver's queries; absent when it did not run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsSummary>,
     /// Most frequent first.
     #[serde(default)]
     pub syscall_counts: Vec<SyscallCountLine>,
@@ -310,6 +351,7 @@ impl From<&Summary> for SummaryLine {
             unenforced,
             run_as,
             removed_environment,
+            dns,
             syscall_counts,
         } = summary;
         Self {
@@ -340,6 +382,7 @@ impl From<&Summary> for SummaryLine {
             unenforced: unenforced.iter().map(RuleLine::from).collect(),
             run_as: Some(run_as.clone()),
             removed_environment: Some(removed_environment.clone()),
+            dns: dns.clone(),
             syscall_counts: syscall_counts
                 .iter()
                 .map(|SyscallCount { syscall, count }| SyscallCountLine {
@@ -368,6 +411,7 @@ impl Line {
             "file" => Self::File(serde_json::from_str(text)?),
             "network" => Self::Network(serde_json::from_str(text)?),
             "seccomp" => Self::Seccomp(serde_json::from_str(text)?),
+            "dns" => Self::Dns(serde_json::from_str(text)?),
             "summary" => Self::Summary(serde_json::from_str(text)?),
             _ => return Ok(None),
         }))
@@ -392,6 +436,7 @@ impl Line {
             Self::File(f) => Some(&f.timestamp),
             Self::Network(n) => Some(&n.timestamp),
             Self::Seccomp(k) => Some(&k.timestamp),
+            Self::Dns(d) => Some(&d.timestamp),
             Self::Summary(_) => None,
         }
     }

@@ -8,6 +8,9 @@
 //! one emptied, and steady state allocates nothing. When the writer falls behind, the draining
 //! thread waits for a buffer; the ring buffer then fills and the kernel counts what it drops.
 //! Memory stays bounded and every loss is counted.
+//!
+//! Lines that do not come from the ring buffer (the session resolver's `dns` lines) travel in
+//! the same batches, formatted already, so that the log keeps the order the session saw.
 
 use std::{
     fs::File,
@@ -21,7 +24,7 @@ use anyhow::{Context as _, Result, anyhow};
 
 use super::{
     format::LineFormat,
-    schema::{Line, SummaryLine},
+    schema::{DnsLine, Line, SummaryLine},
 };
 use crate::{
     events::{self, Clock},
@@ -34,8 +37,13 @@ const BATCH_BYTES: usize = 64 * 1024;
 const BATCHES: usize = 16;
 /// Formatted lines are written to the file in chunks of at most about this size.
 const WRITE_BYTES: usize = 1 << 20;
-/// Each record in a batch is preceded by its length, in native byte order.
-const LENGTH_BYTES: usize = size_of::<usize>();
+/// Each entry of a batch is its kind ([`RECORD`] or [`LINE`]), its length in native byte
+/// order, and its bytes.
+const HEADER_BYTES: usize = 1 + size_of::<usize>();
+/// A ring-buffer record, which the writer decodes and formats.
+const RECORD: u8 = 0;
+/// A line formatted already, newline included.
+const LINE: u8 = 1;
 
 /// The JSONL event log (`-o FILE`), as the draining thread sees it.
 pub struct EventLog {
@@ -81,11 +89,23 @@ impl EventLog {
     /// Queues one ring-buffer record (one that decodes) for the log. Waits for the writer
     /// when every batch is in use.
     pub fn append(&mut self, record: &[u8]) {
+        self.queue(RECORD, record);
+    }
+
+    /// Queues a query of the session's resolver, as its `dns` line (serialized by serde from
+    /// the schema: these lines are few).
+    pub fn append_dns(&mut self, line: &DnsLine) {
+        let mut text = serde_json::to_vec(&Line::Dns(line.clone())).expect("a dns line serializes");
+        text.push(b'\n');
+        self.queue(LINE, &text);
+    }
+
+    fn queue(&mut self, kind: u8, entry: &[u8]) {
         if self.to_writer.is_none() {
             // The writer has stopped (a write error, which `finish` reports).
             return;
         }
-        let needed = LENGTH_BYTES + record.len();
+        let needed = HEADER_BYTES + entry.len();
         if self
             .batch
             .as_ref()
@@ -98,8 +118,9 @@ impl EventLog {
             self.batch = self.recycled.recv().ok();
         }
         if let Some(batch) = &mut self.batch {
-            batch.extend_from_slice(&record.len().to_ne_bytes());
-            batch.extend_from_slice(record);
+            batch.push(kind);
+            batch.extend_from_slice(&entry.len().to_ne_bytes());
+            batch.extend_from_slice(entry);
         }
     }
 
@@ -172,17 +193,23 @@ fn write_batch(
     labels: &Labels,
 ) -> Result<()> {
     let mut rest = batch;
-    while let Some((length, after)) = rest.split_first_chunk::<LENGTH_BYTES>() {
-        let (record, after) = after
+    while let Some((&kind, after)) = rest.split_first()
+        && let Some((length, after)) = after.split_first_chunk::<{ HEADER_BYTES - 1 }>()
+    {
+        let (entry, after) = after
             .split_at_checked(usize::from_ne_bytes(*length))
             .ok_or_else(|| anyhow!("an event batch ends inside a record"))?;
         rest = after;
-        // The draining thread decoded this record before appending it.
-        let event = events::decode(record, clock)
-            .map_err(|e| anyhow!("an event record no longer decodes: {}", e.0))?;
-        format
-            .line(&mut log.pending, &event, labels)
-            .with_context(|| format!("writing {}", log.path.display()))?;
+        if kind == LINE {
+            log.pending.extend_from_slice(entry);
+        } else {
+            // The draining thread decoded this record before appending it.
+            let event = events::decode(entry, clock)
+                .map_err(|e| anyhow!("an event record no longer decodes: {}", e.0))?;
+            format
+                .line(&mut log.pending, &event, labels)
+                .with_context(|| format!("writing {}", log.path.display()))?;
+        }
         if log.pending.len() >= WRITE_BYTES {
             log.write_pending()?;
         }
@@ -257,6 +284,23 @@ mod tests {
         .to_vec()
     }
 
+    /// The dns line written after record `n`.
+    fn dns_line(n: u64) -> DnsLine {
+        DnsLine {
+            timestamp: "2026-12-02T06:21:28.123456Z".to_owned(),
+            transport: "udp".to_owned(),
+            client: "127.0.0.1:40000".to_owned(),
+            name: format!("n{n}.evil.test"),
+            query_type: "A".to_owned(),
+            action: "deny".to_owned(),
+            response: "NXDOMAIN".to_owned(),
+            answers: vec![],
+            ttl: None,
+            rule: None,
+            reason: "no allow_hosts entry covers this name".to_owned(),
+        }
+    }
+
     fn summary() -> Summary {
         Tally::default().finish(
             &[],
@@ -281,10 +325,14 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("events.jsonl");
         let mut log = EventLog::create(&path, Clock::new(), Labels::default()).unwrap();
-        // Several times the batches in circulation, handed over full and partial.
+        // Several times the batches in circulation, handed over full and partial, with a
+        // dns line after every 100th record.
         let count = 4 * BATCHES * BATCH_BYTES / record(0).len();
         for n in 0..count as u64 {
             log.append(&record(n));
+            if n % 100 == 99 {
+                log.append_dns(&dns_line(n));
+            }
             if n % 1000 == 999 {
                 log.hand_over();
             }
@@ -296,12 +344,32 @@ mod tests {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
             .collect();
-        assert_eq!(lines.len(), count + 1, "every record and the summary");
-        for (n, line) in lines[..count].iter().enumerate() {
-            assert_eq!(line["event_type"], "syscall", "line {n}");
-            assert_eq!(line["args"]["raw"][0], n, "line {n} is record {n}");
+        let dns_lines = count / 100;
+        assert_eq!(
+            lines.len(),
+            count + dns_lines + 1,
+            "every record, every dns line and the summary"
+        );
+        let mut records = 0;
+        for (i, line) in lines[..count + dns_lines].iter().enumerate() {
+            if records % 100 == 0 && records > 0 && line["event_type"] == "dns" {
+                let text = serde_json::to_string(line).unwrap();
+                assert_eq!(
+                    Line::parse(&text).unwrap(),
+                    Some(Line::Dns(dns_line(records - 1))),
+                    "line {i}"
+                );
+                continue;
+            }
+            assert_eq!(line["event_type"], "syscall", "line {i}");
+            assert_eq!(
+                line["args"]["raw"][0], records,
+                "line {i} is record {records}"
+            );
+            records += 1;
         }
-        assert_eq!(lines[count]["event_type"], "summary");
+        assert_eq!(records, count as u64);
+        assert_eq!(lines[count + dns_lines]["event_type"], "summary");
     }
 
     #[test]
