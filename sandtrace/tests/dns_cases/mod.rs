@@ -2,9 +2,10 @@
 //! on the host (`tests/dns.rs`, degraded mode: the cgroup socket programs need no BPF LSM) and
 //! in the VM (`tests/vm_dns.rs`, enforcing mode).
 //!
-//! Each runs in a [`World`] of the test's own: `good.test` (allowed, 127.0.0.2) and `evil.test`
-//! (127.0.0.3) are known to the DNS server on 127.0.0.4:53 that the test's resolv.conf names,
-//! and another DNS server on 127.0.0.5:53 answers every name with 127.0.0.9. Each claim is
+//! Each runs in a [`World`] of the test's own: `good.test` (allowed, 127.0.0.2), `evil.test`
+//! (127.0.0.3) and the alias `www.good.test` (of `edge.cdn.test`, 127.0.0.6) are known to the
+//! DNS server on 127.0.0.4:53 that the test's resolv.conf names, and another DNS server on
+//! 127.0.0.5:53 answers every name with 127.0.0.9. Each claim is
 //! checked from outside the session (the servers' counters and query logs, the probe's
 //! results, the JSONL), after the same attempt has been shown to work without sandtrace.
 #![allow(dead_code)] // each test crate uses a different subset
@@ -14,7 +15,7 @@ use std::net::SocketAddr;
 use serde_json::Value;
 
 use crate::{
-    common::of_type,
+    common::{of_type, summary},
     probe::{self, Session},
     test_network::{
         ALIAS, ALIAS_ADDRESS, ALIAS_TARGET, DnsServer, EVIL, EVIL_ADDRESS, GOOD, GOOD_ADDRESS,
@@ -66,9 +67,28 @@ fn in_session_allowing(
     // -v: allowed decisions are logged too.
     let mut flags = vec!["-v"];
     flags.extend_from_slice(mode.flags);
-    probe::in_session_with(name, &policy(mode, hosts), ops, &flags, |cmd| {
+    let s = probe::in_session_with(name, &policy(mode, hosts), ops, &flags, |cmd| {
         world.net.enter(cmd);
-    })
+    });
+    summary_counts_the_queries(&s.events);
+    s
+}
+
+/// The summary's `dns` counts are the log's `dns` lines, and it names the refused names.
+fn summary_counts_the_queries(events: &[Value]) {
+    let queries = of_type(events, "dns");
+    let with = |action: &str| queries.iter().filter(|q| q["action"] == action).count();
+    let counts = &summary(events)["dns"];
+    assert_eq!(counts["answered"], with("allow"), "{counts} {queries:#?}");
+    assert_eq!(counts["refused"], with("deny"), "{counts} {queries:#?}");
+    for refused in queries.iter().filter(|q| q["action"] == "deny") {
+        assert!(
+            counts["refused_names"]
+                .as_array()
+                .is_some_and(|names| names.contains(&refused["name"])),
+            "{counts} {refused}"
+        );
+    }
 }
 
 /// The session's `dns` events about `name`.
