@@ -32,6 +32,11 @@ fn an_alias_of_an_allowed_name_is_followed() {
 }
 
 #[test]
+fn names_in_etc_hosts_follow_the_rules_too() {
+    dns_cases::names_in_etc_hosts_follow_the_rules_too(&HOST, "dns-hosts");
+}
+
+#[test]
 fn queries_to_another_resolver_are_answered_by_the_sessions() {
     dns_cases::queries_to_another_resolver_are_answered_by_the_sessions(&HOST, "dns-other");
 }

@@ -18,8 +18,9 @@ use crate::{
     common::{of_type, summary},
     probe::{self, Session},
     test_network::{
-        ALIAS, ALIAS_ADDRESS, ALIAS_TARGET, DnsServer, EVIL, EVIL_ADDRESS, GOOD, GOOD_ADDRESS,
-        OTHER_ANSWER, OTHER_RESOLVER, OTHER_RESOLVER_6, UPSTREAM, World,
+        ALIAS, ALIAS_ADDRESS, ALIAS_TARGET, DnsServer, EVIL, EVIL_ADDRESS, EVIL_PINNED,
+        EVIL_PINNED_ADDRESS, GOOD, GOOD_ADDRESS, OTHER_ANSWER, OTHER_RESOLVER, OTHER_RESOLVER_6,
+        PINNED, PINNED_ADDRESS, UPSTREAM, World,
     },
 };
 
@@ -315,6 +316,52 @@ pub fn an_alias_of_an_allowed_name_is_followed(mode: &Mode, name: &str) {
     let connect = network_event(&s.events, "connect", edge.tcp, "allow");
     assert_eq!(connect["host"], ALIAS, "{connect}");
     assert_eq!(dns_event(&s.events, ALIAS_TARGET, "udp")["action"], "deny");
+}
+
+/// An allowed name that `/etc/hosts` maps (the command's C library finds it there and asks no
+/// DNS server) is reachable from the start; a name `/etc/hosts` maps that no entry covers
+/// resolves the same way (the file is the command's to read), but its address stays out of
+/// reach.
+pub fn names_in_etc_hosts_follow_the_rules_too(mode: &Mode, name: &str) {
+    let world = World::new(name);
+    let pinned = world.servers(PINNED_ADDRESS);
+    let evil = world.servers(EVIL_PINNED_ADDRESS);
+    let ops = [
+        format!("tcp-connect-name {PINNED} {}", pinned.tcp.port()),
+        format!("udp-send-name {PINNED} {}", pinned.udp.port()),
+        format!("resolve {EVIL_PINNED}"),
+        format!("tcp-connect-name {EVIL_PINNED} {}", evil.tcp.port()),
+    ];
+    assert_eq!(
+        world.outside(&ops.join(";")),
+        ["ok", "ok", EVIL_PINNED_ADDRESS, "ok"],
+        "without sandtrace"
+    );
+    assert_eq!(pinned.tcp_accepted(1), 1);
+    assert_eq!(evil.tcp_accepted(1), 1);
+
+    let s = in_session_allowing(&world, mode, name, &[GOOD, PINNED], &ops);
+    assert_eq!(
+        s.results,
+        ["ok", "ok", EVIL_PINNED_ADDRESS, "EPERM"],
+        "{ops:?}\n{}",
+        s.stderr
+    );
+    assert_eq!(pinned.tcp_accepted(2), 2);
+    assert_eq!(pinned.udp_received(2), 2);
+    assert_eq!(
+        evil.tcp_accepted(1),
+        1,
+        "a connection to {EVIL_PINNED} got through"
+    );
+    let upstream = world.upstream.take_queries();
+    assert!(
+        !asked_for(&upstream, PINNED) && !asked_for(&upstream, EVIL_PINNED),
+        "the names are /etc/hosts's: {upstream:?}"
+    );
+    let connect = network_event(&s.events, "connect", pinned.tcp, "allow");
+    assert_eq!(connect["host"], PINNED, "{connect}");
+    network_event(&s.events, "connect", evil.tcp, "deny");
 }
 
 /// A query sent straight to another resolver, over UDP or TCP, IPv4 or IPv6, is answered by

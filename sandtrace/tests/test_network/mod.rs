@@ -43,8 +43,8 @@ pub struct TestNetwork {
 
 impl TestNetwork {
     /// A new network whose processes resolve names with `nameserver` (port 53) and find
-    /// nothing but `localhost` in `/etc/hosts`.
-    pub fn new(name: &str, nameserver: std::net::IpAddr) -> Self {
+    /// `localhost` and the lines `hosts` (`ADDRESS NAME`) in `/etc/hosts`.
+    pub fn new(name: &str, nameserver: std::net::IpAddr, hosts: &[&str]) -> Self {
         let namespace = std::thread::spawn(|| {
             // SAFETY: plain syscall; it moves only this short-lived thread into the new
             // namespace, and the descriptor opened below keeps the namespace alive.
@@ -65,7 +65,7 @@ impl TestNetwork {
         let files = [
             (
                 "/etc/hosts",
-                "127.0.0.1 localhost\n::1 localhost\n".to_owned(),
+                format!("127.0.0.1 localhost\n::1 localhost\n{}\n", hosts.join("\n")),
             ),
             // Generous timeouts: a reply that must come may be slow in an emulated VM.
             (
@@ -252,7 +252,13 @@ pub const EVIL_ADDRESS: &str = "127.0.0.3";
 pub const ALIAS: &str = "www.good.test";
 pub const ALIAS_TARGET: &str = "edge.cdn.test";
 pub const ALIAS_ADDRESS: &str = "127.0.0.6";
-/// The DNS server the test's `/etc/resolv.conf` names: it knows the names above.
+/// Names only the test's `/etc/hosts` knows, and their addresses.
+pub const PINNED: &str = "pinned.test";
+pub const PINNED_ADDRESS: &str = "127.0.0.7";
+pub const EVIL_PINNED: &str = "evil-pinned.test";
+pub const EVIL_PINNED_ADDRESS: &str = "127.0.0.8";
+/// The DNS server the test's `/etc/resolv.conf` names: it knows the names above except the
+/// `/etc/hosts` ones.
 pub const UPSTREAM: &str = "127.0.0.4:53";
 /// Another DNS server, which a command could pick itself: it answers every name with
 /// [`OTHER_ANSWER`].
@@ -271,7 +277,14 @@ pub struct World {
 impl World {
     pub fn new(name: &str) -> Self {
         let upstream: SocketAddr = UPSTREAM.parse().unwrap();
-        let net = TestNetwork::new(name, upstream.ip());
+        let net = TestNetwork::new(
+            name,
+            upstream.ip(),
+            &[
+                &format!("{PINNED_ADDRESS} {PINNED}"),
+                &format!("{EVIL_PINNED_ADDRESS} {EVIL_PINNED}"),
+            ],
+        );
         let upstream = DnsServer::start(
             &net,
             upstream,
