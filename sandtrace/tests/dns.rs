@@ -22,6 +22,11 @@ fn allowed_name_is_reachable_over_tcp_and_udp() {
 }
 
 #[test]
+fn an_entry_with_a_port_allows_only_that_port() {
+    dns_cases::an_entry_with_a_port_allows_only_that_port(&HOST, "dns-port");
+}
+
+#[test]
 fn other_names_do_not_resolve_and_their_addresses_are_denied() {
     dns_cases::other_names_do_not_resolve_and_their_addresses_are_denied(&HOST, "dns-evil");
 }

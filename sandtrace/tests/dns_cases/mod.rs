@@ -216,6 +216,36 @@ pub fn allowed_name_is_reachable_over_tcp_and_udp(mode: &Mode, name: &str) {
     }
 }
 
+/// An entry with a port (`good.test:PORT`) admits the name's addresses on that port only.
+pub fn an_entry_with_a_port_allows_only_that_port(mode: &Mode, name: &str) {
+    let world = World::new(name);
+    let good = world.servers(GOOD_ADDRESS);
+    let (tcp, udp) = (good.tcp.port(), good.udp.port());
+    let ops = [
+        format!("tcp-connect-name {GOOD} {tcp}"),
+        format!("udp-send-name {GOOD} {udp}"),
+    ];
+    assert_eq!(
+        world.outside(&ops.join(";")),
+        ["ok", "ok"],
+        "without sandtrace"
+    );
+    assert_eq!(good.udp_received(1), 1);
+
+    let entry = format!("{GOOD}:{tcp}");
+    let s = in_session_allowing(&world, mode, name, &[&entry], &ops);
+    assert_eq!(s.results, ["ok", "EPERM"], "{ops:?}\n{}", s.stderr);
+    assert_eq!(good.tcp_accepted(2), 2);
+    assert_eq!(
+        good.udp_received(1),
+        1,
+        "a datagram to another port got through"
+    );
+    let allowed = network_event(&s.events, "connect", good.tcp, "allow");
+    assert_eq!(allowed["rule"]["pattern"], entry, "{allowed}");
+    network_event(&s.events, "send", good.udp, "deny");
+}
+
 /// `evil.test` does not resolve, its query never leaves the session, and its address is out of
 /// reach.
 pub fn other_names_do_not_resolve_and_their_addresses_are_denied(mode: &Mode, name: &str) {
