@@ -95,9 +95,8 @@ impl Mechanisms {
         let allow_hosts = match (&plan.mode, &plan.resolver) {
             (Mode::TraceOnly, _) => not_enforced("trace-only"),
             (_, None) => "not needed: the network is allowed".to_owned(),
-            (_, Some(_)) => "the session's resolver (DNS redirected by cgroup connect4/6 and \
-                             sendmsg4/6), then cgroup connect4/6 and sendmsg4/6 on the addresses \
-                             it handed out"
+            (_, Some(_)) => "session resolver (DNS redirected to it), cgroup connect4/6 and \
+                             sendmsg4/6 on the addresses it hands out"
                 .to_owned(),
         };
         let mut refused = Vec::new();
