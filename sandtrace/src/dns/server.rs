@@ -17,7 +17,10 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use hickory_proto::{op::Query, rr::RecordType};
+use hickory_proto::{
+    op::Query,
+    rr::{Name, RecordType},
+};
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::{TcpListener, TcpStream, UdpSocket},
@@ -49,6 +52,8 @@ const MAX_IN_FLIGHT: usize = 256;
 const MAX_CONNECTIONS: usize = 64;
 
 const NOT_COVERED: &str = "no allow_hosts entry covers this name";
+const NOT_A_HOST_NAME: &str =
+    "not a host name: a label holds a character other than a letter, a digit, `-` or `_`";
 const TABLE_FULL: &str = "the session's address table is full";
 const NAMES_FULL: &str = "the session's name table is full";
 
@@ -174,6 +179,18 @@ impl BoundResolver {
         }
         Ok(sockets)
     }
+}
+
+/// Whether every label of `name` is made of what host names are (letters, digits, `-`, `_`).
+/// The entries are matched against the name's text, where a label holding a `.` would read
+/// as two labels: `a\.good.test` is one label under `test`, not a name below `good.test`.
+fn is_host_name(name: &Name) -> bool {
+    name.iter().all(|label| {
+        !label.is_empty()
+            && label
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
 }
 
 /// The indices of the entries that cover `name`.
@@ -347,6 +364,11 @@ impl Handler {
         let record_type = query.query_type();
         event.name.clone_from(&name);
         event.query_type = type_name(record_type);
+        if !is_host_name(query.name()) {
+            event.response = Response::NxDomain;
+            event.reason = NOT_A_HOST_NAME.to_owned();
+            return;
+        }
         let covering = covering_rules(&self.rules, &name);
         let Some(&first) = covering.first() else {
             event.response = Response::NxDomain;

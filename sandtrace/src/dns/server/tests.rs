@@ -363,6 +363,23 @@ fn names_no_entry_covers_are_nxdomain_and_never_asked_upstream() {
 }
 
 #[test]
+fn names_whose_labels_hold_dots_are_not_host_names() {
+    let mut s = setup();
+    // One label `a.wild` under `test`: its text, `a\.wild.test`, ends like a name below
+    // `wild.test`, but it is not one.
+    let dotted = Name::from_labels([&b"a.wild"[..], b"test"]).unwrap();
+    let mut request = Message::query();
+    request.metadata.recursion_desired = true;
+    request.add_query(Query::query(dotted, RecordType::A));
+    let answer = ask_udp(s.addr, &request);
+    assert_eq!(answer.metadata.response_code, ResponseCode::NXDomain);
+    let event = s.event();
+    assert_eq!(event.decision, Decision::Deny);
+    assert_eq!(event.reason, NOT_A_HOST_NAME);
+    assert_eq!(s.upstream.asked(), Vec::<String>::new());
+}
+
+#[test]
 fn wildcard_entries_cover_names_below_their_domain() {
     let mut s = setup();
     let answer = ask(s.addr, "a.wild.test.", RecordType::A);
