@@ -55,3 +55,48 @@ fn a_secret_in_a_name_reaches_no_server() {
 fn dns_over_tls_is_refused() {
     dns_cases::dns_over_tls_is_refused(&HOST, "dns-dot");
 }
+
+/// A daemon that resolves names for its clients over a UNIX socket (systemd-resolved, also
+/// through D-Bus, and nscd) would look up any name past the session's resolver: with
+/// `allow_hosts`, their directories are empty in the session. `/run/dbus` is the one this
+/// machine has; without `allow_hosts` the session sees it as it is.
+#[test]
+fn resolving_daemons_directories_are_empty_in_sessions_with_allow_hosts() {
+    const DIR: &str = "/run/dbus";
+    let outside: Vec<_> = std::fs::read_dir(DIR)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    if outside.is_empty() {
+        common::skip(
+            "resolving_daemons_directories_are_empty_in_sessions_with_allow_hosts",
+            &format!("{DIR} is missing or empty on this machine"),
+            common::InCi::MayLack,
+        );
+        return;
+    }
+    for (network, empty) in [
+        ("allow = false\nallow_hosts = [\"good.test\"]\n", true),
+        ("allow = false\n", false),
+    ] {
+        let scratch = common::Scratch::new("dns-daemons");
+        let policy = scratch.path("policy.toml");
+        std::fs::write(&policy, format!("[network]\n{network}")).unwrap();
+        let out = common::run(&[
+            "run",
+            "--allow-degraded",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--",
+            "/bin/ls",
+            "-A",
+            DIR,
+        ]);
+        assert!(out.status.success(), "{}", common::describe(&out));
+        let listed = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            listed.trim().is_empty(),
+            empty,
+            "{network}: {DIR} lists {listed:?} in the session, {outside:?} outside"
+        );
+    }
+}
