@@ -258,9 +258,14 @@ impl ResolverPlan {
     /// resolver: their directories are covered in CMD's mount namespace (glibc then falls
     /// back to DNS, which the kernel sends to the session's resolver). Without BPF LSM,
     /// connecting to a pathname UNIX socket is not confined, and systemd-resolved (directly or
-    /// through D-Bus) or nscd would look up any name, a secret in it, for the command.
-    pub const RESOLVING_DAEMON_DIRS: &'static [&'static str] =
-        &["/run/systemd/resolve", "/run/nscd", "/run/dbus"];
+    /// through D-Bus), nscd or avahi (mDNS, for glibc's `nss-mdns`) would look up any name, a
+    /// secret in it, for the command.
+    pub const RESOLVING_DAEMON_DIRS: &'static [&'static str] = &[
+        "/run/systemd/resolve",
+        "/run/nscd",
+        "/run/dbus",
+        "/run/avahi-daemon",
+    ];
 }
 
 /// How the run's output shapes what the kernel side reports.
