@@ -187,18 +187,20 @@ impl Parser {
                         .into_iter()
                         .find(|l| l.key() == name)
                         .expect("every address-rule key is a network list");
-                    let rules = self.address_rules(section, name, value);
+                    let rules = self.parsed(section, name, value, AddressRule::parse);
                     self.policy.network.list_mut(list).extend(rules);
                 }
                 ("network", "allow_hosts") => {
-                    let rules = self.host_rules(section, name, value);
+                    let rules = self.parsed(section, name, value, HostRule::parse);
                     self.policy.network.allow_hosts.extend(rules);
                 }
                 ("syscalls", "deny") => {
-                    self.policy.syscalls.deny = self.syscalls(section, name, value);
+                    self.policy.syscalls.deny =
+                        self.parsed(section, name, value, validate::syscall);
                 }
                 ("syscalls", "log_only") => {
-                    self.policy.syscalls.log_only = self.syscalls(section, name, value);
+                    self.policy.syscalls.log_only =
+                        self.parsed(section, name, value, validate::syscall);
                 }
                 ("limits", "timeout") => {
                     if let Some(secs) = self.integer(section, name, value, validate::timeout_secs) {
@@ -211,10 +213,12 @@ impl Parser {
                     }
                 }
                 ("process", "capabilities") => {
-                    self.policy.process.capabilities = self.capabilities(section, name, value);
+                    self.policy.process.capabilities =
+                        self.parsed(section, name, value, Capability::parse);
                 }
                 ("environment", "pass") => {
-                    self.policy.environment.pass = self.name_patterns(section, name, value);
+                    self.policy.environment.pass =
+                        self.parsed(section, name, value, NamePattern::parse);
                 }
                 ("environment", "set") => {
                     self.policy.environment.set = self.assignments(section, name, value);
@@ -222,38 +226,6 @@ impl Parser {
                 _ => self.unknown_key(section, known_keys, key),
             }
         }
-    }
-
-    fn capabilities(
-        &mut self,
-        section: &str,
-        key: &str,
-        value: &Value<'_>,
-    ) -> Vec<Located<Capability>> {
-        let mut capabilities = Vec::new();
-        for (name, range) in self.strings(section, key, value) {
-            match Capability::parse(name) {
-                Ok(capability) => capabilities.push(Located::new(capability, self.origin(range))),
-                Err(problem) => self.report(prefixed(section, key, problem), range),
-            }
-        }
-        capabilities
-    }
-
-    fn name_patterns(
-        &mut self,
-        section: &str,
-        key: &str,
-        value: &Value<'_>,
-    ) -> Vec<Located<NamePattern>> {
-        let mut patterns = Vec::new();
-        for (text, range) in self.strings(section, key, value) {
-            match NamePattern::parse(text) {
-                Ok(pattern) => patterns.push(Located::new(pattern, self.origin(range))),
-                Err(problem) => self.report(prefixed(section, key, problem), range),
-            }
-        }
-        patterns
     }
 
     /// `set = { NAME = "value", ... }`, each assignment located at its name.
@@ -384,52 +356,23 @@ impl Parser {
         entries
     }
 
-    fn address_rules(
+    /// The strings of `value` parsed by `parse`, each located at its string; every string
+    /// that does not parse is reported at its position.
+    fn parsed<T>(
         &mut self,
         section: &str,
         key: &str,
         value: &Value<'_>,
-    ) -> Vec<Located<AddressRule>> {
-        let mut rules = Vec::new();
+        parse: impl Fn(&str) -> Result<T, Problem>,
+    ) -> Vec<Located<T>> {
+        let mut items = Vec::new();
         for (text, range) in self.strings(section, key, value) {
-            match AddressRule::parse(text) {
-                Ok(rule) => rules.push(Located::new(rule, self.origin(range))),
+            match parse(text) {
+                Ok(item) => items.push(Located::new(item, self.origin(range))),
                 Err(problem) => self.report(prefixed(section, key, problem), range),
             }
         }
-        rules
-    }
-
-    fn host_rules(
-        &mut self,
-        section: &str,
-        key: &str,
-        value: &Value<'_>,
-    ) -> Vec<Located<HostRule>> {
-        let mut rules = Vec::new();
-        for (text, range) in self.strings(section, key, value) {
-            match HostRule::parse(text) {
-                Ok(rule) => rules.push(Located::new(rule, self.origin(range))),
-                Err(problem) => self.report(prefixed(section, key, problem), range),
-            }
-        }
-        rules
-    }
-
-    fn syscalls(
-        &mut self,
-        section: &str,
-        key: &str,
-        value: &Value<'_>,
-    ) -> Vec<Located<syscalls::Sysno>> {
-        let mut syscalls = Vec::new();
-        for (name, range) in self.strings(section, key, value) {
-            match validate::syscall(name) {
-                Ok(sysno) => syscalls.push(Located::new(sysno, self.origin(range))),
-                Err(problem) => self.report(prefixed(section, key, problem), range),
-            }
-        }
-        syscalls
+        items
     }
 
     fn boolean(&mut self, section: &str, key: &str, value: &Value<'_>) -> Option<Located<bool>> {
