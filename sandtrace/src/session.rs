@@ -46,6 +46,10 @@ use crate::{
 const DRAIN_INTERVAL: Duration = Duration::from_millis(20);
 /// How long teardown waits for the session's processes to die after `cgroup.kill`.
 const KILL_WAIT: Duration = Duration::from_secs(5);
+/// How many events one turn of the event loop takes from the ring buffer. A session that
+/// produces events faster than they are written (a fork bomb retrying refused forks) would
+/// otherwise keep the loop in one drain and starve the timeout and the signals.
+const DRAIN_BATCH: usize = 16 * 1024;
 
 /// Runs CMD under `plan` and returns sandtrace's exit status: CMD's own, or one of
 /// [`crate::exit`]'s.
@@ -250,6 +254,9 @@ impl<'a> Session<'a> {
     async fn wait(&mut self) -> Result<EarlyEnd> {
         let deadline = tokio::time::sleep(self.plan.timeout);
         tokio::pin!(deadline);
+        // The same deadline from a thread of its own, for when this loop is stuck.
+        let backstop = self.cgroup.kill_after(self.plan.timeout, KILL_WAIT)?;
+        let timed_out = Some((Ending::TimedOut, i32::from(exit::TIMEOUT)));
         let mut progress_ticker = tokio::time::interval(Progress::REFRESH);
         // The kernel wakes the loader only once the ring buffer is a quarter full (emit.rs in
         // sandtrace-ebpf); slower streams are drained on this tick.
@@ -263,18 +270,23 @@ impl<'a> Session<'a> {
             tokio::select! {
                 guard = self.ring.readable_mut() => {
                     let mut guard = guard.context("waiting for events")?;
-                    drain(guard.get_inner_mut(), &mut self.sinks);
-                    guard.clear_ready();
+                    // With events left the buffer stays "ready", so the next turn takes more,
+                    // after select! has given the other branches their chance.
+                    if drain(guard.get_inner_mut(), &mut self.sinks, DRAIN_BATCH) {
+                        guard.clear_ready();
+                    }
                 }
-                _ = drain_ticker.tick() => drain(self.ring.get_mut(), &mut self.sinks),
+                _ = drain_ticker.tick() => {
+                    drain(self.ring.get_mut(), &mut self.sinks, DRAIN_BATCH);
+                }
                 Some(query) = next_dns_query(&mut self.resolver) => self.sinks.dns_query(&query),
-                _ = self.init_exit.readable() => break None,
+                _ = self.init_exit.readable() => break if backstop.fired() { timed_out } else { None },
                 _ = progress_ticker.tick(), if self.sinks.progress.is_enabled() => {
                     let syscalls =
                         self.programs.syscall_counts().map(|c| c.iter().sum()).unwrap_or(0);
                     self.sinks.progress.draw(syscalls);
                 }
-                _ = &mut deadline => break Some((Ending::TimedOut, i32::from(exit::TIMEOUT))),
+                _ = &mut deadline => break timed_out,
                 _ = self.signals.interrupt.recv() => break signaled(libc::SIGINT),
                 _ = self.signals.terminate.recv() => break signaled(libc::SIGTERM),
                 _ = self.signals.hangup.recv() => break signaled(libc::SIGHUP),
@@ -314,7 +326,7 @@ impl<'a> Session<'a> {
             ));
         }
         // Every session task is gone, so every event is in the ring buffer: take the rest.
-        drain(self.ring.get_mut(), &mut self.sinks);
+        drain(self.ring.get_mut(), &mut self.sinks, usize::MAX);
         if let Some(mut resolver) = self.resolver.take() {
             resolver.stop();
             while let Some(query) = resolver.try_next() {
@@ -639,11 +651,21 @@ async fn next_dns_query(resolver: &mut Option<RunningResolver>) -> Option<DnsQue
     }
 }
 
-fn drain(ring: &mut RingBuf<MapData>, sinks: &mut Sinks<'_>) {
-    while let Some(item) = ring.next() {
-        sinks.record(&item);
-    }
+/// Records up to `limit` events from the ring buffer; true when it is empty.
+fn drain(ring: &mut RingBuf<MapData>, sinks: &mut Sinks<'_>, limit: usize) -> bool {
+    let mut taken = 0;
+    let emptied = loop {
+        if taken == limit {
+            break false;
+        }
+        match ring.next() {
+            Some(item) => sinks.record(&item),
+            None => break true,
+        }
+        taken += 1;
+    };
     sinks.drained();
+    emptied
 }
 
 fn display_command(args: &[OsString]) -> String {

@@ -104,26 +104,20 @@ fn a_fork_bomb_never_exceeds_max_processes_and_ends_at_the_timeout() {
     // early: "Cannot fork", status 2), then waits, so the session lasts until the timeout
     // whatever happens to the bomb. $0 carries the marker so leftovers can be found.
     let bomb = "(b() { b | b & }; b); exec sleep 60";
-    let mut child = sandtrace()
-        .args([
-            "run",
-            "--allow-degraded",
-            "--policy",
-            &policy,
-            "-o",
-            log.to_str().unwrap(),
-            "--",
-            "/bin/sh",
-            "-c",
-            bomb,
-            &marker,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting sandtrace");
-    let loader = child.id();
+    let mut started = Started::spawn(sandtrace().args([
+        "run",
+        "--allow-degraded",
+        "--policy",
+        &policy,
+        "-o",
+        log.to_str().unwrap(),
+        "--",
+        "/bin/sh",
+        "-c",
+        bomb,
+        &marker,
+    ]));
+    let loader = started.child.id();
     let spawned = Instant::now();
     // The timeout counts from the session's start, which a loaded machine delays: time the
     // session from when its pids cgroup first shows up.
@@ -132,7 +126,7 @@ fn a_fork_bomb_never_exceeds_max_processes_and_ends_at_the_timeout() {
     let mut samples = 0;
     // Count the session's tasks from outside, twice: the pids controller's own count and the
     // tasks listed in the session's cgroups.
-    while child.try_wait().unwrap().is_none() {
+    while started.child.try_wait().unwrap().is_none() {
         for dir in pids_cgroups_of(loader) {
             if let Some(n) = read_number(&dir.join("pids.current")) {
                 peak_tasks = peak_tasks.max(n);
@@ -158,7 +152,7 @@ fn a_fork_bomb_never_exceeds_max_processes_and_ends_at_the_timeout() {
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    let out = child.wait_with_output().unwrap();
+    let out = started.wait();
     assert!(samples > 10, "the session's pids cgroup was never seen");
     assert!(
         peak_tasks <= 10,

@@ -1,7 +1,9 @@
-//! `sandtrace run --trace-only` on the host's real kernel: the JSONL log, exact syscall counts,
-//! session isolation, exit statuses, and a session lifetime that nothing escapes.
+//! `sandtrace run --trace-only` (degraded where a test needs a denial) on the host's real
+//! kernel: the JSONL log, exact syscall counts, session isolation, exit statuses, and a session
+//! lifetime that nothing escapes.
 
 mod common;
+mod probe;
 
 use std::{
     io::Write as _,
@@ -285,6 +287,58 @@ fn timeout_kills_setsid_and_double_forked_processes() {
     let events = read_jsonl(&log);
     assert_eq!(summary(&events)["ending"], "timed_out");
     assert_eq!(summary(&events)["exit_code"], 124);
+}
+
+#[test]
+fn the_timeout_holds_while_sandtrace_cannot_write_to_its_stderr() {
+    // CMD fills the stderr pipe that it shares with sandtrace (nobody reads it) and makes
+    // sandtrace report denials until its end: sandtrace's next write blocks, and with it its
+    // event loop. The session must still end at its timeout. The marker is the shell's $0.
+    let marker = "sandtrace-stuck-stderr";
+    let scratch = Scratch::new("timeout-stuck");
+    let policy = scratch.path("policy.toml");
+    std::fs::write(&policy, "[network]\nallow = false\n").unwrap();
+    // A new port each time: every attempt is a denial line of its own.
+    let connect = format!("{} 'tcp-connect 192.0.2.1:'$port", probe::PROBE);
+    let script = format!(
+        "head -c 200000 /dev/zero >&2 & port=1; \
+         while :; do {connect}; port=$((port % 60000 + 1)); done"
+    );
+    let (reader, writer) = std::io::pipe().unwrap();
+    let mut loader = sandtrace()
+        .args(["run", "--allow-degraded", "--timeout", "5", "--policy"])
+        .arg(&policy)
+        .args(["--", "sh", "-c", &script, marker])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(writer)
+        .spawn()
+        .unwrap();
+    // The loader's own command line holds the marker too.
+    let cmd_processes = || {
+        let mut found = processes_with(marker);
+        found.retain(|&pid| pid != loader.id());
+        found
+    };
+    assert!(
+        wait_until(Duration::from_secs(120), || !cmd_processes().is_empty()),
+        "CMD did not start"
+    );
+    assert!(
+        wait_until(Duration::from_secs(120), || cmd_processes().is_empty()),
+        "CMD outlived its timeout while sandtrace was blocked: {:?}",
+        cmd_processes()
+    );
+    assert_eq!(
+        loader.try_wait().unwrap(),
+        None,
+        "sandtrace was not blocked: the test proves nothing"
+    );
+    // Reading the pipe lets sandtrace finish.
+    let stderr = std::thread::spawn(move || std::io::read_to_string(reader));
+    let status = loader.wait().unwrap();
+    let stderr = String::from_utf8_lossy(stderr.join().unwrap().unwrap().as_bytes()).into_owned();
+    assert_eq!(status.code(), Some(124), "{}", stderr.replace('\0', ""));
 }
 
 #[test]

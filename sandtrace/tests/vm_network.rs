@@ -329,30 +329,24 @@ fn max_processes_uses_the_v2_pids_controller() {
         policy("[limits]\nmax_processes = 10\ntimeout = 3\n"),
     )
     .unwrap();
-    let mut child = sandtrace()
-        .args([
-            "run",
-            "--policy",
-            policy_file.to_str().unwrap(),
-            "--",
-            "/bin/sh",
-            "-c",
-            // The bomb runs in a subshell: CMD's own shell forks once, before the bomb exists,
-            // so no refused fork of its own ends it early ("Cannot fork", status 2).
-            "(b() { b | b & }; b); exec sleep 60",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let loader = child.id();
+    let mut started = Started::spawn(sandtrace().args([
+        "run",
+        "--policy",
+        policy_file.to_str().unwrap(),
+        "--",
+        "/bin/sh",
+        "-c",
+        // The bomb runs in a subshell: CMD's own shell forks once, before the bomb exists,
+        // so no refused fork of its own ends it early ("Cannot fork", status 2).
+        "(b() { b | b & }; b); exec sleep 60",
+    ]));
+    let loader = started.child.id();
     let spawned = Instant::now();
     // The timeout counts from the session's start, which an emulated guest on a loaded host
     // delays by tens of seconds: time the session from when its cgroup first shows up.
     let mut session_seen: Option<Instant> = None;
     let (mut peak, mut samples) = (0u64, 0);
-    while child.try_wait().unwrap().is_none() {
+    while started.child.try_wait().unwrap().is_none() {
         for dir in session_cgroups_of(loader) {
             if let Some(n) = fs::read_to_string(dir.join("pids.current"))
                 .ok()
@@ -376,7 +370,7 @@ fn max_processes_uses_the_v2_pids_controller() {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    let out = child.wait_with_output().unwrap();
+    let out = started.wait();
     assert_eq!(out.status.code(), Some(124), "{}", describe(&out));
     assert!(
         samples > 5,

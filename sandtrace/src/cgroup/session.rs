@@ -9,6 +9,12 @@ use std::{
         unix::fs::MetadataExt as _,
     },
     path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+        mpsc::{self, RecvTimeoutError},
+    },
+    thread::JoinHandle,
     time::Duration,
 };
 
@@ -109,6 +115,58 @@ impl SessionCgroup {
     pub fn remove(mut self) -> Result<()> {
         self.cgroup.remove()
     }
+
+    /// Kills everything in the cgroup from a thread of its own once `after` has passed, unless
+    /// the timer is dropped first. The session's timeout must hold even when the event loop is
+    /// stuck (writing to a stderr pipe nobody reads, say).
+    pub fn kill_after(&self, after: Duration, wait: Duration) -> Result<KillTimer> {
+        let (cancel, cancelled) = mpsc::channel::<()>();
+        let fired = Arc::new(AtomicBool::new(false));
+        let path = self.path().to_path_buf();
+        let thread = std::thread::Builder::new()
+            .name("session-timeout".to_owned())
+            .spawn({
+                let fired = Arc::clone(&fired);
+                move || {
+                    if let Err(RecvTimeoutError::Timeout) = cancelled.recv_timeout(after) {
+                        fired.store(true, Ordering::SeqCst);
+                        // Teardown kills again and reports a failure.
+                        let _ = cleanup::kill_tree(&path, wait);
+                    }
+                }
+            })
+            .context("starting the session's timeout thread")?;
+        Ok(KillTimer {
+            cancel: Some(cancel),
+            fired,
+            thread: Some(thread),
+        })
+    }
+}
+
+/// See [`SessionCgroup::kill_after`].
+#[derive(Debug)]
+pub struct KillTimer {
+    cancel: Option<mpsc::Sender<()>>,
+    fired: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl KillTimer {
+    /// Whether the timer killed the session.
+    pub fn fired(&self) -> bool {
+        self.fired.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for KillTimer {
+    fn drop(&mut self) {
+        // A dropped sender wakes the thread before its time.
+        drop(self.cancel.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 #[cfg(test)]
@@ -117,6 +175,28 @@ mod tests {
 
     use super::*;
     use crate::cgroup::testing::{Sleeper, populated, session};
+
+    #[test]
+    fn the_kill_timer_kills_at_its_time_and_not_once_dropped() {
+        let Some((_, cgroup)) = session() else {
+            return;
+        };
+        let mut sleeper = Sleeper::start_in(cgroup.path());
+        // Dropped before its time: nothing happens.
+        drop(
+            cgroup
+                .kill_after(Duration::from_secs(3600), Duration::from_secs(5))
+                .unwrap(),
+        );
+        assert!(populated(cgroup.path()));
+        let timer = cgroup
+            .kill_after(Duration::from_millis(1), Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(sleeper.killed_by(), Some(libc::SIGKILL));
+        // `fired` is set before the kill.
+        assert!(timer.fired());
+        cgroup.remove().unwrap();
+    }
 
     #[test]
     fn dropping_a_session_cgroup_kills_what_is_inside_and_removes_it() {

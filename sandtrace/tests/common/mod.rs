@@ -4,8 +4,9 @@
 
 use std::{
     fs,
+    io::Read,
     path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
+    process::{Child, Command, Output, Stdio},
     sync::atomic::{AtomicU64, Ordering},
     time::{Duration, Instant},
 };
@@ -56,6 +57,42 @@ pub fn run(args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("running sandtrace {args:?}: {e}"))
+}
+
+/// A sandtrace started in the background (stdin and stdout null) whose stderr is read as it
+/// comes: a test that polls the child while a chatty session (a fork bomb's "Cannot fork")
+/// fills an unread pipe would block sandtrace's last write and wait for it forever.
+pub struct Started {
+    pub child: Child,
+    stderr: std::thread::JoinHandle<Vec<u8>>,
+}
+
+impl Started {
+    pub fn spawn(cmd: &mut Command) -> Self {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting sandtrace");
+        let mut pipe = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = pipe.read_to_end(&mut text);
+            text
+        });
+        Self { child, stderr }
+    }
+
+    /// Waits for sandtrace and everything it wrote to stderr.
+    pub fn wait(mut self) -> Output {
+        let status = self.child.wait().unwrap();
+        Output {
+            status,
+            stdout: Vec::new(),
+            stderr: self.stderr.join().unwrap(),
+        }
+    }
 }
 
 pub fn describe(out: &Output) -> String {
