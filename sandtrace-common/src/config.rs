@@ -19,6 +19,33 @@ pub const FLAG_NETWORK_EVENTS_ALL: u32 = 1 << 4;
 /// DNS over TLS refused, and addresses it handed out are allowed (`HOST_ADDRESSES`).
 pub const FLAG_SESSION_DNS: u32 = 1 << 5;
 
+/// The session's policy allows the network (`[network] allow = true`) but a regime restricts
+/// it: the network programs run, and let tasks in no restricting regime do anything.
+pub const FLAG_BASE_NETWORK_OPEN: u32 = 1 << 6;
+/// The policy has `[[after_exec]]` regimes (`Config::regimes`): tasks are tracked by regime.
+pub const FLAG_REGIMES: u32 = 1 << 7;
+
+/// In [`RegimeConfig::network`]: the regime has a `[network]` section; its tasks may use only
+/// the network rules it keeps (`keep_rules`), and DNS only if it keeps an `allow_hosts` entry.
+pub const REGIME_NET_RESTRICTED: u16 = 1;
+
+/// One `[[after_exec]]` regime as the kernel programs apply it to the tasks in it. Which
+/// programs enter it and its own path rules are in the path automaton
+/// ([`crate::policy::PathAccept::regime_kinds`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RegimeConfig {
+    /// `KIND_READ | KIND_WRITE | KIND_EXEC` bits: the allow lists the regime narrows. A
+    /// read, write or exec of such a kind needs a matching rule of the regime too.
+    pub narrows: u16,
+    /// `REGIME_NET_*` bits.
+    pub network: u16,
+    pub _pad: u32,
+    /// Per `NET_LIST_*` (connect, bind, hosts): bit `i` set when the regime keeps kernel rule
+    /// `i` of that list (the `NetRule` index in its array; for hosts, the `allow_hosts` entry).
+    pub keep_rules: [u64; crate::network::NET_LIST_COUNT],
+}
+
 /// Offsets of kernel struct fields, read from the running kernel's BTF by the loader.
 /// aya-ebpf has no CO-RE, so nothing kernel-internal is hard-coded in the programs.
 #[repr(C)]
@@ -143,6 +170,10 @@ pub struct Config {
     pub _pad: u32,
     /// The session's resolver, with `FLAG_SESSION_DNS`.
     pub dns: crate::network::DnsRedirect,
+    /// With `FLAG_REGIMES`: how many of `regimes` the policy has.
+    pub n_regimes: u32,
+    pub _pad2: u32,
+    pub regimes: [RegimeConfig; crate::policy::MAX_REGIMES],
     pub offsets: KernelOffsets,
 }
 
@@ -161,6 +192,14 @@ impl Config {
             _pad: 0,
             _pad2: 0,
         },
+        n_regimes: 0,
+        _pad2: 0,
+        regimes: [RegimeConfig {
+            narrows: 0,
+            network: 0,
+            _pad: 0,
+            keep_rules: [0; crate::network::NET_LIST_COUNT],
+        }; crate::policy::MAX_REGIMES],
         offsets: KernelOffsets::UNSET,
     };
 }

@@ -138,6 +138,10 @@ pub struct ExecEvent {
     /// pid before the exec (differs from `header.pid` when a non-leader thread execs).
     pub old_pid: u32,
     pub filename_len: u32,
+    /// The regimes (`[[after_exec]]`, bit per regime) the process is in after the exec: the
+    /// ones it was in, and the ones whose `programs` the new image matches.
+    pub regimes: u32,
+    pub _pad: u32,
     pub filename: [u8; EXEC_PATH_CAP],
 }
 

@@ -168,6 +168,9 @@ pub enum Verdict {
     /// A fanotify mark on a whole mount or file system: it would report on paths the policy
     /// denies.
     DeniedWideWatch = 20,
+    /// The task is in a regime (`[[after_exec]]`) that narrows the needed kind, and no rule of
+    /// the regime's own covers the path (`rule_kind` names the regime and the kind).
+    DeniedRegime = 21,
 }
 
 impl Verdict {
@@ -188,6 +191,7 @@ impl Verdict {
             18 => DeniedDeviceNode,
             19 => DeniedNoMount,
             20 => DeniedWideWatch,
+            21 => DeniedRegime,
             _ => return None,
         })
     }
@@ -213,6 +217,7 @@ impl Verdict {
             DeniedDeviceNode => "denied: device nodes cannot be created",
             DeniedNoMount => "denied: no mount of the session shows the file, or too many do",
             DeniedWideWatch => "denied: a watch on a whole mount or file system",
+            DeniedRegime => "denied: the regime's own rules do not cover it",
         }
     }
 }

@@ -166,6 +166,9 @@ pub enum NetVerdict {
     DeniedDnsOverTls = 7,
     /// An IPv6-only DNS query while the session's resolver has no IPv6 address.
     DeniedDnsNoResolver = 8,
+    /// The task is in a regime (`[[after_exec]]`, [`NetworkEvent::regime`]) whose `[network]`
+    /// does not keep the rule that would have allowed it (or keeps no rule at all).
+    DeniedRegime = 9,
 }
 
 impl NetVerdict {
@@ -179,6 +182,7 @@ impl NetVerdict {
             6 => Self::RedirectedDns,
             7 => Self::DeniedDnsOverTls,
             8 => Self::DeniedDnsNoResolver,
+            9 => Self::DeniedRegime,
             _ => return None,
         })
     }
@@ -212,7 +216,8 @@ pub struct NetworkEvent {
     pub port: u16,
     /// Port of `peer`, host byte order.
     pub peer_port: u16,
-    pub _pad: u16,
+    /// For [`NetVerdict::DeniedRegime`], the regime's index + 1; 0 otherwise.
+    pub regime: u16,
     /// For a decision by an `allow_hosts` entry ([`NET_LIST_HOSTS`]), the id of the name the
     /// address was resolved from (the loader's name table); [`NO_HOST_NAME`] otherwise.
     pub name: u32,

@@ -50,7 +50,21 @@ pub const KIND_INDEX_EXEC: usize = 2;
 pub const KIND_INDEX_DENY: usize = 3;
 pub const KIND_COUNT: usize = 4;
 
+/// Most `[[after_exec]]` regimes in one policy. A task's regimes are a bit mask of this width.
+pub const MAX_REGIMES: usize = 4;
+/// In [`PathAccept::regime_kinds`], next to the regime's own `KIND_*` bits: one of the
+/// regime's `programs` matches the path, so executing it enters the regime.
+pub const KIND_ENTER: u8 = 1 << 4;
+/// In events' `rule_kind`: a regime's rule decided. `rule_kind = (regime + 1) <<
+/// RULE_REGIME_SHIFT | KIND_INDEX_*`; the low byte alone is a base rule's kind.
+pub const RULE_REGIME_SHIFT: u16 = 8;
+
 /// What matched when the walk ended in a state: one record per state.
+///
+/// Regimes (`[[after_exec]]`) have rules of their own in the same automaton: a task in
+/// regimes `R` may do what the base rules allow AND, for each regime in `R`, what that
+/// regime's rules allow (its deny rules deny; a kind it narrows, [`crate::config::RegimeConfig`],
+/// needs a matching rule of the regime's own).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PathAccept {
@@ -60,6 +74,11 @@ pub struct PathAccept {
     /// Per kind (`KIND_INDEX_*`), the index of the first matching rule in that kind's rule
     /// list, or [`NO_RULE`].
     pub first_rule: [u16; KIND_COUNT],
+    /// Per regime: the `KIND_*` bits of its own rules that match (as `u8`), and [`KIND_ENTER`].
+    pub regime_kinds: [u8; MAX_REGIMES],
+    /// Per regime and kind, the index of the first matching rule in the regime's list of that
+    /// kind, or [`NO_RULE`].
+    pub regime_first_rule: [[u16; KIND_COUNT]; MAX_REGIMES],
 }
 
 impl PathAccept {
@@ -68,6 +87,8 @@ impl PathAccept {
         kinds: 0,
         _pad: 0,
         first_rule: [NO_RULE; KIND_COUNT],
+        regime_kinds: [0; MAX_REGIMES],
+        regime_first_rule: [[NO_RULE; KIND_COUNT]; MAX_REGIMES],
     };
 }
 

@@ -196,6 +196,8 @@ struct Decision {
     rule: u16,
     /// The name id, for a decision by an `allow_hosts` entry.
     name: u32,
+    /// For `NetVerdict::DeniedRegime`, the regime's index + 1.
+    regime: u16,
     at: Endpoint,
     peer: Endpoint,
 }
@@ -252,7 +254,7 @@ fn report(d: &Decision, header: EventHeader) {
         (*e).rule = d.rule;
         (*e).port = d.at.port;
         (*e).peer_port = d.peer.port;
-        (*e)._pad = 0;
+        (*e).regime = d.regime;
         (*e).name = d.name;
         (*e).addr = d.at.addr;
         (*e).peer = d.peer.addr;
@@ -317,6 +319,7 @@ fn sock_addr(ctx: &SockAddrContext, ipv6: bool, list: u16, op: NetOp) -> i32 {
         rule_list: list,
         rule: NO_NET_RULE,
         name: NO_HOST_NAME,
+        regime: 0,
         at,
         peer: NOWHERE,
     };
@@ -380,6 +383,7 @@ fn report_socket(verdict: NetVerdict, family: u32, sock_type: u32, protocol: u32
         rule_list: NET_LIST_CONNECT,
         rule: NO_NET_RULE,
         name: NO_HOST_NAME,
+        regime: 0,
         at: NOWHERE,
         peer: NOWHERE,
     };
@@ -498,6 +502,7 @@ pub fn net_ingress(ctx: SkBuffContext) -> i32 {
         rule_list: NET_LIST_BIND,
         rule: NO_NET_RULE,
         name: NO_HOST_NAME,
+        regime: 0,
         at: local,
         peer: peer.unwrap_or(NOWHERE),
     };

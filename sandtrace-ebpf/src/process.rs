@@ -44,6 +44,8 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
     emit::send(|e: *mut ExecEvent| unsafe {
         (*e).header = emit::header(EventKind::Exec);
         (*e).old_pid = old_pid as u32;
+        (*e).regimes = 0;
+        (*e)._pad = 0;
         let filename: *const u8 = pointer(bprm, config!(offsets.bprm_filename));
         (*e).filename_len = match bpf_probe_read_kernel_str_bytes(filename, &mut (*e).filename) {
             Ok(s) => s.len() as u32,

@@ -505,6 +505,8 @@ mod tests {
             header: header(EventKind::Exec),
             old_pid: 9,
             filename_len: 6,
+            regimes: 0,
+            _pad: 0,
             filename,
         };
         e.header.comm[..4].copy_from_slice(b"a\0bc");

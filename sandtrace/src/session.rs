@@ -450,6 +450,9 @@ fn load_programs(
         session_pid_ns_level: spawn::own_pid_ns_level() + 1,
         _pad: 0,
         dns,
+        n_regimes: u32::try_from(plan.programs.regimes.len()).expect("at most MAX_REGIMES"),
+        _pad2: 0,
+        regimes: std::array::from_fn(|i| plan.programs.regimes.get(i).copied().unwrap_or_default()),
         offsets,
     };
     let enforcement = plan.programs.paths.as_ref().map(|e| {

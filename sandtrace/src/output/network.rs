@@ -69,6 +69,10 @@ impl NetworkRules {
                 "an IPv6-only DNS query, and the session's resolver has no IPv6 address (the \
                  host has no IPv6 loopback)"
             }
+            NetVerdict::DeniedRegime => {
+                "the process is in an after_exec regime whose [network] does not keep a rule \
+                 that allows this"
+            }
             NetVerdict::DeniedNoRule if !self.any() => "network disabled",
             NetVerdict::DeniedNoRule => match (n.op, n.list) {
                 (NetOp::Receive, _) => {

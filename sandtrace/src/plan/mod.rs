@@ -21,7 +21,7 @@ use std::{path::PathBuf, time::Duration};
 use sandtrace_common::{
     config::{
         FLAG_ENFORCE_FILES, FLAG_EXEC_UNRESTRICTED, FLAG_FILE_EVENTS_ALL, FLAG_NETWORK_EVENTS_ALL,
-        FLAG_SESSION_DNS, FLAG_SYSCALL_EVENTS,
+        FLAG_SESSION_DNS, FLAG_SYSCALL_EVENTS, RegimeConfig,
     },
     event::syscall_action,
     policy::KIND_EXEC,
@@ -162,6 +162,9 @@ pub struct ProgramPlan {
     pub network: Option<NetworkRules>,
     /// Forks the pids controller refuses are reported (`sys_exit`).
     pub process_limit: bool,
+    /// `[[after_exec]]` regimes as the kernel applies them (`Config::regimes`), in policy
+    /// order; empty without regimes (or when tracing only).
+    pub regimes: Vec<RegimeConfig>,
 }
 
 impl ProgramPlan {
@@ -421,6 +424,7 @@ impl SessionPlan {
                 paths,
                 network,
                 process_limit: max_processes.is_some(),
+                regimes: Vec::new(),
             },
             max_processes,
             timeout: effective.timeout.value,
@@ -453,6 +457,7 @@ impl SessionPlan {
                 paths: None,
                 network: None,
                 process_limit: false,
+                regimes: Vec::new(),
             },
             max_processes: None,
             timeout,
