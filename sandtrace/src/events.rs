@@ -23,7 +23,7 @@ use sandtrace_common::{
         NET_LIST_BIND, NET_LIST_CONNECT, NET_LIST_HOSTS, NO_NET_RULE, NetOp, NetVerdict,
         NetworkEvent,
     },
-    policy::{KIND_COUNT, NO_RULE},
+    policy::{KIND_COUNT, NO_RULE, RULE_REGIME_SHIFT},
 };
 
 /// Converts the kernel's CLOCK_MONOTONIC timestamps to wall-clock time.
@@ -145,6 +145,8 @@ pub struct SyscallRecord<'a> {
 /// Which policy rule decided: its kind (`KIND_INDEX_*`) and index in that kind's list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RuleRef {
+    /// The `[[after_exec]]` regime whose rule it is; `None` for the base policy's.
+    pub regime: Option<usize>,
     pub kind: usize,
     pub index: usize,
 }
@@ -157,6 +159,8 @@ pub struct FileRecord<'a> {
     pub needed: u16,
     pub verdict: Verdict,
     pub rule: Option<RuleRef>,
+    /// The `[[after_exec]]` regime whose rules decided (a denial), if any.
+    pub regime: Option<usize>,
     pub path: KernelText<'a>,
 }
 
@@ -191,6 +195,8 @@ pub struct NetworkRecord {
     /// For a decision by an `allow_hosts` entry, the id of the name the address was resolved
     /// from (`crate::dns::ResolvedNames`); `NO_HOST_NAME` otherwise.
     pub name: u32,
+    /// For `NetVerdict::DeniedRegime`: the `[[after_exec]]` regime that refused it.
+    pub regime: Option<usize>,
 }
 
 /// The seccomp filter's foreign-ABI kill.
@@ -244,6 +250,8 @@ pub enum EventBody<'a> {
     Exec {
         old_pid: u32,
         filename: KernelText<'a>,
+        /// The `[[after_exec]]` regimes the process is in from this exec on (bit per regime).
+        regimes: u32,
     },
     /// `status` is a wait(2) status.
     Exit {
@@ -325,17 +333,20 @@ fn file(bytes: &[u8]) -> Result<FileRecord<'_>, DecodeError> {
         FileOp::from_u32(e.op).ok_or_else(|| DecodeError(format!("unknown file op {}", e.op)))?;
     let verdict = Verdict::from_u16(e.verdict)
         .ok_or_else(|| DecodeError(format!("unknown file verdict {}", e.verdict)))?;
-    let rule =
-        (e.rule_index != NO_RULE && (e.rule_kind as usize) < KIND_COUNT).then_some(RuleRef {
-            kind: e.rule_kind as usize,
-            index: e.rule_index as usize,
-        });
+    let regime = usize::from(e.rule_kind >> RULE_REGIME_SHIFT).checked_sub(1);
+    let kind = usize::from(e.rule_kind & ((1 << RULE_REGIME_SHIFT) - 1));
+    let rule = (e.rule_index != NO_RULE && kind < KIND_COUNT).then_some(RuleRef {
+        regime,
+        kind,
+        index: e.rule_index as usize,
+    });
     let len = (e.path_len as usize).min(e.path.len());
     Ok(FileRecord {
         op,
         needed: e.needed,
         verdict,
         rule,
+        regime,
         path: KernelText(field::<FileEvent>(bytes, offset_of!(FileEvent, path), len)?),
     })
 }
@@ -383,6 +394,7 @@ fn network(e: &NetworkEvent) -> Result<NetworkRecord, DecodeError> {
         rule: (e.rule != NO_NET_RULE).then_some((list, e.rule as usize)),
         list,
         name: e.name,
+        regime: usize::from(e.regime).checked_sub(1),
     })
 }
 
@@ -410,6 +422,7 @@ pub fn decode<'a>(bytes: &'a [u8], clock: &Clock) -> Result<Event<'a>, DecodeErr
         }
         EventKind::Exec => EventBody::Exec {
             old_pid: read::<ExecEvent>(bytes)?.old_pid,
+            regimes: read::<ExecEvent>(bytes)?.regimes,
             filename: KernelText::until_nul(field::<ExecEvent>(
                 bytes,
                 offset_of!(ExecEvent, filename),
@@ -513,7 +526,10 @@ mod tests {
         let record = bytes_of(&e);
         let ev = decode(&record, &Clock::new()).unwrap();
         assert_eq!(ev.task.comm.as_bytes(), b"a", "comm ends at its NUL");
-        let EventBody::Exec { old_pid, filename } = ev.body else {
+        let EventBody::Exec {
+            old_pid, filename, ..
+        } = ev.body
+        else {
             panic!("not an exec: {ev:?}")
         };
         assert_eq!(old_pid, 9);

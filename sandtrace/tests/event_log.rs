@@ -43,7 +43,10 @@ use sandtrace_common::{
         NET_LIST_BIND, NET_LIST_CONNECT, NET_LIST_HOSTS, NO_HOST_NAME, NO_NET_RULE, NetOp,
         NetVerdict, NetworkEvent,
     },
-    policy::{KIND_EXEC, KIND_INDEX_DENY, KIND_INDEX_EXEC, KIND_READ, KIND_WRITE, NO_RULE},
+    policy::{
+        KIND_COUNT, KIND_EXEC, KIND_INDEX_DENY, KIND_INDEX_EXEC, KIND_READ, KIND_WRITE, NO_RULE,
+        RULE_REGIME_SHIFT,
+    },
 };
 
 use common::Scratch;
@@ -153,7 +156,7 @@ fn network_event(
         rule,
         port: addr.1,
         peer_port: peer.1,
-        _pad: 0,
+        regime: 0,
         name: NO_HOST_NAME,
         addr: v4_words(addr.0),
         peer: if peer.0.is_unspecified() {
@@ -232,6 +235,9 @@ fn kernel_records() -> Vec<Vec<u8>> {
         header: h,
         old_pid: 103,
         filename_len: 7,
+        // In the first `[[after_exec]]` regime from here on.
+        regimes: 1,
+        _pad: 0,
         filename: text::<EXEC_PATH_CAP>(b"/bin/sh"),
     });
     let h = r.header(EventKind::Exit, 102, 102, b"sh");
@@ -280,6 +286,16 @@ fn kernel_records() -> Vec<Vec<u8>> {
         Verdict::DeniedUnlisted,
         None,
         b"/home/u/\xc3\xa9t\xc3\xa9",
+    ));
+    // A deny rule of the first regime.
+    let h = r.header(EventKind::File, 102, 102, b"sh");
+    r.push(&file_event(
+        h,
+        FileOp::Open,
+        KIND_READ,
+        Verdict::DeniedRule,
+        Some(((1 << RULE_REGIME_SHIFT) | KIND_INDEX_DENY, 0)),
+        b"/home/u/.npmrc",
     ));
 
     // Network decisions: a connect a rule allowed, a packet received without an allowed
@@ -366,6 +382,9 @@ fn labels() -> Labels {
     let mut file_rules = FileRules::default();
     file_rules.by_kind[KIND_INDEX_DENY] = vec![rule("deny", "/etc/shadow", "policy.toml:9:9")];
     file_rules.by_kind[KIND_INDEX_EXEC] = vec![rule("allow_exec", "/usr/bin/*", "--allow-exec")];
+    let mut scripts: [Vec<RuleLabel>; KIND_COUNT] = Default::default();
+    scripts[KIND_INDEX_DENY] = vec![rule("deny", "~/.npmrc", "policy.toml:20:9")];
+    file_rules.regimes.push(scripts);
     let policy = parse(
         Path::new("policy.toml"),
         "[network]\nallow = false\nallow_connect = [\"127.0.0.1:80\"]\n\
@@ -381,6 +400,7 @@ fn labels() -> Labels {
         file_rules,
         network_rules: NetworkRules::for_policy(&effective),
         names,
+        regime_names: vec![s("install scripts")],
     }
 }
 
@@ -596,6 +616,7 @@ fn expected_lines(timestamps: &[String]) -> Vec<Line> {
             ProcessChange::Exec {
                 path: s("/bin/sh"),
                 old_pid: 103,
+                regimes: vec![s("install scripts")],
             },
         ),
         process(
@@ -640,6 +661,7 @@ fn expected_lines(timestamps: &[String]) -> Vec<Line> {
             path: s("/etc/shadow"),
             reason: s("denied by rule"),
             rule: rule("deny", "/etc/shadow", "policy.toml:9:9"),
+            regime: None,
         }),
         Line::File(FileLine {
             timestamp: t(),
@@ -652,6 +674,7 @@ fn expected_lines(timestamps: &[String]) -> Vec<Line> {
             path: s("/usr/bin/env"),
             reason: s("allowed"),
             rule: rule("allow_exec", "/usr/bin/*", "--allow-exec"),
+            regime: None,
         }),
         Line::File(FileLine {
             timestamp: t(),
@@ -664,6 +687,20 @@ fn expected_lines(timestamps: &[String]) -> Vec<Line> {
             path: s("/home/u/été"),
             reason: s("denied: no allow rule covers it"),
             rule: None,
+            regime: None,
+        }),
+        Line::File(FileLine {
+            timestamp: t(),
+            pid: 102,
+            tgid: 102,
+            comm: s("sh"),
+            action: s("deny"),
+            operation: s("open"),
+            access: vec![s("read")],
+            path: s("/home/u/.npmrc"),
+            reason: s("denied by rule"),
+            rule: rule("deny", "~/.npmrc", "policy.toml:20:9"),
+            regime: Some(s("install scripts")),
         }),
         Line::Network(NetworkLine {
             timestamp: t(),
@@ -682,6 +719,7 @@ fn expected_lines(timestamps: &[String]) -> Vec<Line> {
             peer_port: None,
             reason: s("allowed by rule"),
             rule: rule("allow_connect", "127.0.0.1:80", "policy.toml:3:18"),
+            regime: None,
         }),
         Line::Network(NetworkLine {
             timestamp: t(),
@@ -703,6 +741,7 @@ fn expected_lines(timestamps: &[String]) -> Vec<Line> {
                  an allowed bind)",
             ),
             rule: None,
+            regime: None,
         }),
         Line::Network(NetworkLine {
             timestamp: t(),
@@ -721,6 +760,7 @@ fn expected_lines(timestamps: &[String]) -> Vec<Line> {
             peer_port: None,
             reason: s("the session's resolver handed this address out for a name the rule covers"),
             rule: rule("allow_hosts", "registry.test:443", "policy.toml:4:16"),
+            regime: None,
         }),
         Line::Network(NetworkLine {
             timestamp: t(),
@@ -742,6 +782,7 @@ fn expected_lines(timestamps: &[String]) -> Vec<Line> {
                  says what it answered",
             ),
             rule: None,
+            regime: None,
         }),
         Line::Network(NetworkLine {
             timestamp: t(),
@@ -762,6 +803,7 @@ fn expected_lines(timestamps: &[String]) -> Vec<Line> {
                 "this socket family reaches the network and is refused while it is restricted",
             ),
             rule: None,
+            regime: None,
         }),
         Line::Seccomp(SeccompLine {
             timestamp: t(),
@@ -807,9 +849,9 @@ fn expected_lines(timestamps: &[String]) -> Vec<Line> {
         Line::Summary(SummaryLine {
             total_syscalls: 11,
             unique_syscalls: 3,
-            denied_count: 8,
+            denied_count: 9,
             denials: DenialCounts {
-                files: 2,
+                files: 3,
                 network: 2,
                 syscalls: 3,
                 processes: 1,

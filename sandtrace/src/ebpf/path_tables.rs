@@ -39,7 +39,13 @@ pub fn deny_ahead(paths: &CompiledPaths, rows: &[[u16; BYTE_VALUES]]) -> Vec<u8>
         .accept()
         .iter()
         .enumerate()
-        .filter(|(_, a)| a.kinds & KIND_DENY != 0)
+        // A regime's deny rules count too: a task in it must not move their paths away.
+        .filter(|(_, a)| {
+            a.kinds & KIND_DENY != 0
+                || a.regime_kinds
+                    .iter()
+                    .any(|&k| u16::from(k) & KIND_DENY != 0)
+        })
         .map(|(s, _)| s)
         .collect();
     for &s in &queue {

@@ -24,7 +24,8 @@ use aya::{
     programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, Lsm},
 };
 use sandtrace_common::network::{
-    HostRulePorts, NET_LIST_BIND, NET_LIST_CONNECT, NET_LIST_HOSTS, NetRule, V4_MAPPED_WORD,
+    HostRulePorts, NET_LIST_BIND, NET_LIST_CONNECT, NET_LIST_COUNT, NET_LIST_HOSTS, NetRule,
+    V4_MAPPED_WORD,
 };
 
 use crate::policy::{
@@ -39,13 +40,24 @@ pub struct NetworkRules {
     pub bind: Vec<NetRule>,
     /// The ports of each `allow_hosts` entry, by its index (the `rule` of `HOST_ADDRESSES`).
     pub hosts: Vec<HostRulePorts>,
+    /// The policy allows the network, but an `[[after_exec]]` regime restricts it: the
+    /// programs run for the regime's tasks and let the others do anything
+    /// (`FLAG_BASE_NETWORK_OPEN`); the lists are empty.
+    pub base_open: bool,
 }
 
 impl NetworkRules {
-    /// The rules to enforce, or `None` when the network is allowed (nothing to attach).
+    /// The rules to enforce, or `None` when the network is allowed and no regime restricts
+    /// it (nothing to attach).
     pub fn for_policy(policy: &EffectivePolicy) -> Option<Self> {
         if policy.network_allowed.value {
-            return None;
+            let restricted = policy.regimes.iter().any(|r| r.network.is_some());
+            return restricted.then(|| Self {
+                connect: Vec::new(),
+                bind: Vec::new(),
+                hosts: Vec::new(),
+                base_open: true,
+            });
         }
         let compile = |rules: &[crate::policy::Located<AddressRule>]| {
             rules
@@ -65,7 +77,25 @@ impl NetworkRules {
                     port_hi: rule.value.ports.last,
                 })
                 .collect(),
+            base_open: false,
         })
+    }
+
+    /// The kernel rules a regime keeps (`RegimeConfig::keep_rules`): bit `i` of a list for its
+    /// `i`th kernel rule when the policy entry it came from is kept.
+    pub fn kept_by(&self, kept: &crate::policy::resolve::KeptNetwork) -> [u64; NET_LIST_COUNT] {
+        let bits = |rules: &[NetRule], entries: &[usize]| {
+            rules
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| entries.contains(&usize::from(r.rule)))
+                .fold(0u64, |mask, (i, _)| mask | 1 << i)
+        };
+        let mut keep = [0; NET_LIST_COUNT];
+        keep[usize::from(NET_LIST_CONNECT)] = bits(&self.connect, &kept.connect);
+        keep[usize::from(NET_LIST_BIND)] = bits(&self.bind, &kept.bind);
+        keep[usize::from(NET_LIST_HOSTS)] = kept.hosts.iter().fold(0u64, |mask, &i| mask | 1 << i);
+        keep
     }
 
     /// Whether the session's resolver runs (`allow_hosts`): DNS is redirected to it, DNS over

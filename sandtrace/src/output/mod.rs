@@ -14,6 +14,8 @@ pub use crate::events::SyscallAction;
 #[derive(Debug, Clone, Default)]
 pub struct FileRules {
     pub by_kind: [Vec<RuleLabel>; sandtrace_common::policy::KIND_COUNT],
+    /// The same for each `[[after_exec]]` regime's own rules, in policy order.
+    pub regimes: Vec<[Vec<RuleLabel>; sandtrace_common::policy::KIND_COUNT]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -25,8 +27,30 @@ pub struct RuleLabel {
 
 impl FileRules {
     pub fn label(&self, rule: crate::events::RuleRef) -> Option<&RuleLabel> {
-        self.by_kind.get(rule.kind)?.get(rule.index)
+        let by_kind = match rule.regime {
+            None => &self.by_kind,
+            Some(r) => self.regimes.get(r)?,
+        };
+        by_kind.get(rule.kind)?.get(rule.index)
     }
+}
+
+/// The labels of one set of resolved path rules, per kind.
+fn path_rule_labels(
+    paths: &crate::policy::resolve::PathRules,
+) -> [Vec<RuleLabel>; sandtrace_common::policy::KIND_COUNT] {
+    use crate::policy::PathKind;
+    PathKind::ALL.map(|kind| {
+        paths
+            .rules(kind)
+            .iter()
+            .map(|r| RuleLabel {
+                kind: kind.key(),
+                pattern: r.written.clone(),
+                source: r.origin.to_string(),
+            })
+            .collect()
+    })
 }
 
 /// What the outputs need to know about the policy to label events.
@@ -37,35 +61,42 @@ pub struct Labels {
     /// The names the session's resolver handed addresses out for (filled while it runs):
     /// network events name their host with it.
     pub names: crate::dns::ResolvedNames,
+    /// The `[[after_exec]]` regimes' names, in policy order (bit `i` of a regime mask).
+    pub regime_names: Vec<String>,
 }
 
 impl Labels {
     /// Labels for a session enforcing `policy`.
     pub fn for_policy(policy: &crate::policy::EffectivePolicy) -> Self {
-        use crate::policy::PathKind;
-        let mut file_rules = FileRules::default();
-        for kind in PathKind::ALL {
-            file_rules.by_kind[kind.index()] = policy
-                .paths
-                .rules(kind)
+        let file_rules = FileRules {
+            by_kind: path_rule_labels(&policy.paths),
+            regimes: policy
+                .regimes
                 .iter()
-                .map(|r| RuleLabel {
-                    kind: match kind {
-                        PathKind::Read => "allow_read",
-                        PathKind::Write => "allow_write",
-                        PathKind::Exec => "allow_exec",
-                        PathKind::Deny => "deny",
-                    },
-                    pattern: r.written.clone(),
-                    source: r.origin.to_string(),
-                })
-                .collect();
-        }
+                .map(|r| path_rule_labels(&r.paths))
+                .collect(),
+        };
         Self {
             file_rules,
             network_rules: network::NetworkRules::for_policy(policy),
             names: crate::dns::ResolvedNames::default(),
+            regime_names: policy.regimes.iter().map(|r| r.name.clone()).collect(),
         }
+    }
+
+    /// The name of regime `index`, for events.
+    pub fn regime_name(&self, index: usize) -> &str {
+        self.regime_names
+            .get(index)
+            .map_or("unknown regime", String::as_str)
+    }
+
+    /// The names of the regimes in `mask`, in policy order.
+    pub fn regimes_in(&self, mask: u32) -> Vec<&str> {
+        (0..self.regime_names.len())
+            .filter(|&i| mask & (1 << i) != 0)
+            .map(|i| self.regime_name(i))
+            .collect()
     }
 }
 

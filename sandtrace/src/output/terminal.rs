@@ -147,10 +147,11 @@ impl Terminal {
                     .map(|r| format!(" by {} rule `{}` ({})", r.kind, r.pattern, r.source))
                     .unwrap_or_else(|| format!(" ({})", f.verdict.as_str()));
                 format!(
-                    "{who} {verdict} {} {} {:?}{rule}",
+                    "{who} {verdict} {} {} {:?}{rule}{}",
                     f.op.as_str(),
                     access_names(f.needed).collect::<Vec<_>>().join("+"),
-                    f.path
+                    f.path,
+                    in_regime(f.regime, labels)
                 )
             }
             EventBody::Network(n) => {
@@ -179,6 +180,7 @@ impl Terminal {
                     Some(r) => format!("by {} rule `{}` ({})", r.kind, r.pattern, r.source),
                     None => format!("({})", labels.network_rules.reason(n)),
                 };
+                let why = format!("{why}{}", in_regime(n.regime, labels));
                 format!(
                     "{who} {verdict} {} {}{target}{from} {why}",
                     protocol_name(n.protocol, n.sock_type),
@@ -215,8 +217,14 @@ impl Terminal {
                 };
                 format!("{who} {} new {what} {child_pid}", self.paint(CYAN, "fork"))
             }
-            EventBody::Exec { filename, .. } => {
-                format!("{who} {} {filename}", self.paint(CYAN, "exec"))
+            EventBody::Exec {
+                filename, regimes, ..
+            } => {
+                let regimes = match labels.regimes_in(*regimes).as_slice() {
+                    [] => String::new(),
+                    names => format!(" (after_exec: {})", names.join(", ")),
+                };
+                format!("{who} {} {filename}{regimes}", self.paint(CYAN, "exec"))
             }
             EventBody::Exit { status } => {
                 let (code, signal) = decode_wait_status(*status);
@@ -383,4 +391,11 @@ pub fn signal_name(sig: i32) -> String {
     nix::sys::signal::Signal::try_from(sig)
         .map(|s| s.as_str().to_owned())
         .unwrap_or_else(|_| format!("signal {sig}"))
+}
+
+/// ` in regime "NAME"` for a decision by an `[[after_exec]]` regime's rules; empty otherwise.
+fn in_regime(regime: Option<usize>, labels: &Labels) -> String {
+    regime
+        .map(|r| format!(" in after_exec regime \"{}\"", labels.regime_name(r)))
+        .unwrap_or_default()
 }

@@ -18,6 +18,8 @@ pub struct Mechanisms {
     pub allow_connect: String,
     pub allow_bind: String,
     pub allow_hosts: String,
+    /// `[[after_exec]]` regimes: how a process enters one, and what applies its rules.
+    pub after_exec: String,
     /// `(syscall number, mechanism)` for every refused syscall.
     pub refused: Vec<(u32, String)>,
     pub log_only: String,
@@ -99,6 +101,18 @@ impl Mechanisms {
                              sendmsg4/6 on the addresses it hands out"
                 .to_owned(),
         };
+        let after_exec = match &plan.mode {
+            Mode::TraceOnly => not_enforced("trace-only"),
+            Mode::Enforce => "entered at exec (raw tracepoint sched_process_exec), kept per \
+                              process in the kernel and inherited on fork; paths: the BPF LSM \
+                              hooks above; network: the cgroup socket programs"
+                .to_owned(),
+            Mode::Degraded(_) => "entered at exec (raw tracepoint sched_process_exec), kept \
+                                  per process in the kernel; only [network] applies (cgroup \
+                                  socket programs): without BPF LSM its [filesystem] is not \
+                                  enforced"
+                .to_owned(),
+        };
         let mut refused = Vec::new();
         let mut baseline = Vec::new();
         for rule in plan.seccomp.iter().flat_map(|s| &s.rules) {
@@ -144,6 +158,7 @@ impl Mechanisms {
             allow_connect,
             allow_bind,
             allow_hosts,
+            after_exec,
             refused,
             log_only,
             timeout: "sandtrace kills the session (PID namespace and cgroup)".to_owned(),

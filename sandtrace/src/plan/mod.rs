@@ -20,10 +20,12 @@ use std::{path::PathBuf, time::Duration};
 
 use sandtrace_common::{
     config::{
-        FLAG_ENFORCE_FILES, FLAG_EXEC_UNRESTRICTED, FLAG_FILE_EVENTS_ALL, FLAG_NETWORK_EVENTS_ALL,
-        FLAG_SESSION_DNS, FLAG_SYSCALL_EVENTS, RegimeConfig,
+        FLAG_BASE_NETWORK_OPEN, FLAG_ENFORCE_FILES, FLAG_EXEC_UNRESTRICTED, FLAG_FILE_EVENTS_ALL,
+        FLAG_NETWORK_EVENTS_ALL, FLAG_REGIMES, FLAG_SESSION_DNS, FLAG_SYSCALL_EVENTS,
+        REGIME_NET_RESTRICTED, RegimeConfig,
     },
     event::syscall_action,
+    network::NET_LIST_COUNT,
     policy::KIND_EXEC,
 };
 
@@ -248,6 +250,38 @@ pub struct SessionPlan {
     pub resolver: Option<ResolverPlan>,
 }
 
+/// The kernel's form of the policy's `[[after_exec]]` regimes (`Config::regimes`).
+fn regime_configs(
+    effective: &crate::policy::EffectivePolicy,
+    network: Option<&NetworkRules>,
+) -> Vec<RegimeConfig> {
+    effective
+        .regimes
+        .iter()
+        .map(|regime| RegimeConfig {
+            narrows: regime
+                .narrows
+                .iter()
+                .fold(0, |bits, kind| bits | kind.bit()),
+            network: if regime.network.is_some() {
+                REGIME_NET_RESTRICTED
+            } else {
+                0
+            },
+            _pad: 0,
+            keep_rules: match (network, &regime.network) {
+                (Some(rules), Some(kept)) => rules.kept_by(kept),
+                _ => [0; NET_LIST_COUNT],
+            },
+        })
+        .collect()
+}
+
+/// Whether a regime has rules of its own for paths (deny, or a narrowed list).
+fn has_path_rules(regime: &crate::policy::resolve::EffectiveRegime) -> bool {
+    !regime.narrows.is_empty() || !regime.paths.rules(crate::policy::PathKind::Deny).is_empty()
+}
+
 /// What the session's resolver answers (`crate::dns`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolverPlan {
@@ -366,7 +400,10 @@ impl SessionPlan {
         };
 
         let scope_abstract_sockets = match (&network, &features.landlock_abi) {
+            // Landlock's scope would hold every task; with the base network open only the
+            // regimes' tasks are restricted.
             (None, _) => false,
+            (Some(rules), _) if rules.base_open => false,
             (Some(_), Ok(abi)) if *abi >= features::LANDLOCK_SCOPING_ABI => true,
             (Some(_), landlock) => {
                 let why = match landlock {
@@ -402,6 +439,28 @@ impl SessionPlan {
             _ => None,
         };
 
+        if network.as_ref().is_some_and(|n| n.base_open) {
+            config_flags |= FLAG_BASE_NETWORK_OPEN;
+        }
+        let regimes = regime_configs(effective, network.as_ref());
+        if !regimes.is_empty() {
+            config_flags |= FLAG_REGIMES;
+            if paths.is_none() {
+                for regime in effective.regimes.iter().filter(|r| has_path_rules(r)) {
+                    unenforced.push(Unenforced {
+                        rule: RuleLabel {
+                            kind: "after_exec",
+                            pattern: format!("{} [filesystem]", regime.name),
+                            source: regime.origin.to_string(),
+                        },
+                        reason: "BPF LSM is not available: of the regime, only [network] \
+                                 applies"
+                            .to_owned(),
+                    });
+                }
+            }
+        }
+
         let max_processes = match effective.max_processes.value {
             None => None,
             Some(max) => match &features.pids {
@@ -424,7 +483,7 @@ impl SessionPlan {
                 paths,
                 network,
                 process_limit: max_processes.is_some(),
-                regimes: Vec::new(),
+                regimes,
             },
             max_processes,
             timeout: effective.timeout.value,

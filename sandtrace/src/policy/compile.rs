@@ -19,7 +19,8 @@
 use std::collections::{HashMap, VecDeque};
 
 use sandtrace_common::policy::{
-    BYTE_VALUES, DEAD_STATE, MAX_CLASSES, MAX_PATH_LEN, MAX_STATES, PathAccept, PathDfaHeader,
+    BYTE_VALUES, DEAD_STATE, KIND_ENTER, MAX_CLASSES, MAX_PATH_LEN, MAX_STATES, PathAccept,
+    PathDfaHeader,
 };
 
 use super::decision::PathDecision;
@@ -88,6 +89,46 @@ impl CompiledPaths {
     }
 }
 
+impl CompiledPaths {
+    /// A shortest path that ends in `state`, for messages (breadth-first from the start, one
+    /// byte per class, readable ones preferred).
+    fn example_path(&self, state: usize) -> Vec<u8> {
+        let mut representative = vec![None; self.n_classes];
+        let readable = b"/xyzabcdefghijklmnopqrstuvw0123456789._-";
+        for byte in readable.iter().copied().chain(0..=u8::MAX) {
+            let class = usize::from(self.class_of[usize::from(byte)]);
+            representative[class].get_or_insert(byte);
+        }
+        let mut previous: Vec<Option<(usize, u8)>> = vec![None; self.accept.len()];
+        let start = usize::from(self.start);
+        let mut seen = vec![false; self.accept.len()];
+        seen[start] = true;
+        let mut queue = VecDeque::from([start]);
+        while let Some(at) = queue.pop_front() {
+            if at == state {
+                break;
+            }
+            for (class, byte) in representative.iter().enumerate() {
+                let Some(byte) = *byte else { continue };
+                let next = usize::from(self.transitions[at * self.n_classes + class]);
+                if !seen[next] {
+                    seen[next] = true;
+                    previous[next] = Some((at, byte));
+                    queue.push_back(next);
+                }
+            }
+        }
+        let mut path = Vec::new();
+        let mut at = state;
+        while let Some((before, byte)) = previous[at] {
+            path.push(byte);
+            at = before;
+        }
+        path.reverse();
+        path
+    }
+}
+
 impl std::fmt::Debug for CompiledPaths {
     /// The shape only: the tables run to hundreds of thousands of entries.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -99,47 +140,118 @@ impl std::fmt::Debug for CompiledPaths {
     }
 }
 
-/// Compiles the path rules of `policy`.
-pub fn compile(policy: &EffectivePolicy) -> Result<CompiledPaths, Diagnostics> {
-    let rules: Vec<(PathKind, u16, &PathRule)> = PathKind::ALL
-        .into_iter()
-        .flat_map(|kind| {
-            policy
-                .paths
-                .rules(kind)
-                .iter()
-                .enumerate()
-                .map(move |(index, rule)| {
-                    let index = u16::try_from(index)
-                        .expect("resolve keeps every kind within MAX_RULES_PER_KIND rules");
-                    (kind, index, rule)
-                })
-        })
-        .collect();
-    let classes = ByteClasses::new(&rules)?;
-    let mut nfa = Nfa::default();
-    for &(kind, index, rule) in &rules {
-        nfa.add_rule(rule.pattern.components(), kind, index);
-    }
-    subset_construction(&nfa, &classes)
-        .map(|dfa| minimise(&dfa))
-        .filter(|dfa| dfa.n_states() <= MAX_STATES)
-        .ok_or_else(|| too_many_states(&rules))
+/// Whose rule an automaton rule is: the base policy's, a regime's own (by regime index), or
+/// one of a regime's `programs`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RuleSet {
+    Base,
+    Regime(usize),
+    Enters(usize),
 }
 
-fn too_many_states(rules: &[(PathKind, u16, &PathRule)]) -> Diagnostics {
-    let wildcard_rules: Vec<&(PathKind, u16, &PathRule)> = rules
+/// One rule to compile: whose, of which kind, its index in its list, the rule.
+type Tagged<'p> = (RuleSet, PathKind, u16, &'p PathRule);
+
+fn index_of(index: usize) -> u16 {
+    u16::try_from(index).expect("resolve keeps every kind within MAX_RULES_PER_KIND rules")
+}
+
+/// Compiles the path rules of `policy`: the base's and every regime's, in one automaton.
+pub fn compile(policy: &EffectivePolicy) -> Result<CompiledPaths, Diagnostics> {
+    fn kinds(paths: &super::resolve::PathRules, set: RuleSet) -> Vec<Tagged<'_>> {
+        PathKind::ALL
+            .into_iter()
+            .flat_map(move |kind| {
+                paths
+                    .rules(kind)
+                    .iter()
+                    .enumerate()
+                    .map(move |(index, rule)| (set, kind, index_of(index), rule))
+            })
+            .collect()
+    }
+    let mut rules: Vec<Tagged<'_>> = kinds(&policy.paths, RuleSet::Base);
+    for (r, regime) in policy.regimes.iter().enumerate() {
+        rules.extend(kinds(&regime.paths, RuleSet::Regime(r)));
+        rules.extend(
+            regime
+                .programs
+                .iter()
+                .enumerate()
+                .map(|(index, rule)| (RuleSet::Enters(r), PathKind::Exec, index_of(index), rule)),
+        );
+    }
+    let classes = ByteClasses::new(&rules)?;
+    let mut nfa = Nfa::default();
+    for &(set, kind, index, rule) in &rules {
+        nfa.add_rule(rule.pattern.components(), (set, kind, index));
+    }
+    let dfa = subset_construction(&nfa, &classes)
+        .map(|dfa| minimise(&dfa))
+        .filter(|dfa| dfa.n_states() <= MAX_STATES)
+        .ok_or_else(|| too_many_states(&rules))?;
+    regimes_only_take_away(&dfa, policy)?;
+    Ok(dfa)
+}
+
+/// A regime's allow list may only cover what the base's list of that kind covers (write also
+/// counts as read): otherwise the regime would seem to grant what the base does not. Checked
+/// on the automaton, so globs are compared exactly: every state is reachable, and a state
+/// whose record has a regime's bit without the base's is a path of that kind the base lacks.
+fn regimes_only_take_away(
+    dfa: &CompiledPaths,
+    policy: &EffectivePolicy,
+) -> Result<(), Diagnostics> {
+    let mut diagnostics = Diagnostics::new();
+    for (r, regime) in policy.regimes.iter().enumerate() {
+        for kind in [PathKind::Read, PathKind::Write, PathKind::Exec] {
+            let granted = |bits: u16| match kind {
+                PathKind::Read => bits & (PathKind::Read.bit() | PathKind::Write.bit()) != 0,
+                _ => bits & kind.bit() != 0,
+            };
+            let Some((state, accept)) = dfa
+                .accept
+                .iter()
+                .enumerate()
+                .find(|(_, a)| a.regime_kinds[r] & kind.bit() as u8 != 0 && !granted(a.kinds))
+            else {
+                continue;
+            };
+            let rule =
+                &regime.paths.rules(kind)[usize::from(accept.regime_first_rule[r][kind.index()])];
+            let example = dfa.example_path(state);
+            let problem = Problem::new(format!(
+                "[{}] {} \"{}\" would grant what the base policy does not: for example {} is \
+                 not in the base's {}",
+                regime.name,
+                kind.key(),
+                rule.written,
+                String::from_utf8_lossy(&example),
+                kind.key()
+            ))
+            .with_hint(
+                "a regime only takes away: narrow the entry to paths the base policy allows, or \
+                 add them to the base first",
+            );
+            diagnostics.push(problem.at(rule.origin.location()));
+        }
+    }
+    diagnostics.into_result(())
+}
+
+fn too_many_states(rules: &[Tagged<'_>]) -> Diagnostics {
+    let wildcard_rules: Vec<&Tagged<'_>> = rules
         .iter()
-        .filter(|(_, _, rule)| rule.pattern.has_wildcards())
+        .filter(|(_, _, _, rule)| rule.pattern.has_wildcards())
         .collect();
     let location = wildcard_rules
         .first()
-        .map_or(Location::Unpositioned, |(_, _, rule)| {
+        .map_or(Location::Unpositioned, |(_, _, _, rule)| {
             rule.origin.location()
         });
     let listed: Vec<String> = wildcard_rules
         .iter()
-        .map(|(kind, _, rule)| describe(*kind, rule))
+        .map(|(_, kind, _, rule)| describe(*kind, rule))
         .collect();
     Problem::new(format!(
         "the path rules need more than {MAX_STATES} automaton states (limit MAX_STATES)"
@@ -173,11 +285,11 @@ const OTHER_CLASS: u8 = 0;
 const SLASH_CLASS: u8 = 1;
 
 impl ByteClasses {
-    fn new(rules: &[(PathKind, u16, &PathRule)]) -> Result<Self, Diagnostics> {
+    fn new(rules: &[Tagged<'_>]) -> Result<Self, Diagnostics> {
         let mut class_of = [OTHER_CLASS; BYTE_VALUES];
         class_of[usize::from(b'/')] = SLASH_CLASS;
         let mut representative = vec![0, b'/'];
-        for &(kind, _, rule) in rules {
+        for &(_, kind, _, rule) in rules {
             for byte in literal_bytes(rule.pattern.components()) {
                 if byte == b'/' || class_of[usize::from(byte)] != OTHER_CLASS {
                     continue;
@@ -251,7 +363,7 @@ impl ByteSet {
 struct NfaState {
     edges: Vec<(ByteSet, usize)>,
     epsilon: Vec<usize>,
-    accept: Option<(PathKind, u16)>,
+    accept: Option<(RuleSet, PathKind, u16)>,
 }
 
 #[derive(Default)]
@@ -274,7 +386,7 @@ impl Nfa {
         self.states[from].epsilon.push(to);
     }
 
-    fn add_rule(&mut self, components: &[Component], kind: PathKind, index: u16) {
+    fn add_rule(&mut self, components: &[Component], tag: (RuleSet, PathKind, u16)) {
         let mut boundary = self.state();
         self.starts.push(boundary);
         for component in components {
@@ -330,15 +442,27 @@ impl Nfa {
         let beneath = self.state();
         self.edge(boundary, ByteSet::Slash, beneath);
         self.edge(beneath, ByteSet::Any, beneath);
-        self.states[boundary].accept = Some((kind, index));
-        self.states[beneath].accept = Some((kind, index));
+        self.states[boundary].accept = Some(tag);
+        self.states[beneath].accept = Some(tag);
     }
 
     fn accept(&self, set: &[usize]) -> PathAccept {
         let mut accept = PathAccept::NONE;
-        for &(kind, index) in set.iter().filter_map(|&s| self.states[s].accept.as_ref()) {
-            accept.kinds |= kind.bit();
-            let first = &mut accept.first_rule[kind.index()];
+        for &(set, kind, index) in set.iter().filter_map(|&s| self.states[s].accept.as_ref()) {
+            let first = match set {
+                RuleSet::Base => {
+                    accept.kinds |= kind.bit();
+                    &mut accept.first_rule[kind.index()]
+                }
+                RuleSet::Regime(r) => {
+                    accept.regime_kinds[r] |= u8::try_from(kind.bit()).expect("KIND_* fit in u8");
+                    &mut accept.regime_first_rule[r][kind.index()]
+                }
+                RuleSet::Enters(r) => {
+                    accept.regime_kinds[r] |= KIND_ENTER;
+                    continue;
+                }
+            };
             *first = (*first).min(index);
         }
         accept
@@ -442,7 +566,11 @@ impl Closure {
 fn minimise(dfa: &CompiledPaths) -> CompiledPaths {
     let n_states = dfa.accept.len();
     let k = dfa.n_classes;
-    let mut block: Vec<usize> = number_by_key(dfa.accept.iter().map(|a| (a.kinds, a.first_rule)));
+    let mut block: Vec<usize> = number_by_key(
+        dfa.accept
+            .iter()
+            .map(|a| (a.kinds, a.first_rule, a.regime_kinds, a.regime_first_rule)),
+    );
     let mut n_blocks = count_blocks(&block);
     loop {
         let refined = number_by_key((0..n_states).map(|state| {

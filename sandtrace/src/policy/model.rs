@@ -275,6 +275,27 @@ pub struct EnvironmentRules {
     pub set: Vec<Located<(String, String)>>,
 }
 
+/// `[[after_exec]]`: a regime. Executing one of `programs` puts the process, and everything
+/// it starts from then on, under the regime's rules as well as the base policy's: they only
+/// take away.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Regime {
+    /// `name`, for events and the summary; `after_exec #N` when omitted.
+    pub name: Located<String>,
+    /// Programs (paths or globs) whose execution enters the regime.
+    pub programs: Vec<Located<PathEntry>>,
+    /// `[after_exec.filesystem]`: `deny` adds to the base's deny rules; an allow list given
+    /// here narrows the base's list of that kind (an access then needs both).
+    pub filesystem: FilesystemRules,
+    /// The allow lists `[after_exec.filesystem]` gives (`Read`, `Write`, `Exec`).
+    pub narrows: Vec<PathKind>,
+    /// `[after_exec.network]`: when given, only the base's network rules it lists (none, with
+    /// `allow = false` alone); `None` keeps the base's network rules.
+    pub network: Option<NetworkRules>,
+    /// Where the regime's table is (a unit value: equality ignores it).
+    pub at: Located<()>,
+}
+
 /// A whole policy, as written (relative paths and `~` not yet resolved). The default of
 /// every omitted field is the most restrictive one: no paths, no network, no syscall rules
 /// beyond the always-blocked ones, a 30 s timeout and no process limit.
@@ -286,6 +307,8 @@ pub struct Policy {
     pub limits: Limits,
     pub process: ProcessRules,
     pub environment: EnvironmentRules,
+    /// `[[after_exec]]`, in file order (at most `MAX_REGIMES`).
+    pub after_exec: Vec<Regime>,
 }
 
 /// What the built-in default policy lets a command read: the dynamic loader's files, system

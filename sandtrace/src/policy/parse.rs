@@ -13,10 +13,13 @@ use super::diagnostic::{Diagnostic, Diagnostics, Location, Problem, SourceText, 
 use super::environment::{self, NamePattern};
 use super::glob::PathEntry;
 use super::hosts::HostRule;
-use super::model::{Located, NetworkList, Origin, PathKind, Policy};
+use super::model::{
+    FilesystemRules, Located, NetworkList, NetworkRules, Origin, PathKind, Policy, Regime,
+};
 use super::network::AddressRule;
 use super::suggest::closest;
 use super::validate;
+use sandtrace_common::policy::MAX_REGIMES;
 
 /// The sections of the format and their keys.
 const SECTIONS: [(&str, &[&str]); 6] = [
@@ -33,6 +36,12 @@ const SECTIONS: [(&str, &[&str]); 6] = [
     ("process", &["capabilities"]),
     ("environment", &["pass", "set"]),
 ];
+
+/// The keys of one `[[after_exec]]` table; `filesystem` and `network` are sub-tables with the
+/// keys of the sections of those names.
+const AFTER_EXEC_KEYS: &[&str] = &["name", "programs", "filesystem", "network"];
+/// Longest `[[after_exec]] name`.
+const MAX_REGIME_NAME: usize = 64;
 
 /// Reads and validates the policy file at `path`.
 pub fn load(path: &Path) -> Result<Policy, Diagnostics> {
@@ -86,7 +95,16 @@ pub fn parse(path: &Path, text: String) -> Result<Policy, Diagnostics> {
     for diagnostic in validate::syscall_lists(&parser.policy.syscalls) {
         parser.diagnostics.push(diagnostic);
     }
-    for diagnostic in validate::network_lists(&parser.policy.network) {
+    let regime_networks = parser
+        .policy
+        .after_exec
+        .iter()
+        .filter_map(|r| r.network.as_ref());
+    let network_problems: Vec<Diagnostic> = std::iter::once(&parser.policy.network)
+        .chain(regime_networks)
+        .flat_map(validate::network_lists)
+        .collect();
+    for diagnostic in network_problems {
         parser.diagnostics.push(diagnostic);
     }
     parser.diagnostics.into_result(parser.policy)
@@ -136,6 +154,10 @@ impl Parser {
 
     fn section(&mut self, key: &Key<'_>, value: &Value<'_>) {
         let name = key.get_ref().as_ref();
+        if name == "after_exec" {
+            self.after_exec(value);
+            return;
+        }
         let Some(&(section, known_keys)) = SECTIONS.iter().find(|(s, _)| *s == name) else {
             let problem = match value.get_ref() {
                 DeValue::Table(_) => Problem::new(format!("unknown section [{name}]")),
@@ -170,29 +192,13 @@ impl Parser {
             let name = key.get_ref().as_ref();
             match (section, name) {
                 ("filesystem", _) if known_keys.contains(&name) => {
-                    let kind = PathKind::ALL
-                        .into_iter()
-                        .find(|k| k.key() == name)
-                        .expect("every [filesystem] key is a path kind");
-                    let entries = self.paths(section, name, value);
+                    let (kind, entries) = self.path_list(section, name, value);
                     self.policy.filesystem.entries_mut(kind).extend(entries);
                 }
-                ("network", "allow") => {
-                    if let Some(allow) = self.boolean(section, name, value) {
-                        self.policy.network.allow = allow;
-                    }
-                }
-                ("network", "allow_connect" | "allow_bind") => {
-                    let list = NetworkList::ALL
-                        .into_iter()
-                        .find(|l| l.key() == name)
-                        .expect("every address-rule key is a network list");
-                    let rules = self.parsed(section, name, value, AddressRule::parse);
-                    self.policy.network.list_mut(list).extend(rules);
-                }
-                ("network", "allow_hosts") => {
-                    let rules = self.parsed(section, name, value, HostRule::parse);
-                    self.policy.network.allow_hosts.extend(rules);
+                ("network", _) if known_keys.contains(&name) => {
+                    let mut rules = std::mem::take(&mut self.policy.network);
+                    self.network_key(section, name, value, &mut rules);
+                    self.policy.network = rules;
                 }
                 ("syscalls", "deny") => {
                     self.policy.syscalls.deny =
@@ -226,6 +232,195 @@ impl Parser {
                 _ => self.unknown_key(section, known_keys, key),
             }
         }
+    }
+
+    /// One `[filesystem]` key (which must be one): its kind and entries.
+    fn path_list(
+        &mut self,
+        section: &str,
+        key: &str,
+        value: &Value<'_>,
+    ) -> (PathKind, Vec<Located<PathEntry>>) {
+        let kind = PathKind::ALL
+            .into_iter()
+            .find(|k| k.key() == key)
+            .expect("every [filesystem] key is a path kind");
+        (kind, self.paths(section, key, value))
+    }
+
+    /// One `[network]` key (which must be one) into `rules`.
+    fn network_key(
+        &mut self,
+        section: &str,
+        key: &str,
+        value: &Value<'_>,
+        rules: &mut NetworkRules,
+    ) {
+        match key {
+            "allow" => {
+                if let Some(allow) = self.boolean(section, key, value) {
+                    rules.allow = allow;
+                }
+            }
+            "allow_hosts" => {
+                let hosts = self.parsed(section, key, value, HostRule::parse);
+                rules.allow_hosts.extend(hosts);
+            }
+            _ => {
+                let list = NetworkList::ALL
+                    .into_iter()
+                    .find(|l| l.key() == key)
+                    .expect("every other [network] key is an address-rule list");
+                let parsed = self.parsed(section, key, value, AddressRule::parse);
+                rules.list_mut(list).extend(parsed);
+            }
+        }
+    }
+
+    /// `[[after_exec]]`: an array of tables, one per regime.
+    fn after_exec(&mut self, value: &Value<'_>) {
+        let DeValue::Array(items) = value.get_ref() else {
+            let problem = Problem::new(format!(
+                "after_exec must be an array of tables, found {} {}",
+                article(value.get_ref()),
+                self.excerpt(value.span())
+            ))
+            .with_hint("write [[after_exec]] (double brackets), one per regime, then its keys");
+            self.report(problem, value.span());
+            return;
+        };
+        for (i, item) in items.iter().enumerate() {
+            let label = format!("after_exec #{}", i + 1);
+            let DeValue::Table(table) = item.get_ref() else {
+                let problem = Problem::new(format!(
+                    "[[after_exec]] entries must be tables, found {} {}",
+                    article(item.get_ref()),
+                    self.excerpt(item.span())
+                ))
+                .with_hint("write [[after_exec]] followed by programs = [...] and its rules");
+                self.report(problem, item.span());
+                continue;
+            };
+            if i == MAX_REGIMES {
+                let problem = Problem::new(format!(
+                    "more than {MAX_REGIMES} [[after_exec]] regimes (limit MAX_REGIMES)"
+                ))
+                .with_hint("merge regimes: one regime can list several programs");
+                self.report(problem, item.span());
+            }
+            let regime = self.regime(&label, table, item.span());
+            self.policy.after_exec.push(regime);
+        }
+    }
+
+    fn regime(&mut self, label: &str, table: &DeTable<'_>, span: Range<usize>) -> Regime {
+        let mut regime = Regime {
+            name: Located::new(label.to_owned(), self.origin(span.clone())),
+            programs: Vec::new(),
+            filesystem: FilesystemRules::default(),
+            narrows: Vec::new(),
+            network: None,
+            at: Located::new((), self.origin(span.clone())),
+        };
+        for (key, value) in table {
+            match key.get_ref().as_ref() {
+                "name" => {
+                    if let Some(name) = self.regime_name(label, value) {
+                        regime.name = name;
+                    }
+                }
+                "programs" => regime.programs = self.paths(label, "programs", value),
+                "filesystem" => self.regime_filesystem(label, value, &mut regime),
+                "network" => {
+                    let section = format!("{label} network");
+                    let Some(sub) = self.sub_table(&section, value) else {
+                        continue;
+                    };
+                    let mut rules = NetworkRules::default();
+                    for (key, value) in sub {
+                        let name = key.get_ref().as_ref();
+                        if network_keys().contains(&name) {
+                            self.network_key(&section, name, value, &mut rules);
+                        } else {
+                            self.unknown_key(&section, network_keys(), key);
+                        }
+                    }
+                    regime.network = Some(rules);
+                }
+                _ => self.unknown_key(label, AFTER_EXEC_KEYS, key),
+            }
+        }
+        if regime.programs.is_empty() {
+            let problem = Problem::new(format!("[{label}] names no programs")).with_hint(
+                "write programs = [\"/usr/bin/dash\", ...]: executing one of them enters the \
+                 regime",
+            );
+            self.report(problem, span);
+        }
+        regime
+    }
+
+    fn regime_filesystem(&mut self, label: &str, value: &Value<'_>, regime: &mut Regime) {
+        let section = format!("{label} filesystem");
+        let Some(sub) = self.sub_table(&section, value) else {
+            return;
+        };
+        for (key, value) in sub {
+            let name = key.get_ref().as_ref();
+            if filesystem_keys().contains(&name) {
+                let (kind, entries) = self.path_list(&section, name, value);
+                if kind != PathKind::Deny && !regime.narrows.contains(&kind) {
+                    regime.narrows.push(kind);
+                }
+                regime.filesystem.entries_mut(kind).extend(entries);
+            } else {
+                self.unknown_key(&section, filesystem_keys(), key);
+            }
+        }
+    }
+
+    fn regime_name(&mut self, label: &str, value: &Value<'_>) -> Option<Located<String>> {
+        let DeValue::String(name) = value.get_ref() else {
+            self.wrong_type(
+                label,
+                "name",
+                "a string",
+                value,
+                "write name = \"install scripts\"",
+            );
+            return None;
+        };
+        let ok = !name.trim().is_empty()
+            && name.chars().count() <= MAX_REGIME_NAME
+            && !name.chars().any(char::is_control);
+        if !ok {
+            let problem = Problem::new(format!(
+                "[{label}] name must be 1 to {MAX_REGIME_NAME} printable characters"
+            ))
+            .with_hint("name the regime for the log, e.g. name = \"install scripts\"");
+            self.report(problem, value.span());
+            return None;
+        }
+        Some(Located::new(name.to_string(), self.origin(value.span())))
+    }
+
+    /// A sub-table of `[[after_exec]]` (`filesystem`, `network`).
+    fn sub_table<'v, 'i>(
+        &mut self,
+        section: &str,
+        value: &'v Value<'i>,
+    ) -> Option<&'v DeTable<'i>> {
+        if let DeValue::Table(table) = value.get_ref() {
+            return Some(table);
+        }
+        let problem = Problem::new(format!(
+            "[{section}] must be a table, found {} {}",
+            article(value.get_ref()),
+            self.excerpt(value.span())
+        ))
+        .with_hint("write [after_exec.filesystem] or [after_exec.network] below [[after_exec]]");
+        self.report(problem, value.span());
+        None
     }
 
     /// `set = { NAME = "value", ... }`, each assignment located at its name.
@@ -423,6 +618,14 @@ impl Parser {
             }
         }
     }
+}
+
+fn filesystem_keys() -> &'static [&'static str] {
+    SECTIONS[0].1
+}
+
+fn network_keys() -> &'static [&'static str] {
+    SECTIONS[1].1
 }
 
 /// The section a key of the format belongs to, if any.

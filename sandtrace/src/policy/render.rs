@@ -11,9 +11,10 @@ use super::compile::CompiledPaths;
 use super::environment::BASE_PASSED;
 use super::glob::PathPattern;
 use super::model::{
-    ALWAYS_BLOCKED_SYSCALLS, EnvironmentRules, Located, NetworkList, PathKind, Policy, ProcessRules,
+    ALWAYS_BLOCKED_SYSCALLS, EnvironmentRules, Located, NetworkList, NetworkRules, PathKind,
+    Policy, ProcessRules, Regime,
 };
-use super::resolve::EffectivePolicy;
+use super::resolve::{EffectivePolicy, EffectiveRegime};
 use crate::plan::Mechanisms;
 
 /// `policy` as a complete TOML policy file (every field written out, defaults included),
@@ -36,24 +37,8 @@ pub fn policy_to_toml(policy: &Policy, title: &str) -> String {
         let texts: Vec<&str> = entries.iter().map(|e| e.value.as_str()).collect();
         write_string_array(&mut out, kind.key(), &texts);
     }
-    let _ = writeln!(out, "\n[network]\nallow = {}", policy.network.allow.value);
-    let address_lists = NetworkList::ALL.map(|list| {
-        let rules = policy.network.list(list).iter();
-        (
-            list.key(),
-            rules.map(|r| r.value.to_string()).collect::<Vec<_>>(),
-        )
-    });
-    let hosts = policy.network.allow_hosts.iter();
-    let hosts = ("allow_hosts", hosts.map(|r| r.value.to_string()).collect());
-    for (key, rules) in address_lists.into_iter().chain([hosts]) {
-        // With allow = true the lists must be empty; leave them out rather than write an
-        // invalid policy.
-        if !policy.network.allow.value || !rules.is_empty() {
-            let texts: Vec<&str> = rules.iter().map(String::as_str).collect();
-            write_string_array(&mut out, key, &texts);
-        }
-    }
+    out.push_str("\n[network]\n");
+    write_network(&mut out, &policy.network);
     out.push_str("\n[syscalls]\n");
     write_string_array(&mut out, "deny", &syscall_names(&policy.syscalls.deny));
     write_string_array(
@@ -76,7 +61,57 @@ pub fn policy_to_toml(policy: &Policy, title: &str) -> String {
         &policy.process,
         &policy.environment,
     ));
+    for regime in &policy.after_exec {
+        write_regime(&mut out, regime);
+    }
     out
+}
+
+/// The keys of a `[network]` table.
+fn write_network(out: &mut String, network: &NetworkRules) {
+    let _ = writeln!(out, "allow = {}", network.allow.value);
+    let address_lists = NetworkList::ALL.map(|list| {
+        let rules = network.list(list).iter();
+        (
+            list.key(),
+            rules.map(|r| r.value.to_string()).collect::<Vec<_>>(),
+        )
+    });
+    let hosts = network.allow_hosts.iter();
+    let hosts = ("allow_hosts", hosts.map(|r| r.value.to_string()).collect());
+    for (key, rules) in address_lists.into_iter().chain([hosts]) {
+        // With allow = true the lists must be empty; leave them out rather than write an
+        // invalid policy.
+        if !network.allow.value || !rules.is_empty() {
+            let texts: Vec<&str> = rules.iter().map(String::as_str).collect();
+            write_string_array(out, key, &texts);
+        }
+    }
+}
+
+/// One `[[after_exec]]` regime: only the lists it gives (an omitted allow list keeps the
+/// base's, which is not the same as an empty one).
+fn write_regime(out: &mut String, regime: &Regime) {
+    out.push_str("\n[[after_exec]]\n");
+    let _ = writeln!(
+        out,
+        "name = {}",
+        toml::Value::String(regime.name.value.clone())
+    );
+    let programs: Vec<&str> = regime.programs.iter().map(|e| e.value.as_str()).collect();
+    write_string_array(out, "programs", &programs);
+    out.push_str("\n[after_exec.filesystem]\n");
+    for kind in PathKind::ALL {
+        if kind == PathKind::Deny || regime.narrows.contains(&kind) {
+            let entries = regime.filesystem.entries(kind);
+            let texts: Vec<&str> = entries.iter().map(|e| e.value.as_str()).collect();
+            write_string_array(out, kind.key(), &texts);
+        }
+    }
+    if let Some(network) = &regime.network {
+        out.push_str("\n[after_exec.network]\n");
+        write_network(out, network);
+    }
 }
 
 /// The `[process]` and `[environment]` sections as TOML (`policy show`, `learn`).
@@ -320,6 +355,9 @@ pub fn effective_report(
             mechanism: None,
         });
     }
+    for regime in &policy.regimes {
+        regime_rows(&mut rows, regime, policy, by(&|m| m.after_exec.clone()));
+    }
     rows.push(Row::Heading(format!(
         "compiled path automaton: {} states, {} byte classes (limits {MAX_STATES} and {MAX_CLASSES})",
         compiled.n_states(),
@@ -395,6 +433,78 @@ pub fn effective_report(
         };
     }
     out
+}
+
+/// The rows of one `[[after_exec]]` regime in the effective report.
+fn regime_rows(
+    rows: &mut Vec<Row>,
+    regime: &EffectiveRegime,
+    policy: &EffectivePolicy,
+    mechanism: Option<String>,
+) {
+    rows.push(Row::Item {
+        what: format!(
+            "after_exec \"{}\": the base policy's rules, and these on top (they only take away)",
+            regime.name
+        ),
+        origin: regime.origin.to_string(),
+        mechanism,
+    });
+    rows.push(Row::Heading("  entered by executing:".to_owned()));
+    for rule in &regime.programs {
+        rows.push(Row::Item {
+            what: format!("    {}", rule.pattern),
+            origin: rule.origin.to_string(),
+            mechanism: None,
+        });
+    }
+    for kind in PathKind::ALL {
+        let rules = regime.paths.rules(kind);
+        let heading = match kind {
+            PathKind::Deny if rules.is_empty() => continue,
+            PathKind::Deny => "  deny (besides the base's):".to_owned(),
+            _ if !regime.narrows.contains(&kind) => continue,
+            _ => format!(
+                "  {} (narrowed: needs the base's and one of these):",
+                kind.key()
+            ),
+        };
+        rows.push(Row::Heading(heading));
+        for rule in rules {
+            rows.push(Row::Item {
+                what: format!("    {}", rule.pattern),
+                origin: rule.origin.to_string(),
+                mechanism: None,
+            });
+        }
+    }
+    let network = match &regime.network {
+        None => "  network: as the base policy".to_owned(),
+        Some(kept) => {
+            let mut entries: Vec<String> = Vec::new();
+            entries.extend(
+                kept.connect
+                    .iter()
+                    .map(|&i| format!("allow_connect {}", policy.allow_connect[i].value)),
+            );
+            entries.extend(
+                kept.bind
+                    .iter()
+                    .map(|&i| format!("allow_bind {}", policy.allow_bind[i].value)),
+            );
+            entries.extend(
+                kept.hosts
+                    .iter()
+                    .map(|&i| format!("allow_hosts {}", policy.allow_hosts[i].value)),
+            );
+            if entries.is_empty() {
+                "  network: none (no connect, send, bind or DNS query is allowed)".to_owned()
+            } else {
+                format!("  network: only {}", entries.join(", "))
+            }
+        }
+    };
+    rows.push(Row::Heading(network));
 }
 
 fn is_path_rule(rule: &str) -> bool {

@@ -14,7 +14,8 @@ use super::diagnostic::{Diagnostics, Location, Problem};
 use super::glob::{PathEntry, PathPattern};
 use super::hosts::HostRule;
 use super::model::{
-    ALWAYS_BLOCKED_SYSCALLS, EnvironmentRules, Located, NetworkList, Origin, PathKind, Policy,
+    ALWAYS_BLOCKED_SYSCALLS, EnvironmentRules, Located, NetworkList, NetworkRules, Origin,
+    PathKind, Policy,
 };
 use super::network::{AddressMatch, AddressRule};
 use super::validate;
@@ -93,6 +94,8 @@ pub struct EffectivePolicy {
     pub capabilities: Vec<Located<Capability>>,
     /// `[environment]`, as written.
     pub environment: EnvironmentRules,
+    /// `[[after_exec]]`, in policy order.
+    pub regimes: Vec<EffectiveRegime>,
 }
 
 /// Merges `cli` into `policy` and resolves every path against `cwd` (absolute) and `home`.
@@ -246,7 +249,7 @@ pub fn resolve(
         None => policy.limits.timeout_secs.clone(),
     };
 
-    diagnostics.into_result(EffectivePolicy {
+    let mut effective = EffectivePolicy {
         paths,
         network_allowed,
         allow_connect,
@@ -267,7 +270,177 @@ pub fn resolve(
             unique
         },
         environment: policy.environment.clone(),
-    })
+        regimes: Vec::new(),
+    };
+    effective.regimes = resolve_regimes(policy, &effective, cli, cwd, home, &mut diagnostics);
+    diagnostics.into_result(effective)
+}
+
+/// One `[[after_exec]]` regime, resolved.
+#[derive(Clone, Debug)]
+pub struct EffectiveRegime {
+    pub name: String,
+    pub origin: Origin,
+    /// The regime's own rules: `deny`, and the allow lists of the kinds in `narrows`.
+    pub paths: PathRules,
+    /// Executing one of these enters the regime.
+    pub programs: Vec<PathRule>,
+    /// The allow lists it narrows: an access of such a kind needs a rule of the regime too.
+    pub narrows: Vec<PathKind>,
+    /// `None`: the base's network rules apply unchanged; otherwise only the base entries kept.
+    pub network: Option<KeptNetwork>,
+}
+
+/// The base policy's network entries a regime keeps: indices into `allow_connect`,
+/// `allow_bind` and `allow_hosts` of the [`EffectivePolicy`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeptNetwork {
+    pub connect: Vec<usize>,
+    pub bind: Vec<usize>,
+    pub hosts: Vec<usize>,
+}
+
+/// Resolves the `[[after_exec]]` regimes against the resolved base policy.
+fn resolve_regimes(
+    policy: &Policy,
+    base: &EffectivePolicy,
+    cli: &CliOverrides,
+    cwd: &Path,
+    home: Option<&Path>,
+    diagnostics: &mut Diagnostics,
+) -> Vec<EffectiveRegime> {
+    let mut regimes: Vec<EffectiveRegime> = Vec::new();
+    for regime in &policy.after_exec {
+        if regimes.iter().any(|r| r.name == regime.name.value) {
+            let problem = Problem::new(format!(
+                "two [[after_exec]] regimes are named \"{}\"",
+                regime.name.value
+            ))
+            .with_hint("give each regime its own name: events name the regime that decided");
+            diagnostics.push(problem.at(regime.name.origin.location()));
+        }
+        let resolve_entry = |entry: &Located<PathEntry>, diagnostics: &mut Diagnostics| match entry
+            .value
+            .resolve(cwd, home)
+        {
+            Ok(pattern) => Some(PathRule {
+                pattern,
+                written: entry.value.as_str().to_owned(),
+                origin: entry.origin.clone(),
+            }),
+            Err(problem) => {
+                diagnostics.push(problem.at(entry.origin.location()));
+                None
+            }
+        };
+        let mut paths = PathRules::default();
+        for kind in PathKind::ALL {
+            for entry in regime.filesystem.entries(kind) {
+                if let Some(rule) = resolve_entry(entry, diagnostics) {
+                    paths.add(kind, rule);
+                }
+            }
+            if let Some(excess) = paths.rules(kind).get(MAX_RULES_PER_KIND) {
+                let problem = Problem::new(format!(
+                    "more than {MAX_RULES_PER_KIND} distinct {} rules in [{}] (limit \
+                     MAX_RULES_PER_KIND)",
+                    kind.key(),
+                    regime.name.value
+                ));
+                diagnostics.push(problem.at(excess.origin.location()));
+            }
+        }
+        // The programs are matched against the executed file's resolved path, like exec rules.
+        let mut programs = PathRules::default();
+        for entry in &regime.programs {
+            if let Some(rule) = resolve_entry(entry, diagnostics) {
+                programs.add(PathKind::Exec, rule);
+            }
+        }
+        let network = regime
+            .network
+            .as_ref()
+            .and_then(|rules| kept_network(rules, base, cli, diagnostics));
+        regimes.push(EffectiveRegime {
+            name: regime.name.value.clone(),
+            origin: regime.at.origin.clone(),
+            paths,
+            programs: programs.rules(PathKind::Exec).to_vec(),
+            narrows: regime.narrows.clone(),
+            network,
+        });
+    }
+    regimes
+}
+
+/// The base entries a regime's `[network]` keeps; an entry the base lacks is an error (a
+/// regime only takes away). `None` when the regime leaves the network as the base has it.
+fn kept_network(
+    rules: &NetworkRules,
+    base: &EffectivePolicy,
+    cli: &CliOverrides,
+    diagnostics: &mut Diagnostics,
+) -> Option<KeptNetwork> {
+    if cli.allow_net {
+        // `--allow-net` allows the network whatever the policy says, regimes included.
+        return None;
+    }
+    if rules.allow.value {
+        if !base.network_allowed.value {
+            let problem = Problem::new(
+                "a regime's [network] allow = true would grant what the base policy does not \
+                 (its [network] allow is false)",
+            )
+            .with_hint("a regime only takes away: list the base's entries it keeps, or none");
+            diagnostics.push(problem.at(rules.allow.origin.location()));
+        }
+        return None;
+    }
+    let mut kept = KeptNetwork::default();
+    let mut keep =
+        |key: &str, found: Option<usize>, origin: &Origin, into: &mut Vec<usize>| match found {
+            Some(index) => into.push(index),
+            None => {
+                let hint = if base.network_allowed.value {
+                    "the base policy allows all network and so has no lists: a regime can only \
+                     take the network away (allow = false, no entries)"
+                        .to_owned()
+                } else {
+                    format!(
+                        "a regime only takes away: add the entry to the base's [network] {key} \
+                         first, or drop it here"
+                    )
+                };
+                let problem = Problem::new(format!(
+                    "a regime's [network] {key} entry would grant what the base policy does \
+                     not: the base's {key} has no such entry"
+                ))
+                .with_hint(hint);
+                diagnostics.push(problem.at(origin.location()));
+            }
+        };
+    for (list, into) in [
+        (NetworkList::Connect, &mut kept.connect),
+        (NetworkList::Bind, &mut kept.bind),
+    ] {
+        let base_list = match list {
+            NetworkList::Connect => &base.allow_connect,
+            NetworkList::Bind => &base.allow_bind,
+        };
+        for rule in rules.list(list) {
+            let found = base_list.iter().position(|r| r.value == rule.value);
+            keep(list.key(), found, &rule.origin, into);
+        }
+    }
+    for rule in &rules.allow_hosts {
+        let found = base.allow_hosts.iter().position(|r| r.value == rule.value);
+        keep("allow_hosts", found, &rule.origin, &mut kept.hosts);
+    }
+    for list in [&mut kept.connect, &mut kept.bind, &mut kept.hosts] {
+        list.sort_unstable();
+        list.dedup();
+    }
+    Some(kept)
 }
 
 fn allow_path_pattern(

@@ -70,11 +70,25 @@ impl LineFormat {
                 json::raw(out, ",\"child_tgid\":");
                 json::integer(out, *child_tgid);
             }
-            EventBody::Exec { old_pid, filename } => {
+            EventBody::Exec {
+                old_pid,
+                filename,
+                regimes,
+            } => {
                 json::raw(out, ",\"action\":\"exec\",\"path\":");
                 json::kernel_text(out, *filename);
                 json::raw(out, ",\"old_pid\":");
                 json::integer(out, *old_pid);
+                if *regimes != 0 {
+                    json::raw(out, ",\"regimes\":[");
+                    for (i, name) in labels.regimes_in(*regimes).into_iter().enumerate() {
+                        if i > 0 {
+                            json::raw(out, ",");
+                        }
+                        json::string(out, name);
+                    }
+                    json::raw(out, "]");
+                }
             }
             EventBody::Exit { status } => {
                 let (exit_code, signal) = decode_wait_status(*status);
@@ -164,6 +178,14 @@ fn file(out: &mut Vec<u8>, f: &FileRecord<'_>, labels: &Labels) {
     if let Some(rule) = f.rule.and_then(|r| labels.file_rules.label(r)) {
         rule_label(out, rule);
     }
+    regime(out, f.regime, labels);
+}
+
+fn regime(out: &mut Vec<u8>, regime: Option<usize>, labels: &Labels) {
+    if let Some(r) = regime {
+        json::raw(out, ",\"regime\":");
+        json::string(out, labels.regime_name(r));
+    }
 }
 
 fn network(out: &mut Vec<u8>, n: &NetworkRecord, labels: &Labels) {
@@ -202,6 +224,7 @@ fn network(out: &mut Vec<u8>, n: &NetworkRecord, labels: &Labels) {
     {
         rule_label(out, rule);
     }
+    regime(out, n.regime, labels);
 }
 
 fn seccomp_kill(out: &mut Vec<u8>, k: &SeccompKillRecord) {
@@ -327,6 +350,7 @@ mod tests {
                     .rule
                     .and_then(|r| labels.file_rules.label(r))
                     .map(RuleLine::from),
+                regime: f.regime.map(|r| labels.regime_name(r).to_owned()),
             }),
             EventBody::Network(n) => Line::Network(NetworkLine {
                 timestamp,
@@ -356,6 +380,7 @@ mod tests {
                     .rule
                     .and_then(|(list, index)| labels.network_rules.label(list, index))
                     .map(RuleLine::from),
+                regime: n.regime.map(|r| labels.regime_name(r).to_owned()),
             }),
             EventBody::SeccompKill(k) => Line::Seccomp(SeccompLine {
                 timestamp,
@@ -380,9 +405,18 @@ mod tests {
                 child_pid: *child_pid,
                 child_tgid: *child_tgid,
             }),
-            EventBody::Exec { old_pid, filename } => process(ProcessChange::Exec {
+            EventBody::Exec {
+                old_pid,
+                filename,
+                regimes,
+            } => process(ProcessChange::Exec {
                 path: filename.to_str_lossy().into_owned(),
                 old_pid: *old_pid,
+                regimes: labels
+                    .regimes_in(*regimes)
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect(),
             }),
             EventBody::Exit { status } => {
                 let (exit_code, signal) = decode_wait_status(*status);
@@ -430,9 +464,11 @@ mod tests {
                     vec![],
                     vec![rule("deny", "**/.env"), rule("deny", "/etc/shadow")],
                 ],
+                regimes: Vec::new(),
             },
             network_rules: NetworkRules::for_policy(&effective),
             names: resolved_names(),
+            regime_names: Vec::new(),
         }
     }
 
@@ -491,7 +527,12 @@ mod tests {
             },
             needed: 3,
             verdict,
-            rule: rule.map(|(kind, index)| RuleRef { kind, index }),
+            rule: rule.map(|(kind, index)| RuleRef {
+                regime: None,
+                kind,
+                index,
+            }),
+            regime: None,
             path: KernelText::until_nul(path),
         })
     }
@@ -513,6 +554,7 @@ mod tests {
             rule: Some((NetList::Connect, 0)),
             list: NetList::Connect,
             name: NO_HOST_NAME,
+            regime: None,
         };
         let denied = NetworkRecord {
             verdict: NetVerdict::DeniedNoRule,
@@ -543,6 +585,7 @@ mod tests {
             EventBody::Exec {
                 old_pid: 11,
                 filename: KernelText::until_nul(b"/usr/bin/\"odd\"\xfe"),
+                regimes: 0,
             },
             EventBody::Exit { status: 3 << 8 },
             EventBody::Exit {

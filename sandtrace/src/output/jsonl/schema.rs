@@ -102,6 +102,9 @@ pub enum ProcessChange {
         path: String,
         #[serde(default)]
         old_pid: u32,
+        /// The `[[after_exec]]` regimes (names) the process is in from this exec on.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        regimes: Vec<String>,
     },
     /// A process ended: its exit code, or 128+N and `signal` N when a signal killed it.
     Exited {
@@ -169,6 +172,9 @@ pub struct FileLine {
     /// Absent when no rule decided (an unlisted path).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<RuleLine>,
+    /// The `[[after_exec]]` regime whose rules denied it (its name); absent for the base's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regime: Option<String>,
 }
 
 /// One network decision of the cgroup socket programs (enforcing runs).
@@ -210,6 +216,9 @@ pub struct NetworkLine {
     pub reason: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<RuleLine>,
+    /// The `[[after_exec]]` regime that refused it (its name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regime: Option<String>,
 }
 
 /// A process the seccomp filter killed for a syscall through a foreign ABI (x32, i386).
