@@ -979,6 +979,7 @@ fn every_event_kind_reads_back_as_written() {
             "fork",
             "file",
             "file",
+            "file",
             "network",
             "network",
             "seccomp_kill",
