@@ -174,7 +174,7 @@ fn compiled_form_decides_like_the_reference_matcher() {
         }
         // Only normalised paths are ever decided (`.*` with an empty `*` would give `/.`).
         for path in paths.into_iter().filter(|p| is_normalised(p)) {
-            let expected = decide_by_rules(&effective.paths, &path);
+            let expected = decide_by_rules(&effective, &path);
             let actual = compiled.decide(&path);
             assert_eq!(
                 actual,
@@ -282,10 +282,7 @@ fn paths_longer_than_the_limit_are_denied() {
         compiled.decide(&path).verdict(Access::Read),
         Verdict::TooLong
     );
-    assert_eq!(
-        decide_by_rules(&effective.paths, &path),
-        PathDecision::TooLong
-    );
+    assert_eq!(decide_by_rules(&effective, &path), PathDecision::TooLong);
 }
 
 #[test]

@@ -37,7 +37,7 @@ fn prepared(name: &str) -> PreparedPolicy {
 /// reference matcher.
 fn assert_access(name: &str, policy: &PreparedPolicy, path: &str, access: Access, allowed: bool) {
     let decision = policy.compiled.decide(path.as_bytes());
-    let reference = sandtrace::policy::decide_by_rules(&policy.effective.paths, path.as_bytes());
+    let reference = sandtrace::policy::decide_by_rules(&policy.effective, path.as_bytes());
     assert_eq!(
         decision, reference,
         "{name}: compiled and reference differ on {path}"
@@ -178,13 +178,74 @@ fn permissive_reads_and_executes_everything_and_writes_tmp() {
 
 /// The package-manager policies share a shape: system libraries and the project readable,
 /// their own outputs writable, only the tool and its runtime executable, secrets denied.
+/// What a process in the example's first `[[after_exec]]` regime (the install scripts) may do:
+/// `(path, access, allowed)`.
+fn assert_script_access(name: &str, p: &PreparedPolicy, expected: &[(&str, Access, bool)]) {
+    let regime = &p.effective.regimes[0];
+    for &(path, access, allowed) in expected {
+        let decision = p.compiled.decide(path.as_bytes());
+        assert_eq!(
+            decision,
+            sandtrace::policy::decide_by_rules(&p.effective, path.as_bytes()),
+            "{name}: compiled and reference differ on {path}"
+        );
+        assert_eq!(
+            decision.allows_in(access, &[(0, &regime.narrows)]),
+            allowed,
+            "{name}: a script's {access:?} {path}: expected {}",
+            if allowed { "allowed" } else { "denied" }
+        );
+    }
+}
+
+/// What every package manager's scripts may and may not do besides their own files.
+const SCRIPT_COMMON: &[(&str, Access, bool)] = &[
+    ("/usr/lib/x86_64-linux-gnu/libc.so.6", Access::Read, true),
+    ("/work/project/package.json", Access::Read, true),
+    ("/work/project/.env", Access::Read, false),
+    ("/work/project/.env.local", Access::Read, false),
+    ("/home/dev/.ssh/id_rsa", Access::Read, false),
+    ("/home/dev/.bashrc", Access::Write, false),
+    ("/home/dev/.profile", Access::Write, false),
+    (
+        "/home/dev/.config/systemd/user/evil.service",
+        Access::Write,
+        false,
+    ),
+    ("/etc/cron.d/evil", Access::Write, false),
+    ("/work/project/src/index.js", Access::Write, false),
+    ("/tmp/build.log", Access::Write, true),
+    ("/dev/null", Access::Write, true),
+    ("/usr/bin/curl", Access::Exec, false),
+    ("/usr/bin/wget", Access::Exec, false),
+    ("/usr/bin/bash", Access::Exec, false),
+    ("/usr/bin/dash", Access::Exec, true),
+];
+
 fn assert_package_manager_policy(
     name: &str,
     writable: &[&str],
     executable: &[&str],
     not_executable: &[&str],
+    script: &[(&str, Access, bool)],
 ) {
     let p = prepared(name);
+    assert_script_access(name, &p, SCRIPT_COMMON);
+    assert_script_access(name, &p, script);
+    // Entering the regime: its shells, and nothing the manager itself runs.
+    let enters = |path: &str| match p.compiled.decide(path.as_bytes()) {
+        sandtrace::policy::PathDecision::Matched(a) => {
+            a.regime_kinds[0] & sandtrace_common::policy::KIND_ENTER != 0
+        }
+        sandtrace::policy::PathDecision::TooLong => false,
+    };
+    assert!(enters("/usr/bin/dash") && enters("/usr/bin/bash"), "{name}");
+    for path in executable {
+        assert!(
+            !enters(path),
+            "{name}: executing {path} enters the scripts' regime"
+        );
+    }
     assert_access(
         name,
         &p,
@@ -261,10 +322,22 @@ fn npm_audit_allows_npm_and_its_outputs_only() {
             "/home/dev/.npm/_cacache/index",
         ],
         &["/usr/bin/node", "/usr/lib/node_modules/npm/bin/npm-cli.js"],
+        &["/usr/bin/curl", "/work/project/node_modules/.bin/evil"],
         &[
-            "/usr/bin/sh",
-            "/usr/bin/curl",
-            "/work/project/node_modules/.bin/evil",
+            ("/usr/bin/node", Access::Exec, true),
+            (
+                "/work/project/node_modules/esbuild/bin/esbuild",
+                Access::Write,
+                true,
+            ),
+            ("/home/dev/.npmrc", Access::Read, false),
+            ("/work/project/.npmrc", Access::Read, false),
+            ("/home/dev/.npm/_cacache/index", Access::Read, false),
+            (
+                "/usr/lib/node_modules/npm/bin/npm-cli.js",
+                Access::Exec,
+                false,
+            ),
         ],
     );
 }
@@ -279,7 +352,21 @@ fn pnpm_audit_allows_pnpm_and_its_outputs_only() {
             "/home/dev/.local/share/pnpm/store/v3/files/00/abc",
         ],
         &["/usr/bin/node", "/usr/lib/node_modules/pnpm/bin/pnpm.cjs"],
-        &["/usr/bin/bash", "/work/project/node_modules/.bin/evil"],
+        &["/usr/bin/curl", "/work/project/node_modules/.bin/evil"],
+        &[
+            ("/usr/bin/node", Access::Exec, true),
+            (
+                "/work/project/node_modules/.pnpm/esbuild@0.25.0/x",
+                Access::Write,
+                true,
+            ),
+            ("/home/dev/.npmrc", Access::Read, false),
+            (
+                "/home/dev/.local/share/pnpm/store/v3/files/00/abc",
+                Access::Write,
+                false,
+            ),
+        ],
     );
 }
 
@@ -293,10 +380,18 @@ fn composer_audit_allows_composer_and_its_outputs_only() {
             "/home/dev/.cache/composer/files/x.zip",
         ],
         &["/usr/bin/composer", "/usr/bin/php", "/usr/bin/php8.2"],
+        &["/usr/bin/unzip", "/work/project/vendor/bin/evil"],
         &[
-            "/usr/bin/git",
-            "/usr/bin/unzip",
-            "/work/project/vendor/bin/evil",
+            ("/usr/bin/php8.2", Access::Exec, true),
+            ("/usr/bin/stty", Access::Exec, true),
+            (
+                "/work/project/vendor/acme/lib/build.txt",
+                Access::Write,
+                true,
+            ),
+            ("/home/dev/.config/composer/auth.json", Access::Read, false),
+            ("/work/project/auth.json", Access::Read, false),
+            ("/home/dev/.cache/composer/files/x.zip", Access::Read, false),
         ],
     );
 }

@@ -1,10 +1,10 @@
 //! What the path rules decide for one path and one kind of access, and the reference matcher
 //! that decides it straight from the rules.
 
-use sandtrace_common::policy::{MAX_PATH_LEN, PathAccept};
+use sandtrace_common::policy::{KIND_ENTER, MAX_PATH_LEN, PathAccept};
 
 use super::model::PathKind;
-use super::resolve::PathRules;
+use super::resolve::{EffectivePolicy, PathRule};
 
 /// A kind of access to a path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,24 +72,65 @@ impl PathDecision {
     pub fn allows(&self, access: Access) -> bool {
         self.verdict(access).is_allowed()
     }
+
+    /// Whether a process in the `[[after_exec]]` regimes `regimes` (each: its index and the
+    /// kinds it narrows) may make `access`, as the kernel decides: the base allows it, no
+    /// regime's deny rule covers the path, and each regime that narrows the kind has a rule of
+    /// its own for it (write implies read there too).
+    pub fn allows_in(&self, access: Access, regimes: &[(usize, &[PathKind])]) -> bool {
+        let PathDecision::Matched(accept) = self else {
+            return false;
+        };
+        let kind = match access {
+            Access::Read => PathKind::Read,
+            Access::Write => PathKind::Write,
+            Access::Exec => PathKind::Exec,
+        };
+        let bit = |kind: PathKind| u8::try_from(kind.bit()).expect("KIND_* fit in u8");
+        self.allows(access)
+            && regimes.iter().all(|&(r, narrows)| {
+                let own = accept.regime_kinds[r];
+                let granted = match kind {
+                    PathKind::Read => own & (bit(PathKind::Read) | bit(PathKind::Write)) != 0,
+                    _ => own & bit(kind) != 0,
+                };
+                own & bit(PathKind::Deny) == 0 && (!narrows.contains(&kind) || granted)
+            })
+    }
 }
 
 /// The reference matcher: decides by testing every rule against `path` (a normalised
-/// absolute path) one by one. The compiled form must decide exactly like this.
-pub fn decide_by_rules(rules: &PathRules, path: &[u8]) -> PathDecision {
+/// absolute path) one by one, the base's and every regime's. The compiled form must decide
+/// exactly like this.
+pub fn decide_by_rules(policy: &EffectivePolicy, path: &[u8]) -> PathDecision {
     if path.len() > MAX_PATH_LEN {
         return PathDecision::TooLong;
     }
-    let mut accept = PathAccept::NONE;
-    for kind in PathKind::ALL {
-        if let Some(index) = rules
-            .rules(kind)
+    let first = |rules: &[PathRule]| {
+        rules
             .iter()
             .position(|r| r.pattern.covers(path))
-        {
+            .map(|index| {
+                u16::try_from(index)
+                    .expect("resolve keeps every kind within MAX_RULES_PER_KIND rules")
+            })
+    };
+    let mut accept = PathAccept::NONE;
+    for kind in PathKind::ALL {
+        if let Some(index) = first(policy.paths.rules(kind)) {
             accept.kinds |= kind.bit();
-            accept.first_rule[kind.index()] = u16::try_from(index)
-                .expect("resolve keeps every kind within MAX_RULES_PER_KIND rules");
+            accept.first_rule[kind.index()] = index;
+        }
+    }
+    for (r, regime) in policy.regimes.iter().enumerate() {
+        for kind in PathKind::ALL {
+            if let Some(index) = first(regime.paths.rules(kind)) {
+                accept.regime_kinds[r] |= u8::try_from(kind.bit()).expect("KIND_* fit in u8");
+                accept.regime_first_rule[r][kind.index()] = index;
+            }
+        }
+        if first(&regime.programs).is_some() {
+            accept.regime_kinds[r] |= KIND_ENTER;
         }
     }
     PathDecision::Matched(accept)
