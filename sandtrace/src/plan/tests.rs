@@ -7,10 +7,11 @@ use std::{
 
 use sandtrace_common::{
     config::{
-        FLAG_ENFORCE_FILES, FLAG_EXEC_UNRESTRICTED, FLAG_FILE_EVENTS_ALL, FLAG_SESSION_DNS,
-        FLAG_SYSCALL_EVENTS,
+        FLAG_BASE_NETWORK_OPEN, FLAG_ENFORCE_FILES, FLAG_EXEC_UNRESTRICTED, FLAG_FILE_EVENTS_ALL,
+        FLAG_REGIMES, FLAG_SESSION_DNS, FLAG_SYSCALL_EVENTS, REGIME_NET_RESTRICTED,
     },
     event::syscall_action,
+    policy::{KIND_DENY, KIND_ENTER, KIND_WRITE},
 };
 
 use super::{
@@ -905,4 +906,135 @@ fn invalid_process_and_environment_sections_are_located_errors() {
         assert!(err.contains(&format!("--> {position}\n")), "{text}: {err}");
         assert!(err.contains(hint), "{text}: {err}");
     }
+}
+
+#[test]
+fn after_exec_regimes_are_planned_with_the_rules_they_keep() {
+    let policy = inline(
+        "[filesystem]\nallow_read = [\"/usr\"]\nallow_write = [\"/tmp\"]\n\
+         allow_exec = [\"/usr/bin\"]\n\
+         [network]\nallow = false\nallow_connect = [\"*:443\", \"10.0.0.1:80\"]\n\
+         allow_hosts = [\"a.test\", \"b.test\"]\n\
+         [[after_exec]]\nname = \"scripts\"\nprograms = [\"/usr/bin/dash\"]\n\
+         [after_exec.filesystem]\nallow_write = [\"/tmp/build\"]\ndeny = [\"/usr/secret\"]\n\
+         [after_exec.network]\nallow_connect = [\"*:443\"]\nallow_hosts = [\"b.test\"]\n\
+         [[after_exec]]\nprograms = [\"/usr/bin/make\"]\n",
+    );
+    let plan = enforcing_plan(&policy, &bpf_lsm_kernel());
+    assert_ne!(plan.programs.config_flags & FLAG_REGIMES, 0);
+    assert_eq!(plan.programs.config_flags & FLAG_BASE_NETWORK_OPEN, 0);
+    let [scripts, make] = plan.programs.regimes.as_slice() else {
+        panic!("two regimes: {:?}", plan.programs.regimes);
+    };
+    assert_eq!(scripts.narrows, KIND_WRITE);
+    assert_eq!(scripts.network, REGIME_NET_RESTRICTED);
+    // `*:443` is two kernel rules (IPv4, IPv6), both kept; 10.0.0.1:80 (rule 2) is not.
+    assert_eq!(scripts.keep_rules, [0b011, 0, 0b10]);
+    assert_eq!(
+        (make.narrows, make.network, make.keep_rules),
+        (0, 0, [0; 3])
+    );
+    // The regime's rules are in the automaton, and its programs enter it.
+    let PathDecision::Matched(dash) = policy.compiled.decide(b"/usr/bin/dash") else {
+        panic!("decided");
+    };
+    assert_eq!(dash.regime_kinds, [KIND_ENTER, 0, 0, 0]);
+    let PathDecision::Matched(secret) = policy.compiled.decide(b"/usr/secret/key") else {
+        panic!("decided");
+    };
+    assert_eq!(u16::from(secret.regime_kinds[0]), KIND_DENY);
+    assert_eq!(plan.labels.regime_names, ["scripts", "after_exec #2"]);
+    assert!(plan.unenforced.is_empty(), "{:?}", plan.unenforced);
+
+    // Without BPF LSM only the regime's network applies; its path rules are reported.
+    let degraded = SessionPlan::new(
+        &policy,
+        ModeFlags {
+            trace_only: false,
+            allow_degraded: true,
+        },
+        QUIET,
+        &no_lsm_kernel(),
+        &root_caller(),
+    )
+    .expect("a plan");
+    assert_eq!(degraded.programs.regimes.len(), 2);
+    let reported: Vec<&str> = degraded
+        .unenforced
+        .iter()
+        .filter(|u| u.rule.kind == "after_exec")
+        .map(|u| u.rule.pattern.as_str())
+        .collect();
+    assert_eq!(reported, ["scripts [filesystem]"]);
+}
+
+#[test]
+fn a_regime_restricting_an_open_network_runs_the_network_programs_for_it() {
+    let policy = inline(
+        "[network]\nallow = true\n[[after_exec]]\nprograms = [\"/usr/bin/dash\"]\n\
+         [after_exec.network]\nallow = false\n",
+    );
+    let plan = enforcing_plan(&policy, &bpf_lsm_kernel());
+    let network = plan.programs.network.as_ref().expect("network programs");
+    assert!(network.base_open && network.connect.is_empty());
+    assert_ne!(plan.programs.config_flags & FLAG_BASE_NETWORK_OPEN, 0);
+    assert!(
+        !plan.scope_abstract_sockets,
+        "the base's tasks keep abstract sockets"
+    );
+    assert!(plan.resolver.is_none());
+}
+
+#[test]
+fn a_regime_that_would_grant_more_than_the_base_is_a_located_error() {
+    let prepare = |text: &str| {
+        let policy = policy::parse::parse(Path::new("inline.toml"), text.to_owned())
+            .map_err(|d| d.to_string())?;
+        let effective = policy::resolve(
+            &policy,
+            &policy::CliOverrides::default(),
+            Path::new("/work"),
+            None,
+        )
+        .map_err(|d| d.to_string())?;
+        policy::compile(&effective)
+            .map(|_| ())
+            .map_err(|d| d.to_string())
+    };
+    let regime = "[[after_exec]]\nprograms = [\"/usr/bin/dash\"]\n";
+    let base =
+        "[filesystem]\nallow_write = [\"/tmp\"]\n[network]\nallow_connect = [\"10.0.0.1:80\"]\n";
+    for (extra, expected) in [
+        (
+            "[after_exec.filesystem]\nallow_write = [\"/tmp/**\", \"/var/*/x\"]\n",
+            "for example /var/",
+        ),
+        (
+            "[after_exec.network]\nallow_connect = [\"10.0.0.2:80\"]\n",
+            "the base's allow_connect has no such entry",
+        ),
+        (
+            "[after_exec.network]\nallow = true\n",
+            "would grant what the base policy does not",
+        ),
+    ] {
+        let errors = prepare(&format!("{base}{regime}{extra}")).expect_err(extra);
+        assert!(errors.contains(expected), "{extra}: {errors}");
+        assert!(
+            errors.contains("inline.toml:"),
+            "{extra}: located: {errors}"
+        );
+    }
+    // Narrower is fine, and so is a regime's own deny rule anywhere.
+    prepare(&format!(
+        "{base}{regime}[after_exec.filesystem]\nallow_write = [\"/tmp/build\"]\n\
+         deny = [\"/etc\"]\n[after_exec.network]\nallow_connect = [\"10.0.0.1:80\"]\n"
+    ))
+    .expect("a narrower regime");
+    let five = format!("{base}{}", regime.repeat(5));
+    assert!(
+        prepare(&five)
+            .expect_err("five regimes")
+            .contains("more than 4")
+    );
 }
