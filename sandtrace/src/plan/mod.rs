@@ -165,6 +165,10 @@ pub struct ProgramPlan {
     /// `[[after_exec]]` regimes as the kernel applies them (`Config::regimes`), in policy
     /// order; empty without regimes (or when tracing only).
     pub regimes: Vec<RegimeConfig>,
+    /// Without BPF LSM (degraded mode, so `paths` is `None`): the path automaton all the same,
+    /// which the exec tracepoint walks to enter regimes (the loader fills its maps only with
+    /// `FLAG_REGIMES`). Without it every exec would enter every regime (fail closed).
+    pub regime_paths: Option<CompiledPaths>,
 }
 
 impl ProgramPlan {
@@ -425,6 +429,7 @@ impl SessionPlan {
                 network,
                 process_limit: max_processes.is_some(),
                 regimes: Vec::new(),
+                regime_paths: degraded.then(|| policy.compiled.clone()),
             },
             max_processes,
             timeout: effective.timeout.value,
@@ -458,6 +463,7 @@ impl SessionPlan {
                 network: None,
                 process_limit: false,
                 regimes: Vec::new(),
+                regime_paths: None,
             },
             max_processes: None,
             timeout,
