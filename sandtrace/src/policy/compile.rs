@@ -62,6 +62,13 @@ impl CompiledPaths {
         &self.accept
     }
 
+    /// The accept records, writable: for tests that set by hand what a policy would (the VM
+    /// tests of the kernel's regime tracking, `tests/vm_regime_kernel.rs`).
+    #[doc(hidden)]
+    pub fn accept_mut(&mut self) -> &mut [PathAccept] {
+        &mut self.accept
+    }
+
     pub fn n_states(&self) -> usize {
         self.accept.len()
     }
