@@ -36,7 +36,13 @@ fn state_of(paths: &CompiledPaths, path: &str) -> usize {
 
 /// Runs `script` with /bin/sh under `policy` in an enforcing session in which executing
 /// `enter` puts a process into the one regime `regime`; returns the event log.
-fn run_with_regime(scratch: &Scratch, policy: &str, regime: RegimeConfig, enter: &str, script: &str) -> Vec<Value> {
+fn run_with_regime(
+    scratch: &Scratch,
+    policy: &str,
+    regime: RegimeConfig,
+    enter: &str,
+    script: &str,
+) -> Vec<Value> {
     let policy_file = scratch.path("policy.toml");
     fs::write(&policy_file, policy).unwrap();
     let log = scratch.path("events.jsonl");
@@ -66,7 +72,12 @@ fn run_with_regime(scratch: &Scratch, policy: &str, regime: RegimeConfig, enter:
             .unwrap_or_else(|e| panic!("planning: {e}"));
     plan.programs.config_flags |= FLAG_REGIMES;
     plan.programs.regimes = vec![regime];
-    let paths = &mut plan.programs.paths.as_mut().expect("an enforcing session").paths;
+    let paths = &mut plan
+        .programs
+        .paths
+        .as_mut()
+        .expect("an enforcing session")
+        .paths;
     let state = state_of(paths, enter);
     paths.accept_mut()[state].regime_kinds[0] |= KIND_ENTER;
     sandtrace::session::run(&options, &plan).unwrap_or_else(|e| panic!("the session: {e:?}"));
@@ -82,7 +93,11 @@ fn denials<'a>(events: &'a [Value], event_type: &str) -> Vec<&'a Value> {
 
 /// A closed TCP port on 127.0.0.1.
 fn closed_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[test]
@@ -123,10 +138,21 @@ fn a_regime_entered_by_exec_confines_the_process_and_its_children_only() {
     let stderr = fs::read_to_string(scratch.path("regime.err")).unwrap_or_default();
     let files = denials(&events, "file");
     let network = denials(&events, "network");
-    let context = format!("stderr of the regime: {stderr}\nfile denials: {files:#?}\nnetwork denials: {network:#?}");
-    assert!(exists("base.txt"), "the base process writes before: {context}");
-    assert!(exists("after.txt"), "and after, never in the regime: {context}");
-    assert!(!exists("regime.txt"), "the regime's process may not write: {context}");
+    let context = format!(
+        "stderr of the regime: {stderr}\nfile denials: {files:#?}\nnetwork denials: {network:#?}"
+    );
+    assert!(
+        exists("base.txt"),
+        "the base process writes before: {context}"
+    );
+    assert!(
+        exists("after.txt"),
+        "and after, never in the regime: {context}"
+    );
+    assert!(
+        !exists("regime.txt"),
+        "the regime's process may not write: {context}"
+    );
     assert!(!exists("child.txt"), "nor its child: {context}");
     for name in ["regime.txt", "child.txt"] {
         let path = format!("{s}/{name}");
@@ -236,15 +262,19 @@ fn the_programs_load_with_regimes_in_every_network_mode() {
         _pad: 0,
         keep_rules: [0; NET_LIST_COUNT],
     };
-    let base = plan.programs.config_flags
-        | FLAG_REGIMES
-        | FLAG_FILE_EVENTS_ALL
-        | FLAG_NETWORK_EVENTS_ALL;
+    let base =
+        plan.programs.config_flags | FLAG_REGIMES | FLAG_FILE_EVENTS_ALL | FLAG_NETWORK_EVENTS_ALL;
     let mut failures = Vec::new();
     let layouts = [
         ("restricted base network", base & !FLAG_SESSION_DNS),
-        ("restricted base network with allow_hosts", base | FLAG_SESSION_DNS),
-        ("open base network", (base & !FLAG_SESSION_DNS) | FLAG_BASE_NETWORK_OPEN),
+        (
+            "restricted base network with allow_hosts",
+            base | FLAG_SESSION_DNS,
+        ),
+        (
+            "open base network",
+            (base & !FLAG_SESSION_DNS) | FLAG_BASE_NETWORK_OPEN,
+        ),
     ];
     let lsm_variants: &[bool] = if with_lsm { &[true, false] } else { &[false] };
     for (&lsm, (name, flags)) in lsm_variants
