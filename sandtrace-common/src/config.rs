@@ -142,6 +142,10 @@ pub struct KernelOffsets {
     pub task_cred: u32,
     /// `task_struct.real_cred`
     pub task_real_cred: u32,
+    /// `task_struct.signal`
+    pub task_signal: u32,
+    /// `signal_struct.live.counter`: the thread group's tasks that have not exited yet
+    pub signal_live: u32,
     pub _pad: u32,
 }
 
@@ -251,6 +255,8 @@ impl KernelOffsets {
         task_flags: 0,
         task_cred: 0,
         task_real_cred: 0,
+        task_signal: 0,
+        signal_live: 0,
         _pad: 0,
     };
 }

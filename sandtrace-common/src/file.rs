@@ -171,6 +171,12 @@ pub enum Verdict {
     /// The task is in a regime (`[[after_exec]]`) that narrows the needed kind, and no rule of
     /// the regime's own covers the path (`rule_kind` names the regime and the kind).
     DeniedRegime = 21,
+    /// Tracing, or reading or writing the memory of, a process that is not in every regime the
+    /// acting task is in (ptrace, /proc/PID/mem and environ, process_vm_*, pidfd_getfd): a
+    /// regime's task may not reach into the less confined processes of the session.
+    /// `rule_kind`'s high byte names the regime (index + 1, as for `DeniedRegime`); its low byte
+    /// is `0xff` (no kind), and `rule_index` is `NO_RULE`.
+    DeniedRegimeTarget = 22,
 }
 
 impl Verdict {
@@ -192,6 +198,7 @@ impl Verdict {
             19 => DeniedNoMount,
             20 => DeniedWideWatch,
             21 => DeniedRegime,
+            22 => DeniedRegimeTarget,
             _ => return None,
         })
     }
@@ -218,6 +225,7 @@ impl Verdict {
             DeniedNoMount => "denied: no mount of the session shows the file, or too many do",
             DeniedWideWatch => "denied: a watch on a whole mount or file system",
             DeniedRegime => "denied: the regime's own rules do not cover it",
+            DeniedRegimeTarget => "denied: the target process is not in the regime",
         }
     }
 }

@@ -1,6 +1,6 @@
 //! What keeps the session's tasks inside the session, whatever the policy says: they may not
 //! trace (or read or write the memory of) the session's init, which runs outside the session
-//! cgroup on sandtrace's behalf, they may not write cgroup files, which could move a
+//! cgroup on sandtrace's behalf (nor, in an `[[after_exec]]` regime, a process outside it), they may not write cgroup files, which could move a
 //! process out of the session's cgroup and so out of every program's reach, and nothing they
 //! do may make the kernel load a module (modprobe runs as root outside the session).
 
@@ -8,11 +8,13 @@ use aya_ebpf::programs::LsmContext;
 use sandtrace_common::{
     config::FLAG_ENFORCE_FILES,
     file::{FileOp, Verdict},
+    policy::{NO_RULE, RULE_REGIME_SHIFT},
 };
 
 use crate::{
     kernel::{field, pointer, scalar_arg},
     path_policy::{Decision, copy_name, errno_of, report},
+    regimes,
     session::{self, config, lsm_programs},
 };
 
@@ -48,13 +50,37 @@ fn refuse_module_request(ctx: &LsmContext) -> i32 {
     errno_of(decision)
 }
 
+/// `PTRACE_MODE_NOAUDIT`: the caller only probes (`/proc/PID/stat`'s addresses, the
+/// visibility of /proc entries) and takes a refusal quietly, as the kernel's own audit does.
+const PTRACE_MODE_NOAUDIT: u32 = 0x04;
+
 #[inline(always)]
 fn decide_ptrace(ctx: &LsmContext) -> i32 {
     let child: *const u8 = ctx.arg(0);
-    if session::tgid_in_session(child) != Some(1) {
-        return 0;
+    if session::tgid_in_session(child) == Some(1) {
+        let decision = Decision::of(Verdict::DeniedSessionEscape);
+        report(FileOp::Ptrace, 0, decision, None);
+        return errno_of(decision);
     }
-    let decision = Decision::of(Verdict::DeniedSessionEscape);
-    report(FileOp::Ptrace, 0, decision, None);
-    errno_of(decision)
+    if regimes::enabled() {
+        // A task in a regime may not reach into a process outside it (the package manager
+        // holding its token, say): it could read the secrets the regime denies, or make the
+        // less confined process act for it. The kernel never asks for the task's own process.
+        let mine = regimes::current();
+        let target_tgid: u32 = field(child, config!(offsets.task_tgid));
+        let outside = mine & !regimes::of_tgid(target_tgid);
+        if mine != 0 && outside != 0 {
+            let decision = Decision {
+                verdict: Verdict::DeniedRegimeTarget,
+                rule_kind: (regimes::first(outside) << RULE_REGIME_SHIFT) | 0xff,
+                rule_index: NO_RULE,
+            };
+            let mode: u32 = ctx.arg(1);
+            if mode & PTRACE_MODE_NOAUDIT == 0 {
+                report(FileOp::Ptrace, 0, decision, None);
+            }
+            return errno_of(decision);
+        }
+    }
+    0
 }

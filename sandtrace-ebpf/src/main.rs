@@ -23,6 +23,7 @@ mod mounts;
 mod network;
 mod path_policy;
 mod process;
+mod regimes;
 mod session;
 mod syscalls;
 

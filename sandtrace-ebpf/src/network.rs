@@ -38,7 +38,9 @@ use aya_ebpf::{
     programs::{LsmContext, SkBuffContext, SockAddrContext, SockContext},
 };
 use sandtrace_common::{
-    config::{FLAG_ENFORCE_FILES, FLAG_NETWORK_EVENTS_ALL, FLAG_SESSION_DNS},
+    config::{
+        FLAG_BASE_NETWORK_OPEN, FLAG_ENFORCE_FILES, FLAG_NETWORK_EVENTS_ALL, FLAG_SESSION_DNS,
+    },
     event::{COMM_LEN, EventHeader, EventKind},
     file::FileOp,
     network::{
@@ -52,6 +54,7 @@ use sandtrace_common::{
 use crate::{
     dns_redirect, emit, kernel,
     path_policy::{self, NEED_WRITE},
+    regimes,
     session::{self, config, lsm_programs},
 };
 
@@ -115,19 +118,28 @@ pub fn is_ipv4(addr: &[u32; 4]) -> bool {
     addr[0] == 0 && addr[1] == 0 && addr[2] == V4_MAPPED_WORD
 }
 
-/// The policy entry of `list` covering `at`, if any.
+/// A rule that covers an address: its index in its list's array (the bit regimes keep it by)
+/// and the policy entry it came from.
+#[derive(Clone, Copy)]
+struct Found {
+    index: u32,
+    rule: u16,
+}
+
+/// The first rule of `list` covering `at` among those whose index bit is in `kept` (all ones:
+/// any rule).
 #[inline(always)]
-fn find_rule(list: u16, at: Endpoint) -> Option<u16> {
+fn find_rule(list: u16, at: Endpoint, kept: u64) -> Option<Found> {
     // One call site per map: the verifier wants a constant map at each lookup.
     if list == NET_LIST_CONNECT {
-        find_in(&NET_CONNECT_RULES, list, at)
+        find_in(&NET_CONNECT_RULES, list, at, kept)
     } else {
-        find_in(&NET_BIND_RULES, list, at)
+        find_in(&NET_BIND_RULES, list, at, kept)
     }
 }
 
 #[inline(always)]
-fn find_in(rules: &Array<NetRule>, list: u16, at: Endpoint) -> Option<u16> {
+fn find_in(rules: &Array<NetRule>, list: u16, at: Endpoint, kept: u64) -> Option<Found> {
     let count = NET_RULE_COUNTS.get(list as u32).copied().unwrap_or(0);
     let ipv4 = is_ipv4(&at.addr) as u8;
     for i in 0..MAX_NET_RULES as u32 {
@@ -137,23 +149,28 @@ fn find_in(rules: &Array<NetRule>, list: u16, at: Endpoint) -> Option<u16> {
         let Some(r) = rules.get(i) else {
             break;
         };
-        if r.ipv4 == ipv4
+        if kept & (1u64 << i) != 0
+            && r.ipv4 == ipv4
             && (r.port_lo..=r.port_hi).contains(&at.port)
             && at.addr[0] & r.mask[0] == r.addr[0]
             && at.addr[1] & r.mask[1] == r.addr[1]
             && at.addr[2] & r.mask[2] == r.addr[2]
             && at.addr[3] & r.mask[3] == r.addr[3]
         {
-            return Some(r.rule);
+            return Some(Found {
+                index: i,
+                rule: r.rule,
+            });
         }
     }
     None
 }
 
 /// The `allow_hosts` entry (index, and the name id) for which the session's resolver handed
-/// out `at`'s address, if that entry covers `at`'s port and the answer has not expired.
+/// out `at`'s address, if that entry covers `at`'s port, the answer has not expired, and the
+/// entry's bit is in `kept` (all ones: any entry).
 #[inline(always)]
-fn find_host(at: Endpoint) -> Option<(u16, u32)> {
+fn find_host(at: Endpoint, kept: u64) -> Option<(u16, u32)> {
     let count = NET_RULE_COUNTS
         .get(NET_LIST_HOSTS as u32)
         .copied()
@@ -163,6 +180,9 @@ fn find_host(at: Endpoint) -> Option<(u16, u32)> {
     for i in 0..MAX_HOST_RULES as u32 {
         if i >= count {
             break;
+        }
+        if kept & (1u64 << i) == 0 {
+            continue;
         }
         let Some(ports) = HOST_RULE_PORTS.get(i) else {
             break;
@@ -183,6 +203,13 @@ fn find_host(at: Endpoint) -> Option<(u16, u32)> {
         }
     }
     None
+}
+
+/// The regimes of the current task that restrict the network (`REGIME_NET_RESTRICTED`); 0
+/// without regimes.
+#[inline(always)]
+fn restricting_regimes() -> u32 {
+    regimes::net_restricting(regimes::current())
 }
 
 /// What a program decided, for its event.
@@ -217,6 +244,13 @@ impl Decision {
     fn allow_host(&mut self, (rule, name): (u16, u32)) {
         self.allow(NET_LIST_HOSTS, rule);
         self.name = name;
+    }
+
+    /// Denied by the task's regime `regime` (index + 1).
+    #[inline(always)]
+    fn deny_regime(&mut self, regime: u16) {
+        self.verdict = NetVerdict::DeniedRegime;
+        self.regime = regime;
     }
 
     /// What the program returns.
@@ -304,6 +338,11 @@ pub fn rewrite(ctx: &SockAddrContext, ipv6: bool, to: Endpoint) {
 /// verdict. While the session's resolver runs, connects and sends to the DNS port go to it
 /// (any address), DNS over TLS is refused, and what `allow_connect` does not cover may still
 /// be an address the resolver handed out.
+///
+/// A task in regimes that restrict the network gets only what the base allows by a rule each
+/// of them keeps, and DNS only if each keeps an `allow_hosts` entry. With
+/// `FLAG_BASE_NETWORK_OPEN` (the base allows every address), tasks in no restricting regime
+/// may do anything.
 #[inline(always)]
 fn sock_addr(ctx: &SockAddrContext, ipv6: bool, list: u16, op: NetOp) -> i32 {
     let at = requested(ctx, ipv6);
@@ -323,16 +362,56 @@ fn sock_addr(ctx: &SockAddrContext, ipv6: bool, list: u16, op: NetOp) -> i32 {
         at,
         peer: NOWHERE,
     };
+    let restricting = restricting_regimes();
+    let base_open = session::flag(FLAG_BASE_NETWORK_OPEN);
     // `list` is a constant per program: bind programs skip all of this.
     let session_dns = list == NET_LIST_CONNECT && session::flag(FLAG_SESSION_DNS);
-    if session_dns && at.port == DNS_PORT {
-        decision.verdict = dns_redirect::redirect(ctx, ipv6, at);
+    if base_open && restricting == 0 {
+        decision.verdict = NetVerdict::Allowed;
+    } else if session_dns && at.port == DNS_PORT {
+        let blamed = regimes::first_keeping_none(restricting, NET_LIST_HOSTS as usize);
+        if blamed != 0 {
+            // Names carry data: a regime without hosts may not even ask.
+            decision.rule_list = NET_LIST_HOSTS;
+            decision.deny_regime(blamed);
+        } else {
+            decision.verdict = dns_redirect::redirect(ctx, ipv6, at);
+        }
     } else if session_dns && at.port == DNS_OVER_TLS_PORT {
         decision.verdict = NetVerdict::DeniedDnsOverTls;
-    } else if let Some(rule) = find_rule(list, at) {
-        decision.allow(list, rule);
-    } else if session_dns && let Some(host) = find_host(at) {
-        decision.allow_host(host);
+    } else if let Some(found) = find_rule(list, at, u64::MAX) {
+        let kept = regimes::kept_by_all(restricting, list as usize);
+        if restricting == 0 {
+            decision.allow(list, found.rule);
+        } else if let Some(kept) = find_rule(list, at, kept) {
+            decision.allow(list, kept.rule);
+        } else {
+            decision.rule = found.rule;
+            decision.deny_regime(regimes::first_not_keeping(
+                restricting,
+                list as usize,
+                Some(found.index),
+            ));
+        }
+    } else if session_dns && let Some(host) = find_host(at, u64::MAX) {
+        let kept = regimes::kept_by_all(restricting, NET_LIST_HOSTS as usize);
+        if restricting == 0 {
+            decision.allow_host(host);
+        } else if let Some(kept) = find_host(at, kept) {
+            decision.allow_host(kept);
+        } else {
+            decision.rule_list = NET_LIST_HOSTS;
+            decision.rule = host.0;
+            decision.name = host.1;
+            decision.deny_regime(regimes::first_not_keeping(
+                restricting,
+                NET_LIST_HOSTS as usize,
+                Some(host.0 as u32),
+            ));
+        }
+    } else if base_open {
+        // The base would allow it; the task's regimes keep no rule that does.
+        decision.deny_regime(regimes::first(restricting));
     }
     report(&decision, emit::header(EventKind::Network));
     decision.result()
@@ -357,7 +436,8 @@ sock_addr_programs! {
     net_bind6: bind6, ipv6 = true, NET_LIST_BIND, Bind;
 }
 
-/// Creating an IPv4/IPv6 socket: TCP and UDP only.
+/// Creating an IPv4/IPv6 socket: TCP and UDP only (with `FLAG_BASE_NETWORK_OPEN`, only for
+/// tasks in a regime that restricts the network).
 #[cgroup_sock(sock_create)]
 pub fn net_sock_create(ctx: SockContext) -> i32 {
     let s: &bpf_sock = unsafe { &*ctx.sock };
@@ -367,13 +447,32 @@ pub fn net_sock_create(ctx: SockContext) -> i32 {
     {
         return ALLOW;
     }
-    report_socket(NetVerdict::DeniedSocketKind, s.family, sock_type, protocol);
+    let (verdict, regime) = match open_network_refusal() {
+        None => return ALLOW,
+        Some(0) => (NetVerdict::DeniedSocketKind, 0),
+        Some(regime) => (NetVerdict::DeniedRegime, regime),
+    };
+    report_socket(verdict, regime, s.family, sock_type, protocol);
     DENY
 }
 
-/// Reports a refused socket creation.
+/// For a socket kind or family only a fully allowed network may create: `None` when the
+/// current task may (`FLAG_BASE_NETWORK_OPEN`, and it is in no regime that restricts the
+/// network), else the regime that refuses it (index + 1), or 0 when the base policy does.
 #[inline(always)]
-fn report_socket(verdict: NetVerdict, family: u32, sock_type: u32, protocol: u32) {
+fn open_network_refusal() -> Option<u16> {
+    if !session::flag(FLAG_BASE_NETWORK_OPEN) {
+        return Some(0);
+    }
+    match restricting_regimes() {
+        0 => None,
+        restricting => Some(regimes::first(restricting)),
+    }
+}
+
+/// Reports a refused socket creation (`regime`: the refusing regime's index + 1, or 0).
+#[inline(always)]
+fn report_socket(verdict: NetVerdict, regime: u16, family: u32, sock_type: u32, protocol: u32) {
     let decision = Decision {
         op: NetOp::Socket,
         verdict,
@@ -383,7 +482,7 @@ fn report_socket(verdict: NetVerdict, family: u32, sock_type: u32, protocol: u32
         rule_list: NET_LIST_CONNECT,
         rule: NO_NET_RULE,
         name: NO_HOST_NAME,
-        regime: 0,
+        regime,
         at: NOWHERE,
         peer: NOWHERE,
     };
@@ -454,8 +553,14 @@ fn packet_header() -> EventHeader {
 /// `allow_bind` covers, or (UDP) from an address `allow_connect` covers, so that replies to
 /// allowed sends arrive; while the session's resolver runs, also (UDP) from the resolver and
 /// from an address it handed out, on a port of its `allow_hosts` entry.
+///
+/// With `FLAG_BASE_NETWORK_OPEN` every packet passes: the program cannot tell whose socket it
+/// reaches (it runs in softirq context), and the base allows everything.
 #[cgroup_skb(ingress)]
 pub fn net_ingress(ctx: SkBuffContext) -> i32 {
+    if session::flag(FLAG_BASE_NETWORK_OPEN) {
+        return ALLOW;
+    }
     let skb = ctx.skb.skb;
     let sk = unsafe { (*skb).__bindgen_anon_2.sk };
     if sk.is_null() {
@@ -509,15 +614,15 @@ pub fn net_ingress(ctx: SkBuffContext) -> i32 {
     let udp = protocol == IPPROTO_UDP;
     let session_dns = udp && session::flag(FLAG_SESSION_DNS);
     if protocol == IPPROTO_TCP || udp {
-        if let Some(rule) = find_rule(NET_LIST_BIND, local) {
-            decision.allow(NET_LIST_BIND, rule);
+        if let Some(found) = find_rule(NET_LIST_BIND, local, u64::MAX) {
+            decision.allow(NET_LIST_BIND, found.rule);
         } else if let Some(peer) = peer.filter(|_| udp) {
-            if let Some(rule) = find_rule(NET_LIST_CONNECT, peer) {
-                decision.allow(NET_LIST_CONNECT, rule);
+            if let Some(found) = find_rule(NET_LIST_CONNECT, peer, u64::MAX) {
+                decision.allow(NET_LIST_CONNECT, found.rule);
             } else if session_dns && dns_redirect::is_resolver(peer) {
                 // The reply to a query that was sent to the resolver instead.
                 decision.verdict = NetVerdict::RedirectedDns;
-            } else if session_dns && let Some(host) = find_host(peer) {
+            } else if session_dns && let Some(host) = find_host(peer, u64::MAX) {
                 decision.allow_host(host);
             }
         }
@@ -531,6 +636,7 @@ pub fn net_ingress(ctx: SkBuffContext) -> i32 {
 pub fn report_refused_family(family: u32, sock_type: u32, protocol: u32) {
     report_socket(
         NetVerdict::DeniedFamily,
+        0,
         family,
         sock_type & SOCK_TYPE_MASK,
         protocol,
@@ -542,6 +648,7 @@ pub fn report_refused_family(family: u32, sock_type: u32, protocol: u32) {
 pub fn report_baseline_refusal(family: u32, sock_type: u32, protocol: u32) {
     report_socket(
         NetVerdict::DeniedBaseline,
+        0,
         family,
         sock_type & SOCK_TYPE_MASK,
         protocol,
@@ -580,9 +687,23 @@ fn decide_socket(ctx: &LsmContext) -> i32 {
     if kern != 0 || family_allowed(family as u32) {
         return 0;
     }
+    let regime = match open_network_refusal() {
+        None => return 0,
+        Some(regime) => regime,
+    };
     let sock_type: i32 = ctx.arg(1);
     let protocol: i32 = ctx.arg(2);
-    report_refused_family(family as u32, sock_type as u32, protocol as u32);
+    if regime == 0 {
+        report_refused_family(family as u32, sock_type as u32, protocol as u32);
+    } else {
+        report_socket(
+            NetVerdict::DeniedRegime,
+            regime,
+            family as u32,
+            sock_type as u32 & SOCK_TYPE_MASK,
+            protocol as u32,
+        );
+    }
     -EPERM
 }
 

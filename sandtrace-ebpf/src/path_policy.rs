@@ -16,14 +16,15 @@ use sandtrace_common::{
     file::{FileOp, MAX_WALK_DEPTH, MAX_WALK_MOUNTS, Verdict},
     policy::{
         DEAD_STATE, KIND_DENY, KIND_EXEC, KIND_INDEX_DENY, KIND_INDEX_EXEC, KIND_INDEX_READ,
-        KIND_INDEX_WRITE, KIND_READ, KIND_WRITE, MAX_PATH_LEN, MAX_STATES, NO_RULE, PathAccept,
-        PathDfaHeader,
+        KIND_INDEX_WRITE, KIND_READ, KIND_WRITE, MAX_PATH_LEN, MAX_REGIMES, MAX_STATES, NO_RULE,
+        PathAccept, PathDfaHeader, RULE_REGIME_SHIFT,
     },
 };
 
 use crate::{
     emit,
     kernel::pointer,
+    regimes,
     session::{self, config},
 };
 
@@ -35,8 +36,9 @@ static PATH_DFA_HEADER: Array<PathDfaHeader> = Array::with_max_entries(1, 0);
 static PATH_DFA_ROWS: Array<[u16; 256]> = Array::with_max_entries(MAX_STATES as u32, 0);
 #[map]
 static PATH_DFA_ACCEPT: Array<PathAccept> = Array::with_max_entries(MAX_STATES as u32, 0);
-/// 1 for states from which some continuation of the path reaches a deny rule: moving such a
-/// directory elsewhere would take denied paths out of their rule's reach.
+/// For states from which some continuation of the path reaches a deny rule, bit 0 for a base
+/// rule and bit `1 + r` for a rule of regime `r`: moving such a directory elsewhere would take
+/// denied paths out of their rule's reach.
 #[map]
 static PATH_DFA_DENY_AHEAD: Array<u8> = Array::with_max_entries(MAX_STATES as u32, 0);
 
@@ -544,9 +546,75 @@ pub extern "C" fn sandtrace_decide_path(slot: u32, start: u32, len: u32, needed:
         Err(v) => return pack(Decision::of(v), None),
     };
     match PATH_DFA_ACCEPT.get(state) {
-        Some(accept) => pack(verdict_of(accept, needed as u16), Some(state)),
+        Some(accept) => {
+            let mut decision = verdict_of(accept, needed as u16);
+            // A base denial stands; what the base allows, the task's regimes may still deny.
+            if !decision.verdict.is_denied() && regimes::enabled() {
+                let mask = regimes::current();
+                if mask != 0
+                    && let Some(denied) = regime_verdict(accept, needed as u16, mask)
+                {
+                    decision = denied;
+                }
+            }
+            pack(decision, Some(state))
+        }
         None => pack(Decision::of(Verdict::DeniedNoPolicy), None),
     }
+}
+
+/// `rule_kind` of a regime's rule in events: the regime (index + 1) above the kind.
+#[inline(always)]
+const fn regime_rule_kind(regime: usize, kind_index: usize) -> u16 {
+    ((regime as u16 + 1) << RULE_REGIME_SHIFT) | kind_index as u16
+}
+
+/// What the regimes of `mask` (a task's) make of an access the base rules allow: a deny rule
+/// of one of them denies; a kind one of them narrows needs a rule of that regime's own
+/// (read is satisfied by a read or a write rule, as in the base). `None`: allowed.
+#[inline(always)]
+fn regime_verdict(a: &PathAccept, needed: u16, mask: u32) -> Option<Decision> {
+    // Deny rules first, in every regime: they name the rule that decided.
+    for r in 0..MAX_REGIMES {
+        if mask & (1 << r) != 0 && a.regime_kinds[r] as u16 & KIND_DENY != 0 {
+            return Some(Decision {
+                verdict: Verdict::DeniedRule,
+                rule_kind: regime_rule_kind(r, KIND_INDEX_DENY),
+                rule_index: a.regime_first_rule[r][KIND_INDEX_DENY],
+            });
+        }
+    }
+    for r in 0..MAX_REGIMES {
+        if mask & (1 << r) == 0 {
+            continue;
+        }
+        let narrowed = needed & regimes::regime(r).narrows;
+        let kinds = a.regime_kinds[r] as u16;
+        let missing = if narrowed & KIND_EXEC != 0 && kinds & KIND_EXEC == 0 {
+            KIND_INDEX_EXEC
+        } else if narrowed & KIND_WRITE != 0 && kinds & KIND_WRITE == 0 {
+            KIND_INDEX_WRITE
+        } else if narrowed & KIND_READ != 0 && kinds & (KIND_READ | KIND_WRITE) == 0 {
+            KIND_INDEX_READ
+        } else {
+            continue;
+        };
+        return Some(Decision {
+            verdict: Verdict::DeniedRegime,
+            rule_kind: regime_rule_kind(r, missing),
+            rule_index: NO_RULE,
+        });
+    }
+    None
+}
+
+/// The `PathAccept::regime_kinds` of the state the path ends in (which regimes' rules match
+/// it, and which regimes executing it enters, `KIND_ENTER`); `None` when the path cannot be
+/// decided (a pseudo path, a missing or malformed table).
+#[inline(always)]
+pub fn regime_kinds(p: Resolved) -> Option<[u8; MAX_REGIMES]> {
+    let (_, state) = decide_at(p, 0);
+    PATH_DFA_ACCEPT.get(state?).map(|a| a.regime_kinds)
 }
 
 #[inline(always)]
@@ -606,7 +674,13 @@ pub fn moves_denied(from: u32, to: u32, exchange: bool) -> bool {
     if from == to {
         return false;
     }
-    let ahead = |state: u32| PATH_DFA_DENY_AHEAD.get(state).is_none_or(|&a| a != 0);
+    // Bit 0: a base deny rule ahead; bit 1 + r: one of regime r's (counted for its tasks).
+    let wanted = 1 | regimes::current() << 1;
+    let ahead = |state: u32| {
+        PATH_DFA_DENY_AHEAD
+            .get(state)
+            .is_none_or(|&a| a as u32 & wanted != 0)
+    };
     ahead(from) || (exchange && ahead(to))
 }
 

@@ -542,6 +542,8 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<KernelOffsets> {
         task_flags: btf.member_offset("task_struct", "flags")?,
         task_cred: btf.member_offset("task_struct", "cred")?,
         task_real_cred: btf.member_offset("task_struct", "real_cred")?,
+        task_signal: btf.member_offset("task_struct", "signal")?,
+        signal_live: btf.member_offset("signal_struct", "live.counter")?,
         _pad: 0,
     })
 }

@@ -9,7 +9,7 @@ use aya::{
     programs::{Lsm, RawTracePoint},
 };
 use sandtrace_common::{
-    config::{CONFIG_SYMBOL, Config},
+    config::{CONFIG_SYMBOL, Config, FLAG_REGIMES},
     event::counter,
     file::PathKey,
 };
@@ -143,12 +143,27 @@ impl SessionPrograms {
         enforcement: Option<&Enforcement<'_>>,
         cgroup: BorrowedFd<'_>,
     ) -> Result<Self> {
-        let mut ebpf = EbpfLoader::new()
+        let regimes = config.flags & FLAG_REGIMES != 0;
+        let mut loader = EbpfLoader::new();
+        loader
             .btf(Some(kernel_btf::aya_btf()?))
             .override_global(CONFIG_SYMBOL, config, true)
-            .map_max_entries("EVENTS", ring_buffer_bytes)
+            .map_max_entries("EVENTS", ring_buffer_bytes);
+        if !regimes {
+            // Never used: no need for its preallocated room.
+            loader.map_max_entries("REGIME_OF", 1);
+        }
+        let mut ebpf = loader
             .load(OBJECT)
             .context("loading the eBPF object (are you root? is the kernel 5.8 or newer?)")?;
+        // Before the tracepoints: the exec tracepoint walks the automaton to enter regimes.
+        // With BPF LSM the enforcement below fills it; without, it is filled for that alone.
+        if regimes
+            && enforcement.is_none()
+            && let Some(paths) = &plan.regime_paths
+        {
+            fill_path_tables(&mut ebpf, paths)?;
+        }
         // Before the tracepoints: a syscall must not go unreported in between.
         {
             let mut actions: Array<_, u8> =
@@ -221,9 +236,23 @@ fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::maps::Map>
 }
 
 fn fill_policy_maps(ebpf: &mut Ebpf, enforcement: &Enforcement<'_>) -> Result<()> {
-    let paths = enforcement.paths;
+    for (name, keys) in [
+        ("LAUNCH_CHAIN", &enforcement.launch_chain),
+        ("DYNAMIC_LOADERS", &enforcement.dynamic_loaders),
+    ] {
+        let mut m: HashMap<_, PathKey, u8> = HashMap::try_from(map_mut(ebpf, name)?)?;
+        for key in keys {
+            m.insert(key, 1, 0)
+                .with_context(|| format!("filling the policy map {name}"))?;
+        }
+    }
+    fill_path_tables(ebpf, enforcement.paths)
+}
+
+/// The path automaton's maps (see `sandtrace-ebpf/src/path_policy.rs`).
+fn fill_path_tables(ebpf: &mut Ebpf, paths: &CompiledPaths) -> Result<()> {
     let rows = path_tables::expanded_rows(paths);
-    let ahead = path_tables::deny_ahead(paths, &rows);
+    let ahead = path_tables::deny_ahead(paths.accept(), &rows);
     let context = |what: &str| format!("filling the policy map {what}");
     {
         let mut m: Array<_, [u16; 256]> = Array::try_from(map_mut(ebpf, "PATH_DFA_ROWS")?)?;
@@ -245,15 +274,6 @@ fn fill_policy_maps(ebpf: &mut Ebpf, enforcement: &Enforcement<'_>) -> Result<()
         for (state, flag) in ahead.iter().enumerate() {
             m.set(state as u32, flag, 0)
                 .with_context(|| context("PATH_DFA_DENY_AHEAD"))?;
-        }
-    }
-    for (name, keys) in [
-        ("LAUNCH_CHAIN", &enforcement.launch_chain),
-        ("DYNAMIC_LOADERS", &enforcement.dynamic_loaders),
-    ] {
-        let mut m: HashMap<_, PathKey, u8> = HashMap::try_from(map_mut(ebpf, name)?)?;
-        for key in keys {
-            m.insert(key, 1, 0).with_context(|| context(name))?;
         }
     }
     // The header last: until it is set the programs deny everything (fail closed).
@@ -356,6 +376,7 @@ fn try_attach_probe() -> Result<()> {
         "PATH_DFA_DENY_AHEAD",
         "HOST_ADDRESSES",
         "DNS_PEERS",
+        "REGIME_OF",
     ] {
         loader.map_max_entries(map, 1);
     }

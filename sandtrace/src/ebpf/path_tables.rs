@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 
-use sandtrace_common::policy::{BYTE_VALUES, KIND_DENY};
+use sandtrace_common::policy::{BYTE_VALUES, KIND_DENY, MAX_REGIMES, PathAccept};
 
 use crate::policy::CompiledPaths;
 
@@ -20,11 +20,12 @@ pub fn expanded_rows(paths: &CompiledPaths) -> Vec<[u16; BYTE_VALUES]> {
         .collect()
 }
 
-/// For each state, whether some continuation reaches a state whose accept record has a deny
-/// rule (the state itself included): a directory whose path ends in such a state, followed by
-/// `/`, may contain denied paths.
-pub fn deny_ahead(paths: &CompiledPaths, rows: &[[u16; BYTE_VALUES]]) -> Vec<u8> {
-    let n = paths.n_states();
+/// For each state, which deny rules some continuation reaches (the state itself included):
+/// bit 0 ([`DENY_AHEAD_BASE`]) for a base deny rule, bit `1 + r` for a deny rule of regime `r`
+/// (`[[after_exec]]`, which counts only for the regime's tasks). A directory whose path ends in
+/// such a state, followed by `/`, may contain paths those rules deny.
+pub fn deny_ahead(accept: &[PathAccept], rows: &[[u16; BYTE_VALUES]]) -> Vec<u8> {
+    let n = accept.len();
     let mut predecessors: Vec<Vec<usize>> = vec![Vec::new(); n];
     for (state, row) in rows.iter().enumerate() {
         let mut next: Vec<usize> = row.iter().map(|&s| s as usize).collect();
@@ -34,32 +35,37 @@ pub fn deny_ahead(paths: &CompiledPaths, rows: &[[u16; BYTE_VALUES]]) -> Vec<u8>
             predecessors[s].push(state);
         }
     }
-    let mut ahead = vec![0u8; n];
-    let mut queue: VecDeque<usize> = paths
-        .accept()
-        .iter()
-        .enumerate()
-        // A regime's deny rules count too: a task in it must not move their paths away.
-        .filter(|(_, a)| {
-            a.kinds & KIND_DENY != 0
-                || a.regime_kinds
-                    .iter()
-                    .any(|&k| u16::from(k) & KIND_DENY != 0)
-        })
-        .map(|(s, _)| s)
-        .collect();
-    for &s in &queue {
-        ahead[s] = 1;
-    }
+    let mut ahead: Vec<u8> = accept.iter().map(deny_bits).collect();
+    let mut queue: VecDeque<usize> = (0..n).filter(|&s| ahead[s] != 0).collect();
+    // A state is queued again whenever it gains a bit: at most 1 + MAX_REGIMES times.
     while let Some(s) = queue.pop_front() {
         for &p in &predecessors[s] {
-            if ahead[p] == 0 {
-                ahead[p] = 1;
+            let gained = ahead[s] & !ahead[p];
+            if gained != 0 {
+                ahead[p] |= gained;
                 queue.push_back(p);
             }
         }
     }
     ahead
+}
+
+/// In [`deny_ahead`]'s flags: a base deny rule lies ahead.
+pub const DENY_AHEAD_BASE: u8 = 1;
+
+/// The [`deny_ahead`] bits of the deny rules matching in one state.
+fn deny_bits(a: &PathAccept) -> u8 {
+    let mut bits = if a.kinds & KIND_DENY != 0 {
+        DENY_AHEAD_BASE
+    } else {
+        0
+    };
+    for (r, kinds) in a.regime_kinds.iter().enumerate().take(MAX_REGIMES) {
+        if u16::from(*kinds) & KIND_DENY != 0 {
+            bits |= 1 << (1 + r);
+        }
+    }
+    bits
 }
 
 #[cfg(test)]
@@ -112,7 +118,7 @@ mod tests {
             "[filesystem]\nallow_write = [\"/home\"]\ndeny = [\"/home/u/.ssh\", \"**/.env\"]\n",
         );
         let rows = expanded_rows(&paths);
-        let ahead = deny_ahead(&paths, &rows);
+        let ahead = deny_ahead(paths.accept(), &rows);
         let below = |p: &str| ahead[walk(&rows, paths.header().start, &format!("{p}/"))];
         assert_eq!(below("/home/u"), 1, "/home/u contains .ssh");
         assert_eq!(below("/home"), 1);
@@ -120,11 +126,44 @@ mod tests {
         assert_eq!(below("/tmp"), 1);
     }
 
+    /// Regime deny rules get bits of their own, which reach the states above them and no
+    /// others. Regimes' rules are set in the accept records by hand: the policy syntax for them
+    /// is not this module's.
+    #[test]
+    fn deny_ahead_has_one_bit_per_regime() {
+        let paths = compiled(
+            "[filesystem]\nallow_write = [\"/home\", \"/tmp\"]\nallow_read = [\"/home/u/.npmrc\"]\n\
+             deny = [\"/etc/shadow\"]\n",
+        );
+        let rows = expanded_rows(&paths);
+        let start = paths.header().start;
+        let home_npmrc = walk(&rows, start, "/home/u/.npmrc");
+        assert_ne!(home_npmrc, walk(&rows, start, "/home/u/x"));
+        let mut accept = paths.accept().to_vec();
+        accept[home_npmrc].regime_kinds[1] |= KIND_DENY as u8;
+        let ahead = deny_ahead(&accept, &rows);
+        let below = |p: &str| ahead[walk(&rows, start, &format!("{p}/"))];
+        assert_eq!(below("/etc"), DENY_AHEAD_BASE);
+        assert_eq!(
+            below("/home/u"),
+            1 << 2,
+            "regime 1's deny rule is below /home/u"
+        );
+        assert_eq!(below("/home"), 1 << 2);
+        assert_eq!(below("/home/v"), 0);
+        assert_eq!(below("/tmp"), 0);
+        assert_eq!(ahead[home_npmrc], 1 << 2, "the denied state itself");
+        assert_eq!(
+            ahead[start as usize] & (DENY_AHEAD_BASE | 1 << 2),
+            DENY_AHEAD_BASE | 1 << 2
+        );
+    }
+
     #[test]
     fn deny_ahead_is_clear_where_no_deny_can_match() {
         let paths = compiled("[filesystem]\nallow_write = [\"/tmp\"]\ndeny = [\"/etc/shadow\"]\n");
         let rows = expanded_rows(&paths);
-        let ahead = deny_ahead(&paths, &rows);
+        let ahead = deny_ahead(paths.accept(), &rows);
         let below = |p: &str| ahead[walk(&rows, paths.header().start, &format!("{p}/"))];
         assert_eq!(below("/tmp/x"), 0);
         assert_eq!(below("/etc"), 1);

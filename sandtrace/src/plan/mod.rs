@@ -167,6 +167,10 @@ pub struct ProgramPlan {
     /// `[[after_exec]]` regimes as the kernel applies them (`Config::regimes`), in policy
     /// order; empty without regimes (or when tracing only).
     pub regimes: Vec<RegimeConfig>,
+    /// Without BPF LSM (degraded mode, so `paths` is `None`): the path automaton all the same,
+    /// which the exec tracepoint walks to enter regimes (the loader fills its maps only with
+    /// `FLAG_REGIMES`). Without it every exec would enter every regime (fail closed).
+    pub regime_paths: Option<CompiledPaths>,
 }
 
 impl ProgramPlan {
@@ -483,6 +487,9 @@ impl SessionPlan {
                 paths,
                 network,
                 process_limit: max_processes.is_some(),
+                // Without BPF LSM the automaton is still needed: it says which execs enter a
+                // regime.
+                regime_paths: (degraded && !regimes.is_empty()).then(|| policy.compiled.clone()),
                 regimes,
             },
             max_processes,
@@ -517,6 +524,7 @@ impl SessionPlan {
                 network: None,
                 process_limit: false,
                 regimes: Vec::new(),
+                regime_paths: None,
             },
             max_processes: None,
             timeout,
