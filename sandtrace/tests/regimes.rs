@@ -1,0 +1,135 @@
+//! `[[after_exec]]` regimes on this host's kernel (no BPF LSM, so `--allow-degraded`): regimes
+//! are tracked in the kernel the same way, and their `[network]` holds; their `[filesystem]`
+//! is not enforced, and the run says so. The VM suite (`tests/vm_regimes.rs`) covers the rest.
+
+mod common;
+mod probe;
+
+use std::{
+    fs,
+    net::TcpListener,
+    path::Path,
+    process::{Output, Stdio},
+};
+
+use common::*;
+
+const BASH: &str = "/usr/bin/bash";
+const DASH: &str = "/usr/bin/dash";
+
+/// How many connections reached `listener`: once the session is over, every connect that
+/// succeeded waits in its backlog.
+fn connections(listener: &TcpListener) -> usize {
+    listener.set_nonblocking(true).unwrap();
+    std::iter::from_fn(|| listener.accept().ok()).count()
+}
+
+/// The result of every probe run, in order (one `PROBE-RESULT` line each).
+fn probe_results(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("PROBE-RESULT: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_regime_without_network_holds_its_processes_and_not_the_others() {
+    for program in [BASH, DASH] {
+        if !Path::new(program).exists() {
+            skip("regime network", &format!("no {program}"), InCi::MayLack);
+            return;
+        }
+    }
+    let scratch = Scratch::new("regime-net");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let policy = scratch.path("policy.toml");
+    fs::write(
+        &policy,
+        format!(
+            "[network]\nallow = false\nallow_connect = [\"127.0.0.1:{port}\"]\n\
+             [[after_exec]]\nname = \"scripts\"\nprograms = [\"{DASH}\"]\n\
+             [after_exec.network]\nallow = false\n"
+        ),
+    )
+    .unwrap();
+    let connect = format!("{} 'tcp-connect 127.0.0.1:{port}'", probe::PROBE);
+    // The base process (bash) connects, then its dash child (in the regime) twice: directly
+    // and from a grandchild, then the base again.
+    let script = format!("{connect}; {DASH} -c \"{connect}; ({connect})\"; {connect}");
+    let log = scratch.path("events.jsonl");
+    let out = sandtrace()
+        .args(["run", "--allow-degraded", "--policy"])
+        .arg(&policy)
+        .arg("-o")
+        .arg(&log)
+        .args(["--", BASH, "-c", &script])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        probe_results(&out),
+        ["ok", "EPERM", "EPERM", "ok"],
+        "{}",
+        describe(&out)
+    );
+    // Checked from outside: two connections, the base's.
+    assert_eq!(connections(&listener), 2, "{}", describe(&out));
+    let events = read_jsonl(&log);
+    let refused: Vec<_> = of_type(&events, "network")
+        .into_iter()
+        .filter(|e| e["action"] == "deny")
+        .collect();
+    assert_eq!(refused.len(), 2, "{refused:#?}");
+    assert!(
+        refused.iter().all(|e| e["regime"] == "scripts"),
+        "{refused:#?}"
+    );
+    let entered = of_type(&events, "process")
+        .into_iter()
+        .filter(|e| e["action"] == "exec" && e["path"] == DASH)
+        .count();
+    assert_eq!(entered, 1);
+    // Its path rules cannot be enforced here, and the run says so.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("scripts [filesystem]"),
+        "a regime without path rules has nothing unenforced: {stderr}"
+    );
+}
+
+#[test]
+fn a_regime_takes_the_network_away_from_its_processes_under_an_open_base() {
+    for program in [BASH, DASH] {
+        if !Path::new(program).exists() {
+            skip("regime network", &format!("no {program}"), InCi::MayLack);
+            return;
+        }
+    }
+    let scratch = Scratch::new("regime-open");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let policy = scratch.path("policy.toml");
+    fs::write(
+        &policy,
+        format!(
+            "[network]\nallow = true\n[[after_exec]]\nprograms = [\"{DASH}\"]\n\
+             [after_exec.network]\nallow = false\n"
+        ),
+    )
+    .unwrap();
+    let connect = format!("{} 'tcp-connect 127.0.0.1:{port}'", probe::PROBE);
+    let script = format!("{connect}; {DASH} -c \"{connect}\"");
+    let out = sandtrace()
+        .args(["run", "--allow-degraded", "--policy"])
+        .arg(&policy)
+        .args(["--", BASH, "-c", &script])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(probe_results(&out), ["ok", "EPERM"], "{}", describe(&out));
+    assert_eq!(connections(&listener), 1, "{}", describe(&out));
+}
