@@ -23,7 +23,7 @@ use sandtrace_common::{
         NET_LIST_BIND, NET_LIST_CONNECT, NET_LIST_HOSTS, NO_NET_RULE, NetOp, NetVerdict,
         NetworkEvent,
     },
-    policy::{KIND_COUNT, NO_RULE, RULE_REGIME_SHIFT},
+    policy::{KIND_COUNT, MAX_REGIMES, NO_RULE, RULE_REGIME_SHIFT},
 };
 
 /// Converts the kernel's CLOCK_MONOTONIC timestamps to wall-clock time.
@@ -333,7 +333,11 @@ fn file(bytes: &[u8]) -> Result<FileRecord<'_>, DecodeError> {
         FileOp::from_u32(e.op).ok_or_else(|| DecodeError(format!("unknown file op {}", e.op)))?;
     let verdict = Verdict::from_u16(e.verdict)
         .ok_or_else(|| DecodeError(format!("unknown file verdict {}", e.verdict)))?;
-    let regime = usize::from(e.rule_kind >> RULE_REGIME_SHIFT).checked_sub(1);
+    // NO_RULE (no rule decided) has every bit set: no regime either.
+    let regime = (e.rule_kind != NO_RULE)
+        .then(|| usize::from(e.rule_kind >> RULE_REGIME_SHIFT).checked_sub(1))
+        .flatten()
+        .filter(|&r| r < MAX_REGIMES);
     let kind = usize::from(e.rule_kind & ((1 << RULE_REGIME_SHIFT) - 1));
     let rule = (e.rule_index != NO_RULE && kind < KIND_COUNT).then_some(RuleRef {
         regime,
@@ -482,6 +486,54 @@ mod tests {
             ts_ns: 5,
             comm,
         }
+    }
+
+    #[test]
+    fn a_file_decision_names_a_regime_only_when_one_decided() {
+        let event = |rule_kind: u16, rule_index: u16| FileEvent {
+            header: header(EventKind::File),
+            op: FileOp::Open as u32,
+            needed: 1,
+            verdict: Verdict::DeniedUnlisted as u16,
+            rule_kind,
+            rule_index,
+            path_len: 0,
+            path: [0; sandtrace_common::file::EVENT_PATH_CAP],
+        };
+        let decoded = |e: FileEvent| {
+            let bytes = bytes_of(&e);
+            let f = file(&bytes).unwrap();
+            (f.regime, f.rule)
+        };
+        // An unlisted path: no rule, no regime (NO_RULE has every bit set).
+        assert_eq!(decoded(event(NO_RULE, NO_RULE)), (None, None));
+        // The base's deny rule 3; regime 1's deny rule 2; regime 0's narrowed write list.
+        assert_eq!(
+            decoded(event(3, 3)),
+            (
+                None,
+                Some(RuleRef {
+                    regime: None,
+                    kind: 3,
+                    index: 3
+                })
+            )
+        );
+        assert_eq!(
+            decoded(event(2 << RULE_REGIME_SHIFT | 3, 2)),
+            (
+                Some(1),
+                Some(RuleRef {
+                    regime: Some(1),
+                    kind: 3,
+                    index: 2
+                })
+            )
+        );
+        assert_eq!(
+            decoded(event(1 << RULE_REGIME_SHIFT | 1, NO_RULE)),
+            (Some(0), None)
+        );
     }
 
     #[test]

@@ -80,7 +80,7 @@ fn install_scripts_are_held_tighter_than_the_package_manager() {
          [network]\nallow = false\nallow_connect = [\"127.0.0.1:{port}\"]\n\
          [[after_exec]]\nname = \"install scripts\"\nprograms = [\"{DASH}\"]\n\
          [after_exec.filesystem]\nallow_read = [\"/usr\", \"/lib\", \"/lib64\", \"/etc\", \"/dev\", \
-         \"/proc/self\", \"{s}/project\", \"{probe}\"]\n\
+         \"/proc\", \"{s}/project\", \"{probe}\"]\n\
          allow_write = [\"{s}/project/node_modules\", \"/dev/null\"]\n\
          allow_exec = [\"{DASH}\", \"/usr/bin/cat\", \"/usr/bin/touch\", \"/usr/bin/grep\", \
          \"{probe}\"]\n\

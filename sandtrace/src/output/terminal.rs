@@ -173,13 +173,13 @@ impl Terminal {
                     .peer
                     .map(|(a, p)| format!(" from {}", endpoint(a, p)))
                     .unwrap_or_default();
-                let why = match n
-                    .rule
-                    .and_then(|(list, index)| labels.network_rules.label(list, index))
-                {
-                    Some(r) => format!("by {} rule `{}` ({})", r.kind, r.pattern, r.source),
-                    None => format!("({})", labels.network_rules.reason(n)),
-                };
+                // A regime's refusal: the base's rule would have allowed it.
+                let rule = n.rule.filter(|_| n.regime.is_none());
+                let why =
+                    match rule.and_then(|(list, index)| labels.network_rules.label(list, index)) {
+                        Some(r) => format!("by {} rule `{}` ({})", r.kind, r.pattern, r.source),
+                        None => format!("({})", labels.network_rules.reason(n)),
+                    };
                 let why = format!("{why}{}", in_regime(n.regime, labels));
                 format!(
                     "{who} {verdict} {} {}{target}{from} {why}",
