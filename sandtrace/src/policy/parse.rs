@@ -179,13 +179,11 @@ impl Parser {
             return;
         };
         let DeValue::Table(table) = value.get_ref() else {
-            let problem = Problem::new(format!(
-                "[{section}] must be a table, found {} {}",
-                article(value.get_ref()),
-                self.excerpt(value.span())
-            ))
-            .with_hint(format!("write a [{section}] line followed by its keys"));
-            self.report(problem, value.span());
+            self.mistyped(
+                &format!("[{section}] must be a table"),
+                value,
+                &format!("write a [{section}] line followed by its keys"),
+            );
             return;
         };
         for (key, value) in table {
@@ -280,25 +278,21 @@ impl Parser {
     /// `[[after_exec]]`: an array of tables, one per regime.
     fn after_exec(&mut self, value: &Value<'_>) {
         let DeValue::Array(items) = value.get_ref() else {
-            let problem = Problem::new(format!(
-                "after_exec must be an array of tables, found {} {}",
-                article(value.get_ref()),
-                self.excerpt(value.span())
-            ))
-            .with_hint("write [[after_exec]] (double brackets), one per regime, then its keys");
-            self.report(problem, value.span());
+            self.mistyped(
+                "after_exec must be an array of tables",
+                value,
+                "write [[after_exec]] (double brackets), one per regime, then its keys",
+            );
             return;
         };
         for (i, item) in items.iter().enumerate() {
             let label = format!("after_exec #{}", i + 1);
             let DeValue::Table(table) = item.get_ref() else {
-                let problem = Problem::new(format!(
-                    "[[after_exec]] entries must be tables, found {} {}",
-                    article(item.get_ref()),
-                    self.excerpt(item.span())
-                ))
-                .with_hint("write [[after_exec]] followed by programs = [...] and its rules");
-                self.report(problem, item.span());
+                self.mistyped(
+                    "[[after_exec]] entries must be tables",
+                    item,
+                    "write [[after_exec]] followed by programs = [...] and its rules",
+                );
                 continue;
             };
             if i == MAX_REGIMES {
@@ -413,14 +407,23 @@ impl Parser {
         if let DeValue::Table(table) = value.get_ref() {
             return Some(table);
         }
+        self.mistyped(
+            &format!("[{section}] must be a table"),
+            value,
+            "write [after_exec.filesystem] or [after_exec.network] below [[after_exec]]",
+        );
+        None
+    }
+
+    /// Reports `value` as not what `what` says it must be (`... must be a table`).
+    fn mistyped(&mut self, what: &str, value: &Value<'_>, hint: &str) {
         let problem = Problem::new(format!(
-            "[{section}] must be a table, found {} {}",
+            "{what}, found {} {}",
             article(value.get_ref()),
             self.excerpt(value.span())
         ))
-        .with_hint("write [after_exec.filesystem] or [after_exec.network] below [[after_exec]]");
+        .with_hint(hint);
         self.report(problem, value.span());
-        None
     }
 
     /// `set = { NAME = "value", ... }`, each assignment located at its name.
@@ -496,13 +499,11 @@ impl Parser {
         value: &Value<'_>,
         hint: &str,
     ) {
-        let problem = Problem::new(format!(
-            "[{section}] {key} must be {expected}, found {} {}",
-            article(value.get_ref()),
-            self.excerpt(value.span())
-        ))
-        .with_hint(hint);
-        self.report(problem, value.span());
+        self.mistyped(
+            &format!("[{section}] {key} must be {expected}"),
+            value,
+            hint,
+        );
     }
 
     /// The strings of an array of strings, each with its position.
