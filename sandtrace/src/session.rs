@@ -178,7 +178,7 @@ impl<'a> Session<'a> {
             .scope_abstract_sockets
             .then(AbstractSocketScope::create)
             .transpose()?;
-        report_plan(terminal, plan);
+        report_plan(terminal, plan, cmd);
         let ring = programs.take_events()?;
         // SAFETY: the ring buffer owns its fd and outlives the registration.
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
@@ -509,8 +509,21 @@ fn resolving_daemon_dirs() -> Result<Vec<CString>> {
 
 /// Says, before CMD starts, who it runs as, which capabilities it keeps, which variables it
 /// does not get, and what the session does not enforce.
-fn report_plan(terminal: &Terminal, plan: &SessionPlan) {
+fn report_plan(terminal: &Terminal, plan: &SessionPlan, cmd: &PreparedCommand) {
     let process = &plan.process;
+    // The kernel matches the resolved path (/bin/sh is /usr/bin/dash).
+    let resolved = std::fs::canonicalize(&cmd.path).unwrap_or_else(|_| cmd.path.clone());
+    let entered = plan
+        .programs
+        .regimes_entered_by(resolved.as_os_str().as_encoded_bytes());
+    if entered != 0 {
+        terminal.note(&format!(
+            "warning: {} enters the after_exec regime {}: the whole session, CMD included, is \
+             held to it; start the program the regime is for from a program it does not list",
+            resolved.display(),
+            plan.labels.regimes_in(entered).join(", ")
+        ));
+    }
     for warning in process.capability_warnings() {
         terminal.note(&warning);
     }

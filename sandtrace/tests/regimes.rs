@@ -135,3 +135,41 @@ fn a_regime_takes_the_network_away_from_its_processes_under_an_open_base() {
     assert_eq!(probe_results(&out), ["ok", "EPERM"], "{}", describe(&out));
     assert_eq!(arrived, 1, "{}", describe(&out));
 }
+
+#[test]
+fn a_command_that_enters_a_regime_itself_is_warned_about() {
+    if !Path::new(DASH).exists() {
+        skip("regime warning", "no dash", InCi::MayLack);
+        return;
+    }
+    let scratch = Scratch::new("regime-cmd");
+    let policy = scratch.path("policy.toml");
+    fs::write(
+        &policy,
+        format!(
+            "[network]\nallow = true\n[[after_exec]]\nname = \"scripts\"\n\
+             programs = [\"{DASH}\"]\n[after_exec.network]\nallow = false\n"
+        ),
+    )
+    .unwrap();
+    let run_cmd = |cmd: &str| {
+        let out = sandtrace()
+            .args(["run", "--allow-degraded", "--policy"])
+            .arg(&policy)
+            .args(["--", cmd, "-c", "true"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", describe(&out));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // CMD itself is one of the regime's programs.
+    let warned = run_cmd(DASH);
+    assert!(
+        warned.contains(&format!("{DASH} enters the after_exec regime scripts")),
+        "{warned}"
+    );
+    if Path::new(BASH).exists() {
+        assert!(!run_cmd(BASH).contains("after_exec regime"));
+    }
+}

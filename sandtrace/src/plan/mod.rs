@@ -26,7 +26,7 @@ use sandtrace_common::{
     },
     event::syscall_action,
     network::NET_LIST_COUNT,
-    policy::KIND_EXEC,
+    policy::{KIND_ENTER, KIND_EXEC},
 };
 
 pub use features::{KernelFeatures, PidsController};
@@ -181,6 +181,21 @@ impl ProgramPlan {
         self.config_flags & FLAG_SYSCALL_EVENTS != 0
             || !self.syscall_actions.is_empty()
             || self.process_limit
+    }
+
+    /// The regimes (bit per regime) that executing the file at `path` (resolved) enters.
+    pub fn regimes_entered_by(&self, path: &[u8]) -> u32 {
+        let compiled = self
+            .paths
+            .as_ref()
+            .map(|p| &p.paths)
+            .or(self.regime_paths.as_ref());
+        match compiled.map(|c| c.decide(path)) {
+            Some(PathDecision::Matched(accept)) => (0..self.regimes.len())
+                .filter(|&r| accept.regime_kinds[r] & KIND_ENTER != 0)
+                .fold(0, |mask, r| mask | 1 << r),
+            _ => 0,
+        }
     }
 
     /// The BPF LSM programs of the path policy: the required ones, then the optional ones
