@@ -20,7 +20,9 @@ use std::{
     sync::{Arc, Mutex, mpsc},
 };
 
-use common::{InCi, Scratch, describe, of_type, read_jsonl, sandtrace, skip, wait_until};
+use common::{
+    InCi, Scratch, describe, find_program, of_type, read_jsonl, sandtrace, skip, wait_until,
+};
 use dns_cases::{REFUSED_NAME_RESPONSE, dns_events, network_events};
 use probe::DEADLINE;
 use serde_json::Value;
@@ -288,13 +290,6 @@ impl Project {
             .join("package.json")
             .exists()
     }
-}
-
-/// `name` in `$PATH`.
-fn find_program(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(name))
-        .find(|path| path.is_file())
 }
 
 /// The registry (`tests/npm/registry.js` under node) on an ephemeral port of `good.test`'s

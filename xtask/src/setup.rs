@@ -26,6 +26,12 @@ const BUILD_PACKAGES: [&str; 1] = ["libseccomp-dev"];
 /// Debian packages the benchmark's workloads and baseline run: perl drives the
 /// microbenchmarks, gcc is the compile workload, strace the ptrace baseline.
 const BENCH_PACKAGES: [&str; 3] = ["perl", "gcc", "strace"];
+/// Debian packages the package-manager tests run in the VM (`tests/vm_package_managers.rs`):
+/// composer 2 and the PHP it runs on. npm and node come with the machine (Debian's `nodejs`
+/// and `npm` when they do not); pnpm comes from the npm registry ([`PNPM_MAJOR`]).
+const PACKAGE_MANAGER_PACKAGES: [&str; 2] = ["composer", "php-cli"];
+/// The pnpm release line the package-manager tests install (`npm install -g pnpm@12`).
+const PNPM_MAJOR: &str = "12";
 
 /// `~/.cargo/bin`, where `cargo install` puts bpf-linker.
 pub fn cargo_bin_dir() -> PathBuf {
@@ -234,6 +240,42 @@ pub fn ensure_vm_packages() -> Result<()> {
 /// missing.
 pub fn ensure_bench_packages() -> Result<()> {
     ensure_apt_packages(&BENCH_PACKAGES, "by the benchmark")
+}
+
+/// Installs what the package-manager tests run (see [`PACKAGE_MANAGER_PACKAGES`]): composer
+/// and php from Debian, npm and node from Debian when the machine has no npm, and pnpm
+/// [`PNPM_MAJOR`] globally from the npm registry (as `npm install -g pnpm` puts it, in
+/// `/usr/lib/node_modules/pnpm`, which the example policies name) when no such pnpm runs.
+pub fn ensure_package_managers() -> Result<()> {
+    ensure_apt_packages(&PACKAGE_MANAGER_PACKAGES, "by the package-manager tests")?;
+    if !program_runs("npm") {
+        ensure_apt_packages(&["nodejs", "npm"], "by the package-manager tests")?;
+    }
+    let pnpm_version = output(Command::new("pnpm").arg("--version")).unwrap_or_default();
+    if pnpm_version.split('.').next() == Some(PNPM_MAJOR) {
+        return Ok(());
+    }
+    eprintln!("xtask: installing pnpm {PNPM_MAJOR} with npm (needed by the package-manager tests)");
+    status(Command::new("npm").args([
+        "install",
+        "--global",
+        "--no-audit",
+        "--no-fund",
+        &format!("pnpm@{PNPM_MAJOR}"),
+    ]))
+    .context("installing pnpm with `npm install --global` (needs root and the npm registry)")?;
+    output(Command::new("pnpm").arg("--version"))
+        .map(drop)
+        .context("pnpm does not run after `npm install --global pnpm`")
+}
+
+fn program_runs(name: &str) -> bool {
+    Command::new(name)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|st| st.success())
 }
 
 /// Installs whichever of `packages` are not installed yet; `needed` completes "needed ...".

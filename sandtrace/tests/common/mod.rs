@@ -214,3 +214,10 @@ pub fn skip(test: &str, why: &str, in_ci: InCi) {
     }
     eprintln!("skipped: {test}: {why}");
 }
+
+/// The first `name` on PATH, if any.
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+}

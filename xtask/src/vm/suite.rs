@@ -54,6 +54,7 @@ impl Counts {
 
 pub fn run(args: &VmTestArgs) -> Result<ExitCode> {
     setup::ensure_vm_packages()?;
+    setup::ensure_package_managers()?;
     let executables = build_test_executables()?;
     let choices = if args.kernel.is_empty() {
         SUPPORTED_SERIES
