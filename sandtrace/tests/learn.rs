@@ -108,6 +108,27 @@ fn learned_policies_allow_a_second_run_and_deny_a_secret() {
     }
 }
 
+/// The learned rules grant what the run used, not the directories it used them in: a file
+/// next to one the run read (`tar -C DIR app/config.toml` and `DIR/app/.token`) is refused.
+#[test]
+fn a_file_next_to_what_the_run_used_is_refused() {
+    for program in programs().into_iter().chain([git()]) {
+        let scratch = Scratch::new(&format!("learn-neighbour-{}", program.name));
+        let dir = scratch.0.as_path();
+        let policy_file = learn(&program, dir);
+        let text = fs::read_to_string(&policy_file).unwrap();
+        program.prepare(dir);
+        let neighbour = resolve_on_host(&dir.join(program.neighbour));
+        let refused = refused(&policy_file, dir, &program.with_neighbour);
+        assert!(
+            refused.contains(&(neighbour.clone(), Access::Read, Verdict::Unlisted)),
+            "{}: reading {} is not refused: {refused:?}\n--- policy:\n{text}",
+            program.name,
+            neighbour.display()
+        );
+    }
+}
+
 #[test]
 fn a_new_path_is_denied() {
     let programs = programs();

@@ -51,13 +51,19 @@ fn random_entry(rng: &mut Rng) -> String {
         })
         .map(|c| if c == "." { "dot" } else { c })
         .collect();
-    match rng.below(6) {
+    let entry = match rng.below(6) {
         0 => {
             components.insert(0, "**");
             components.join("/")
         }
         1 if depth == 0 => "**".to_owned(),
         _ => format!("/{}", components.join("/")),
+    };
+    // A quarter of the rules cover their matches only (`=`), nothing beneath them.
+    if rng.below(4) == 0 {
+        format!("={entry}")
+    } else {
+        entry
     }
 }
 
@@ -85,6 +91,7 @@ fn random_path(rng: &mut Rng) -> Vec<u8> {
 /// zero to two components, and sometimes something appended beneath.
 fn path_from_rule(rng: &mut Rng, entry: &str) -> Vec<u8> {
     let mut path = String::new();
+    let entry = entry.trim_start_matches('=');
     for component in entry.split('/').filter(|c| !c.is_empty()) {
         if component == "**" {
             for _ in 0..rng.below(3) {

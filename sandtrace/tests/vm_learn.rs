@@ -97,6 +97,32 @@ fn git_under_its_learned_policy() {
     learn_and_enforce(&git());
 }
 
+/// A learned policy grants what the run used, not the directories it used it in: the kernel
+/// denies a file next to one the run read, which no rule names.
+#[test]
+fn a_file_next_to_what_the_run_used_is_denied_under_the_learned_policy() {
+    for program in programs().into_iter().chain([git()]) {
+        let scratch = Scratch::new(&format!("vm-learn-neighbour-{}", program.name));
+        let dir = std::fs::canonicalize(&scratch.0).unwrap();
+        let policy = learn(&program, &dir);
+        let text = std::fs::read_to_string(&policy).unwrap();
+        program.prepare(&dir);
+        let (code, events) = enforced(&dir, &policy, &program.with_neighbour, "neighbour.jsonl");
+        let neighbour = dir.join(program.neighbour);
+        let denied = file_denials(&events);
+        assert!(
+            denied
+                .iter()
+                .any(|d| d["path"] == neighbour.to_str().unwrap()
+                    && d["reason"] == "denied: no allow rule covers it"),
+            "{}: reading {} was not denied as unlisted: {denied:#?}\n--- policy:\n{text}",
+            program.name,
+            neighbour.display()
+        );
+        assert_ne!(code, 0, "{}: the run reading it succeeded", program.name);
+    }
+}
+
 #[test]
 fn a_new_path_is_denied_under_the_learned_policy() {
     let programs = programs();

@@ -80,6 +80,32 @@ pub struct LearnedRule {
     pub covers: usize,
 }
 
+impl LearnedRule {
+    /// Whether the rule covers its path only, not what lies beneath it (written `=PATH`): a
+    /// directory the run only opened grants nothing inside it.
+    pub fn only_itself(&self) -> bool {
+        self.reason == Reason::Directory
+    }
+
+    /// The rule as a policy entry.
+    pub fn entry(&self) -> String {
+        let path = self.path.display();
+        if self.only_itself() {
+            format!("={path}")
+        } else {
+            path.to_string()
+        }
+    }
+
+    fn covers(&self, path: &Path) -> bool {
+        if self.only_itself() {
+            path == self.path
+        } else {
+            path.starts_with(&self.path)
+        }
+    }
+}
+
 /// An access the learned policy does not allow, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeftOut {
@@ -294,28 +320,39 @@ fn collapse(
         .collect();
     let mut candidates = entries;
     for dir in collapsed {
-        candidates.entry(dir).or_insert(Reason::Collapsed);
+        // A collapsed directory is allowed whole, also when the run opened it itself.
+        candidates
+            .entry(dir)
+            .and_modify(|reason| {
+                if *reason == Reason::Directory {
+                    *reason = Reason::Collapsed;
+                }
+            })
+            .or_insert(Reason::Collapsed);
     }
     // Ancestors sort before what lies beneath them.
     let mut kept: Vec<LearnedRule> = Vec::new();
-    let mut kept_paths: HashSet<PathBuf> = HashSet::new();
+    let mut kept_subtrees: HashSet<PathBuf> = HashSet::new();
     for (path, reason) in candidates {
-        if path.ancestors().skip(1).any(|a| kept_paths.contains(a)) {
+        if path.ancestors().skip(1).any(|a| kept_subtrees.contains(a)) {
             continue;
         }
-        kept_paths.insert(path.clone());
-        kept.push(LearnedRule {
+        let rule = LearnedRule {
             path,
             reason,
             covers: 0,
-        });
+        };
+        if !rule.only_itself() {
+            kept_subtrees.insert(rule.path.clone());
+        }
+        kept.push(rule);
     }
     kept
 }
 
 /// Whether a rule in `rules` covers `path`.
 fn covered(rules: &[LearnedRule], path: &Path) -> bool {
-    rules.iter().any(|r| path.starts_with(&r.path))
+    rules.iter().any(|r| r.covers(path))
 }
 
 /// Fills in `covers`: how many of the run's paths each rule covers.
@@ -329,7 +366,7 @@ fn count_coverage(learned: &mut LearnedPaths, files: &BTreeMap<PathBuf, FileUse>
         for (rules, used) in kinds {
             if let Some(rule) = rules
                 .iter_mut()
-                .filter(|r| used && path.starts_with(&r.path))
+                .filter(|r| used && r.covers(path))
                 .max_by_key(|r| r.path.as_os_str().len())
             {
                 rule.covers += 1;
@@ -397,6 +434,42 @@ mod tests {
             deny: &deny,
             home: Some(Path::new("/home/u")),
         })
+    }
+
+    #[test]
+    fn a_directory_the_run_only_opened_grants_nothing_inside_it() {
+        // `tar -cf out.tar -C /srv/d app/config.toml`: /srv/d/app/.token stays denied.
+        let opened = FileUse {
+            read: 1,
+            directory: true,
+            ..FileUse::default()
+        };
+        let files = uses(&[
+            ("/srv/d", opened.clone()),
+            ("/srv/d/app", opened),
+            ("/srv/d/app/config.toml", read()),
+        ]);
+        let learned = learn_from(&files, &[]);
+        let entries: Vec<String> = learned.read.iter().map(LearnedRule::entry).collect();
+        assert_eq!(
+            entries,
+            ["=/srv/d", "=/srv/d/app", "/srv/d/app/config.toml"]
+        );
+        let patterns: Vec<PathPattern> = entries
+            .iter()
+            .map(|e| {
+                PathEntry::parse(e)
+                    .unwrap()
+                    .resolve(Path::new("/"), None)
+                    .unwrap()
+            })
+            .collect();
+        let allowed = |path: &[u8]| patterns.iter().any(|p| p.covers(path));
+        assert!(allowed(b"/srv/d/app/config.toml"));
+        assert!(allowed(b"/srv/d/app"));
+        assert!(!allowed(b"/srv/d/app/.token"));
+        assert!(!allowed(b"/srv/d/other"));
+        assert!(learned.read.iter().all(|r| r.covers == 1), "{learned:?}");
     }
 
     #[test]

@@ -169,10 +169,7 @@ fn access_word(kind: PathKind) -> &'static str {
 }
 
 fn rule_list(out: &mut String, key: &str, rules: &[LearnedRule]) {
-    let entries: Vec<(String, String)> = rules
-        .iter()
-        .map(|r| (r.path.display().to_string(), explain(r)))
-        .collect();
+    let entries: Vec<(String, String)> = rules.iter().map(|r| (r.entry(), explain(r))).collect();
     array(out, key, &entries);
 }
 
@@ -189,7 +186,7 @@ fn explain(rule: &LearnedRule) -> String {
         Reason::Read => "read".to_owned(),
         Reason::Written => "written".to_owned(),
         Reason::Gone => "written; no longer exists (a new name here would be denied)".to_owned(),
-        Reason::Directory => beneath("directory the run opened"),
+        Reason::Directory => "directory the run opened (itself only)".to_owned(),
         Reason::CreatedDirectory => beneath("directory the run created"),
         Reason::Temporary => beneath("temporary files created and removed here"),
         Reason::Collapsed => format!("{n} paths used in this directory"),

@@ -25,7 +25,7 @@ use sandtrace_common::policy::{
 
 use super::decision::PathDecision;
 use super::diagnostic::{Diagnostics, Location, Problem};
-use super::glob::{Component, GlobToken};
+use super::glob::{Component, GlobToken, PathPattern};
 use super::model::PathKind;
 use super::resolve::{EffectivePolicy, PathRule};
 
@@ -184,7 +184,7 @@ pub fn compile(policy: &EffectivePolicy) -> Result<CompiledPaths, Diagnostics> {
     let classes = ByteClasses::new(&rules)?;
     let mut nfa = Nfa::default();
     for &(set, kind, index, rule) in &rules {
-        nfa.add_rule(rule.pattern.components(), (set, kind, index));
+        nfa.add_rule(&rule.pattern, (set, kind, index));
     }
     let dfa = subset_construction(&nfa, &classes)
         .map(|dfa| minimise(&dfa))
@@ -386,10 +386,10 @@ impl Nfa {
         self.states[from].epsilon.push(to);
     }
 
-    fn add_rule(&mut self, components: &[Component], tag: (RuleSet, PathKind, u16)) {
+    fn add_rule(&mut self, pattern: &PathPattern, tag: (RuleSet, PathKind, u16)) {
         let mut boundary = self.state();
         self.starts.push(boundary);
-        for component in components {
+        for component in pattern.components() {
             let next = self.state();
             match component {
                 Component::AnyDepth => {
@@ -439,11 +439,18 @@ impl Nfa {
             }
             boundary = next;
         }
-        let beneath = self.state();
-        self.edge(boundary, ByteSet::Slash, beneath);
-        self.edge(beneath, ByteSet::Any, beneath);
         self.states[boundary].accept = Some(tag);
-        self.states[beneath].accept = Some(tag);
+        if pattern.is_only_itself() && pattern.components().is_empty() {
+            // `=/`: the path `/` is one byte, which the start state has not read yet.
+            let root = self.state();
+            self.edge(boundary, ByteSet::Slash, root);
+            self.states[root].accept = Some(tag);
+        } else if !pattern.is_only_itself() {
+            let beneath = self.state();
+            self.edge(boundary, ByteSet::Slash, beneath);
+            self.edge(beneath, ByteSet::Any, beneath);
+            self.states[beneath].accept = Some(tag);
+        }
     }
 
     fn accept(&self, set: &[usize]) -> PathAccept {

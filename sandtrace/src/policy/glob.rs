@@ -7,6 +7,11 @@
 //! matches `/`. A component that is exactly `**` matches zero or more whole components, so
 //! `**/.env` covers `/.env` and `/a/b/.env`, and `/` or `**` alone cover everything.
 //! A component never matches an empty name, so `/*` covers every path except `/` itself.
+//!
+//! An entry written with a leading `=` covers the paths it matches *and nothing beneath
+//! them*: `=/srv/app` covers the directory `/srv/app` itself (opening, listing, entering
+//! it) but not `/srv/app/.token`, and `=/srv/app/*` covers the entries of `/srv/app` but
+//! not what lies inside them. `learn` writes directories a run only opened this way.
 
 use std::fmt;
 use std::os::unix::ffi::OsStrExt as _;
@@ -76,6 +81,8 @@ pub struct PathEntry {
     text: String,
     anchor: Anchor,
     parts: Vec<Part>,
+    /// Written with a leading `=`: the matches only, not what lies beneath them.
+    only_itself: bool,
 }
 
 impl PartialEq for PathEntry {
@@ -90,6 +97,21 @@ const UNSUPPORTED_GLOB_CHARS: &[char] = &['[', ']', '{', '}', '\\'];
 
 impl PathEntry {
     pub fn parse(text: &str) -> Result<Self, Problem> {
+        let (only_itself, path) = match text.strip_prefix('=') {
+            Some(path) => (true, path),
+            None => (false, text),
+        };
+        if only_itself && path.is_empty() {
+            return Err(Problem::new("`=` without a path")
+                .with_hint("write `=PATH` for PATH itself and nothing beneath it"));
+        }
+        let mut entry = Self::parse_path(path)?;
+        entry.text = text.to_owned();
+        entry.only_itself = only_itself;
+        Ok(entry)
+    }
+
+    fn parse_path(text: &str) -> Result<Self, Problem> {
         if text.is_empty() {
             return Err(Problem::new("empty path")
                 .with_hint("write `/` to mean every path, or remove the entry"));
@@ -145,6 +167,7 @@ impl PathEntry {
             text: text.to_owned(),
             anchor,
             parts,
+            only_itself: false,
         })
     }
 
@@ -179,7 +202,11 @@ impl PathEntry {
                 }
             }
         }
-        Ok(PathPattern::new(components))
+        Ok(if self.only_itself {
+            PathPattern::only_itself(components)
+        } else {
+            PathPattern::new(components)
+        })
     }
 }
 
@@ -230,19 +257,41 @@ fn literal_components(dir: &Path, what: &str) -> Result<Vec<Component>, Problem>
 }
 
 /// A resolved, normalised absolute pattern: no `.`/`..`, no repeated or trailing `**`
-/// (a trailing `**` adds nothing, since every entry covers what lies beneath it).
+/// (a trailing `**` adds nothing, since an entry covers what lies beneath it; on a `=` entry
+/// it brings that back, so such an entry is an ordinary one).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PathPattern {
     components: Vec<Component>,
+    /// Covers its matches only, not what lies beneath them (a `=` entry).
+    only_itself: bool,
 }
 
 impl PathPattern {
-    pub fn new(mut components: Vec<Component>) -> Self {
+    /// A pattern covering its matches and everything beneath them.
+    pub fn new(components: Vec<Component>) -> Self {
+        Self::normalised(components, false)
+    }
+
+    /// A pattern covering its matches only (a `=` entry).
+    pub fn only_itself(components: Vec<Component>) -> Self {
+        Self::normalised(components, true)
+    }
+
+    fn normalised(mut components: Vec<Component>, mut only_itself: bool) -> Self {
         components.dedup_by(|a, b| *a == Component::AnyDepth && *b == Component::AnyDepth);
         while components.last() == Some(&Component::AnyDepth) {
             components.pop();
+            only_itself = false;
         }
-        Self { components }
+        Self {
+            components,
+            only_itself,
+        }
+    }
+
+    /// Whether the pattern leaves out what lies beneath its matches (a `=` entry).
+    pub fn is_only_itself(&self) -> bool {
+        self.only_itself
     }
 
     pub fn components(&self) -> &[Component] {
@@ -288,14 +337,15 @@ impl PathPattern {
             .map(|name| Component::Literal(name.as_bytes().to_vec()))
             .collect();
         components.extend_from_slice(&self.components[literal_count..]);
-        Some(PathPattern::new(components))
+        Some(PathPattern::normalised(components, self.only_itself))
     }
 
     /// The reference matcher: whether this pattern covers `path`, a normalised absolute path.
     /// A path that is not normalised (relative, empty components, trailing slash) is never
     /// covered.
     pub fn covers(&self, path: &[u8]) -> bool {
-        split_normalised(path).is_some_and(|names| covers_from(&self.components, &names))
+        split_normalised(path)
+            .is_some_and(|names| covers_from(&self.components, &names, self.only_itself))
     }
 }
 
@@ -312,16 +362,17 @@ fn split_normalised(path: &[u8]) -> Option<Vec<&[u8]>> {
     normalised.then_some(names)
 }
 
-fn covers_from(pattern: &[Component], names: &[&[u8]]) -> bool {
+fn covers_from(pattern: &[Component], names: &[&[u8]], only_itself: bool) -> bool {
     match pattern.split_first() {
-        // The pattern matched a prefix: the path is that match or lies beneath it.
-        None => true,
+        // The pattern matched a prefix: the path is that match or (unless the pattern is
+        // only itself) lies beneath it.
+        None => !only_itself || names.is_empty(),
         Some((Component::AnyDepth, rest)) => {
-            (0..=names.len()).any(|skip| covers_from(rest, &names[skip..]))
+            (0..=names.len()).any(|skip| covers_from(rest, &names[skip..], only_itself))
         }
-        Some((component, rest)) => names
-            .split_first()
-            .is_some_and(|(name, tail)| component.matches_name(name) && covers_from(rest, tail)),
+        Some((component, rest)) => names.split_first().is_some_and(|(name, tail)| {
+            component.matches_name(name) && covers_from(rest, tail, only_itself)
+        }),
     }
 }
 
@@ -358,6 +409,9 @@ fn glob_matches(tokens: &[GlobToken], name: &[u8]) -> bool {
 
 impl fmt::Display for PathPattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.only_itself {
+            f.write_str("=")?;
+        }
         if self.components.is_empty() {
             return f.write_str("/");
         }
@@ -423,6 +477,29 @@ mod tests {
     }
 
     #[test]
+    fn only_itself_entries_leave_out_what_lies_beneath() {
+        let dir = pattern("=/srv/app");
+        assert!(dir.covers(b"/srv/app"));
+        assert!(!dir.covers(b"/srv/app/.token"));
+        assert!(!dir.covers(b"/srv"));
+        let entries = pattern("=/srv/app/*");
+        assert!(entries.covers(b"/srv/app/x"));
+        assert!(!entries.covers(b"/srv/app/x/y"));
+        assert!(!entries.covers(b"/srv/app"));
+        let any = pattern("=**/node_modules");
+        assert!(any.covers(b"/a/node_modules"));
+        assert!(!any.covers(b"/a/node_modules/x"));
+        assert!(pattern("=/").covers(b"/"));
+        assert!(!pattern("=/").covers(b"/etc"));
+        assert_eq!(pattern("=./app").to_string(), "=/work/proj/app");
+        assert_eq!(pattern("=~").to_string(), "=/home/u");
+        // A trailing `**` brings back everything beneath.
+        assert_eq!(pattern("=/srv/**").to_string(), "/srv");
+        assert!(pattern("=/srv/**").covers(b"/srv/a/b"));
+        assert_eq!(PathEntry::parse("=/srv/app").unwrap().as_str(), "=/srv/app");
+    }
+
+    #[test]
     fn entries_resolve_and_normalise() {
         assert_eq!(
             pattern("./node_modules").to_string(),
@@ -449,6 +526,8 @@ mod tests {
     fn rejects_bad_syntax() {
         for bad in [
             "",
+            "=",
+            "=/a/b**",
             "/a/b**",
             "/a/***",
             "/a/[ab]",

@@ -4,7 +4,9 @@
 //!
 //! Each program runs in a scratch directory that `prepare` puts in the same state before
 //! every run. The directory also holds `.env`, a secret the base policy (examples/strict.toml)
-//! denies with `**/.env`; each program has a variant that reads it as well.
+//! denies with `**/.env`; each program has a variant that reads it as well. Each also has a
+//! file next to one the run uses, which no rule names, and a variant that reads it too: a
+//! learned policy must not allow it (it grants what the run used, not the directory).
 #![allow(dead_code)] // each test crate uses a different subset
 
 use std::{fs, path::Path, process::Command};
@@ -22,6 +24,11 @@ pub struct Program {
     pub command: Vec<String>,
     /// The same run, also reading [`SECRET`].
     pub with_secret: Vec<String>,
+    /// A file (relative to the run's directory) in a directory the run uses, which it does
+    /// not read.
+    pub neighbour: &'static str,
+    /// The same run, also reading [`Program::neighbour`].
+    pub with_neighbour: Vec<String>,
     prepare: fn(&Path),
 }
 
@@ -30,6 +37,9 @@ impl Program {
     pub fn prepare(&self, dir: &Path) {
         fs::write(dir.join(SECRET), "API_TOKEN=do-not-leak\n").unwrap();
         (self.prepare)(dir);
+        let neighbour = dir.join(self.neighbour);
+        fs::create_dir_all(neighbour.parent().unwrap()).unwrap();
+        fs::write(neighbour, "not for this run\n").unwrap();
     }
 }
 
@@ -43,7 +53,8 @@ const PYTHON_READS_CONFIG: &str = "import configparser\n\
     print(c['app']['name'])\n";
 
 /// Programs the learned policy is known to work for: Python reading a configuration file,
-/// tar archiving a directory, a shell pipeline of two programs writing a file.
+/// tar archiving a directory, tar archiving one file of a tree (`-C`), a shell pipeline of
+/// two programs writing a file.
 pub fn programs() -> Vec<Program> {
     vec![
         Program {
@@ -54,6 +65,12 @@ pub fn programs() -> Vec<Program> {
                 "-c".to_owned(),
                 format!("{PYTHON_READS_CONFIG}open('{SECRET}').read()\n"),
             ],
+            neighbour: "other.conf",
+            with_neighbour: vec![
+                "/usr/bin/python3".to_owned(),
+                "-c".to_owned(),
+                format!("{PYTHON_READS_CONFIG}open('other.conf').read()\n"),
+            ],
             prepare: |dir| {
                 fs::write(dir.join("app.conf"), "[app]\nname = demo\n").unwrap();
             },
@@ -62,12 +79,43 @@ pub fn programs() -> Vec<Program> {
             name: "tar",
             command: strings(&["tar", "-cf", "archive.tar", "data"]),
             with_secret: strings(&["tar", "-cf", "archive.tar", "data", SECRET]),
+            neighbour: "other.txt",
+            with_neighbour: strings(&["tar", "-cf", "archive.tar", "data", "other.txt"]),
             prepare: |dir| {
                 let _ = fs::remove_file(dir.join("archive.tar"));
                 fs::create_dir_all(dir.join("data/sub")).unwrap();
                 for (name, text) in [("a.txt", "a\n"), ("b.txt", "b\n"), ("sub/c.txt", "c\n")] {
                     fs::write(dir.join("data").join(name), text).unwrap();
                 }
+            },
+        },
+        // One file of a tree, reached through two directories the run only enters.
+        Program {
+            name: "tar-C",
+            command: strings(&["tar", "-cf", "archive.tar", "-C", "tree", "app/config.toml"]),
+            with_secret: strings(&[
+                "tar",
+                "-cf",
+                "archive.tar",
+                "-C",
+                "tree",
+                "app/config.toml",
+                "../.env",
+            ]),
+            neighbour: "tree/app/.token",
+            with_neighbour: strings(&[
+                "tar",
+                "-cf",
+                "archive.tar",
+                "-C",
+                "tree",
+                "app/config.toml",
+                "app/.token",
+            ]),
+            prepare: |dir| {
+                let _ = fs::remove_file(dir.join("archive.tar"));
+                fs::create_dir_all(dir.join("tree/app")).unwrap();
+                fs::write(dir.join("tree/app/config.toml"), "name = \"demo\"\n").unwrap();
             },
         },
         Program {
@@ -79,6 +127,12 @@ pub fn programs() -> Vec<Program> {
                 "sh".to_owned(),
                 "-c".to_owned(),
                 format!("sort words.txt {SECRET} | uniq -c > counts.txt && test -s counts.txt"),
+            ],
+            neighbour: "other.txt",
+            with_neighbour: vec![
+                "sh".to_owned(),
+                "-c".to_owned(),
+                "sort words.txt other.txt | uniq -c > counts.txt && test -s counts.txt".to_owned(),
             ],
             prepare: |dir| {
                 let _ = fs::remove_file(dir.join("counts.txt"));
@@ -104,6 +158,12 @@ pub fn git() -> Program {
             "-c".to_owned(),
             format!("git init -q && git add a.txt {SECRET} && git commit -qm first"),
         ],
+        neighbour: "b.txt",
+        with_neighbour: strings(&[
+            "sh",
+            "-c",
+            "git init -q && git add a.txt b.txt && git commit -qm first",
+        ]),
         prepare: |dir| {
             let _ = fs::remove_dir_all(dir.join(".git"));
             fs::write(dir.join("a.txt"), "first\n").unwrap();
