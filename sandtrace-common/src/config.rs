@@ -146,7 +146,16 @@ pub struct KernelOffsets {
     pub task_signal: u32,
     /// `signal_struct.live.counter`: the thread group's tasks that have not exited yet
     pub signal_live: u32,
-    pub _pad: u32,
+    /// `linux_binprm.interp`
+    pub bprm_interp: u32,
+    /// `task_struct.mm`
+    pub task_mm: u32,
+    /// `mm_struct.arg_start` (`arg_end` follows it)
+    pub mm_arg_start: u32,
+    /// `mm_struct.arg_end`
+    pub mm_arg_end: u32,
+    /// `fs_struct.pwd`
+    pub fs_pwd: u32,
 }
 
 /// [`KernelOffsets::sb_mounts_layout`]: this kernel links a superblock's mounts in a way the
@@ -257,7 +266,11 @@ impl KernelOffsets {
         task_real_cred: 0,
         task_signal: 0,
         signal_live: 0,
-        _pad: 0,
+        bprm_interp: 0,
+        task_mm: 0,
+        mm_arg_start: 0,
+        mm_arg_end: 0,
+        fs_pwd: 0,
     };
 }
 

@@ -7,6 +7,9 @@
 pub const SYSCALL_PATH_CAP: usize = 256;
 /// Longest exec filename an exec event carries.
 pub const EXEC_PATH_CAP: usize = 256;
+/// Bytes of the argument list (NUL-separated, as on the new image's stack) an exec event
+/// carries; a longer list is cut there and flagged (`argv_total` > `argv_len`).
+pub const EXEC_ARGV_CAP: usize = 2048;
 pub const COMM_LEN: usize = 16;
 
 /// x86_64 syscall numbers are below this.
@@ -141,8 +144,26 @@ pub struct ExecEvent {
     /// The regimes (`[[after_exec]]`, bit per regime) the process is in after the exec: the
     /// ones it was in, and the ones whose `programs` the new image matches.
     pub regimes: u32,
-    pub _pad: u32,
+    /// Real user and group id after the exec.
+    pub uid: u32,
+    pub gid: u32,
+    /// Bytes of `argv` in use, and the size of the whole argument list (`mm->arg_end -
+    /// arg_start`): more than `argv_len` when the list was cut.
+    pub argv_len: u32,
+    pub argv_total: u32,
+    /// Bytes of `cwd` in use; 0 when the working directory could not be rebuilt.
+    pub cwd_len: u32,
+    /// Bytes of `interpreter` in use: the `#!` interpreter (`bprm->interp`) of a script, 0
+    /// for a binary.
+    pub interpreter_len: u32,
+    /// The path CMD passed to execve (`bprm->filename`), NUL-terminated.
     pub filename: [u8; EXEC_PATH_CAP],
+    /// NUL-terminated.
+    pub interpreter: [u8; EXEC_PATH_CAP],
+    /// The arguments, each NUL-terminated.
+    pub argv: [u8; EXEC_ARGV_CAP],
+    /// The working directory, resolved as file paths are.
+    pub cwd: [u8; crate::file::EVENT_PATH_CAP],
 }
 
 #[repr(C)]

@@ -730,25 +730,39 @@ pub extern "C" fn sandtrace_report_file(op_needed: u64, decision: u64, path: u64
         (*e).verdict = decision as u16;
         (*e).rule_kind = (decision >> 16) as u16;
         (*e).rule_index = (decision >> 32) as u16;
-        (*e).path_len = 0;
         (*e).path[0] = 0;
-        if len > 0
-            && let Some(buf) = buffer(slot & 1)
-        {
-            let len = if len > MAX_PATH_LEN {
-                MAX_PATH_LEN
-            } else {
-                len
-            };
-            let src = (*buf).bytes.as_ptr().add(opaque(start) & BUF_MASK);
-            let dst = core::ptr::addr_of_mut!((*e).path).cast::<u8>();
-            if generated::bpf_probe_read_kernel(dst.cast(), len as u32, src.cast()) == 0 {
-                (*e).path_len = len as u32;
-            }
-        }
+        (*e).path_len = copy_path(
+            core::ptr::addr_of_mut!((*e).path).cast::<u8>(),
+            Resolved { slot, start, len },
+        );
     }
     emit::submit(entry);
     0
+}
+
+/// Copies the rebuilt path `p` (at most `MAX_PATH_LEN` bytes) to `dst`, which has room for
+/// `EVENT_PATH_CAP`; returns the bytes copied (0 for an empty path or a failed copy).
+#[inline(always)]
+pub fn copy_path(dst: *mut u8, p: Resolved) -> u32 {
+    let Some(buf) = buffer(p.slot & 1) else {
+        return 0;
+    };
+    if p.len == 0 {
+        return 0;
+    }
+    let len = if p.len > MAX_PATH_LEN {
+        MAX_PATH_LEN
+    } else {
+        p.len
+    };
+    unsafe {
+        let src = (*buf).bytes.as_ptr().add(opaque(p.start) & BUF_MASK);
+        if generated::bpf_probe_read_kernel(dst.cast(), len as u32, src.cast()) == 0 {
+            len as u32
+        } else {
+            0
+        }
+    }
 }
 
 /// The LSM return value for a decision: 0 or -EACCES.

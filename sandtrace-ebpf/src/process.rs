@@ -3,12 +3,14 @@
 //! forgotten when the whole thread group has exited.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_task, bpf_probe_read_kernel_str_bytes},
+    helpers::{
+        bpf_get_current_task, bpf_get_current_uid_gid, bpf_probe_read_kernel_str_bytes, generated,
+    },
     macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
 use sandtrace_common::{
-    event::{EventKind, ExecEvent, ExitEvent, ForkEvent},
+    event::{EXEC_ARGV_CAP, EventKind, ExecEvent, ExitEvent, ForkEvent},
     policy::{KIND_ENTER, MAX_REGIMES},
 };
 
@@ -74,21 +76,100 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
     } else {
         0
     };
+    // Rebuilt before the ring-buffer entry is reserved (slot 0 is free again once the regimes
+    // are decided).
+    let cwd = working_directory();
     emit::send(|e: *mut ExecEvent| unsafe {
         (*e).header = emit::header(EventKind::Exec);
         (*e).old_pid = old_pid as u32;
         (*e).regimes = mask;
-        (*e)._pad = 0;
+        let uid_gid = bpf_get_current_uid_gid();
+        (*e).uid = uid_gid as u32;
+        (*e).gid = (uid_gid >> 32) as u32;
         let filename: *const u8 = pointer(bprm, config!(offsets.bprm_filename));
-        (*e).filename_len = match bpf_probe_read_kernel_str_bytes(filename, &mut (*e).filename) {
-            Ok(s) => s.len() as u32,
-            Err(_) => {
-                (*e).filename[0] = 0;
-                0
-            }
+        (*e).filename_len = read_str(filename, &mut (*e).filename);
+        // `interp` is `filename` itself unless a binary format (`#!`, binfmt_misc) named an
+        // interpreter.
+        let interp: *const u8 = pointer(bprm, config!(offsets.bprm_interp));
+        (*e).interpreter[0] = 0;
+        (*e).interpreter_len = if interp.is_null() || interp == filename {
+            0
+        } else {
+            read_str(interp, &mut (*e).interpreter)
+        };
+        read_argv(e);
+        (*e).cwd[0] = 0;
+        (*e).cwd_len = match cwd {
+            Some(p) => path_policy::copy_path(core::ptr::addr_of_mut!((*e).cwd).cast(), p),
+            None => 0,
         };
     });
     0
+}
+
+/// Reads the NUL-terminated kernel string at `src` into `dst`; returns its length (0 when it
+/// cannot be read).
+#[inline(always)]
+fn read_str(src: *const u8, dst: &mut [u8]) -> u32 {
+    match unsafe { bpf_probe_read_kernel_str_bytes(src, dst) } {
+        Ok(s) => s.len() as u32,
+        Err(_) => {
+            dst[0] = 0;
+            0
+        }
+    }
+}
+
+/// Copies the new image's argument list (`mm->arg_start..arg_end`, NUL-separated strings on
+/// its stack, just written by the exec) into the event, cut at `EXEC_ARGV_CAP` bytes.
+#[inline(always)]
+fn read_argv(e: *mut ExecEvent) {
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let mm: *const u8 = pointer(task, config!(offsets.task_mm));
+    let (start, end): (u64, u64) = if mm.is_null() {
+        (0, 0)
+    } else {
+        (
+            field(mm, config!(offsets.mm_arg_start)),
+            field(mm, config!(offsets.mm_arg_end)),
+        )
+    };
+    let total = end.saturating_sub(start);
+    unsafe {
+        (*e).argv_total = total.min(u32::MAX as u64) as u32;
+        (*e).argv_len = 0;
+        (*e).argv[0] = 0;
+    }
+    if total == 0 {
+        return;
+    }
+    let len = if total > EXEC_ARGV_CAP as u64 {
+        EXEC_ARGV_CAP as u32
+    } else {
+        total as u32
+    };
+    let dst = unsafe { core::ptr::addr_of_mut!((*e).argv) }.cast::<core::ffi::c_void>();
+    // SAFETY: `dst` is the event's `argv`, `len` at most its size.
+    if unsafe { generated::bpf_probe_read_user(dst, len, start as *const core::ffi::c_void) } == 0 {
+        unsafe { (*e).argv_len = len };
+    }
+}
+
+/// The current task's working directory (`fs->pwd`), rebuilt in path slot 0.
+#[inline(always)]
+fn working_directory() -> Option<path_policy::Resolved> {
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let fs: *const u8 = pointer(task, config!(offsets.task_fs));
+    if fs.is_null() {
+        return None;
+    }
+    let pwd = unsafe { fs.add(config!(offsets.fs_pwd) as usize) };
+    let dentry: *const u8 = pointer(pwd, config!(offsets.path_dentry));
+    let mnt: *const u8 = pointer(pwd, config!(offsets.path_mnt));
+    if dentry.is_null() || mnt.is_null() {
+        return None;
+    }
+    path_policy::rebuild_path(dentry, mnt, 0).ok()
 }
 
 /// Adds the regimes whose `programs` match the executed image (`bprm->file`; for a `#!`

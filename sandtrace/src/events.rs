@@ -13,12 +13,12 @@ use std::{
 
 use sandtrace_common::{
     event::{
-        COMM_LEN, EXEC_PATH_CAP, EventHeader, EventKind, ExecEvent, ExitEvent, FileEvent,
-        ForkEvent, ForkRefusedEvent, SYSCALL_DENIED, SYSCALL_HAS_PATH, SYSCALL_LOG_ONLY,
+        COMM_LEN, EXEC_ARGV_CAP, EXEC_PATH_CAP, EventHeader, EventKind, ExecEvent, ExitEvent,
+        FileEvent, ForkEvent, ForkRefusedEvent, SYSCALL_DENIED, SYSCALL_HAS_PATH, SYSCALL_LOG_ONLY,
         SYSCALL_NO_ENTRY, SYSCALL_NO_RETURN, SYSCALL_PATH_CAP, SYSCALL_PATH_TRUNCATED,
         SeccompKillEvent, SyscallEvent, SyscallPathEvent, X32_SYSCALL_BIT,
     },
-    file::{FileOp, Verdict},
+    file::{EVENT_PATH_CAP, FileOp, Verdict},
     network::{
         NET_LIST_BIND, NET_LIST_CONNECT, NET_LIST_HOSTS, NO_NET_RULE, NetOp, NetVerdict,
         NetworkEvent,
@@ -77,6 +77,32 @@ impl<'a> KernelText<'a> {
     /// The text, copied only when it is not UTF-8.
     pub fn to_str_lossy(&self) -> Cow<'a, str> {
         String::from_utf8_lossy(self.0)
+    }
+}
+
+/// An argument list as the kernel lays it out: NUL-terminated strings, one after the other
+/// (the last one unterminated when the list was cut).
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct ArgList<'a>(&'a [u8]);
+
+impl<'a> ArgList<'a> {
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Self(bytes)
+    }
+
+    /// Each argument, raw.
+    pub fn iter(&self) -> impl Iterator<Item = KernelText<'a>> + 'a {
+        let bytes = self.0.strip_suffix(b"\0").unwrap_or(self.0);
+        bytes
+            .split(|&b| b == 0)
+            .filter(move |_| !bytes.is_empty())
+            .map(KernelText)
+    }
+}
+
+impl fmt::Debug for ArgList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
     }
 }
 
@@ -249,7 +275,17 @@ pub enum EventBody<'a> {
     },
     Exec {
         old_pid: u32,
+        /// The path passed to execve, as passed.
         filename: KernelText<'a>,
+        /// The `#!` (or binfmt_misc) interpreter of a script; empty for a binary.
+        interpreter: KernelText<'a>,
+        argv: ArgList<'a>,
+        /// The argument list was longer than an event carries: `argv` is its beginning.
+        argv_truncated: bool,
+        /// The working directory, resolved; empty when the kernel could not rebuild it.
+        cwd: KernelText<'a>,
+        uid: u32,
+        gid: u32,
         /// The `[[after_exec]]` regimes the process is in from this exec on (bit per regime).
         regimes: u32,
     },
@@ -424,15 +460,35 @@ pub fn decode<'a>(bytes: &'a [u8], clock: &Clock) -> Result<Event<'a>, DecodeErr
                 child_tgid: e.child_tgid,
             }
         }
-        EventKind::Exec => EventBody::Exec {
-            old_pid: read::<ExecEvent>(bytes)?.old_pid,
-            regimes: read::<ExecEvent>(bytes)?.regimes,
-            filename: KernelText::until_nul(field::<ExecEvent>(
-                bytes,
-                offset_of!(ExecEvent, filename),
-                EXEC_PATH_CAP,
-            )?),
-        },
+        EventKind::Exec => {
+            let e: ExecEvent = read(bytes)?;
+            let text =
+                |offset: usize, cap: usize, len: u32| -> Result<KernelText<'_>, DecodeError> {
+                    let all = field::<ExecEvent>(bytes, offset, cap)?;
+                    Ok(KernelText(&all[..(len as usize).min(cap)]))
+                };
+            EventBody::Exec {
+                old_pid: e.old_pid,
+                regimes: e.regimes,
+                filename: KernelText::until_nul(field::<ExecEvent>(
+                    bytes,
+                    offset_of!(ExecEvent, filename),
+                    EXEC_PATH_CAP,
+                )?),
+                interpreter: text(
+                    offset_of!(ExecEvent, interpreter),
+                    EXEC_PATH_CAP,
+                    e.interpreter_len,
+                )?,
+                argv: ArgList(
+                    text(offset_of!(ExecEvent, argv), EXEC_ARGV_CAP, e.argv_len)?.as_bytes(),
+                ),
+                argv_truncated: e.argv_total > e.argv_len,
+                cwd: text(offset_of!(ExecEvent, cwd), EVENT_PATH_CAP, e.cwd_len)?,
+                uid: e.uid,
+                gid: e.gid,
+            }
+        }
         EventKind::Exit => EventBody::Exit {
             status: read::<ExitEvent>(bytes)?.exit_code as i32,
         },
@@ -566,25 +622,54 @@ mod tests {
     fn text_is_borrowed_raw_and_shown_lossily() {
         let mut filename = [0u8; EXEC_PATH_CAP];
         filename[..6].copy_from_slice(b"/bin/\xff");
+        let mut argv = [0u8; EXEC_ARGV_CAP];
+        argv[..10].copy_from_slice(b"sh\0-c\0\0x\xffy");
+        let mut cwd = [0u8; EVENT_PATH_CAP];
+        cwd[..4].copy_from_slice(b"/srv");
         let mut e = ExecEvent {
             header: header(EventKind::Exec),
             old_pid: 9,
             filename_len: 6,
             regimes: 0,
-            _pad: 0,
+            uid: 1000,
+            gid: 100,
+            argv_len: 10,
+            argv_total: 20,
+            cwd_len: 4,
+            interpreter_len: 0,
             filename,
+            interpreter: [0; EXEC_PATH_CAP],
+            argv,
+            cwd,
         };
         e.header.comm[..4].copy_from_slice(b"a\0bc");
         let record = bytes_of(&e);
         let ev = decode(&record, &Clock::new()).unwrap();
         assert_eq!(ev.task.comm.as_bytes(), b"a", "comm ends at its NUL");
         let EventBody::Exec {
-            old_pid, filename, ..
+            old_pid,
+            filename,
+            argv,
+            argv_truncated,
+            cwd,
+            interpreter,
+            uid,
+            ..
         } = ev.body
         else {
             panic!("not an exec: {ev:?}")
         };
         assert_eq!(old_pid, 9);
+        let args: Vec<&[u8]> = argv.iter().map(|a| a.as_bytes()).collect();
+        assert_eq!(
+            args,
+            [&b"sh"[..], b"-c", b"", b"x\xffy"],
+            "an empty argument is kept"
+        );
+        assert!(argv_truncated);
+        assert_eq!(cwd.as_bytes(), b"/srv");
+        assert!(interpreter.as_bytes().is_empty());
+        assert_eq!(uid, 1000);
         assert_eq!(filename.as_bytes(), b"/bin/\xff");
         assert_eq!(filename.to_string(), "/bin/\u{FFFD}");
         assert_eq!(format!("{filename:?}"), "\"/bin/\u{FFFD}\"");

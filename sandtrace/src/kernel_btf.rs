@@ -544,7 +544,11 @@ pub fn kernel_offsets(btf: &KernelBtf) -> Result<KernelOffsets> {
         task_real_cred: btf.member_offset("task_struct", "real_cred")?,
         task_signal: btf.member_offset("task_struct", "signal")?,
         signal_live: btf.member_offset("signal_struct", "live.counter")?,
-        _pad: 0,
+        bprm_interp: btf.member_offset("linux_binprm", "interp")?,
+        task_mm: btf.member_offset("task_struct", "mm")?,
+        mm_arg_start: btf.member_offset("mm_struct", "arg_start")?,
+        mm_arg_end: btf.member_offset("mm_struct", "arg_end")?,
+        fs_pwd: btf.member_offset("fs_struct", "pwd")?,
     })
 }
 

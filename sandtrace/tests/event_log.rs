@@ -33,8 +33,8 @@ use sandtrace::{
 };
 use sandtrace_common::{
     event::{
-        COMM_LEN, EXEC_PATH_CAP, EventHeader, EventKind, ExecEvent, ExitEvent, FileEvent,
-        ForkEvent, ForkRefusedEvent, SYSCALL_DENIED, SYSCALL_HAS_PATH, SYSCALL_LOG_ONLY,
+        COMM_LEN, EXEC_ARGV_CAP, EXEC_PATH_CAP, EventHeader, EventKind, ExecEvent, ExitEvent,
+        FileEvent, ForkEvent, ForkRefusedEvent, SYSCALL_DENIED, SYSCALL_HAS_PATH, SYSCALL_LOG_ONLY,
         SYSCALL_NO_ENTRY, SYSCALL_NO_RETURN, SYSCALL_PATH_CAP, SYSCALL_PATH_TRUNCATED,
         SeccompKillEvent, SyscallEvent, SyscallPathEvent, X32_SYSCALL_BIT,
     },
@@ -237,8 +237,16 @@ fn kernel_records() -> Vec<Vec<u8>> {
         filename_len: 7,
         // In the first `[[after_exec]]` regime from here on.
         regimes: 1,
-        _pad: 0,
-        filename: text::<EXEC_PATH_CAP>(b"/bin/sh"),
+        uid: 1000,
+        gid: 1000,
+        argv_len: 20,
+        argv_total: 20,
+        cwd_len: 9,
+        interpreter_len: 7,
+        filename: text::<EXEC_PATH_CAP>(b"./run.sh"),
+        interpreter: text::<EXEC_PATH_CAP>(b"/bin/sh"),
+        argv: text::<EXEC_ARGV_CAP>(b"/bin/sh\0./run.sh\0-q\0"),
+        cwd: text::<EVENT_PATH_CAP>(b"/work/app"),
     });
     let h = r.header(EventKind::Exit, 102, 102, b"sh");
     r.push(&ExitEvent {
@@ -614,8 +622,14 @@ fn expected_lines(timestamps: &[String]) -> Vec<Line> {
             102,
             "sh",
             ProcessChange::Exec {
-                path: s("/bin/sh"),
+                path: s("./run.sh"),
                 old_pid: 103,
+                interpreter: Some(s("/bin/sh")),
+                argv: vec![s("/bin/sh"), s("./run.sh"), s("-q")],
+                argv_truncated: false,
+                cwd: Some(s("/work/app")),
+                uid: Some(1000),
+                gid: Some(1000),
                 regimes: vec![s("install scripts")],
             },
         ),

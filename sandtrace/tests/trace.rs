@@ -489,3 +489,85 @@ fn enforcing_mode_is_refused_where_bpf_lsm_cannot_load() {
     assert!(err.contains("BPF LSM is not available"), "{err}");
     assert!(err.contains("--trace-only"), "{err}");
 }
+
+/// The exec records of a real run carry what an auditor reads first: the argument list (every
+/// argument, empty and quoted ones included), the working directory, the user and group, and
+/// a script's `#!` interpreter; a list longer than an event holds is cut and flagged.
+#[test]
+fn exec_events_carry_argv_cwd_ids_and_the_interpreter() {
+    let scratch = Scratch::new("exec-fields");
+    let dir = std::fs::canonicalize(&scratch.0).unwrap();
+    let script = dir.join("run.sh");
+    std::fs::write(&script, "#!/bin/sh\nexec /bin/true \"$@\"\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let log = dir.join("events.jsonl");
+    let long = "x".repeat(3000);
+    let out = sandtrace()
+        .current_dir(&dir)
+        .args(["run", "--trace-only", "--user", "nobody", "-o"])
+        .arg(&log)
+        .args(["--", "./run.sh", "a b", "", "it's"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let events = read_jsonl(&log);
+    let execs: Vec<&Value> = of_type(&events, "process")
+        .into_iter()
+        .filter(|e| e["action"] == "exec")
+        .collect();
+    let context = format!("{execs:#?}\n{}", describe(&out));
+    let script_exec = execs
+        .iter()
+        .find(|e| e["interpreter"] == "/bin/sh")
+        .unwrap_or_else(|| panic!("no exec of the script: {context}"));
+    let script = script.to_str().unwrap();
+    assert!(
+        script_exec["path"] == "./run.sh" || script_exec["path"] == script,
+        "{context}"
+    );
+    let argv = &script_exec["argv"];
+    assert_eq!(argv[0], "/bin/sh", "{context}");
+    assert_eq!(
+        argv.as_array().unwrap()[2..],
+        ["a b", "", "it's"],
+        "{context}"
+    );
+    assert_eq!(script_exec["cwd"], dir.to_str().unwrap(), "{context}");
+    assert_eq!(script_exec["uid"], 65534, "{context}");
+    assert!(script_exec.get("argv_truncated").is_none(), "{context}");
+    let true_exec = execs
+        .iter()
+        .find(|e| e["path"] == "/bin/true")
+        .unwrap_or_else(|| panic!("no exec of /bin/true: {context}"));
+    assert_eq!(
+        true_exec["argv"],
+        serde_json::json!(["/bin/true", "a b", "", "it's"]),
+        "{context}"
+    );
+    assert!(true_exec.get("interpreter").is_none(), "{context}");
+
+    // A list longer than an event carries: its beginning, flagged.
+    let out = sandtrace()
+        .current_dir(&dir)
+        .args(["run", "--trace-only", "-o"])
+        .arg(dir.join("long.jsonl"))
+        .args(["--", "/bin/true", "short", &long])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let events = read_jsonl(&dir.join("long.jsonl"));
+    let exec = of_type(&events, "process")
+        .into_iter()
+        .find(|e| e["action"] == "exec" && e["argv"][0] == "/bin/true")
+        .unwrap_or_else(|| panic!("no exec of /bin/true: {}", describe(&out)));
+    assert_eq!(exec["argv_truncated"], true, "{exec:#}");
+    assert_eq!(exec["argv"][1], "short", "{exec:#}");
+    let cut = exec["argv"][2].as_str().unwrap();
+    assert!(
+        cut.len() < long.len() && long.starts_with(cut),
+        "the cut argument is the long one's beginning: {exec:#}"
+    );
+    assert_eq!(exec["uid"], 0, "{exec:#}");
+}

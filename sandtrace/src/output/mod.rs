@@ -1,5 +1,6 @@
 //! What a run produces: the JSONL event log, the terminal stream, and the end-of-run summary.
 
+pub mod command_line;
 pub mod dns;
 pub mod jsonl;
 pub mod summary;

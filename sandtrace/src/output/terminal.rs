@@ -7,7 +7,9 @@ use std::{
 };
 
 use super::{
-    Labels, SyscallAction, access_names, errno_name, is_error,
+    Labels, SyscallAction, access_names,
+    command_line::command_line,
+    errno_name, is_error,
     network::{endpoint, op_name, protocol_name},
     summary::{Ending, Summary},
 };
@@ -218,13 +220,26 @@ impl Terminal {
                 format!("{who} {} new {what} {child_pid}", self.paint(CYAN, "fork"))
             }
             EventBody::Exec {
-                filename, regimes, ..
+                filename,
+                argv,
+                argv_truncated,
+                regimes,
+                ..
             } => {
                 let regimes = match labels.regimes_in(*regimes).as_slice() {
                     [] => String::new(),
                     names => format!(" (after_exec: {})", names.join(", ")),
                 };
-                format!("{who} {} {filename}{regimes}", self.paint(CYAN, "exec"))
+                let args: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
+                let args = if args.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", command_line(&args, *argv_truncated))
+                };
+                format!(
+                    "{who} {} {filename}{args}{regimes}",
+                    self.paint(CYAN, "exec")
+                )
             }
             EventBody::Exit { status } => {
                 let (code, signal) = decode_wait_status(*status);

@@ -85,8 +85,18 @@ pub struct RunOutline {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ExecRecord {
-    /// As the kernel resolved it (the log records no arguments).
+    /// As passed to execve.
     pub path: String,
+    /// The `#!` interpreter, for a script.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interpreter: Option<String>,
+    pub argv: Vec<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub argv_truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -243,8 +253,23 @@ impl Builder {
                         self.node(p.tgid, &comm).children.push(child_tgid);
                     }
                     ProcessChange::Fork { .. } => self.node(p.tgid, &p.comm).threads += 1,
-                    ProcessChange::Exec { path, .. } => {
-                        self.node(p.tgid, &p.comm).execs.push(ExecRecord { path });
+                    ProcessChange::Exec {
+                        path,
+                        interpreter,
+                        argv,
+                        argv_truncated,
+                        cwd,
+                        uid,
+                        ..
+                    } => {
+                        self.node(p.tgid, &p.comm).execs.push(ExecRecord {
+                            path,
+                            interpreter,
+                            argv,
+                            argv_truncated,
+                            cwd,
+                            uid,
+                        });
                     }
                     ProcessChange::Exited { exit_code, signal } => {
                         let node = self.node(p.tgid, &p.comm);

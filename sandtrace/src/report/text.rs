@@ -3,7 +3,7 @@
 use std::{collections::HashMap, fmt::Write as _};
 
 use super::{Denial, FileRow, ProcessNode, Report};
-use crate::output::terminal::signal_name;
+use crate::output::{command_line::command_line, terminal::signal_name};
 
 /// Longest file list shown per kind of access; `--format json` lists every file.
 const LIST_LIMIT: usize = 40;
@@ -120,6 +120,9 @@ fn describe(n: &ProcessNode) -> String {
     for (i, exec) in n.execs.iter().enumerate() {
         text += if i == 0 { " " } else { " → " };
         text += &exec.path;
+        if !exec.argv.is_empty() {
+            let _ = write!(text, " ({})", command_line(&exec.argv, exec.argv_truncated));
+        }
     }
     if n.threads > 0 {
         let _ = write!(

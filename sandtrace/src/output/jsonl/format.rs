@@ -73,12 +73,40 @@ impl LineFormat {
             EventBody::Exec {
                 old_pid,
                 filename,
+                interpreter,
+                argv,
+                argv_truncated,
+                cwd,
+                uid,
+                gid,
                 regimes,
             } => {
                 json::raw(out, ",\"action\":\"exec\",\"path\":");
                 json::kernel_text(out, *filename);
                 json::raw(out, ",\"old_pid\":");
                 json::integer(out, *old_pid);
+                if !interpreter.as_bytes().is_empty() {
+                    json::raw(out, ",\"interpreter\":");
+                    json::kernel_text(out, *interpreter);
+                }
+                for (i, arg) in argv.iter().enumerate() {
+                    json::raw(out, if i == 0 { ",\"argv\":[" } else { "," });
+                    json::kernel_text(out, arg);
+                }
+                if argv.iter().next().is_some() {
+                    json::raw(out, "]");
+                }
+                if *argv_truncated {
+                    json::raw(out, ",\"argv_truncated\":true");
+                }
+                if !cwd.as_bytes().is_empty() {
+                    json::raw(out, ",\"cwd\":");
+                    json::kernel_text(out, *cwd);
+                }
+                json::raw(out, ",\"uid\":");
+                json::integer(out, *uid);
+                json::raw(out, ",\"gid\":");
+                json::integer(out, *gid);
                 if *regimes != 0 {
                     json::raw(out, ",\"regimes\":[");
                     for (i, name) in labels.regimes_in(*regimes).into_iter().enumerate() {
@@ -278,7 +306,7 @@ mod tests {
     use super::{super::schema, *};
     use crate::{
         dns::ResolvedNames,
-        events::{KernelText, NetList, RuleRef, SyscallAbi, SyscallAction, Task},
+        events::{ArgList, KernelText, NetList, RuleRef, SyscallAbi, SyscallAction, Task},
         output::{FileRules, network::NetworkRules},
         policy::{CliOverrides, parse::parse, resolve},
     };
@@ -408,10 +436,23 @@ mod tests {
             EventBody::Exec {
                 old_pid,
                 filename,
+                interpreter,
+                argv,
+                argv_truncated,
+                cwd,
+                uid,
+                gid,
                 regimes,
             } => process(ProcessChange::Exec {
                 path: filename.to_str_lossy().into_owned(),
                 old_pid: *old_pid,
+                interpreter: (!interpreter.as_bytes().is_empty())
+                    .then(|| interpreter.to_str_lossy().into_owned()),
+                argv: argv.iter().map(|a| a.to_str_lossy().into_owned()).collect(),
+                argv_truncated: *argv_truncated,
+                cwd: (!cwd.as_bytes().is_empty()).then(|| cwd.to_str_lossy().into_owned()),
+                uid: Some(*uid),
+                gid: Some(*gid),
                 regimes: labels
                     .regimes_in(*regimes)
                     .into_iter()
@@ -585,6 +626,23 @@ mod tests {
             EventBody::Exec {
                 old_pid: 11,
                 filename: KernelText::until_nul(b"/usr/bin/\"odd\"\xfe"),
+                interpreter: KernelText::until_nul(b""),
+                argv: ArgList::new(b"odd\0--x=\"q\"\0\0\xff\0"),
+                argv_truncated: false,
+                cwd: KernelText::until_nul(b"/srv/\xc3\xa4"),
+                uid: 1000,
+                gid: 1000,
+                regimes: 0,
+            },
+            EventBody::Exec {
+                old_pid: 12,
+                filename: KernelText::until_nul(b"./run.sh"),
+                interpreter: KernelText::until_nul(b"/bin/sh"),
+                argv: ArgList::new(b"/bin/sh\0./run.sh\0a-long-argu"),
+                argv_truncated: true,
+                cwd: KernelText::until_nul(b""),
+                uid: 0,
+                gid: 0,
                 regimes: 0,
             },
             EventBody::Exit { status: 3 << 8 },

@@ -102,6 +102,23 @@ pub enum ProcessChange {
         path: String,
         #[serde(default)]
         old_pid: u32,
+        /// The `#!` (or binfmt_misc) interpreter, for a script.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        interpreter: Option<String>,
+        /// The arguments (absent when the list is empty); the beginning of them when
+        /// `argv_truncated`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        argv: Vec<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        argv_truncated: bool,
+        /// The working directory, resolved (absent when the kernel could not rebuild it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cwd: Option<String>,
+        /// Real user and group id after the exec.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uid: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gid: Option<u32>,
         /// The `[[after_exec]]` regimes (names) the process is in from this exec on.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         regimes: Vec<String>,
