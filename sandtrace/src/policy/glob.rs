@@ -171,6 +171,11 @@ impl PathEntry {
         })
     }
 
+    /// Whether the entry was written with a leading `=`.
+    pub fn is_only_itself(&self) -> bool {
+        self.only_itself
+    }
+
     /// The entry as written.
     pub fn as_str(&self) -> &str {
         &self.text

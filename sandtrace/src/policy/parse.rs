@@ -545,6 +545,16 @@ impl Parser {
         let mut entries = Vec::new();
         for (text, range) in self.strings(section, key, value) {
             match PathEntry::parse(text) {
+                Ok(entry) if key == PathKind::Deny.key() && entry.is_only_itself() => {
+                    let problem = Problem::new(format!(
+                        "{text:?}: a deny with `=` would leave what lies beneath the path allowed"
+                    ))
+                    .with_hint(
+                        "write the path without `=`: a deny covers the path and everything \
+                         beneath it",
+                    );
+                    self.report(prefixed(section, key, problem), range);
+                }
                 Ok(entry) => entries.push(Located::new(entry, self.origin(range))),
                 Err(problem) => self.report(prefixed(section, key, problem), range),
             }
