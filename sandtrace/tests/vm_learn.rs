@@ -1,7 +1,7 @@
 //! `sandtrace learn` followed by the learned policy enforced by BPF LSM: for real programs,
 //! the same command succeeds under the policy learned from it, with nothing denied, while a
-//! variant that also reads a secret is denied by the base policy's deny rule, and one that
-//! reads a new path is denied because no rule allows it.
+//! variant that also reads a secret is denied by the base policy's deny rule, and ones that
+//! read a file next to what the run used or a new path are denied because no rule allows them.
 //!
 //! Needs a BPF-LSM kernel: compiled only with the `vm-tests` feature and run inside QEMU (see
 //! tests/vm.rs). Learning happens in the guest too (trace only), in a scratch directory on
@@ -46,7 +46,8 @@ fn file_denials(events: &[Value]) -> Vec<&Value> {
 }
 
 /// Learns `program`'s policy, then checks that the kernel lets the same run succeed with
-/// nothing denied and denies the variant reading the secret by the deny rule.
+/// nothing denied, denies the variant reading the secret by the deny rule, and the variant
+/// reading a file next to what the run used as unlisted.
 fn learn_and_enforce(program: &Program) {
     let scratch = Scratch::new(&format!("vm-learn-{}", program.name));
     let dir = std::fs::canonicalize(&scratch.0).unwrap();
@@ -80,10 +81,33 @@ fn learn_and_enforce(program: &Program) {
         "{}: the run reading the secret succeeded",
         program.name
     );
+
+    // A learned policy grants what the run used, not the directories it used it in: a file
+    // next to one the run read, which no rule names, is denied.
+    program.prepare(&dir);
+    let (code, events) = enforced(&dir, &policy, &program.with_neighbour, "neighbour.jsonl");
+    let neighbour = dir.join(program.neighbour);
+    let denied = file_denials(&events);
+    assert!(
+        denied
+            .iter()
+            .any(|d| d["path"] == neighbour.to_str().unwrap()
+                && d["reason"] == "denied: no allow rule covers it"),
+        "{}: reading {} was not denied as unlisted: {denied:#?}\n--- policy:\n{text}",
+        program.name,
+        neighbour.display()
+    );
+    assert_ne!(code, 0, "{}: the run reading it succeeded", program.name);
 }
 
 #[test]
 fn learned_policies_let_the_same_run_succeed_and_deny_a_secret() {
+    if !runs_in_this_guest(
+        "learned_policies_let_the_same_run_succeed_and_deny_a_secret",
+        GuestShare::First,
+    ) {
+        return;
+    }
     for program in programs() {
         learn_and_enforce(&program);
     }
@@ -94,37 +118,20 @@ fn learned_policies_let_the_same_run_succeed_and_deny_a_secret() {
 /// programs retry.
 #[test]
 fn git_under_its_learned_policy() {
-    learn_and_enforce(&git());
-}
-
-/// A learned policy grants what the run used, not the directories it used it in: the kernel
-/// denies a file next to one the run read, which no rule names.
-#[test]
-fn a_file_next_to_what_the_run_used_is_denied_under_the_learned_policy() {
-    for program in programs().into_iter().chain([git()]) {
-        let scratch = Scratch::new(&format!("vm-learn-neighbour-{}", program.name));
-        let dir = std::fs::canonicalize(&scratch.0).unwrap();
-        let policy = learn(&program, &dir);
-        let text = std::fs::read_to_string(&policy).unwrap();
-        program.prepare(&dir);
-        let (code, events) = enforced(&dir, &policy, &program.with_neighbour, "neighbour.jsonl");
-        let neighbour = dir.join(program.neighbour);
-        let denied = file_denials(&events);
-        assert!(
-            denied
-                .iter()
-                .any(|d| d["path"] == neighbour.to_str().unwrap()
-                    && d["reason"] == "denied: no allow rule covers it"),
-            "{}: reading {} was not denied as unlisted: {denied:#?}\n--- policy:\n{text}",
-            program.name,
-            neighbour.display()
-        );
-        assert_ne!(code, 0, "{}: the run reading it succeeded", program.name);
+    if !runs_in_this_guest("git_under_its_learned_policy", GuestShare::First) {
+        return;
     }
+    learn_and_enforce(&git());
 }
 
 #[test]
 fn a_new_path_is_denied_under_the_learned_policy() {
+    if !runs_in_this_guest(
+        "a_new_path_is_denied_under_the_learned_policy",
+        GuestShare::First,
+    ) {
+        return;
+    }
     let programs = programs();
     let python = &programs[0];
     let scratch = Scratch::new("vm-learn-new-path");

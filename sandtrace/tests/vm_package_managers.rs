@@ -37,6 +37,15 @@ enum Manager {
 }
 
 impl Manager {
+    /// The guest that runs this manager's tests (see [`GuestShare`]): npm's take about as
+    /// long as pnpm's and composer's together.
+    fn share(self) -> GuestShare {
+        match self {
+            Manager::Npm => GuestShare::First,
+            Manager::Pnpm | Manager::Composer => GuestShare::Second,
+        }
+    }
+
     fn program(self) -> &'static str {
         match self {
             Manager::Npm => "npm",
@@ -273,39 +282,9 @@ impl Install {
     }
 }
 
-/// Which of the suite's side-by-side guests runs `manager`'s tests: these check the example
-/// policies, and every kernel runs the regimes' kernel side in tests/vm_regimes.rs, so the
-/// managers are split over the guests (`cargo xtask vm-test` sets `SANDTRACE_VM_SHARD` to
-/// `INDEX/COUNT`). npm's tests take about as long as pnpm's and composer's together.
-fn runs_here(test: &str, manager: Manager) -> bool {
-    let Ok(shard) = std::env::var("SANDTRACE_VM_SHARD") else {
-        return true;
-    };
-    let parsed = shard
-        .split_once('/')
-        .and_then(|(i, n)| Some((i.parse::<usize>().ok()?, n.parse::<usize>().ok()?)))
-        .filter(|&(i, n)| i < n);
-    let Some((index, count)) = parsed else {
-        panic!("SANDTRACE_VM_SHARD={shard:?} is not INDEX/COUNT");
-    };
-    let share = match manager {
-        Manager::Npm => 0,
-        Manager::Pnpm | Manager::Composer => 1,
-    };
-    if share % count == index {
-        return true;
-    }
-    eprintln!(
-        "skipped: {test}: runs in share {} of the suite's {count} guests, this is share {index} \
-         (SANDTRACE_VM_SHARD)",
-        share % count
-    );
-    false
-}
-
 /// The managers this guest has, or a skip for the test (the VM suite's setup installs all).
 fn available(test: &str, manager: Manager) -> bool {
-    if !runs_here(test, manager) {
+    if !runs_in_this_guest(test, manager.share()) {
         return false;
     }
     if find_program(manager.program()).is_none() || find_program("npm").is_none() {

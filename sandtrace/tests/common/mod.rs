@@ -215,6 +215,43 @@ pub fn skip(test: &str, why: &str, in_ci: InCi) {
     eprintln!("skipped: {test}: {why}");
 }
 
+/// Which of the VM suite's side-by-side guests runs the heavy end-to-end scenarios (real
+/// package managers, learned policies, the session's DNS). Their kernel side is checked in
+/// every kernel by the suite's other tests (programs loading in every mode, the rules'
+/// matrix), so each scenario runs in one guest only, and the guests finish together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestShare {
+    /// npm, learned policies.
+    First,
+    /// pnpm, composer, DNS.
+    Second,
+}
+
+/// Whether `test`, in `share`, runs in this guest: `cargo xtask vm-test` sets
+/// `SANDTRACE_VM_SHARD=INDEX/COUNT` in each guest (with one kernel, every share runs there);
+/// without it (a test run by hand) everything runs. Prints why when it does not.
+pub fn runs_in_this_guest(test: &str, share: GuestShare) -> bool {
+    let Ok(shard) = std::env::var("SANDTRACE_VM_SHARD") else {
+        return true;
+    };
+    let parsed = shard
+        .split_once('/')
+        .and_then(|(i, n)| Some((i.parse::<usize>().ok()?, n.parse::<usize>().ok()?)))
+        .filter(|&(i, n)| i < n);
+    let Some((index, count)) = parsed else {
+        panic!("SANDTRACE_VM_SHARD={shard:?} is not INDEX/COUNT");
+    };
+    let wanted = share as usize % count;
+    if wanted == index {
+        return true;
+    }
+    eprintln!(
+        "skipped: {test}: runs in guest {wanted} of the suite's {count}, this is guest {index} \
+         (SANDTRACE_VM_SHARD)"
+    );
+    false
+}
+
 /// The first `name` on PATH, if any.
 pub fn find_program(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)
