@@ -24,6 +24,9 @@ pub const FLAG_SESSION_DNS: u32 = 1 << 5;
 pub const FLAG_BASE_NETWORK_OPEN: u32 = 1 << 6;
 /// The policy has `[[after_exec]]` regimes (`Config::regimes`): tasks are tracked by regime.
 pub const FLAG_REGIMES: u32 = 1 << 7;
+/// The session's DNS traffic is recorded (`EventKind::DnsPacket`): its resolver does not run,
+/// so packets to and from port 53 are the only record of the names it looks up.
+pub const FLAG_DNS_CAPTURE: u32 = 1 << 8;
 
 /// In [`RegimeConfig::network`]: the regime has a `[network]` section; its tasks may use only
 /// the network rules it keeps (`keep_rules`), and DNS only if it keeps an `allow_hosts` entry.

@@ -228,6 +228,44 @@ pub struct NetworkEvent {
     pub peer: [u32; 4],
 }
 
+/// Bytes of a DNS packet's payload a [`DnsPacketEvent`] carries, a longer one is cut there:
+/// more than the largest UDP answer resolvers send without fragmenting (1232 bytes, the DNS
+/// flag day 2020 EDNS size), and a power of two, which the kernel side's bound needs.
+pub const DNS_CAPTURE_CAP: usize = 2048;
+
+/// In [`DnsPacketEvent::direction`]: a packet the session sent to port 53 (a query).
+pub const DNS_PACKET_SENT: u8 = 0;
+/// In [`DnsPacketEvent::direction`]: a packet from port 53 the session received (an answer).
+pub const DNS_PACKET_RECEIVED: u8 = 1;
+
+/// A DNS packet of the session (`EventKind::DnsPacket`), seen by the `cgroup_skb` programs
+/// while the session's own resolver does not run (`FLAG_DNS_CAPTURE`): its addresses and the
+/// start of its payload, which the loader decodes. Packets are handled in network or softirq
+/// context: the header's task fields are zero.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct DnsPacketEvent {
+    pub header: crate::event::EventHeader,
+    /// [`DNS_PACKET_SENT`] or [`DNS_PACKET_RECEIVED`].
+    pub direction: u8,
+    /// `IPPROTO_UDP` or `IPPROTO_TCP` (whose payload starts with the message's length).
+    pub protocol: u8,
+    pub _pad: u16,
+    /// Host byte order.
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// IPv6 form (IPv4 as `::ffff:a.b.c.d`), network byte order, as in [`NetRule::addr`].
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+    /// The payload's length in the packet; `data` holds the first
+    /// `min(payload_len, DNS_CAPTURE_CAP)` bytes of it.
+    pub payload_len: u32,
+    /// TCP: the sequence number of the payload's first byte (the loader reassembles the
+    /// stream, which retransmits and segments split); UDP: 0.
+    pub tcp_seq: u32,
+    pub data: [u8; DNS_CAPTURE_CAP],
+}
+
 #[cfg(feature = "user")]
 // SAFETY: `#[repr(C)]` and made of integers (and arrays of them) only: every bit pattern
 // is a valid value, and the kernel side reads the same layout.

@@ -10,6 +10,7 @@
 #![no_std]
 #![no_main]
 
+mod dns_capture;
 mod dns_redirect;
 mod emit;
 mod exec;
@@ -21,6 +22,7 @@ mod lsm_probe;
 mod metadata;
 mod mounts;
 mod network;
+mod packet;
 mod path_policy;
 mod process;
 mod regimes;

@@ -28,31 +28,29 @@
 //! Also here: pathname UNIX sockets follow the path rules (enforcing mode; see the end).
 
 use aya_ebpf::{
-    bindings::{__sk_buff, bpf_sock, bpf_sock_addr},
-    helpers::{
-        bpf_ktime_get_ns,
-        generated::{bpf_sk_fullsock, bpf_skb_load_bytes},
-    },
+    bindings::{bpf_sock, bpf_sock_addr},
+    helpers::{bpf_ktime_get_ns, generated::bpf_sk_fullsock},
     macros::{cgroup_skb, cgroup_sock, cgroup_sock_addr, map},
     maps::{Array, HashMap},
     programs::{LsmContext, SkBuffContext, SockAddrContext, SockContext},
 };
 use sandtrace_common::{
     config::{
-        FLAG_BASE_NETWORK_OPEN, FLAG_ENFORCE_FILES, FLAG_NETWORK_EVENTS_ALL, FLAG_SESSION_DNS,
+        FLAG_BASE_NETWORK_OPEN, FLAG_DNS_CAPTURE, FLAG_ENFORCE_FILES, FLAG_NETWORK_EVENTS_ALL,
+        FLAG_SESSION_DNS,
     },
     event::{COMM_LEN, EventHeader, EventKind},
     file::FileOp,
     network::{
-        DNS_OVER_TLS_PORT, DNS_PORT, HostAddress, HostAddressKey, HostRulePorts,
-        MAX_HOST_ADDRESSES, MAX_HOST_RULES, MAX_NET_RULES, NET_LIST_BIND, NET_LIST_CONNECT,
-        NET_LIST_COUNT, NET_LIST_HOSTS, NO_HOST_NAME, NO_NET_RULE, NetOp, NetRule, NetVerdict,
-        NetworkEvent, V4_MAPPED_WORD,
+        DNS_OVER_TLS_PORT, DNS_PACKET_RECEIVED, DNS_PORT, HostAddress, HostAddressKey,
+        HostRulePorts, MAX_HOST_ADDRESSES, MAX_HOST_RULES, MAX_NET_RULES, NET_LIST_BIND,
+        NET_LIST_CONNECT, NET_LIST_COUNT, NET_LIST_HOSTS, NO_HOST_NAME, NO_NET_RULE, NetOp,
+        NetRule, NetVerdict, NetworkEvent, V4_MAPPED_WORD,
     },
 };
 
 use crate::{
-    dns_redirect, emit, kernel,
+    dns_capture, dns_redirect, emit, kernel, packet,
     path_policy::{self, NEED_WRITE},
     regimes,
     session::{self, config, lsm_programs},
@@ -92,8 +90,6 @@ const IPPROTO_UDP: u32 = 17;
 /// `BPF_TCP_LISTEN` / `BPF_TCP_ESTABLISHED` of `bpf_sock.state`.
 const TCP_LISTEN: u32 = 10;
 const TCP_ESTABLISHED: u32 = 1;
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
 const EPERM: i32 = 1;
 
 /// sock_addr and sock programs: 1 lets the call proceed, 0 fails it with EPERM. cgroup_skb
@@ -109,7 +105,7 @@ pub struct Endpoint {
 }
 
 #[inline(always)]
-fn ipv4_mapped(ip4: u32) -> [u32; 4] {
+pub fn ipv4_mapped(ip4: u32) -> [u32; 4] {
     [0, 0, V4_MAPPED_WORD, ip4]
 }
 
@@ -489,57 +485,12 @@ fn report_socket(verdict: NetVerdict, regime: u16, family: u32, sock_type: u32, 
     report(&decision, emit::header(EventKind::Network));
 }
 
-/// The source address and port of the packet in `skb` (which starts at its IP header), in
-/// IPv6 form. `None` if it is neither IPv4 nor IPv6, or (IPv6) the transport header does not
-/// follow the fixed header directly.
+/// A header for events of `cgroup_skb` programs: packets arrive in softirq context, where
+/// the current task is unrelated to the session.
 #[inline(always)]
-fn packet_source(skb: *mut __sk_buff) -> Option<Endpoint> {
-    let load = |offset: u32, to: *mut u8, len: u32| unsafe {
-        bpf_skb_load_bytes(skb as *const _, offset, to.cast(), len) == 0
-    };
-    let protocol = u16::from_be(unsafe { (*skb).protocol } as u16);
-    let mut port = [0u8; 2];
-    if protocol == ETH_P_IP {
-        let mut head = [0u8; 16];
-        if !load(0, head.as_mut_ptr(), 16) {
-            return None;
-        }
-        let header_len = ((head[0] & 0x0f) as u32) * 4;
-        if !load(header_len, port.as_mut_ptr(), 2) {
-            return None;
-        }
-        let src = u32::from_ne_bytes([head[12], head[13], head[14], head[15]]);
-        Some(Endpoint {
-            addr: ipv4_mapped(src),
-            port: u16::from_be_bytes(port),
-        })
-    } else if protocol == ETH_P_IPV6 {
-        let mut head = [0u32; 6];
-        if !load(0, head.as_mut_ptr().cast(), 24) {
-            return None;
-        }
-        let next_header = head[1].to_ne_bytes()[2];
-        if next_header as u32 != IPPROTO_UDP && next_header as u32 != IPPROTO_TCP {
-            return None;
-        }
-        if !load(40, port.as_mut_ptr(), 2) {
-            return None;
-        }
-        Some(Endpoint {
-            addr: [head[2], head[3], head[4], head[5]],
-            port: u16::from_be_bytes(port),
-        })
-    } else {
-        None
-    }
-}
-
-/// A header for events of the ingress program: packets arrive in softirq context, where the
-/// current task is unrelated to the session.
-#[inline(always)]
-fn packet_header() -> EventHeader {
+pub fn packet_header(kind: EventKind) -> EventHeader {
     EventHeader {
-        kind: EventKind::Network as u32,
+        kind: kind as u32,
         pid: 0,
         tgid: 0,
         _pad: 0,
@@ -558,6 +509,10 @@ fn packet_header() -> EventHeader {
 /// reaches (it runs in softirq context), and the base allows everything.
 #[cgroup_skb(ingress)]
 pub fn net_ingress(ctx: SkBuffContext) -> i32 {
+    // One ingress program per cgroup: this one also records DNS answers.
+    if session::flag(FLAG_DNS_CAPTURE) {
+        dns_capture::record(ctx.skb.skb, DNS_PACKET_RECEIVED);
+    }
     if session::flag(FLAG_BASE_NETWORK_OPEN) {
         return ALLOW;
     }
@@ -597,7 +552,7 @@ pub fn net_ingress(ctx: SkBuffContext) -> i32 {
         // src_port is in host order.
         port: field(&s.src_port) as u16,
     };
-    let peer = packet_source(skb);
+    let peer = packet::parse(skb).map(|p| p.src);
     let mut decision = Decision {
         op: NetOp::Receive,
         verdict: NetVerdict::DeniedNoRule,
@@ -627,7 +582,7 @@ pub fn net_ingress(ctx: SkBuffContext) -> i32 {
             }
         }
     }
-    report(&decision, packet_header());
+    report(&decision, packet_header(EventKind::Network));
     decision.result()
 }
 

@@ -7,7 +7,7 @@ use std::{
     borrow::Cow,
     fmt,
     mem::offset_of,
-    net::{IpAddr, Ipv6Addr},
+    net::{IpAddr, Ipv6Addr, SocketAddr},
     time::{Duration, SystemTime},
 };
 
@@ -20,8 +20,8 @@ use sandtrace_common::{
     },
     file::{EVENT_PATH_CAP, FileOp, Verdict},
     network::{
-        NET_LIST_BIND, NET_LIST_CONNECT, NET_LIST_HOSTS, NO_NET_RULE, NetOp, NetVerdict,
-        NetworkEvent,
+        DNS_CAPTURE_CAP, DNS_PACKET_SENT, DnsPacketEvent, NET_LIST_BIND, NET_LIST_CONNECT,
+        NET_LIST_HOSTS, NO_NET_RULE, NetOp, NetVerdict, NetworkEvent,
     },
     policy::{KIND_COUNT, MAX_REGIMES, NO_RULE, RULE_REGIME_SHIFT},
 };
@@ -301,6 +301,26 @@ pub enum EventBody<'a> {
         errno: i32,
     },
     SeccompKill(SeccompKillRecord),
+    /// A DNS packet of the session (its own resolver not running): for the loader's
+    /// decoder, never logged as it is.
+    DnsPacket(DnsPacketRecord<'a>),
+}
+
+/// A packet to or from port 53 (see [`EventBody::DnsPacket`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DnsPacketRecord<'a> {
+    /// Sent by the session (a query) or received by it (an answer).
+    pub sent: bool,
+    pub tcp: bool,
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    /// The start of the payload: a datagram, or a piece of a TCP stream (whose messages each
+    /// follow their two-byte length).
+    pub payload: &'a [u8],
+    /// TCP: the sequence number of `payload`'s first byte.
+    pub tcp_seq: u32,
+    /// The payload was longer than what the kernel copied.
+    pub truncated: bool,
 }
 
 /// A decoded record; it borrows from the record's bytes.
@@ -406,6 +426,7 @@ fn address(words: [u32; 4], ipv4_socket: bool) -> IpAddr {
 }
 
 const AF_INET: u16 = 2;
+const IPPROTO_TCP: u8 = 6;
 
 fn network(e: &NetworkEvent) -> Result<NetworkRecord, DecodeError> {
     let op =
@@ -500,6 +521,22 @@ pub fn decode<'a>(bytes: &'a [u8], clock: &Clock) -> Result<Event<'a>, DecodeErr
                 nr: e.nr,
                 errno: e.errno as i32,
             }
+        }
+        EventKind::DnsPacket => {
+            let e: DnsPacketEvent = read(bytes)?;
+            let captured = (e.payload_len as usize).min(DNS_CAPTURE_CAP);
+            let data =
+                field::<DnsPacketEvent>(bytes, offset_of!(DnsPacketEvent, data), DNS_CAPTURE_CAP)?;
+            let endpoint = |words, port| SocketAddr::new(address(words, true), port);
+            EventBody::DnsPacket(DnsPacketRecord {
+                sent: e.direction == DNS_PACKET_SENT,
+                tcp: e.protocol == IPPROTO_TCP,
+                src: endpoint(e.src, e.src_port),
+                dst: endpoint(e.dst, e.dst_port),
+                payload: &data[..captured],
+                tcp_seq: e.tcp_seq,
+                truncated: captured < e.payload_len as usize,
+            })
         }
         EventKind::SeccompKill => {
             let e: SeccompKillEvent = read(bytes)?;

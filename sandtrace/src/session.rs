@@ -24,9 +24,9 @@ use tokio::{
 
 use crate::{
     cgroup::{Hierarchy, ProcessLimit, SessionCgroup},
-    dns::{BoundResolver, DnsQuery, RunningResolver},
+    dns::{BoundResolver, DnsQuery, DnsTraffic, ObservedQuery, RunningResolver},
     ebpf::{Enforcement, SessionPrograms},
-    events::{self, Clock},
+    events::{self, Clock, EventBody},
     exit, kernel_btf, launch,
     network::abstract_sockets::AbstractSocketScope,
     output::{
@@ -327,6 +327,7 @@ impl<'a> Session<'a> {
         }
         // Every session task is gone, so every event is in the ring buffer: take the rest.
         drain(self.ring.get_mut(), &mut self.sinks, usize::MAX);
+        self.sinks.unanswered_dns();
         if let Some(mut resolver) = self.resolver.take() {
             resolver.stop();
             while let Some(query) = resolver.try_next() {
@@ -601,6 +602,7 @@ struct Sinks<'a> {
     follow_forks: bool,
     root_tgid: Option<u32>,
     progress: Progress,
+    dns_traffic: DnsTraffic,
 }
 
 impl<'a> Sinks<'a> {
@@ -619,6 +621,7 @@ impl<'a> Sinks<'a> {
             follow_forks: options.follow_forks,
             root_tgid: None,
             progress: Progress::new(options.verbosity == Verbosity::Quiet, Instant::now()),
+            dns_traffic: DnsTraffic::default(),
         })
     }
 
@@ -627,6 +630,12 @@ impl<'a> Sinks<'a> {
             self.tally.count_undecodable();
             return;
         };
+        if let EventBody::DnsPacket(packet) = &event.body {
+            for query in self.dns_traffic.observe(event.time, packet) {
+                self.observed_dns(&query);
+            }
+            return;
+        }
         // The first event of the session comes from CMD's own process.
         let root = *self.root_tgid.get_or_insert(event.task.tgid);
         if !self.follow_forks && event.task.tgid != root {
@@ -648,6 +657,22 @@ impl<'a> Sinks<'a> {
         self.terminal.dns(query, self.labels);
         if let Some(log) = &mut self.jsonl {
             log.append_dns(&crate::output::dns::line(query, self.labels));
+        }
+    }
+
+    /// A query seen in the session's traffic: counted, shown and logged.
+    fn observed_dns(&mut self, query: &ObservedQuery) {
+        self.tally.observe_dns_traffic(query);
+        self.terminal.observed_dns(query);
+        if let Some(log) = &mut self.jsonl {
+            log.append_dns(&crate::output::dns::observed_line(query));
+        }
+    }
+
+    /// The session has ended: the queries no answer came for.
+    fn unanswered_dns(&mut self) {
+        for query in self.dns_traffic.finish() {
+            self.observed_dns(&query);
         }
     }
 

@@ -52,6 +52,11 @@ fn a_secret_in_a_name_reaches_no_server() {
 }
 
 #[test]
+fn queries_are_recorded_from_the_traffic_without_the_resolver() {
+    dns_cases::queries_are_recorded_from_the_traffic_without_the_resolver(&HOST, "dns-traffic");
+}
+
+#[test]
 fn dns_over_tls_is_refused() {
     dns_cases::dns_over_tls_is_refused(&HOST, "dns-dot");
 }

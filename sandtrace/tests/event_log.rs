@@ -13,7 +13,7 @@ use std::{
 };
 
 use sandtrace::{
-    dns::{Decision, DnsQuery, ResolvedNames, Response, Transport},
+    dns::{Decision, DnsQuery, ObservedQuery, ResolvedNames, Response, Transport},
     events::{self, Clock},
     output::{
         FileRules, Labels, RuleLabel,
@@ -429,12 +429,29 @@ fn dns_query() -> DnsQuery {
     }
 }
 
+/// A query seen in the session's traffic (no resolver of the session's).
+fn observed_query() -> ObservedQuery {
+    ObservedQuery {
+        time: UNIX_EPOCH + Duration::from_micros(1_795_039_999_223_456),
+        transport: Transport::Udp,
+        client: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 2, 15)), 40_001),
+        server: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 2, 3)), 53),
+        name: s("registry.npmjs.org"),
+        query_type: s("A"),
+        response: Some(s("NOERROR")),
+        answers: vec![IpAddr::V4(Ipv4Addr::new(104, 16, 1, 34))],
+        ttl: Some(300),
+        reason: s("answered"),
+    }
+}
+
 fn summary(records: &[Vec<u8>], clock: &Clock, unenforced: &[RuleLabel]) -> Summary {
     let mut tally = Tally::default();
     for record in records {
         tally.observe(&events::decode(record, clock).expect("every test record decodes"));
     }
     tally.observe_dns(&dns_query());
+    tally.observe_dns_traffic(&observed_query());
     let mut counts = vec![0u64; 512];
     counts[0] = 7;
     counts[257] = 2;
@@ -851,6 +868,7 @@ fn expected_lines(timestamps: &[String]) -> Vec<Line> {
             timestamp: s("2026-11-18T22:13:19.123456Z"),
             transport: s("udp"),
             client: s("127.0.0.1:40000"),
+            server: None,
             name: s("mzxw6ytb.evil.test"),
             query_type: s("TXT"),
             action: s("deny"),
@@ -859,6 +877,20 @@ fn expected_lines(timestamps: &[String]) -> Vec<Line> {
             ttl: None,
             rule: None,
             reason: s("no allow_hosts entry covers this name"),
+        }),
+        Line::Dns(DnsLine {
+            timestamp: s("2026-11-18T22:13:19.223456Z"),
+            transport: s("udp"),
+            client: s("10.0.2.15:40001"),
+            server: Some(s("10.0.2.3:53")),
+            name: s("registry.npmjs.org"),
+            query_type: s("A"),
+            action: s("observed"),
+            response: s("NOERROR"),
+            answers: vec![s("104.16.1.34")],
+            ttl: Some(300),
+            rule: None,
+            reason: s("answered"),
         }),
         Line::Summary(SummaryLine {
             total_syscalls: 11,
@@ -898,6 +930,8 @@ fn expected_lines(timestamps: &[String]) -> Vec<Line> {
                 answered: 0,
                 refused: 1,
                 refused_names: vec![s("mzxw6ytb.evil.test")],
+                observed: 1,
+                observed_names: vec![s("registry.npmjs.org")],
             }),
             syscall_counts: vec![
                 SyscallCountLine {
@@ -931,8 +965,11 @@ fn every_event_kind_reads_back_as_written() {
         .collect();
     kinds.sort_unstable();
     kinds.dedup();
+    // DNS packets never reach the log as records: the loader decodes them into the `dns`
+    // lines (an observed one is among the lines below).
     let all: Vec<u32> = (1..)
         .map_while(EventKind::from_u32)
+        .filter(|&k| k != EventKind::DnsPacket)
         .map(|k| k as u32)
         .collect();
     assert_eq!(kinds, all, "a record of every EventKind");
@@ -952,6 +989,7 @@ fn every_event_kind_reads_back_as_written() {
         }
     }
     log.append_dns(&sandtrace::output::dns::line(&dns_query(), &labels()));
+    log.append_dns(&sandtrace::output::dns::observed_line(&observed_query()));
     log.finish(&summary).expect("the log is written");
 
     let mut lines = Vec::new();
@@ -959,8 +997,8 @@ fn every_event_kind_reads_back_as_written() {
     assert_eq!(end.problems, Vec::<LogProblem>::new());
     assert_eq!(
         end.lines,
-        records.len() + 2,
-        "a line per record, the dns line, and the summary"
+        records.len() + 3,
+        "a line per record, the dns lines, and the summary"
     );
 
     let timestamps: Vec<String> = records
@@ -1007,6 +1045,8 @@ fn every_event_kind_reads_back_as_written() {
         "send ipv4 udp 8.8.8.8:53: sent to the session's resolver 1×",
         "dns: 0 queries answered, 1 refused",
         "refused: mzxw6ytb.evil.test",
+        "dns: 1 queries seen in the session's traffic",
+        "names: registry.npmjs.org",
     ] {
         assert!(
             text.contains(expected),

@@ -43,3 +43,7 @@ enforced_case!(
 );
 enforced_case!(a_secret_in_a_name_reaches_no_server, "vm-dns-secret");
 enforced_case!(dns_over_tls_is_refused, "vm-dns-dot");
+enforced_case!(
+    queries_are_recorded_from_the_traffic_without_the_resolver,
+    "vm-dns-traffic"
+);

@@ -3,7 +3,7 @@
 use std::{fmt, net::IpAddr, net::SocketAddr, time::SystemTime};
 
 /// How a query reached the resolver.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transport {
     Udp,
     Tcp,

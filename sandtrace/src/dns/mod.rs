@@ -4,6 +4,9 @@
 //! resolving them with the host's own configuration, refuses every other name, and admits the
 //! addresses it hands out to the kernel before it answers, so that the connect that follows
 //! finds them.
+//!
+//! Without the resolver (no `allow_hosts`), the session's DNS is recorded from its traffic
+//! instead ([`DnsTraffic`]).
 
 mod admission;
 mod bind;
@@ -12,6 +15,7 @@ mod hosts_file;
 mod message;
 mod names;
 mod server;
+mod traffic;
 mod upstream;
 
 use std::net::IpAddr;
@@ -21,6 +25,7 @@ pub use bind::BoundResolver;
 pub use event::{Decision, DnsQuery, Response, Transport};
 pub use names::ResolvedNames;
 pub use server::RunningResolver;
+pub use traffic::{DnsTraffic, ObservedQuery};
 
 /// Where the resolver admits the addresses it hands out: the kernel's `HOST_ADDRESSES` map in
 /// a session (`crate::network::host_addresses`), a plain map in tests.

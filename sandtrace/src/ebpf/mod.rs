@@ -9,7 +9,7 @@ use aya::{
     programs::{Lsm, RawTracePoint},
 };
 use sandtrace_common::{
-    config::{CONFIG_SYMBOL, Config, FLAG_REGIMES},
+    config::{CONFIG_SYMBOL, Config, FLAG_DNS_CAPTURE, FLAG_REGIMES},
     event::counter,
     file::PathKey,
 };
@@ -194,6 +194,9 @@ impl SessionPrograms {
         }
         if let Some(network) = &plan.network {
             crate::network::attach(&mut ebpf, network, cgroup, enforcement.is_some())?;
+        }
+        if plan.config_flags & FLAG_DNS_CAPTURE != 0 {
+            crate::network::attach_dns_capture(&mut ebpf, cgroup, plan.network.is_some())?;
         }
         Ok(Self { ebpf })
     }

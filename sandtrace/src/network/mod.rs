@@ -176,6 +176,9 @@ pub const DNS_PROGRAMS: &[&str] = &[
 
 /// The cgroup sock program that refuses socket types the session may not create.
 pub const SOCK_CREATE_PROGRAM: &str = "net_sock_create";
+/// The DNS record's `cgroup_skb` programs (`sandtrace-ebpf/src/dns_capture.rs`).
+pub const DNS_CAPTURE_EGRESS_PROGRAM: &str = "dns_egress";
+pub const DNS_CAPTURE_INGRESS_PROGRAM: &str = "dns_ingress";
 /// The cgroup skb program on the session's ingress.
 pub const INGRESS_PROGRAM: &str = "net_ingress";
 /// The BPF LSM `socket_create` program (enforcing sessions only).
@@ -189,6 +192,33 @@ fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::programs::
 fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::maps::Map> {
     ebpf.map_mut(name)
         .with_context(|| format!("{name} map missing from the eBPF object"))
+}
+
+/// Attaches the programs that record the session's DNS packets (`FLAG_DNS_CAPTURE`): sent
+/// ones always; received ones only when `rules_ingress` is false, since the network rules'
+/// ingress program (one per cgroup) records them itself.
+pub fn attach_dns_capture(
+    ebpf: &mut Ebpf,
+    cgroup: BorrowedFd<'_>,
+    rules_ingress: bool,
+) -> Result<()> {
+    let mut programs = vec![(DNS_CAPTURE_EGRESS_PROGRAM, CgroupSkbAttachType::Egress)];
+    if !rules_ingress {
+        programs.push((DNS_CAPTURE_INGRESS_PROGRAM, CgroupSkbAttachType::Ingress));
+    }
+    for (name, direction) in programs {
+        let prog: &mut CgroupSkb = program(ebpf, name)?.try_into()?;
+        prog.load()
+            .with_context(|| format!("loading the {name} program"))?;
+        prog.attach(cgroup, direction, CgroupAttachMode::Single)
+            .with_context(|| {
+                format!(
+                    "attaching the {name} cgroup program to the session cgroup (the kernel \
+                     needs CONFIG_CGROUP_BPF)"
+                )
+            })?;
+    }
+    Ok(())
 }
 
 /// Fills the rule maps, then attaches the cgroup programs to `cgroup` (the session's cgroup

@@ -1,9 +1,9 @@
-//! DNS queries of the session's resolver as the outputs show them: the JSONL `dns` line and
-//! the terminal's line.
+//! DNS queries as the outputs show them, the JSONL `dns` line and the terminal's line: those
+//! of the session's resolver, and those seen in the session's traffic without it.
 
 use super::{Labels, RuleLabel};
 use crate::{
-    dns::{Decision, DnsQuery},
+    dns::{Decision, DnsQuery, ObservedQuery},
     events::NetList,
     output::jsonl::schema::{DnsLine, RuleLine},
 };
@@ -22,6 +22,7 @@ pub fn line(query: &DnsQuery, labels: &Labels) -> DnsLine {
         timestamp: humantime::format_rfc3339_micros(query.time).to_string(),
         transport: query.transport.as_str().to_owned(),
         client: query.client.to_string(),
+        server: None,
         name: query.name.clone(),
         query_type: query.query_type.clone(),
         action: query.decision.as_str().to_owned(),
@@ -54,6 +55,44 @@ pub fn describe(query: &DnsQuery, labels: &Labels) -> String {
             format!("{what}: {answers}{by}")
         }
     }
+}
+
+/// The log's line for a query seen in the session's traffic.
+pub fn observed_line(query: &ObservedQuery) -> DnsLine {
+    DnsLine {
+        timestamp: humantime::format_rfc3339_micros(query.time).to_string(),
+        transport: query.transport.as_str().to_owned(),
+        client: query.client.to_string(),
+        server: Some(query.server.to_string()),
+        name: query.name.clone(),
+        query_type: query.query_type.clone(),
+        action: "observed".to_owned(),
+        response: query.response.clone().unwrap_or_default(),
+        answers: query.answers.iter().map(ToString::to_string).collect(),
+        ttl: query.ttl,
+        rule: None,
+        reason: query.reason.clone(),
+    }
+}
+
+/// `dns "example.test" A to 10.0.2.3:53: 192.0.2.1 (ttl 60)`, or with the reason when there
+/// is no address to show.
+pub fn describe_observed(query: &ObservedQuery) -> String {
+    let what = format!(
+        "dns {:?} {} to {}",
+        query.name, query.query_type, query.server
+    );
+    if query.answers.is_empty() {
+        let response = query
+            .response
+            .as_deref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        return format!("{what}: {}{response}", query.reason);
+    }
+    let addrs: Vec<String> = query.answers.iter().map(ToString::to_string).collect();
+    let ttl = query.ttl.map(|t| format!(" (ttl {t})")).unwrap_or_default();
+    format!("{what}: {}{ttl}", addrs.join(", "))
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use sandtrace_common::event::MAX_SYSCALL_NR;
 
 use super::{RuleLabel, SyscallAction};
 use crate::{
-    dns::{Decision, DnsQuery},
+    dns::{Decision, DnsQuery, ObservedQuery},
     events::{Event, EventBody},
     syscall_table,
 };
@@ -102,6 +102,24 @@ pub struct DnsSummary {
     /// [`MAX_REFUSED_NAMES`].
     #[serde(default)]
     pub refused_names: Vec<String>,
+    /// Without the session's resolver: the queries seen in the session's traffic.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub observed: u64,
+    /// The distinct names of those queries, in the order first seen, at most
+    /// [`MAX_REFUSED_NAMES`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub observed_names: Vec<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Adds `name` to `names` unless it is empty, already there, or the list is full.
+fn remember(names: &mut Vec<String>, name: &str) {
+    if !name.is_empty() && names.len() < MAX_REFUSED_NAMES && !names.iter().any(|n| n == name) {
+        names.push(name.to_owned());
+    }
 }
 
 impl DnsSummary {
@@ -110,12 +128,7 @@ impl DnsSummary {
             Decision::Allow => self.answered += 1,
             Decision::Deny => {
                 self.refused += 1;
-                if !query.name.is_empty()
-                    && self.refused_names.len() < MAX_REFUSED_NAMES
-                    && !self.refused_names.contains(&query.name)
-                {
-                    self.refused_names.push(query.name.clone());
-                }
+                remember(&mut self.refused_names, &query.name);
             }
         }
     }
@@ -160,6 +173,12 @@ impl Tally {
 
     pub fn observe_dns(&mut self, query: &DnsQuery) {
         self.dns.get_or_insert_default().count(query);
+    }
+
+    pub fn observe_dns_traffic(&mut self, query: &ObservedQuery) {
+        let dns = self.dns.get_or_insert_default();
+        dns.observed += 1;
+        remember(&mut dns.observed_names, &query.name);
     }
 
     /// The resolver's queries so far, if it runs.

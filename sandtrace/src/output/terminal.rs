@@ -14,7 +14,7 @@ use super::{
     summary::{Ending, Summary},
 };
 use crate::{
-    dns::{Decision, DnsQuery},
+    dns::{Decision, DnsQuery, ObservedQuery},
     events::{Event, EventBody},
     output::jsonl::decode_wait_status,
     syscall_table,
@@ -100,6 +100,8 @@ impl Terminal {
             }
             // Denials always show; allowed decisions are only reported at -v.
             EventBody::File(_) | EventBody::Network(_) | EventBody::SeccompKill(_) => true,
+            // Shown once decoded, by `observed_dns`.
+            EventBody::DnsPacket(_) => false,
             EventBody::ForkRefused { .. }
             | EventBody::Fork { .. }
             | EventBody::Exec { .. }
@@ -189,6 +191,7 @@ impl Terminal {
                     op_name(n.op),
                 )
             }
+            EventBody::DnsPacket(_) => return,
             EventBody::SeccompKill(k) => {
                 let name = super::foreign_syscall_name(k)
                     .map(|n| format!(" ({n})"))
@@ -277,6 +280,24 @@ impl Terminal {
         );
     }
 
+    /// Prints a query seen in the session's traffic (no resolver of its own) from `-v` on;
+    /// traffic on port 53 that is not DNS always, since it may carry data out.
+    pub fn observed_dns(&self, query: &ObservedQuery) {
+        let verdict = if query.name.is_empty() {
+            self.paint(YELLOW, "unreadable")
+        } else if self.verbosity >= Verbosity::Processes {
+            self.paint(CYAN, "looked up")
+        } else {
+            return;
+        };
+        let who = self.paint(DIM, &format!("[dns {}]", query.client));
+        eprint!(
+            "{who} {verdict} {}{}",
+            super::dns::describe_observed(query),
+            self.line_end
+        );
+    }
+
     /// A line about the run itself (warnings, timeout), prefixed `sandtrace:`.
     pub fn note(&self, text: &str) {
         eprint!("{} {text}{}", self.paint(BOLD, "sandtrace:"), self.line_end);
@@ -344,20 +365,34 @@ impl Terminal {
         };
         out += &row("denied", denied);
         if let Some(dns) = &s.dns {
-            let mut text = format!("{} queries answered, {} refused", dns.answered, dns.refused);
-            if !dns.refused_names.is_empty() {
-                // The summary keeps the first MAX_REFUSED_NAMES; a few say enough here.
+            // The summary keeps the first MAX_REFUSED_NAMES; a few say enough here.
+            let some_of = |names: &[String]| {
                 const SHOWN: usize = 5;
-                let shown = &dns.refused_names[..dns.refused_names.len().min(SHOWN)];
-                let more = if dns.refused_names.len() > SHOWN
-                    || dns.refused_names.len() >= super::summary::MAX_REFUSED_NAMES
-                {
-                    ", ..."
-                } else {
-                    ""
-                };
-                text += &format!(" ({}{more})", shown.join(", "));
-            }
+                if names.is_empty() {
+                    return String::new();
+                }
+                let more =
+                    if names.len() > SHOWN || names.len() >= super::summary::MAX_REFUSED_NAMES {
+                        ", ..."
+                    } else {
+                        ""
+                    };
+                format!(" ({}{more})", names[..names.len().min(SHOWN)].join(", "))
+            };
+            let text = if dns.observed > 0 {
+                format!(
+                    "{} queries seen in the session's traffic{}",
+                    dns.observed,
+                    some_of(&dns.observed_names)
+                )
+            } else {
+                format!(
+                    "{} queries answered, {} refused{}",
+                    dns.answered,
+                    dns.refused,
+                    some_of(&dns.refused_names)
+                )
+            };
             out += &row(
                 "dns",
                 if dns.refused > 0 {

@@ -20,9 +20,9 @@ use std::{path::PathBuf, time::Duration};
 
 use sandtrace_common::{
     config::{
-        FLAG_BASE_NETWORK_OPEN, FLAG_ENFORCE_FILES, FLAG_EXEC_UNRESTRICTED, FLAG_FILE_EVENTS_ALL,
-        FLAG_NETWORK_EVENTS_ALL, FLAG_REGIMES, FLAG_SESSION_DNS, FLAG_SYSCALL_EVENTS,
-        REGIME_NET_RESTRICTED, RegimeConfig,
+        FLAG_BASE_NETWORK_OPEN, FLAG_DNS_CAPTURE, FLAG_ENFORCE_FILES, FLAG_EXEC_UNRESTRICTED,
+        FLAG_FILE_EVENTS_ALL, FLAG_NETWORK_EVENTS_ALL, FLAG_REGIMES, FLAG_SESSION_DNS,
+        FLAG_SYSCALL_EVENTS, REGIME_NET_RESTRICTED, RegimeConfig,
     },
     event::syscall_action,
     network::NET_LIST_COUNT,
@@ -457,6 +457,9 @@ impl SessionPlan {
             }
             _ => None,
         };
+        if resolver.is_none() {
+            config_flags |= FLAG_DNS_CAPTURE;
+        }
 
         if network.as_ref().is_some_and(|n| n.base_open) {
             config_flags |= FLAG_BASE_NETWORK_OPEN;
@@ -522,7 +525,8 @@ impl SessionPlan {
     pub fn trace_only(timeout: Duration, detail: EventDetail, process: ProcessPlan) -> Self {
         let seccomp = SeccompPlan::new(None, true).expect("the baseline names x86_64 syscalls");
         let syscall_actions = syscall_actions(&seccomp, &[]);
-        let mut config_flags = 0;
+        // Without the session's resolver its DNS is recorded from its traffic.
+        let mut config_flags = FLAG_DNS_CAPTURE;
         if detail.syscalls {
             config_flags |= FLAG_SYSCALL_EVENTS;
         }

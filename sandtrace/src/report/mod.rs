@@ -161,6 +161,10 @@ pub struct DnsReport {
     pub refused_names: Vec<String>,
     /// Distinct names answered with addresses, in the order first answered.
     pub answered_names: Vec<String>,
+    /// Without the session's resolver: the queries seen in the session's traffic.
+    pub observed: u64,
+    /// Distinct, in the order first seen.
+    pub observed_names: Vec<String>,
 }
 
 /// Equal denials, grouped: a file or network decision of the kernel programs, a syscall the
@@ -351,7 +355,12 @@ impl Builder {
             Line::Dns(d) => {
                 let dns = self.dns.get_or_insert_default();
                 let seen = |names: &[String]| names.contains(&d.name);
-                if d.action == "deny" {
+                if d.action == "observed" {
+                    dns.observed += 1;
+                    if !d.name.is_empty() && !seen(&dns.observed_names) {
+                        dns.observed_names.push(d.name);
+                    }
+                } else if d.action == "deny" {
                     dns.refused += 1;
                     if !d.name.is_empty() && !seen(&dns.refused_names) {
                         dns.refused_names.push(d.name.clone());
@@ -406,6 +415,8 @@ impl Builder {
                 refused: summary.refused,
                 refused_names: summary.refused_names.clone(),
                 answered_names: Vec::new(),
+                observed: summary.observed,
+                observed_names: summary.observed_names.clone(),
             })
         });
         let run = match &self.summary {

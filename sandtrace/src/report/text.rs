@@ -245,7 +245,7 @@ fn network(out: &mut String, r: &Report) {
             d.count
         );
     }
-    if let Some(dns) = &r.dns {
+    if let Some(dns) = r.dns.as_ref().filter(|d| d.answered + d.refused > 0) {
         let _ = writeln!(
             out,
             "  dns: {} queries answered, {} refused",
@@ -256,6 +256,16 @@ fn network(out: &mut String, r: &Report) {
         }
         if !dns.refused_names.is_empty() {
             let _ = writeln!(out, "    refused: {}", dns.refused_names.join(", "));
+        }
+    }
+    if let Some(dns) = r.dns.as_ref().filter(|d| d.observed > 0) {
+        let _ = writeln!(
+            out,
+            "  dns: {} queries seen in the session's traffic",
+            dns.observed
+        );
+        if !dns.observed_names.is_empty() {
+            let _ = writeln!(out, "    names: {}", dns.observed_names.join(", "));
         }
     }
     if !r.network.is_empty() {

@@ -559,3 +559,67 @@ fn base32(data: &[u8]) -> String {
     }
     out
 }
+
+/// Without `allow_hosts` the session's resolver does not run: its DNS is recorded from its
+/// traffic instead, in the `dns` lines (`action` `observed`), whether the network is open or
+/// reaches only the server, over UDP (getaddrinfo's, and a query of the command's own) and
+/// TCP; a payload to port 53 that is not DNS is recorded as such.
+pub fn queries_are_recorded_from_the_traffic_without_the_resolver(mode: &Mode, name: &str) {
+    let world = World::new(name);
+    let ops = [
+        format!("resolve {GOOD}"),
+        format!("dns-query {UPSTREAM} {EVIL}"),
+        format!("dns-query-tcp {UPSTREAM} {GOOD}"),
+        format!("udp-send {UPSTREAM}"),
+    ];
+    let expected = [
+        GOOD_ADDRESS.to_owned(),
+        format!("NOERROR {EVIL_ADDRESS}"),
+        format!("NOERROR {GOOD_ADDRESS}"),
+        "ok".to_owned(),
+    ];
+    assert_eq!(world.outside(&ops.join(";")), expected, "without sandtrace");
+    for network in [
+        "allow = true\n".to_owned(),
+        format!("allow = false\nallow_connect = [\"{UPSTREAM}\"]\n"),
+    ] {
+        let policy = format!("{}[network]\n{network}", mode.policy_prefix);
+        let s = probe::in_session_with(name, &policy, &ops, mode.flags, |cmd| {
+            world.net.enter(cmd);
+        });
+        assert_eq!(s.results, expected, "{network}\n{}", s.stderr);
+        let observed: Vec<&Value> = of_type(&s.events, "dns")
+            .into_iter()
+            .filter(|q| q["action"] == "observed" && q["server"] == UPSTREAM)
+            .collect();
+        let context = format!("{network}{observed:#?}\n{}", s.stderr);
+        let answered = |name: &str, transport: &str, address: &str| {
+            observed.iter().any(|q| {
+                q["name"] == name
+                    && q["query_type"] == "A"
+                    && q["transport"] == transport
+                    && q["response"] == "NOERROR"
+                    && q["answers"] == serde_json::json!([address])
+            })
+        };
+        assert!(answered(GOOD, "udp", GOOD_ADDRESS), "{context}");
+        assert!(answered(EVIL, "udp", EVIL_ADDRESS), "{context}");
+        assert!(answered(GOOD, "tcp", GOOD_ADDRESS), "{context}");
+        assert!(
+            observed
+                .iter()
+                .any(|q| q["reason"] == "traffic on port 53 that is not a DNS message"),
+            "{context}"
+        );
+        let counts = &summary(&s.events)["dns"];
+        assert_eq!(counts["observed"], observed.len(), "{counts} {context}");
+        for name in [GOOD, EVIL] {
+            assert!(
+                counts["observed_names"]
+                    .as_array()
+                    .is_some_and(|names| names.iter().any(|n| n == name)),
+                "{counts}"
+            );
+        }
+    }
+}

@@ -41,6 +41,9 @@ impl LineFormat {
             EventBody::File(_) => "file",
             EventBody::Network(_) => "network",
             EventBody::SeccompKill(_) => "seccomp",
+            EventBody::DnsPacket(_) => {
+                anyhow::bail!("a DNS packet is logged as the dns line the loader decodes from it")
+            }
             EventBody::Fork { .. }
             | EventBody::Exec { .. }
             | EventBody::Exit { .. }
@@ -61,6 +64,7 @@ impl LineFormat {
             EventBody::File(f) => file(out, f, labels),
             EventBody::Network(n) => network(out, n, labels),
             EventBody::SeccompKill(k) => seccomp_kill(out, k),
+            EventBody::DnsPacket(_) => unreachable!("refused above"),
             EventBody::Fork {
                 child_pid,
                 child_tgid,
@@ -410,6 +414,7 @@ mod tests {
                     .map(RuleLine::from),
                 regime: n.regime.map(|r| labels.regime_name(r).to_owned()),
             }),
+            EventBody::DnsPacket(_) => unreachable!("never written: decoded into dns lines"),
             EventBody::SeccompKill(k) => Line::Seccomp(SeccompLine {
                 timestamp,
                 pid,
@@ -477,6 +482,7 @@ mod tests {
             EventBody::Network(_) => 5,
             EventBody::ForkRefused { .. } => 6,
             EventBody::SeccompKill(_) => 7,
+            EventBody::DnsPacket(_) => unreachable!("never written: decoded into dns lines"),
         }
     }
     const BODY_KINDS: usize = 8;

@@ -260,23 +260,29 @@ pub struct SeccompLine {
     pub reason: String,
 }
 
-/// One query the session's resolver answered (sessions with `allow_hosts`).
+/// One query the session's resolver answered (sessions with `allow_hosts`), or, without the
+/// resolver, one query seen in the session's traffic (`action` `observed`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DnsLine {
-    /// When the answer was sent.
+    /// When the answer was sent (observed: when the query was).
     pub timestamp: String,
     /// `udp` or `tcp`.
     pub transport: String,
     /// The querying socket, `ADDRESS:PORT` (the kernel redirected its query, whatever
     /// resolver address it was sent to).
     pub client: String,
+    /// Observed queries: the server asked, `ADDRESS:PORT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
     /// As asked, without the trailing dot; empty for a malformed query.
     pub name: String,
     /// `A`, `AAAA`, `TXT`, `TYPE65`, ...; empty for a malformed query.
     pub query_type: String,
-    /// `allow` (an `allow_hosts` entry covers the name: resolved upstream) or `deny`.
+    /// `allow` (an `allow_hosts` entry covers the name: resolved upstream), `deny`, or
+    /// `observed` (seen in the session's traffic; sandtrace decided nothing).
     pub action: String,
-    /// `NOERROR`, `NXDOMAIN`, `SERVFAIL`, `REFUSED` or `FORMERR`.
+    /// `NOERROR`, `NXDOMAIN`, `SERVFAIL`, `REFUSED` or `FORMERR` (observed: any code, as
+    /// `RCODE<N>` when it has no name; empty when no answer came).
     pub response: String,
     /// The addresses handed out (CNAME chains flattened: the name asked has them).
     #[serde(default)]

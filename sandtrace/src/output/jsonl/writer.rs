@@ -290,6 +290,7 @@ mod tests {
             timestamp: "2026-12-02T06:21:28.123456Z".to_owned(),
             transport: "udp".to_owned(),
             client: "127.0.0.1:40000".to_owned(),
+            server: None,
             name: format!("n{n}.evil.test"),
             query_type: "A".to_owned(),
             action: "deny".to_owned(),
