@@ -566,23 +566,32 @@ fn base32(data: &[u8]) -> String {
 /// TCP; a payload to port 53 that is not DNS is recorded as such.
 pub fn queries_are_recorded_from_the_traffic_without_the_resolver(mode: &Mode, name: &str) {
     let world = World::new(name);
+    let good = world.servers(GOOD_ADDRESS);
     let ops = [
         format!("resolve {GOOD}"),
+        format!("tcp-connect-name {GOOD} {}", good.tcp.port()),
         format!("dns-query {UPSTREAM} {EVIL}"),
         format!("dns-query-tcp {UPSTREAM} {GOOD}"),
         format!("udp-send {UPSTREAM}"),
     ];
-    let expected = [
+    let mut expected = [
         GOOD_ADDRESS.to_owned(),
+        "ok".to_owned(),
         format!("NOERROR {EVIL_ADDRESS}"),
         format!("NOERROR {GOOD_ADDRESS}"),
         "ok".to_owned(),
     ];
     assert_eq!(world.outside(&ops.join(";")), expected, "without sandtrace");
-    for network in [
-        "allow = true\n".to_owned(),
-        format!("allow = false\nallow_connect = [\"{UPSTREAM}\"]\n"),
+    // The network open, then only the server reachable: the connect to good.test is denied,
+    // and its event names the host its address was looked up for.
+    for (network, connect) in [
+        ("allow = true\n".to_owned(), "ok"),
+        (
+            format!("allow = false\nallow_connect = [\"{UPSTREAM}\"]\n"),
+            "EPERM",
+        ),
     ] {
+        expected[1] = connect.to_owned();
         let policy = format!("{}[network]\n{network}", mode.policy_prefix);
         let s = probe::in_session_with(name, &policy, &ops, mode.flags, |cmd| {
             world.net.enter(cmd);
@@ -611,6 +620,10 @@ pub fn queries_are_recorded_from_the_traffic_without_the_resolver(mode: &Mode, n
                 .any(|q| q["reason"] == "traffic on port 53 that is not a DNS message"),
             "{context}"
         );
+        if connect == "EPERM" {
+            let denied = network_event(&s.events, "connect", good.tcp, "deny");
+            assert_eq!(denied["host"], GOOD, "{denied}");
+        }
         let counts = &summary(&s.events)["dns"];
         assert_eq!(counts["observed"], observed.len(), "{counts} {context}");
         for name in [GOOD, EVIL] {
