@@ -63,6 +63,9 @@ pub struct Destination {
     pub processes: Vec<ProcessRef>,
 }
 
+/// A destination's name (host name, else address), port and protocol.
+type GroupKey = (String, Option<u16>, String);
+
 /// Collects contacts and resolver answers while the log is read.
 #[derive(Debug, Default)]
 pub struct Destinations {
@@ -85,8 +88,7 @@ impl Destinations {
     /// Grouped, most attempted first (then by name).
     pub fn finish(self, nodes: &[ProcessNode]) -> Vec<Destination> {
         let by_pid: HashMap<u32, &ProcessNode> = nodes.iter().map(|n| (n.pid, n)).collect();
-        let mut groups: BTreeMap<(String, Option<u16>, String), (Destination, BTreeSet<u32>)> =
-            BTreeMap::new();
+        let mut groups: BTreeMap<GroupKey, (Destination, BTreeSet<u32>)> = BTreeMap::new();
         for (contact, count) in self.contacts {
             let host = contact
                 .host
@@ -131,7 +133,7 @@ impl Destinations {
                 d
             })
             .collect();
-        list.sort_by(|a, b| b.attempts.cmp(&a.attempts));
+        list.sort_by_key(|d| std::cmp::Reverse(d.attempts));
         list
     }
 }

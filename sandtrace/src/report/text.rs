@@ -298,11 +298,12 @@ fn reads(out: &mut String, r: &Report) {
             by_pid.entry(pid).or_default().push(f);
         }
     }
+    let processes = by_pid.len();
+    let plural = if processes == 1 { "" } else { "es" };
     let _ = writeln!(
         out,
-        "  read ({} files, by {} processes)",
-        read.len(),
-        by_pid.len()
+        "  read ({} files, by {processes} process{plural})",
+        read.len()
     );
     let nodes: HashMap<u32, &ProcessNode> = r.processes.iter().map(|n| (n.pid, n)).collect();
     let order: HashMap<u32, usize> = r
@@ -520,10 +521,11 @@ fn denials(out: &mut String, denials: &[Denial]) {
             .as_deref()
             .map(|c| format!(", running {c}"))
             .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "  {}: {why}; {}× (first by {}, pid {}{running})",
-            d.what, d.count, d.comm, d.pid
-        );
+        // The resolver's denials name no process.
+        let first = match d.pid {
+            0 => String::new(),
+            pid => format!(" (first by {}, pid {pid}{running})", d.comm),
+        };
+        let _ = writeln!(out, "  {}: {why}; {}×{first}", d.what, d.count);
     }
 }

@@ -409,7 +409,7 @@ mod tests {
         assert_eq!(program_kind("/usr/bin/dash"), Some("shell"));
         assert_eq!(program_kind("curl"), Some("downloader"));
         assert_eq!(program_kind("/usr/bin/node"), None);
-        let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let argv = |a: &[&str]| a.iter().map(ToString::to_string).collect::<Vec<_>>();
         assert!(is_package_manager(
             "/usr/bin/node",
             &argv(&[
