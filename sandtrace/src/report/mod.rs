@@ -37,7 +37,7 @@ pub use self::{
 };
 use crate::{
     cli::{ReportArgs, ReportFormat},
-    output::command_line::command_line,
+    output::{command_line::command_line, operation_and_access},
 };
 
 /// How many of the busiest syscalls a report lists.
@@ -378,16 +378,13 @@ impl Builder {
             Line::File(f) => {
                 self.denied_accesses.record(&f);
                 if f.action == "deny" {
-                    let access = f.access.join("+");
-                    // `exec exec PATH` says it twice.
-                    let what = if access == f.operation || access.is_empty() {
-                        format!("{} {}", f.operation, f.path)
-                    } else {
-                        format!("{} {access} {}", f.operation, f.path)
-                    };
                     self.deny(Denial {
                         kind: "file",
-                        what,
+                        what: format!(
+                            "{} {}",
+                            operation_and_access(&f.operation, &f.access),
+                            f.path
+                        ),
                         why: f.reason,
                         rule: f.rule,
                         count: 1,
