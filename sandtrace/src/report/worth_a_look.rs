@@ -143,6 +143,9 @@ pub fn persistence_place(path: &Path) -> Option<&'static str> {
         Some("systemd unit")
     } else if within("/.config/autostart/") || under("/etc/xdg/autostart/") {
         Some("autostart")
+    } else if name == ".envrc" {
+        // direnv runs it on entering the directory.
+        Some("direnv script")
     } else if within("/.git/hooks/") || name == ".gitconfig" || within("/.config/git/") {
         Some("git hooks or configuration")
     } else if within("/.vscode/")
@@ -163,7 +166,7 @@ pub fn persistence_place(path: &Path) -> Option<&'static str> {
 }
 
 /// Whether `path` looks like it holds credentials: package-registry and cloud tokens, SSH and
-/// TLS private keys, `.env` files, the shadow password file.
+/// TLS private keys, `.env` files, the shadow password files.
 pub fn is_credential(path: &Path) -> bool {
     let Some(text) = path.to_str() else {
         return false;
@@ -179,11 +182,10 @@ pub fn is_credential(path: &Path) -> bool {
         ".pgpass",
         ".my.cnf",
         ".env",
-        "auth.json",
-        "shadow",
-        "gshadow",
     ];
     let by_place = [
+        "/.config/composer/auth.json",
+        "/.composer/auth.json",
         "/.aws/credentials",
         "/.aws/config",
         "/.docker/config.json",
@@ -204,7 +206,12 @@ pub fn is_credential(path: &Path) -> bool {
         .any(|ext| name.ends_with(ext))
         && !public_certificates;
     let ssh_key = within("/.ssh/") && name.starts_with("id_") && !name.ends_with(".pub");
+    // Composer also reads an `auth.json` beside `composer.json`.
+    let project_auth = text == "./auth.json";
+    let shadow = ["/etc/shadow", "/etc/gshadow"].contains(&text);
     by_name.contains(&name)
+        || project_auth
+        || shadow
         || (name.starts_with(".env.") && name != ".env.example")
         || by_place.iter().any(|p| within(p))
         || private_key
@@ -373,6 +380,7 @@ mod tests {
             Some("git hooks or configuration")
         );
         assert_eq!(place("/root/.ssh/authorized_keys"), Some("ssh login"));
+        assert_eq!(place("./.envrc"), Some("direnv script"));
         assert_eq!(place("/tmp/bashrc"), None);
         assert_eq!(place("./node_modules/x/index.js"), None);
     }
@@ -389,6 +397,7 @@ mod tests {
             "/home/a/.docker/config.json",
             "/etc/ssl/private/server.key",
             "/etc/shadow",
+            "./auth.json",
         ] {
             assert!(is_credential(Path::new(yes)), "{yes}");
         }
@@ -399,6 +408,8 @@ mod tests {
             "/etc/ssl/certs/ISRG_Root_X1.pem",
             "/etc/passwd",
             "./environment.js",
+            "./node_modules/x/auth.json",
+            "./node_modules/shadow",
         ] {
             assert!(!is_credential(Path::new(no)), "{no}");
         }
