@@ -161,27 +161,24 @@ pub struct ProcessNode {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signal: Option<i32>,
     pub children: Vec<u32>,
+    /// How many programs the parent had executed when it started this process: the parent's
+    /// program then is the one that started it.
+    #[serde(skip)]
+    parent_execs: usize,
 }
 
 impl ProcessNode {
     /// The process as it was running its last program.
     fn reference(&self) -> ProcessRef {
-        match self.execs.len() {
-            0 => ProcessRef {
-                pid: self.pid,
-                command: format!("[{}]", self.comm),
-            },
-            n => self.reference_at(n - 1),
-        }
+        self.reference_after(self.execs.len())
     }
 
-    /// The process as it was running its program number `exec`.
-    fn reference_at(&self, exec: usize) -> ProcessRef {
-        let e = &self.execs[exec];
-        let command = if e.argv.is_empty() {
-            e.path.clone()
-        } else {
-            command_line(&e.argv, e.argv_truncated)
+    /// The process as it was after executing its first `execs` programs.
+    fn reference_after(&self, execs: usize) -> ProcessRef {
+        let command = match execs.checked_sub(1).map(|i| &self.execs[i]) {
+            None => format!("[{}]", self.comm),
+            Some(e) if e.argv.is_empty() => e.path.clone(),
+            Some(e) => command_line(&e.argv, e.argv_truncated),
         };
         ProcessRef {
             pid: self.pid,
@@ -289,6 +286,7 @@ impl Builder {
                 exit_code: None,
                 signal: None,
                 children: Vec::new(),
+                parent_execs: 0,
             });
             self.nodes.len() - 1
         });
@@ -329,8 +327,10 @@ impl Builder {
                         child_tgid,
                     } if child_pid == child_tgid => {
                         let comm = p.comm.clone();
+                        let parent_execs = self.node(p.tgid, &comm).execs.len();
                         let child = self.node(child_tgid, &comm);
                         child.parent = Some(p.tgid);
+                        child.parent_execs = parent_execs;
                         self.node(p.tgid, &comm).children.push(child_tgid);
                     }
                     ProcessChange::Fork { .. } => self.node(p.tgid, &p.comm).threads += 1,

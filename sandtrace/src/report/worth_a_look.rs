@@ -315,31 +315,27 @@ fn programs_started(nodes: &[ProcessNode], by_pid: &HashMap<u32, &ProcessNode>) 
             else {
                 continue;
             };
-            let started_by = match i {
-                0 => node
-                    .parent
-                    .and_then(|p| by_pid.get(&p))
-                    .map(|p| p.reference()),
-                _ => Some(node.reference_at(i - 1)),
-            };
-            let ancestors = std::iter::successors(Some(node), |n| {
-                n.parent.and_then(|p| by_pid.get(&p).copied())
+            // The programs that ran before this exec, in this process and up its ancestors,
+            // each as `(process, programs it had executed by then)`, nearest first.
+            let before = std::iter::successors(Some((node, i)), |(n, _)| {
+                let parent = n.parent.and_then(|p| by_pid.get(&p).copied())?;
+                Some((parent, n.parent_execs))
             })
             .take(nodes.len());
-            let under_package_manager = ancestors
-                .flat_map(|n| {
-                    n.execs
-                        .iter()
-                        .enumerate()
-                        .rev()
-                        .map(move |(j, e)| (n, j, e))
+            let started_by = before
+                .clone()
+                .find(|(n, done)| n.pid != node.pid || *done > 0)
+                .map(|(n, done)| n.reference_after(done));
+            let under_package_manager = before
+                .flat_map(|(n, done)| (1..=done).rev().map(move |k| (n, k)))
+                .find(|(n, k)| {
+                    let e = &n.execs[k - 1];
+                    is_package_manager(&e.path, &e.argv)
                 })
-                .filter(|(n, j, _)| n.pid != node.pid || *j < i)
-                .find(|(_, _, e)| is_package_manager(&e.path, &e.argv))
-                .map(|(n, j, _)| n.reference_at(j));
+                .map(|(n, k)| n.reference_after(k));
             list.push(WorthALook::ProgramStarted {
                 program_kind,
-                process: node.reference_at(i),
+                process: node.reference_after(i + 1),
                 started_by,
                 under_package_manager,
             });
@@ -413,6 +409,64 @@ mod tests {
         ] {
             assert!(!is_credential(Path::new(no)), "{no}");
         }
+    }
+
+    fn node(pid: u32, parent: Option<u32>, parent_execs: usize, argvs: &[&[&str]]) -> ProcessNode {
+        ProcessNode {
+            pid,
+            parent,
+            comm: "x".to_owned(),
+            execs: argvs
+                .iter()
+                .map(|argv| crate::report::ExecRecord {
+                    path: format!("/usr/bin/{}", argv[0]),
+                    interpreter: None,
+                    argv: argv.iter().map(ToString::to_string).collect(),
+                    argv_truncated: false,
+                    cwd: None,
+                    uid: None,
+                })
+                .collect(),
+            threads: 0,
+            exit_code: Some(0),
+            signal: None,
+            children: Vec::new(),
+            parent_execs,
+        }
+    }
+
+    /// A program is named as started by what its parent ran when it forked, not by what the
+    /// parent ran later.
+    #[test]
+    fn started_by_the_parent_program_of_the_fork() {
+        let nodes = [
+            node(1, None, 0, &[&["npm", "install"], &["node", "later.js"]]),
+            node(2, Some(1), 1, &[&["sh", "-c", "make"], &["curl", "x"]]),
+        ];
+        let list = find(&nodes, &[], &DeniedAccesses::default(), &[]);
+        let started = |i: usize| match &list[i] {
+            WorthALook::ProgramStarted {
+                process,
+                started_by,
+                under_package_manager,
+                ..
+            } => (
+                process.command.clone(),
+                started_by.as_ref().map(|p| p.command.clone()),
+                under_package_manager.as_ref().map(|p| p.command.clone()),
+            ),
+            other => panic!("{other:?}"),
+        };
+        let npm = Some("npm install".to_owned());
+        assert_eq!(
+            started(0),
+            ("sh -c make".to_owned(), npm.clone(), npm.clone())
+        );
+        assert_eq!(
+            started(1),
+            ("curl x".to_owned(), Some("sh -c make".to_owned()), npm)
+        );
+        assert_eq!(list.len(), 2);
     }
 
     #[test]
