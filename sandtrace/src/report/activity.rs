@@ -20,7 +20,7 @@
 //! events leave gaps.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     fs,
     path::{Component, Path, PathBuf},
 };
@@ -86,11 +86,27 @@ pub struct FileUse {
     /// it that the log shows.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub cut: bool,
+    /// The processes (pids) that read it.
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub read_by: BTreeSet<u32>,
+    /// The processes (pids) that wrote or changed it.
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub written_by: BTreeSet<u32>,
 }
 
 impl FileUse {
     pub fn exec(&self) -> u64 {
         self.exec_by_cmd + self.exec_by_others
+    }
+
+    fn read_by(&mut self, tgid: u32) {
+        self.read += 1;
+        self.read_by.insert(tgid);
+    }
+
+    fn written_by(&mut self, tgid: u32) {
+        self.write += 1;
+        self.written_by.insert(tgid);
     }
 }
 
@@ -454,11 +470,11 @@ impl Replay {
         let entry = self.activity.files.entry(path).or_default();
         entry.cut |= cut;
         match need {
-            Need::Read => entry.read += 1,
-            Need::Write => entry.write += 1,
+            Need::Read => entry.read_by(s.tgid),
+            Need::Write => entry.written_by(s.tgid),
             Need::ReadWrite => {
-                entry.read += 1;
-                entry.write += 1;
+                entry.read_by(s.tgid);
+                entry.written_by(s.tgid);
             }
             Need::None => {}
         }
@@ -471,7 +487,7 @@ impl Replay {
         if let Some(path) = self.name_arg(s, dirfd) {
             let cut = s.path_truncated;
             let entry = self.activity.files.entry(path).or_default();
-            entry.write += 1;
+            entry.written_by(s.tgid);
             entry.cut |= cut;
             mark(entry);
         }
@@ -480,7 +496,11 @@ impl Replay {
     /// A change to the file open as `fd`.
     fn change_fd(&mut self, tgid: u32, fd: i32) {
         if let Some(Descriptor::File { path, .. }) = self.state(tgid).fds.get(&fd).cloned() {
-            self.activity.files.entry(path).or_default().write += 1;
+            self.activity
+                .files
+                .entry(path)
+                .or_default()
+                .written_by(tgid);
         }
     }
 

@@ -1,13 +1,17 @@
 //! `sandtrace report FILE.jsonl`: a recorded run, summarised for people (text) or machines
-//! (`--format json`): the process tree, files by kind of access, network attempts, denials
-//! with the rule that fired, the busiest syscalls and lost events.
+//! (`--format json`): what is worth a look, the process tree, files by kind of access (reads
+//! by process), writes outside the directory CMD started in, destinations and other network
+//! attempts, denials with the rule that fired, the busiest syscalls and lost events.
 //!
 //! [`log`] reads the log back; [`activity`] replays it into the files and sockets the run
 //! used, which `sandtrace learn` turns into a policy.
 
 pub mod activity;
+mod destinations;
 pub mod log;
+mod outside_start_dir;
 mod text;
+mod worth_a_look;
 
 pub use text::shell_quote;
 
@@ -24,9 +28,17 @@ use serde::Serialize;
 
 use self::{
     activity::{Activity, FileUse, PathNaming, Replay, SocketUse, UnresolvedAccess},
+    destinations::{Contact, Destinations},
     log::{Line, LogProblem, ProcessChange, RuleLine, SummaryLine, SyscallCountLine},
+    worth_a_look::DeniedAccesses,
 };
-use crate::cli::{ReportArgs, ReportFormat};
+pub use self::{
+    destinations::Destination, outside_start_dir::OutsideWrite, worth_a_look::WorthALook,
+};
+use crate::{
+    cli::{ReportArgs, ReportFormat},
+    output::{command_line::command_line, operation_and_access},
+};
 
 /// How many of the busiest syscalls a report lists.
 const TOP_SYSCALLS: usize = 12;
@@ -39,11 +51,18 @@ pub struct Report {
     pub complete: bool,
     pub problems: Vec<LogProblem>,
     pub run: RunOutline,
+    /// Shells and downloaders started inside the run, persistence writes, credential reads
+    /// and processes killed at the end (see [`worth_a_look`]).
+    pub worth_a_look: Vec<WorthALook>,
     /// In the order they first appear; each names its parent and children by pid.
     pub processes: Vec<ProcessNode>,
-    /// By path, as the processes named them (relative paths are relative to the directory
-    /// CMD started in, which the log does not record).
+    /// By path, as the processes named them (relative paths, `./...`, are relative to the
+    /// directory CMD started in).
     pub files: Vec<FileRow>,
+    /// Writes outside `run.start_dir`; empty when the log does not record it.
+    pub writes_outside_start_dir: Vec<OutsideWrite>,
+    /// Remote addresses the run tried, grouped by host name or address and port.
+    pub destinations: Vec<Destination>,
     /// Socket calls, from the syscall lines (addresses are not in them).
     pub network: Vec<NetworkRow>,
     /// The kernel's network decisions, with addresses (enforcing runs only).
@@ -62,6 +81,10 @@ pub struct Report {
 pub struct RunOutline {
     /// The first program CMD's process executed.
     pub command: Option<String>,
+    /// The directory CMD started in: the working directory of its first exec (absent in logs
+    /// older than exec events' `cwd`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_dir: Option<String>,
     /// `trace-only` or `enforce`; unknown without a summary.
     pub mode: Option<String>,
     /// `exited`, `timed_out`, `interrupted`, `start_failed`; unknown without a summary.
@@ -99,6 +122,28 @@ pub struct ExecRecord {
     pub uid: Option<u32>,
 }
 
+/// A process as the report names it: its pid and the command line of a program it ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProcessRef {
+    pub pid: u32,
+    /// The arguments, shell-quoted; the program's path when the log has no arguments; the
+    /// command name in brackets when it executed nothing the log shows.
+    pub command: String,
+}
+
+impl ProcessRef {
+    /// Process `pid` by its last program; `pid N` when the log never showed it.
+    fn find(by_pid: &HashMap<u32, &ProcessNode>, pid: u32) -> Self {
+        match by_pid.get(&pid) {
+            Some(node) => node.reference(),
+            None => Self {
+                pid,
+                command: format!("pid {pid}"),
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ProcessNode {
     /// The process id (thread-group id) in the initial PID namespace.
@@ -116,6 +161,30 @@ pub struct ProcessNode {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signal: Option<i32>,
     pub children: Vec<u32>,
+    /// How many programs the parent had executed when it started this process: the parent's
+    /// program then is the one that started it.
+    #[serde(skip)]
+    parent_execs: usize,
+}
+
+impl ProcessNode {
+    /// The process as it was running its last program.
+    fn reference(&self) -> ProcessRef {
+        self.reference_after(self.execs.len())
+    }
+
+    /// The process as it was after executing its first `execs` programs.
+    fn reference_after(&self, execs: usize) -> ProcessRef {
+        let command = match execs.checked_sub(1).map(|i| &self.execs[i]) {
+            None => format!("[{}]", self.comm),
+            Some(e) if e.argv.is_empty() => e.path.clone(),
+            Some(e) => command_line(&e.argv, e.argv_truncated),
+        };
+        ProcessRef {
+            pid: self.pid,
+            command,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -184,6 +253,10 @@ pub struct Denial {
     /// The first process denied.
     pub pid: u32,
     pub comm: String,
+    /// The command line the first process denied was running (for a denied exec: the one
+    /// that tried it; the denied program's arguments are not in the log).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
 }
 
 /// Collects a report while the log is read.
@@ -193,6 +266,10 @@ struct Builder {
     index: HashMap<u32, usize>,
     denials: Vec<Denial>,
     network_decisions: Vec<NetworkDecision>,
+    destinations: Destinations,
+    denied_accesses: DeniedAccesses,
+    /// Processes killed by SIGKILL after CMD's process had exited: the session's end.
+    killed_at_end: Vec<u32>,
     /// `None` until the first `dns` line.
     dns: Option<DnsReport>,
     syscall_lines: BTreeMap<String, u64>,
@@ -213,6 +290,7 @@ impl Builder {
                 exit_code: None,
                 signal: None,
                 children: Vec::new(),
+                parent_execs: 0,
             });
             self.nodes.len() - 1
         });
@@ -241,6 +319,7 @@ impl Builder {
                         count: 1,
                         pid: s.tgid,
                         comm: s.comm,
+                        command: None,
                     });
                 }
             }
@@ -252,8 +331,10 @@ impl Builder {
                         child_tgid,
                     } if child_pid == child_tgid => {
                         let comm = p.comm.clone();
+                        let parent_execs = self.node(p.tgid, &comm).execs.len();
                         let child = self.node(child_tgid, &comm);
                         child.parent = Some(p.tgid);
+                        child.parent_execs = parent_execs;
                         self.node(p.tgid, &comm).children.push(child_tgid);
                     }
                     ProcessChange::Fork { .. } => self.node(p.tgid, &p.comm).threads += 1,
@@ -276,6 +357,10 @@ impl Builder {
                         });
                     }
                     ProcessChange::Exited { exit_code, signal } => {
+                        let cmd_exited = self.nodes.first().is_some_and(|n| n.exit_code.is_some());
+                        if cmd_exited && signal == Some(libc::SIGKILL) {
+                            self.killed_at_end.push(p.tgid);
+                        }
                         let node = self.node(p.tgid, &p.comm);
                         node.exit_code = Some(exit_code);
                         node.signal = signal;
@@ -290,23 +375,33 @@ impl Builder {
                         count: 1,
                         pid: p.tgid,
                         comm: p.comm,
+                        command: None,
                     }),
                 }
             }
             Line::File(f) => {
+                self.denied_accesses.record(&f);
                 if f.action == "deny" {
                     self.deny(Denial {
                         kind: "file",
-                        what: format!("{} {} {}", f.operation, f.access.join("+"), f.path),
+                        what: format!(
+                            "{} {}",
+                            operation_and_access(&f.operation, &f.access),
+                            f.path
+                        ),
                         why: f.reason,
                         rule: f.rule,
                         count: 1,
                         pid: f.tgid,
                         comm: f.comm,
+                        command: None,
                     });
                 }
             }
             Line::Network(n) => {
+                if let Some(contact) = Contact::from_network(&n) {
+                    self.destinations.add(contact);
+                }
                 let decision = NetworkDecision {
                     action: n.action,
                     operation: n.operation,
@@ -326,6 +421,7 @@ impl Builder {
                         count: 1,
                         pid: n.tgid,
                         comm: n.comm,
+                        command: None,
                     });
                 }
                 let same = |d: &NetworkDecision| {
@@ -351,6 +447,7 @@ impl Builder {
                 count: 1,
                 pid: k.tgid,
                 comm: k.comm,
+                command: None,
             }),
             Line::Dns(d) => {
                 let dns = self.dns.get_or_insert_default();
@@ -374,8 +471,10 @@ impl Builder {
                         // The resolver knows the querying socket, not its process.
                         pid: 0,
                         comm: String::new(),
+                        command: None,
                     });
                 } else {
+                    self.destinations.answer(&d);
                     dns.answered += 1;
                     if !d.answers.is_empty() && !seen(&dns.answered_names) {
                         dns.answered_names.push(d.name);
@@ -386,8 +485,9 @@ impl Builder {
         }
     }
 
-    /// Adds a denial to the group of equal ones.
-    fn deny(&mut self, denial: Denial) {
+    /// Adds a denial to the group of equal ones; a new group names the command line its
+    /// process was running.
+    fn deny(&mut self, mut denial: Denial) {
         let same = |d: &Denial| {
             d.kind == denial.kind
                 && d.what == denial.what
@@ -396,17 +496,23 @@ impl Builder {
         };
         match self.denials.iter_mut().find(|d| same(d)) {
             Some(d) => d.count += 1,
-            None => self.denials.push(denial),
+            None => {
+                denial.command = self
+                    .index
+                    .get(&denial.pid)
+                    .map(|&i| &self.nodes[i])
+                    .filter(|n| !n.execs.is_empty())
+                    .map(|n| n.reference().command);
+                self.denials.push(denial);
+            }
         }
     }
 
     fn finish(self, log: &Path, problems: Vec<LogProblem>) -> Report {
         let activity: Activity = self.replay.finish();
-        let command = self
-            .nodes
-            .first()
-            .and_then(|n| n.execs.first())
-            .map(|e| e.path.clone());
+        let first_exec = self.nodes.first().and_then(|n| n.execs.first());
+        let command = first_exec.map(|e| e.path.clone());
+        let start_dir = first_exec.and_then(|e| e.cwd.clone());
         let denied_lines = self.denials.iter().map(|d| d.count).sum();
         let dns = self.dns.or_else(|| {
             let summary = self.summary.as_ref()?.dns.as_ref()?;
@@ -422,6 +528,7 @@ impl Builder {
         let run = match &self.summary {
             Some(s) => RunOutline {
                 command,
+                start_dir,
                 mode: Some(s.mode.clone()),
                 ending: Some(s.ending.clone()),
                 run_as: s.run_as.clone(),
@@ -437,6 +544,7 @@ impl Builder {
             },
             None => RunOutline {
                 command,
+                start_dir,
                 mode: None,
                 ending: None,
                 run_as: None,
@@ -475,17 +583,32 @@ impl Builder {
                 counts
             }
         };
+        let files: Vec<FileRow> = activity
+            .files
+            .into_iter()
+            .map(|(path, usage)| FileRow { path, usage })
+            .collect();
+        let worth_a_look = worth_a_look::find(
+            &self.nodes,
+            &files,
+            &self.denied_accesses,
+            &self.killed_at_end,
+        );
+        let writes_outside_start_dir = match &run.start_dir {
+            Some(dir) => outside_start_dir::find(Path::new(dir), &files, &self.nodes),
+            None => Vec::new(),
+        };
+        let destinations = self.destinations.finish(&self.nodes);
         Report {
             log: log.to_owned(),
             complete: self.summary.is_some(),
             problems,
             run,
+            worth_a_look,
             processes: self.nodes,
-            files: activity
-                .files
-                .into_iter()
-                .map(|(path, usage)| FileRow { path, usage })
-                .collect(),
+            files,
+            writes_outside_start_dir,
+            destinations,
             network: activity
                 .sockets
                 .into_iter()
@@ -514,6 +637,9 @@ impl Report {
             index: HashMap::new(),
             denials: Vec::new(),
             network_decisions: Vec::new(),
+            destinations: Destinations::default(),
+            denied_accesses: DeniedAccesses::default(),
+            killed_at_end: Vec::new(),
             dns: None,
             syscall_lines: BTreeMap::new(),
             summary: None,

@@ -1,18 +1,28 @@
 //! The text form of a [`Report`].
 
-use std::{collections::HashMap, fmt::Write as _};
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt::Write as _,
+};
 
-use super::{Denial, FileRow, ProcessNode, Report};
+use super::{
+    Denial, Destination, FileRow, ProcessNode, ProcessRef, Report, WorthALook,
+    outside_start_dir::temporary_dir, worth_a_look::is_credential,
+};
 use crate::output::{command_line::command_line, terminal::signal_name};
 
 /// Longest file list shown per kind of access; `--format json` lists every file.
 const LIST_LIMIT: usize = 40;
+/// Ordinary files shown per process under "read"; credential-looking ones are all shown.
+const READS_PER_PROCESS: usize = 10;
 
 pub fn render(r: &Report) -> String {
     let mut out = String::new();
     header(&mut out, r);
+    worth_a_look(&mut out, &r.worth_a_look);
     processes(&mut out, &r.processes);
     files(&mut out, r);
+    writes_outside_start_dir(&mut out, r);
     network(&mut out, r);
     denials(&mut out, &r.denials);
     let _ = writeln!(out, "\nbusiest syscalls");
@@ -66,6 +76,82 @@ fn header(out: &mut String, r: &Report) {
     );
     for problem in &r.problems {
         let _ = writeln!(out, "  note: {problem}");
+    }
+}
+
+/// `1234 sh -c 'node install.js'`.
+fn process(p: &ProcessRef) -> String {
+    format!("{} {}", p.pid, p.command)
+}
+
+fn processes_list(list: &[ProcessRef]) -> String {
+    list.iter().map(process).collect::<Vec<_>>().join("; ")
+}
+
+fn worth_a_look(out: &mut String, list: &[WorthALook]) {
+    let _ = writeln!(out, "\nworth a look ({})", list.len());
+    if list.is_empty() {
+        let _ = writeln!(
+            out,
+            "  nothing: no shell or downloader started inside the run, no write to a start-up, \
+             cron, systemd, autostart or editor file, no credential-looking file read, no \
+             process left running at the end"
+        );
+    }
+    let denied = |d: bool| if d { "denied " } else { "" };
+    for item in list {
+        let line = match item {
+            WorthALook::ProgramStarted {
+                program_kind,
+                process: p,
+                started_by,
+                under_package_manager,
+            } => {
+                let mut line = format!("{program_kind} started: {}", process(p));
+                let mut context = Vec::new();
+                if let Some(by) = started_by {
+                    context.push(format!("by {}", process(by)));
+                }
+                if let Some(pm) = under_package_manager
+                    .as_ref()
+                    .filter(|pm| Some(*pm) != started_by.as_ref())
+                {
+                    context.push(format!("under {}", process(pm)));
+                }
+                if !context.is_empty() {
+                    let _ = write!(line, " ({})", context.join(", "));
+                }
+                line
+            }
+            WorthALook::PersistenceWrite {
+                path,
+                place,
+                denied: d,
+                processes,
+            } => format!(
+                "{}write to {place}: {} by {}",
+                denied(*d),
+                path.display(),
+                processes_list(processes)
+            ),
+            WorthALook::CredentialRead {
+                path,
+                denied: d,
+                processes,
+            } => format!(
+                "{}read of a credential-looking file: {} by {}",
+                denied(*d),
+                path.display(),
+                processes_list(processes)
+            ),
+            WorthALook::KilledAtEnd { process: p } => {
+                format!(
+                    "still running after CMD exited, killed at the end: {}",
+                    process(p)
+                )
+            }
+        };
+        let _ = writeln!(out, "  {line}");
     }
 }
 
@@ -162,12 +248,12 @@ fn files(out: &mut String, r: &Report) {
         out,
         "\nfiles (as the processes named them; ./ is the directory CMD started in)"
     );
-    for kind in ["read", "written", "executed"] {
+    reads(out, r);
+    for kind in ["written", "executed"] {
         let rows: Vec<&FileRow> = r
             .files
             .iter()
             .filter(|f| match kind {
-                "read" => f.usage.read > 0,
                 "written" => f.usage.write > 0,
                 _ => f.usage.exec() > 0,
             })
@@ -202,6 +288,126 @@ fn files(out: &mut String, r: &Report) {
     }
 }
 
+/// Reads by process (in the order the processes appear), credential-looking files first and
+/// never cut.
+fn reads(out: &mut String, r: &Report) {
+    let read: Vec<&FileRow> = r.files.iter().filter(|f| f.usage.read > 0).collect();
+    let mut by_pid: BTreeMap<u32, Vec<&FileRow>> = BTreeMap::new();
+    for f in &read {
+        for &pid in &f.usage.read_by {
+            by_pid.entry(pid).or_default().push(f);
+        }
+    }
+    let processes = by_pid.len();
+    let plural = if processes == 1 { "" } else { "es" };
+    let _ = writeln!(
+        out,
+        "  read ({} files, by {processes} process{plural})",
+        read.len()
+    );
+    let nodes: HashMap<u32, &ProcessNode> = r.processes.iter().map(|n| (n.pid, n)).collect();
+    let order: HashMap<u32, usize> = r
+        .processes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.pid, i))
+        .collect();
+    let mut groups: Vec<(u32, Vec<&FileRow>)> = by_pid.into_iter().collect();
+    groups.sort_by_key(|(pid, _)| order.get(pid).copied().unwrap_or(usize::MAX));
+    for (pid, files) in groups {
+        let who = ProcessRef::find(&nodes, pid);
+        let _ = writeln!(out, "    {} ({})", process(&who), files.len());
+        let (credentials, ordinary): (Vec<&FileRow>, Vec<&FileRow>) =
+            files.into_iter().partition(|f| is_credential(&f.path));
+        for f in &credentials {
+            let _ = writeln!(
+                out,
+                "      {}  (credential-looking){}",
+                f.path.display(),
+                notes(f)
+            );
+        }
+        for f in ordinary.iter().take(READS_PER_PROCESS) {
+            let _ = writeln!(out, "      {}{}", f.path.display(), notes(f));
+        }
+        if ordinary.len() > READS_PER_PROCESS {
+            let _ = writeln!(
+                out,
+                "      … and {} more (--format json lists them all)",
+                ordinary.len() - READS_PER_PROCESS
+            );
+        }
+    }
+}
+
+fn writes_outside_start_dir(out: &mut String, r: &Report) {
+    let Some(start_dir) = &r.run.start_dir else {
+        let _ = writeln!(
+            out,
+            "\nwrites outside the directory CMD started in: unknown (the log does not record \
+             the directory)"
+        );
+        return;
+    };
+    let writes = &r.writes_outside_start_dir;
+    let _ = writeln!(
+        out,
+        "\nwrites outside the directory CMD started in, {start_dir} ({})",
+        writes.len()
+    );
+    if writes.is_empty() {
+        let _ = writeln!(out, "  none");
+    }
+    let (temporary, lasting): (Vec<_>, Vec<_>) = writes.iter().partition(|w| w.temporary);
+    for w in lasting.iter().take(LIST_LIMIT) {
+        let _ = writeln!(
+            out,
+            "  {}  by {}",
+            w.path.display(),
+            processes_list(&w.processes)
+        );
+    }
+    if lasting.len() > LIST_LIMIT {
+        let _ = writeln!(
+            out,
+            "  … and {} more (--format json lists them all)",
+            lasting.len() - LIST_LIMIT
+        );
+    }
+    // Temporary files, collapsed: many builds write hundreds.
+    let mut per_dir: BTreeMap<&str, usize> = BTreeMap::new();
+    for w in &temporary {
+        *per_dir
+            .entry(temporary_dir(&w.path).unwrap_or("?"))
+            .or_default() += 1;
+    }
+    for (dir, n) in per_dir {
+        let plural = if n == 1 { "" } else { "s" };
+        let _ = writeln!(
+            out,
+            "  {dir}: {n} file{plural} (temporary; --format json lists them)"
+        );
+    }
+}
+
+/// `registry.npmjs.org:443 tcp (104.16.1.34, 104.16.2.34)` or `127.0.0.1:9 tcp`.
+fn destination(d: &Destination) -> String {
+    let with_port = |name: &str| match d.port {
+        Some(port) if name.contains(':') => format!("[{name}]:{port}"),
+        Some(port) => format!("{name}:{port}"),
+        None => name.to_owned(),
+    };
+    match &d.host {
+        Some(host) => format!(
+            "{} {} ({})",
+            with_port(host),
+            d.protocol,
+            d.addresses.join(", ")
+        ),
+        None => format!("{} {}", with_port(&d.addresses.join(", ")), d.protocol),
+    }
+}
+
 fn notes(f: &FileRow) -> String {
     let u = &f.usage;
     let notes: Vec<&str> = [
@@ -223,6 +429,24 @@ fn notes(f: &FileRow) -> String {
 
 fn network(out: &mut String, r: &Report) {
     let _ = writeln!(out, "\nnetwork");
+    if !r.destinations.is_empty() {
+        let _ = writeln!(out, "  destinations ({}):", r.destinations.len());
+    }
+    for d in &r.destinations {
+        let mut outcome = format!("{}×", d.attempts);
+        if d.denied > 0 {
+            let _ = write!(outcome, ", {} denied", d.denied);
+        }
+        if d.redirected > 0 {
+            let _ = write!(outcome, ", {} sent to the session's resolver", d.redirected);
+        }
+        let _ = writeln!(
+            out,
+            "    {}: {outcome}, by {}",
+            destination(d),
+            processes_list(&d.processes)
+        );
+    }
     if r.network.is_empty() && r.network_decisions.is_empty() && r.dns.is_none() {
         let _ = writeln!(
             out,
@@ -302,10 +526,16 @@ fn denials(out: &mut String, denials: &[Denial]) {
             Some(rule) => format!("{} rule {:?} ({})", rule.kind, rule.pattern, rule.source),
             None => d.why.clone(),
         };
-        let _ = writeln!(
-            out,
-            "  {}: {why}; {}× (first by {}, pid {})",
-            d.what, d.count, d.comm, d.pid
-        );
+        let running = d
+            .command
+            .as_deref()
+            .map(|c| format!(", running {c}"))
+            .unwrap_or_default();
+        // The resolver's denials name no process.
+        let first = match d.pid {
+            0 => String::new(),
+            pid => format!(" (first by {}, pid {pid}{running})", d.comm),
+        };
+        let _ = writeln!(out, "  {}: {why}; {}×{first}", d.what, d.count);
     }
 }
