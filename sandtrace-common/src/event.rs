@@ -30,6 +30,7 @@ pub enum EventKind {
     Network = 7,
     ForkRefused = 8,
     SeccompKill = 9,
+    Socket = 10,
 }
 
 impl EventKind {
@@ -44,6 +45,7 @@ impl EventKind {
             7 => Self::Network,
             8 => Self::ForkRefused,
             9 => Self::SeccompKill,
+            10 => Self::Socket,
             _ => return None,
         })
     }

@@ -10,7 +10,7 @@ use super::{
     Labels, SyscallAction, access_names,
     command_line::command_line,
     errno_name, is_error,
-    network::{endpoint, op_name, protocol_name},
+    network::{endpoint, family_name, op_name, protocol_name, socket_op_name},
     summary::{Ending, Summary},
 };
 use crate::{
@@ -100,7 +100,8 @@ impl Terminal {
             }
             // Denials always show; allowed decisions are only reported at -v.
             EventBody::File(_) | EventBody::Network(_) | EventBody::SeccompKill(_) => true,
-            EventBody::ForkRefused { .. }
+            EventBody::Socket(_)
+            | EventBody::ForkRefused { .. }
             | EventBody::Fork { .. }
             | EventBody::Exec { .. }
             | EventBody::Exit { .. } => self.verbosity >= Verbosity::Processes,
@@ -188,6 +189,20 @@ impl Terminal {
                     protocol_name(n.protocol, n.sock_type),
                     op_name(n.op),
                 )
+            }
+            EventBody::Socket(s) => {
+                let addr = crate::sockaddr::SockAddr::parse(s.addr)
+                    .map(|a| format!(" {a}"))
+                    .unwrap_or_default();
+                let ret = match errno_name(s.ret) {
+                    Some(e) => self.paint(RED, &format!("-1 {e}")),
+                    None => s.ret.to_string(),
+                };
+                let on = match s.op {
+                    sandtrace_common::network::SocketOp::Socket => family_name(s.domain),
+                    _ => format!("fd {}", s.fd).into(),
+                };
+                format!("{who} {} {on}{addr} = {ret}", socket_op_name(s.op))
             }
             EventBody::SeccompKill(k) => {
                 let name = super::foreign_syscall_name(k)
