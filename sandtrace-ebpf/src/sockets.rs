@@ -70,12 +70,13 @@ pub fn record(nr: u32, args: [u64; 6], ret: i64) {
         }
         // The kernel wrote the peer's address and its length back (a failed call wrote
         // nothing).
-        _ if args[1] == 0 || ret < 0 => (SocketOp::Accept, 0, 0),
-        _ => (
+        NR_ACCEPT | NR_ACCEPT4 if args[1] == 0 || ret < 0 => (SocketOp::Accept, 0, 0),
+        NR_ACCEPT | NR_ACCEPT4 => (
             SocketOp::Accept,
             args[1],
             kernel::user(args[2]).unwrap_or(0),
         ),
+        _ => return,
     };
     let socket = op == SocketOp::Socket;
     emit::send(|e: *mut SocketEvent| unsafe {
