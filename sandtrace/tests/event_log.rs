@@ -172,7 +172,7 @@ fn network_event(
 
 /// A `sockaddr_in`, as the caller passes it.
 fn sockaddr_in(ip: Ipv4Addr, port: u16) -> Vec<u8> {
-    let mut b = u16::from(AF_INET).to_ne_bytes().to_vec();
+    let mut b = AF_INET.to_ne_bytes().to_vec();
     b.extend(port.to_be_bytes());
     b.extend(ip.octets());
     b.extend([0; 8]);

@@ -67,8 +67,9 @@ impl SocketTable {
                 }
                 None
             }
-            // The thread-group leader's exit: the process's fds close (or soon will).
-            EventBody::Exit { .. } if event.task.pid == tgid => {
+            // The thread-group leader's exit (the only one reported): the process's fds close
+            // (or soon will, with its last thread).
+            EventBody::Exit { .. } => {
                 self.by_fd.retain(|(owner, _), _| *owner != tgid);
                 None
             }
@@ -158,5 +159,66 @@ fn created(s: &SocketRecord<'_>) -> KnownSocket {
         sock_type: s.sock_type,
         protocol,
         local: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use super::*;
+    use crate::events::{KernelText, Task};
+
+    fn event(tgid: u32, body: EventBody<'static>) -> Event<'static> {
+        Event {
+            time: UNIX_EPOCH,
+            task: Task {
+                pid: tgid,
+                tgid,
+                comm: KernelText::until_nul(b"t"),
+            },
+            body,
+        }
+    }
+
+    fn call(op: SocketOp, fd: i32, ret: i64) -> EventBody<'static> {
+        EventBody::Socket(SocketRecord {
+            op,
+            fd,
+            ret,
+            domain: AF_INET6,
+            sock_type: SOCK_DGRAM,
+            protocol: 0,
+            addr: b"",
+            addr_unreadable: false,
+        })
+    }
+
+    #[test]
+    fn a_new_process_inherits_its_parents_sockets_until_it_exits() {
+        let mut table = SocketTable::default();
+        let udp = KnownSocket {
+            domain: AF_INET6,
+            sock_type: SOCK_DGRAM,
+            protocol: IPPROTO_UDP,
+            local: None,
+        };
+        let created = table.observe(&event(10, call(SocketOp::Socket, -1, 5)));
+        assert_eq!(created, Some(&udp));
+        let fork = EventBody::Fork {
+            child_pid: 11,
+            child_tgid: 11,
+        };
+        assert_eq!(table.observe(&event(10, fork)), None);
+        let child_send = event(11, call(SocketOp::Send, 5, 1));
+        assert_eq!(table.observe(&child_send), Some(&udp));
+        // Another process's fd 5 is not this socket.
+        assert_eq!(table.observe(&event(12, call(SocketOp::Send, 5, 1))), None);
+        table.observe(&event(11, EventBody::Exit { status: 0 }));
+        assert_eq!(table.observe(&child_send), None);
+        assert_eq!(
+            table.observe(&event(10, call(SocketOp::Send, 5, 1))),
+            Some(&udp)
+        );
     }
 }
