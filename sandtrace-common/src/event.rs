@@ -31,6 +31,7 @@ pub enum EventKind {
     ForkRefused = 8,
     SeccompKill = 9,
     DnsPacket = 10,
+    Socket = 11,
 }
 
 impl EventKind {
@@ -46,6 +47,7 @@ impl EventKind {
             8 => Self::ForkRefused,
             9 => Self::SeccompKill,
             10 => Self::DnsPacket,
+            11 => Self::Socket,
             _ => return None,
         })
     }

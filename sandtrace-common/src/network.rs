@@ -266,6 +266,69 @@ pub struct DnsPacketEvent {
     pub data: [u8; DNS_CAPTURE_CAP],
 }
 
+/// Bytes of a socket address a [`SocketEvent`] carries: room for a whole `sockaddr_un` (110
+/// bytes), and a power of two, which bounds the kernel side's read for the verifier.
+pub const SOCKADDR_CAP: usize = 128;
+
+/// Which socket call a [`SocketEvent`] records.
+#[repr(u16)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SocketOp {
+    /// `socket`: `domain`, `sock_type`, `protocol` as requested; the new fd is `ret`.
+    Socket = 1,
+    Connect = 2,
+    /// `sendto` with a destination, `sendmsg` with `msg_name`.
+    Send = 3,
+    Bind = 4,
+    Listen = 5,
+    /// `accept`, `accept4`: the address is the peer's, as the kernel wrote it back; the new fd
+    /// is `ret`.
+    Accept = 6,
+}
+
+impl SocketOp {
+    pub fn from_u16(v: u16) -> Option<Self> {
+        Some(match v {
+            1 => Self::Socket,
+            2 => Self::Connect,
+            3 => Self::Send,
+            4 => Self::Bind,
+            5 => Self::Listen,
+            6 => Self::Accept,
+            _ => return None,
+        })
+    }
+}
+
+/// One socket call of a session task, in every mode (`EventKind::Socket`), recorded as it
+/// returned: what the caller passed (or, for `accept`, got back) and the result. A record, not
+/// a decision: [`NetworkEvent`] says what the kernel programs decided.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SocketEvent {
+    pub header: crate::event::EventHeader,
+    /// A [`SocketOp`].
+    pub op: u16,
+    /// Bytes of `addr` read from the caller's memory: 0 when there was no address or it could
+    /// not be read.
+    pub addr_copied: u16,
+    /// The address length the caller passed (for `accept`, the one the kernel wrote back); may
+    /// exceed [`SOCKADDR_CAP`].
+    pub addr_len: u32,
+    /// The socket the call was made on (-1 for `socket`).
+    pub fd: i32,
+    /// For [`SocketOp::Socket`], the requested `AF_*` domain; 0 otherwise.
+    pub domain: u32,
+    /// The return value: 0 or the new fd, or `-errno`.
+    pub ret: i64,
+    /// For [`SocketOp::Socket`], the requested type (with `SOCK_NONBLOCK`/`SOCK_CLOEXEC`) and
+    /// protocol; 0 otherwise.
+    pub sock_type: u32,
+    pub protocol: u32,
+    /// A `struct sockaddr`, `addr_copied` bytes of it.
+    pub addr: [u8; SOCKADDR_CAP],
+}
+
 #[cfg(feature = "user")]
 // SAFETY: `#[repr(C)]` and made of integers (and arrays of them) only: every bit pattern
 // is a valid value, and the kernel side reads the same layout.

@@ -1,8 +1,12 @@
 //! Reading kernel objects. Struct fields are read at offsets taken from the running kernel's
 //! BTF (`Config::offsets`, read with `session::config!`), never hard-coded; an unreadable
 //! field reads as 0 (a null pointer), which every caller treats as "absent".
+//! Also the caller's memory ([`user`]), whose layouts are the user ABI.
 
-use aya_ebpf::{EbpfContext, helpers::bpf_probe_read_kernel};
+use aya_ebpf::{
+    EbpfContext,
+    helpers::{bpf_probe_read_kernel, bpf_probe_read_user},
+};
 
 /// The `T` at `base + offset` in kernel memory, `None` where it cannot be read.
 #[inline(always)]
@@ -32,4 +36,11 @@ pub fn pointer<T>(base: *const u8, offset: u32) -> *const T {
 pub fn scalar_arg<C: EbpfContext>(ctx: &C, n: usize) -> u64 {
     let args = ctx.as_ptr() as *const u64;
     unsafe { bpf_probe_read_kernel(args.add(n)).unwrap_or(0) }
+}
+
+/// The `T` at `addr` in the current task's memory, `None` where it cannot be read (not
+/// mapped, or not paged in: the helper cannot fault pages in).
+#[inline(always)]
+pub fn user<T: Copy>(addr: u64) -> Option<T> {
+    unsafe { bpf_probe_read_user(addr as *const T).ok() }
 }

@@ -27,6 +27,7 @@ mod path_policy;
 mod process;
 mod regimes;
 mod session;
+mod sockets;
 mod syscalls;
 
 #[unsafe(link_section = "license")]

@@ -6,15 +6,16 @@
 //!
 //! `sys_enter` counts every syscall in a per-CPU array for the summary, except those the
 //! seccomp filter refuses, which never reach it: `sys_exit` counts those (the loader marks
-//! them in `SYSCALL_ACTIONS`). The loader attaches `sys_exit` only when it has such work, and
-//! calls without any return before the session check, so that the second program costs the
-//! machine's other syscalls little. `exit` and `exit_group` never return: `sys_enter` reports
-//! them.
+//! them in `SYSCALL_ACTIONS`). `sys_exit` returns for calls without any such work before the
+//! session check, so that the second program costs the machine's other syscalls little.
+//! `exit` and `exit_group` never return: `sys_enter` reports them.
 //!
 //! Syscalls the policy denies or lists as `log_only` (the loader's `SYSCALL_ACTIONS` map) are
 //! reported whether or not per-syscall events are on. `sys_exit` also reports forks refused
 //! with `EAGAIN` (`max_processes`), and `signal_generate` reports processes the seccomp filter
 //! kills for using a foreign syscall ABI.
+//!
+//! `sys_exit` also records the session's socket calls, in every mode (see [`sockets`]).
 //!
 //! Calls of sandtrace's launcher before it execs CMD are left out (see [`launch`]), so that the
 //! counts and events are CMD's own, as `strace CMD` shows them.
@@ -36,7 +37,7 @@ use sandtrace_common::{
     syscall_args::path_arg,
 };
 
-use crate::{emit, kernel, launch, network, session};
+use crate::{emit, kernel, launch, network, session, sockets};
 
 /// Completed calls per syscall number, summed over CPUs by the loader for the summary.
 #[map]
@@ -254,7 +255,12 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     let events = session::flag(FLAG_SYSCALL_EVENTS);
     // Most calls have nothing to do here: decided before the session check, the costliest
     // step for calls that are not the session's.
-    if !restored && !events && exit_action == syscall_action::NONE && !is_fork(exit_nr) {
+    if !restored
+        && !events
+        && exit_action == syscall_action::NONE
+        && !is_fork(exit_nr)
+        && !sockets::is_recorded(exit_nr)
+    {
         return 0;
     }
     if !session::current_in_session() {
@@ -263,6 +269,11 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     if launch::is_launcher(pid_tgid) && !is_exec(exit_nr) {
         return 0;
+    }
+    let ret: i64 = ctx.arg(1);
+    // A restored call's `exit_nr` (-1) is none of these: its registers hold no arguments.
+    if sockets::is_recorded(exit_nr) {
+        sockets::record(exit_nr, regs.args(), ret);
     }
     let pending = take_pending(pid_tgid);
     let (nr, action) = match pending {
@@ -274,7 +285,6 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     };
     let entered_at = pending.and_then(|(entry_nr, ts)| (entry_nr == nr).then_some(ts));
     let is_fork = is_fork(nr);
-    let ret: i64 = ctx.arg(1);
     // A syscall with an action always leaves an entry in sys_enter; the seccomp filter runs
     // before sys_enter, so a call refused for its arguments has none. (A call whose entry
     // another thread displaced and that failed with EPERM by itself reads as refused too.)

@@ -21,7 +21,8 @@ use sandtrace_common::{
     file::{EVENT_PATH_CAP, FileOp, Verdict},
     network::{
         DNS_CAPTURE_CAP, DNS_PACKET_SENT, DnsPacketEvent, NET_LIST_BIND, NET_LIST_CONNECT,
-        NET_LIST_HOSTS, NO_NET_RULE, NetOp, NetVerdict, NetworkEvent,
+        NET_LIST_HOSTS, NO_NET_RULE, NetOp, NetVerdict, NetworkEvent, SOCKADDR_CAP, SocketEvent,
+        SocketOp,
     },
     policy::{KIND_COUNT, MAX_REGIMES, NO_RULE, RULE_REGIME_SHIFT},
 };
@@ -68,6 +69,11 @@ impl<'a> KernelText<'a> {
     pub fn until_nul(bytes: &'a [u8]) -> Self {
         let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
         Self(&bytes[..end])
+    }
+
+    /// All the bytes, NULs included (an abstract socket name).
+    pub fn from_bytes(bytes: &'a [u8]) -> Self {
+        Self(bytes)
     }
 
     pub fn as_bytes(&self) -> &'a [u8] {
@@ -225,6 +231,24 @@ pub struct NetworkRecord {
     pub regime: Option<usize>,
 }
 
+/// A socket call of a session task, as it returned (see `sandtrace_common::network::SocketEvent`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SocketRecord<'a> {
+    pub op: SocketOp,
+    /// The socket the call was made on; -1 for `socket`.
+    pub fd: i32,
+    /// The return value: 0 or the new fd, or `-errno`.
+    pub ret: i64,
+    /// For `socket`: the requested `AF_*` domain, `SOCK_*` type (flags removed) and protocol.
+    pub domain: u16,
+    pub sock_type: u16,
+    pub protocol: u32,
+    /// The address bytes read (see `crate::sockaddr::SockAddr::parse`); empty without one.
+    pub addr: &'a [u8],
+    /// An address was passed but could not be read.
+    pub addr_unreadable: bool,
+}
+
 /// The seccomp filter's foreign-ABI kill.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeccompKillRecord {
@@ -301,6 +325,7 @@ pub enum EventBody<'a> {
         errno: i32,
     },
     SeccompKill(SeccompKillRecord),
+    Socket(SocketRecord<'a>),
     /// A DNS packet of the session (its own resolver not running): for the loader's
     /// decoder, never logged as it is.
     DnsPacket(DnsPacketRecord<'a>),
@@ -459,6 +484,26 @@ fn network(e: &NetworkEvent) -> Result<NetworkRecord, DecodeError> {
     })
 }
 
+/// The type bits of socket(2)'s `type` (without `SOCK_NONBLOCK`/`SOCK_CLOEXEC`).
+const SOCK_TYPE_MASK: u32 = 0xf;
+
+fn socket(bytes: &[u8]) -> Result<SocketRecord<'_>, DecodeError> {
+    let e: SocketEvent = read(bytes)?;
+    let op = SocketOp::from_u16(e.op)
+        .ok_or_else(|| DecodeError(format!("unknown socket op {}", e.op)))?;
+    let copied = usize::from(e.addr_copied).min(SOCKADDR_CAP);
+    Ok(SocketRecord {
+        op,
+        fd: e.fd,
+        ret: e.ret,
+        domain: e.domain as u16,
+        sock_type: (e.sock_type & SOCK_TYPE_MASK) as u16,
+        protocol: e.protocol,
+        addr: field::<SocketEvent>(bytes, offset_of!(SocketEvent, addr), copied)?,
+        addr_unreadable: e.addr_len > 0 && copied == 0,
+    })
+}
+
 /// Decodes one ring-buffer record.
 pub fn decode<'a>(bytes: &'a [u8], clock: &Clock) -> Result<Event<'a>, DecodeError> {
     let header: EventHeader = read(bytes)?;
@@ -515,6 +560,7 @@ pub fn decode<'a>(bytes: &'a [u8], clock: &Clock) -> Result<Event<'a>, DecodeErr
         },
         EventKind::File => EventBody::File(file(bytes)?),
         EventKind::Network => EventBody::Network(network(&read::<NetworkEvent>(bytes)?)?),
+        EventKind::Socket => EventBody::Socket(socket(bytes)?),
         EventKind::ForkRefused => {
             let e: ForkRefusedEvent = read(bytes)?;
             EventBody::ForkRefused {

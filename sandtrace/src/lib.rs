@@ -24,6 +24,7 @@ pub mod progress;
 pub mod pty;
 pub mod report;
 pub mod session;
+pub mod sockaddr;
 pub mod spawn;
 
 pub mod kernel_btf;

@@ -17,7 +17,10 @@ use sandtrace::{
     events::{self, Clock},
     output::{
         FileRules, Labels, RuleLabel,
-        jsonl::EventLog,
+        jsonl::{
+            EventLog,
+            schema::{SocketAddressLine, SocketLine},
+        },
         network::NetworkRules,
         summary::{DnsSummary, Ending, RunAs, RunResult, Summary, Tally},
     },
@@ -41,7 +44,7 @@ use sandtrace_common::{
     file::{EVENT_PATH_CAP, FileOp, Verdict},
     network::{
         NET_LIST_BIND, NET_LIST_CONNECT, NET_LIST_HOSTS, NO_HOST_NAME, NO_NET_RULE, NetOp,
-        NetVerdict, NetworkEvent,
+        NetVerdict, NetworkEvent, SOCKADDR_CAP, SocketEvent, SocketOp,
     },
     policy::{
         KIND_COUNT, KIND_EXEC, KIND_INDEX_DENY, KIND_INDEX_EXEC, KIND_READ, KIND_WRITE, NO_RULE,
@@ -164,6 +167,39 @@ fn network_event(
         } else {
             v4_words(peer.0)
         },
+    }
+}
+
+/// A `sockaddr_in`, as the caller passes it.
+fn sockaddr_in(ip: Ipv4Addr, port: u16) -> Vec<u8> {
+    let mut b = AF_INET.to_ne_bytes().to_vec();
+    b.extend(port.to_be_bytes());
+    b.extend(ip.octets());
+    b.extend([0; 8]);
+    b
+}
+
+/// A socket call's record, as `sockets.rs` sends it: `socket(AF_INET, SOCK_STREAM |
+/// SOCK_CLOEXEC, 0)` for `SocketOp::Socket`, else a call on `fd` with `addr`.
+fn socket_event(header: EventHeader, op: SocketOp, fd: i32, ret: i64, addr: &[u8]) -> SocketEvent {
+    let socket = op == SocketOp::Socket;
+    let mut bytes = [0; SOCKADDR_CAP];
+    bytes[..addr.len()].copy_from_slice(addr);
+    SocketEvent {
+        header,
+        op: op as u16,
+        addr_copied: addr.len() as u16,
+        addr_len: addr.len() as u32,
+        fd,
+        domain: if socket { u32::from(AF_INET) } else { 0 },
+        ret,
+        sock_type: if socket {
+            u32::from(SOCK_STREAM) | 0o2_000_000
+        } else {
+            0
+        },
+        protocol: 0,
+        addr: bytes,
     }
 }
 
@@ -364,6 +400,41 @@ fn kernel_records() -> Vec<Vec<u8>> {
         (Ipv4Addr::UNSPECIFIED, 0),
     ));
 
+    // Socket calls: a TCP listener bound, listening and accepting (socket's type flags
+    // masked), a connect to an address the resolver handed out on a socket the log never saw
+    // created, a send to an abstract UNIX socket, and an address that could not be read.
+    for (op, fd, ret, addr) in [
+        (SocketOp::Socket, -1, 3, &[][..]),
+        (
+            SocketOp::Bind,
+            3,
+            0,
+            &sockaddr_in(Ipv4Addr::LOCALHOST, 8080)[..],
+        ),
+        (SocketOp::Listen, 3, 0, &[][..]),
+        (
+            SocketOp::Accept,
+            3,
+            4,
+            &sockaddr_in(Ipv4Addr::new(127, 0, 0, 2), 5000)[..],
+        ),
+        (
+            SocketOp::Connect,
+            5,
+            -115,
+            &sockaddr_in(Ipv4Addr::new(127, 0, 0, 2), 443)[..],
+        ),
+        (SocketOp::Send, 6, 3, &b"\x01\x00\0log"[..]),
+    ] {
+        let h = r.header(EventKind::Socket, 100, 100, b"python3");
+        r.push(&socket_event(h, op, fd, ret, addr));
+    }
+    let h = r.header(EventKind::Socket, 100, 100, b"python3");
+    r.push(&SocketEvent {
+        addr_len: 16,
+        ..socket_event(h, SocketOp::Connect, 7, -14, &[])
+    });
+
     // Foreign-ABI kills: x32 uname (named), i386 execve (not).
     let h = r.header(EventKind::SeccompKill, 104, 104, b"x32prog");
     r.push(&SeccompKillEvent {
@@ -404,6 +475,7 @@ fn labels() -> Labels {
         .expect("the test policy resolves");
     let names = ResolvedNames::default();
     assert_eq!(names.id("registry.test"), Some(1));
+    names.handed_out(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)), 1);
     Labels {
         file_rules,
         network_rules: NetworkRules::for_policy(&effective),
@@ -489,6 +561,47 @@ fn rule(kind: &str, pattern: &str, source: &str) -> Option<RuleLine> {
         pattern: s(pattern),
         source: s(source),
     })
+}
+
+/// A successful call's line on an IPv4 TCP socket of python3 (pid 100) with `address`; the
+/// caller sets the operation, fd and what differs.
+fn tcp_line(address: SocketAddressLine) -> SocketLine {
+    SocketLine {
+        timestamp: String::new(),
+        pid: 100,
+        tgid: 100,
+        comm: s("python3"),
+        operation: String::new(),
+        fd: None,
+        family: Some(s("ipv4")),
+        socket_type: Some(s("stream")),
+        protocol: Some(s("tcp")),
+        netlink_family: None,
+        address,
+        address_unreadable: false,
+        host: None,
+        local: None,
+        return_value: 0,
+        success: true,
+        errno: None,
+    }
+}
+
+fn socket_line(timestamp: String, operation: &str, fd: Option<i32>, line: SocketLine) -> Line {
+    Line::Socket(SocketLine {
+        timestamp,
+        operation: s(operation),
+        fd,
+        ..line
+    })
+}
+
+fn inet(address: &str, port: u16) -> SocketAddressLine {
+    SocketAddressLine {
+        address: Some(s(address)),
+        port: Some(port),
+        ..SocketAddressLine::default()
+    }
 }
 
 /// What the reader must give back for `kernel_records()`, every field spelled out; the
@@ -836,6 +949,80 @@ fn expected_lines(timestamps: &[String]) -> Vec<Line> {
             rule: None,
             regime: None,
         }),
+        socket_line(
+            t(),
+            "socket",
+            Some(3),
+            SocketLine {
+                return_value: 3,
+                ..tcp_line(SocketAddressLine::default())
+            },
+        ),
+        socket_line(t(), "bind", Some(3), tcp_line(inet("127.0.0.1", 8080))),
+        socket_line(
+            t(),
+            "listen",
+            Some(3),
+            SocketLine {
+                local: Some(inet("127.0.0.1", 8080)),
+                ..tcp_line(SocketAddressLine::default())
+            },
+        ),
+        socket_line(
+            t(),
+            "accept",
+            Some(3),
+            SocketLine {
+                host: Some(s("registry.test")),
+                local: Some(inet("127.0.0.1", 8080)),
+                return_value: 4,
+                ..tcp_line(inet("127.0.0.2", 5000))
+            },
+        ),
+        socket_line(
+            t(),
+            "connect",
+            Some(5),
+            SocketLine {
+                socket_type: None,
+                protocol: None,
+                host: Some(s("registry.test")),
+                return_value: -115,
+                success: false,
+                errno: Some(s("EINPROGRESS")),
+                ..tcp_line(inet("127.0.0.2", 443))
+            },
+        ),
+        socket_line(
+            t(),
+            "send",
+            Some(6),
+            SocketLine {
+                family: Some(s("unix")),
+                socket_type: None,
+                protocol: None,
+                return_value: 3,
+                ..tcp_line(SocketAddressLine {
+                    abstract_name: Some(s("log")),
+                    ..SocketAddressLine::default()
+                })
+            },
+        ),
+        socket_line(
+            t(),
+            "connect",
+            Some(7),
+            SocketLine {
+                family: None,
+                socket_type: None,
+                protocol: None,
+                address_unreadable: true,
+                return_value: -14,
+                success: false,
+                errno: Some(s("EFAULT")),
+                ..tcp_line(SocketAddressLine::default())
+            },
+        ),
         Line::Seccomp(SeccompLine {
             timestamp: t(),
             pid: 104,

@@ -31,8 +31,7 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sa
 /// the data area twice so that records never wrap).
 pub const DEFAULT_RING_BUFFER_BYTES: u32 = 8 * 1024 * 1024;
 
-/// Raw tracepoints and the programs attached to them, in attach order. `sys_exit` only when
-/// it has work (see [`ProgramPlan::needs_sys_exit`]).
+/// Raw tracepoints and the programs attached to them, in attach order.
 pub const TRACEPOINTS: &[(&str, &str)] = &[
     ("sched_process_fork", "sched_process_fork"),
     ("sched_process_exec", "sched_process_exec"),
@@ -175,9 +174,6 @@ impl SessionPrograms {
             }
         }
         for (program, tracepoint) in TRACEPOINTS {
-            if *program == "sys_exit" && !plan.needs_sys_exit() {
-                continue;
-            }
             let prog: &mut RawTracePoint = ebpf
                 .program_mut(program)
                 .ok_or_else(|| anyhow!("program {program} missing from the eBPF object"))?

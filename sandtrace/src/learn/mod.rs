@@ -331,6 +331,7 @@ impl RunTrace {
                 Line::Syscall(_)
                 | Line::File(_)
                 | Line::Network(_)
+                | Line::Socket(_)
                 | Line::Seccomp(_)
                 | Line::Dns(_) => {}
             }

@@ -7,6 +7,7 @@ pub mod summary;
 pub mod terminal;
 
 pub mod network;
+pub mod sockets;
 
 pub use crate::events::SyscallAction;
 

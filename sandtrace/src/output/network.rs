@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use sandtrace_common::network::{NetOp, NetVerdict};
+use sandtrace_common::network::{NetOp, NetVerdict, SocketOp};
 
 use super::RuleLabel;
 use crate::{
@@ -127,6 +127,17 @@ pub fn op_name(op: NetOp) -> &'static str {
         NetOp::Bind => "bind",
         NetOp::Socket => "socket",
         NetOp::Receive => "receive",
+    }
+}
+
+pub fn socket_op_name(op: SocketOp) -> &'static str {
+    match op {
+        SocketOp::Socket => "socket",
+        SocketOp::Connect => "connect",
+        SocketOp::Send => "send",
+        SocketOp::Bind => "bind",
+        SocketOp::Listen => "listen",
+        SocketOp::Accept => "accept",
     }
 }
 

@@ -12,7 +12,7 @@ use super::{
     Labels, SyscallAction, access_names,
     command_line::command_line,
     errno_name, is_error,
-    network::{endpoint, op_name, protocol_name},
+    network::{endpoint, family_name, op_name, protocol_name, socket_op_name},
     operation_and_access,
     summary::{Ending, Summary},
 };
@@ -152,7 +152,8 @@ impl Terminal {
             EventBody::File(_) | EventBody::Network(_) | EventBody::SeccompKill(_) => true,
             // Shown once decoded, by `observed_dns`.
             EventBody::DnsPacket(_) => false,
-            EventBody::ForkRefused { .. }
+            EventBody::Socket(_)
+            | EventBody::ForkRefused { .. }
             | EventBody::Fork { .. }
             | EventBody::Exec { .. }
             | EventBody::Exit { .. } => self.verbosity >= Verbosity::Processes,
@@ -253,6 +254,20 @@ impl Terminal {
                 )
             }
             EventBody::DnsPacket(_) => return,
+            EventBody::Socket(s) => {
+                let addr = crate::sockaddr::SockAddr::parse(s.addr)
+                    .map(|a| format!(" {a}"))
+                    .unwrap_or_default();
+                let ret = match errno_name(s.ret) {
+                    Some(e) => self.paint(RED, &format!("-1 {e}")),
+                    None => s.ret.to_string(),
+                };
+                let on = match s.op {
+                    sandtrace_common::network::SocketOp::Socket => family_name(s.domain),
+                    _ => format!("fd {}", s.fd).into(),
+                };
+                format!("{who} {} {on}{addr} = {ret}", socket_op_name(s.op))
+            }
             EventBody::SeccompKill(k) => {
                 let name = super::foreign_syscall_name(k)
                     .map(|n| format!(" ({n})"))

@@ -162,8 +162,6 @@ pub struct ProgramPlan {
     /// The cgroup socket programs, with the rules they enforce (and, in enforcing mode, the
     /// BPF LSM `socket_create` program).
     pub network: Option<NetworkRules>,
-    /// Forks the pids controller refuses are reported (`sys_exit`).
-    pub process_limit: bool,
     /// `[[after_exec]]` regimes as the kernel applies them (`Config::regimes`), in policy
     /// order; empty without regimes (or when tracing only).
     pub regimes: Vec<RegimeConfig>,
@@ -174,15 +172,6 @@ pub struct ProgramPlan {
 }
 
 impl ProgramPlan {
-    /// Whether `sys_exit` has work: per-syscall events, syscall actions (the seccomp filter's
-    /// refusals never reach `sys_enter`) or forks the process limit refuses. Attached, it
-    /// costs every syscall on the machine a second program run.
-    pub fn needs_sys_exit(&self) -> bool {
-        self.config_flags & FLAG_SYSCALL_EVENTS != 0
-            || !self.syscall_actions.is_empty()
-            || self.process_limit
-    }
-
     /// The regimes (bit per regime) that executing the file at `path` (resolved) enters.
     pub fn regimes_entered_by(&self, path: &[u8]) -> u32 {
         let compiled = self
@@ -218,7 +207,6 @@ impl ProgramPlan {
         let mut names: Vec<&'static str> = ebpf::TRACEPOINTS
             .iter()
             .map(|&(program, _)| program)
-            .filter(|&program| program != "sys_exit" || self.needs_sys_exit())
             .collect();
         names.extend(self.lsm_programs());
         if self.network.is_some() {
@@ -504,7 +492,6 @@ impl SessionPlan {
                 syscall_actions,
                 paths,
                 network,
-                process_limit: max_processes.is_some(),
                 // Without BPF LSM the automaton is still needed: it says which execs enter a
                 // regime.
                 regime_paths: (degraded && !regimes.is_empty()).then(|| policy.compiled.clone()),
@@ -541,7 +528,6 @@ impl SessionPlan {
                 syscall_actions,
                 paths: None,
                 network: None,
-                process_limit: false,
                 regimes: Vec::new(),
                 regime_paths: None,
             },

@@ -258,6 +258,7 @@ impl Replay {
             }
             Line::File(_)
             | Line::Network(_)
+            | Line::Socket(_)
             | Line::Seccomp(_)
             | Line::Dns(_)
             | Line::Summary(_) => {}

@@ -482,6 +482,8 @@ impl Builder {
                 }
             }
             Line::Summary(s) => self.summary = Some(s),
+            // A record of socket calls, not a decision: the network lines report those.
+            Line::Socket(_) => {}
         }
     }
 

@@ -213,6 +213,17 @@ pub fn allowed_name_is_reachable_over_tcp_and_udp(mode: &Mode, name: &str) {
         assert_eq!(allowed["host"], GOOD, "{allowed}");
         assert_eq!(allowed["rule"]["kind"], HOST_RULE_KIND, "{allowed}");
         assert_eq!(allowed["rule"]["pattern"], GOOD, "{allowed}");
+        // The call's own record names the destination the same way.
+        let call = of_type(&s.events, "socket")
+            .into_iter()
+            .find(|l| {
+                l["operation"] == operation
+                    && l["address"] == address.ip().to_string()
+                    && l["port"] == address.port()
+                    && l["success"] == true
+            })
+            .unwrap_or_else(|| panic!("no successful {operation} socket line to {address}"));
+        assert_eq!(call["host"], GOOD, "{call}");
     }
 }
 

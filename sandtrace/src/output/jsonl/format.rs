@@ -6,24 +6,33 @@ use anyhow::Result;
 
 use super::{FORK_REFUSED_REASON, decode_wait_status, json, timestamp::Timestamps};
 use crate::{
-    events::{Event, EventBody, FileRecord, NetworkRecord, SeccompKillRecord, SyscallRecord},
+    events::{
+        Event, EventBody, FileRecord, NetworkRecord, SeccompKillRecord, SocketRecord, SyscallRecord,
+    },
     output::{
         FOREIGN_ABI_REASON, Labels, RuleLabel, access_names, errno_name, errno_str,
         foreign_syscall_name, is_error,
-        network::{action_name, family_name, op_name, protocol_name, sock_type_name},
+        network::{
+            action_name, family_name, op_name, protocol_name, sock_type_name, socket_op_name,
+        },
+        sockets::{KnownSocket, SocketTable, described, local_address, socket_fd},
     },
+    sockaddr::{AF_NETLINK, SockAddr, netlink_family_name},
     syscall_table,
 };
 
 /// Formats events; keeps what is reused from one line to the next.
 pub struct LineFormat {
     timestamps: Timestamps,
+    /// What earlier socket lines said of each socket.
+    sockets: SocketTable,
 }
 
 impl LineFormat {
     pub fn new() -> Self {
         Self {
             timestamps: Timestamps::new(),
+            sockets: SocketTable::default(),
         }
     }
 
@@ -40,6 +49,7 @@ impl LineFormat {
             EventBody::Syscall(_) => "syscall",
             EventBody::File(_) => "file",
             EventBody::Network(_) => "network",
+            EventBody::Socket(_) => "socket",
             EventBody::SeccompKill(_) => "seccomp",
             EventBody::DnsPacket(_) => {
                 anyhow::bail!("a DNS packet is logged as the dns line the loader decodes from it")
@@ -49,6 +59,7 @@ impl LineFormat {
             | EventBody::Exit { .. }
             | EventBody::ForkRefused { .. } => "process",
         };
+        let known = self.sockets.observe(event);
         json::raw(out, "{\"event_type\":\"");
         json::raw(out, event_type);
         json::raw(out, "\",\"timestamp\":\"");
@@ -63,6 +74,7 @@ impl LineFormat {
             EventBody::Syscall(s) => syscall(out, s),
             EventBody::File(f) => file(out, f, labels),
             EventBody::Network(n) => network(out, n, labels),
+            EventBody::Socket(s) => socket(out, s, known, labels),
             EventBody::SeccompKill(k) => seccomp_kill(out, k),
             EventBody::DnsPacket(_) => unreachable!("refused above"),
             EventBody::Fork {
@@ -259,6 +271,99 @@ fn network(out: &mut Vec<u8>, n: &NetworkRecord, labels: &Labels) {
     regime(out, n.regime, labels);
 }
 
+fn socket(out: &mut Vec<u8>, s: &SocketRecord<'_>, known: Option<&KnownSocket>, labels: &Labels) {
+    json::raw(out, ",\"operation\":");
+    json::string(out, socket_op_name(s.op));
+    if let Some(fd) = socket_fd(s) {
+        json::raw(out, ",\"fd\":");
+        json::integer(out, fd);
+    }
+    let addr = SockAddr::parse(s.addr);
+    let socket = described(s, known);
+    if let Some(family) = addr
+        .map(|a| a.family())
+        .or(socket.as_ref().map(|k| k.domain))
+    {
+        json::raw(out, ",\"family\":");
+        json::string(out, &family_name(family));
+    }
+    if let Some(k) = &socket {
+        json::raw(out, ",\"socket_type\":");
+        json::string(out, &sock_type_name(k.sock_type));
+        if k.domain == AF_NETLINK {
+            json::raw(out, ",\"netlink_family\":");
+            json::string(out, &netlink_family_name(k.protocol));
+        } else {
+            json::raw(out, ",\"protocol\":");
+            json::string(out, &protocol_name(k.protocol as u16, k.sock_type));
+        }
+    }
+    address_fields(out, addr, true);
+    if s.addr_unreadable {
+        json::raw(out, ",\"address_unreadable\":true");
+    }
+    if let Some(SockAddr::Inet(a)) = addr
+        && let Some(host) = labels.names.for_address(a.ip())
+    {
+        json::raw(out, ",\"host\":");
+        json::string(out, &host);
+    }
+    if let Some(local) = local_address(s, known) {
+        json::raw(out, ",\"local\":{");
+        address_fields(out, Some(local), false);
+        json::raw(out, "}");
+    }
+    json::raw(out, ",\"return_value\":");
+    json::integer(out, s.ret);
+    json::raw(out, ",\"success\":");
+    json::boolean(out, !is_error(s.ret));
+    if let Some(errno) = errno_name(s.ret) {
+        json::raw(out, ",\"errno\":");
+        json::string(out, errno);
+    }
+}
+
+/// The fields of a socket address (`schema::SocketAddressLine`), each after a comma but the
+/// first when `after_others` is false (the first field of an object).
+fn address_fields(out: &mut Vec<u8>, addr: Option<SockAddr<'_>>, after_others: bool) {
+    let mut first = !after_others;
+    let mut key = |out: &mut Vec<u8>, name: &str| {
+        json::raw(out, if first { "\"" } else { ",\"" });
+        first = false;
+        json::raw(out, name);
+        json::raw(out, "\":");
+    };
+    match addr {
+        Some(SockAddr::Inet(a)) => {
+            use std::io::Write as _;
+            key(out, "address");
+            // An address has nothing to escape; writing to a Vec cannot fail.
+            let _ = write!(out, "\"{}\"", a.ip());
+            key(out, "port");
+            json::integer(out, a.port());
+        }
+        Some(SockAddr::UnixPath(path)) => {
+            key(out, "path");
+            json::kernel_text(out, path);
+        }
+        Some(SockAddr::UnixAbstract(name)) => {
+            key(out, "abstract");
+            json::kernel_text(out, name);
+        }
+        Some(SockAddr::UnixUnnamed) => {
+            key(out, "unnamed");
+            json::boolean(out, true);
+        }
+        Some(SockAddr::Netlink { pid, groups }) => {
+            key(out, "netlink_pid");
+            json::integer(out, pid);
+            key(out, "netlink_groups");
+            json::integer(out, groups);
+        }
+        Some(SockAddr::Other { .. }) | None => {}
+    }
+}
+
 fn seccomp_kill(out: &mut Vec<u8>, k: &SeccompKillRecord) {
     json::raw(out, ",\"action\":\"kill\",\"abi\":");
     json::string(out, &k.abi.as_str());
@@ -304,7 +409,7 @@ mod tests {
 
     use sandtrace_common::{
         file::{FileOp, Verdict},
-        network::{NO_HOST_NAME, NetOp, NetVerdict},
+        network::{NO_HOST_NAME, NetOp, NetVerdict, SocketOp},
     };
 
     use super::{super::schema, *};
@@ -325,10 +430,11 @@ mod tests {
 
     /// The schema's line for `event`, derived from the event without the hand formatter's
     /// helpers where it can be.
-    fn schema_line(event: &Event<'_>, labels: &Labels) -> schema::Line {
+    fn schema_line(event: &Event<'_>, labels: &Labels, sockets: &mut SocketTable) -> schema::Line {
+        let known = sockets.observe(event).cloned();
         use schema::{
             FileLine, Line, NetworkLine, ProcessChange, ProcessLine, RawArgs, RuleLine,
-            SeccompLine, SyscallLine,
+            SeccompLine, SocketLine, SyscallLine,
         };
         let comm = event.task.comm.to_str_lossy().into_owned();
         let (pid, tgid) = (event.task.pid, event.task.tgid);
@@ -414,6 +520,47 @@ mod tests {
                     .map(RuleLine::from),
                 regime: n.regime.map(|r| labels.regime_name(r).to_owned()),
             }),
+            EventBody::Socket(s) => {
+                let addr = SockAddr::parse(s.addr);
+                let socket = described(s, known.as_ref());
+                let netlink = socket.as_ref().is_some_and(|k| k.domain == AF_NETLINK);
+                let failed = (-4095..=-1).contains(&s.ret);
+                Line::Socket(SocketLine {
+                    timestamp,
+                    pid,
+                    tgid,
+                    comm,
+                    operation: socket_op_name(s.op).to_owned(),
+                    fd: socket_fd(s),
+                    family: addr
+                        .map(|a| a.family())
+                        .or(socket.as_ref().map(|k| k.domain))
+                        .map(|f| family_name(f).into_owned()),
+                    socket_type: socket
+                        .as_ref()
+                        .map(|k| sock_type_name(k.sock_type).into_owned()),
+                    protocol: socket
+                        .as_ref()
+                        .filter(|_| !netlink)
+                        .map(|k| protocol_name(k.protocol as u16, k.sock_type).into_owned()),
+                    netlink_family: socket
+                        .as_ref()
+                        .filter(|_| netlink)
+                        .map(|k| netlink_family_name(k.protocol).into_owned()),
+                    address: address_line(addr),
+                    address_unreadable: s.addr_unreadable,
+                    host: match addr {
+                        Some(SockAddr::Inet(a)) => {
+                            labels.names.for_address(a.ip()).map(|h| h.to_string())
+                        }
+                        _ => None,
+                    },
+                    local: local_address(s, known.as_ref()).map(|a| address_line(Some(a))),
+                    return_value: s.ret,
+                    success: !failed,
+                    errno: failed.then(|| errno((-s.ret) as i32)),
+                })
+            }
             EventBody::DnsPacket(_) => unreachable!("never written: decoded into dns lines"),
             EventBody::SeccompKill(k) => Line::Seccomp(SeccompLine {
                 timestamp,
@@ -471,6 +618,27 @@ mod tests {
         }
     }
 
+    fn address_line(addr: Option<SockAddr<'_>>) -> schema::SocketAddressLine {
+        let mut line = schema::SocketAddressLine::default();
+        match addr {
+            Some(SockAddr::Inet(a)) => {
+                line.address = Some(a.ip().to_string());
+                line.port = Some(a.port());
+            }
+            Some(SockAddr::UnixPath(p)) => line.path = Some(p.to_str_lossy().into_owned()),
+            Some(SockAddr::UnixAbstract(n)) => {
+                line.abstract_name = Some(n.to_str_lossy().into_owned());
+            }
+            Some(SockAddr::UnixUnnamed) => line.unnamed = true,
+            Some(SockAddr::Netlink { pid, groups }) => {
+                line.netlink_pid = Some(pid);
+                line.netlink_groups = Some(groups);
+            }
+            Some(SockAddr::Other { .. }) | None => {}
+        }
+        line
+    }
+
     /// Which body an event has, numbered; `BODY_KINDS` of them.
     fn body_kind(body: &EventBody<'_>) -> usize {
         match body {
@@ -482,10 +650,11 @@ mod tests {
             EventBody::Network(_) => 5,
             EventBody::ForkRefused { .. } => 6,
             EventBody::SeccompKill(_) => 7,
+            EventBody::Socket(_) => 8,
             EventBody::DnsPacket(_) => unreachable!("never written: decoded into dns lines"),
         }
     }
-    const BODY_KINDS: usize = 8;
+    const BODY_KINDS: usize = 9;
 
     /// File rules and `[network]` rules to label events with.
     fn labels() -> Labels {
@@ -767,7 +936,9 @@ mod tests {
                 abi: SyscallAbi::Other(0xdead),
                 nr: 4000,
             }),
-        ];
+        ]
+        .into_iter()
+        .chain(socket_calls());
         let start = UNIX_EPOCH + Duration::from_secs(1_795_039_999);
         bodies
             .into_iter()
@@ -785,10 +956,78 @@ mod tests {
             .collect()
     }
 
+    fn socket_call(op: SocketOp, fd: i32, ret: i64, addr: &'static [u8]) -> EventBody<'static> {
+        EventBody::Socket(SocketRecord {
+            op,
+            fd,
+            ret,
+            domain: 0,
+            sock_type: 0,
+            protocol: 0,
+            addr,
+            addr_unreadable: false,
+        })
+    }
+
+    fn socket_created(domain: u16, sock_type: u16, protocol: u32, ret: i64) -> EventBody<'static> {
+        EventBody::Socket(SocketRecord {
+            domain,
+            sock_type,
+            protocol,
+            ..match socket_call(SocketOp::Socket, -1, ret, b"") {
+                EventBody::Socket(s) => s,
+                _ => unreachable!("a socket body"),
+            }
+        })
+    }
+
+    /// Socket calls in an order that exercises the socket table: a TCP listener bound, listening
+    /// and accepting, destinations of every family, sockets the log never saw created, and
+    /// failures.
+    fn socket_calls() -> Vec<EventBody<'static>> {
+        use SocketOp::*;
+        const LOOPBACK_8080: &[u8] = b"\x02\x00\x1f\x90\x7f\x00\x00\x01\0\0\0\0\0\0\0\0";
+        // 10.1.2.3:5555, handed out for cdn.registry.test.
+        const PEER: &[u8] = b"\x02\x00\x15\xb3\x0a\x01\x02\x03\0\0\0\0\0\0\0\0";
+        const MAPPED_443: &[u8] =
+            b"\x0a\x00\x01\xbb\0\0\0\0\0\0\0\0\0\0\0\0\0\0\xff\xff\x0a\x01\x02\x03\0\0\0\0";
+        const V6_LOOPBACK_53: &[u8] =
+            b"\x0a\x00\x00\x35\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x01\x05\0\0\0";
+        vec![
+            socket_created(2, 1, 0, 3),
+            socket_call(Bind, 3, 0, LOOPBACK_8080),
+            socket_call(Listen, 3, 0, b""),
+            socket_call(Accept, 3, 4, PEER),
+            // The accepted socket is its listener's kind.
+            socket_call(Send, 4, -32, V6_LOOPBACK_53),
+            socket_call(Connect, 5, -111, MAPPED_443),
+            socket_created(16, 3, 0, 7),
+            socket_call(Bind, 7, 0, b"\x10\x00\0\0\0\0\0\0\x01\0\0\0"),
+            socket_created(1, 1, 0, 8),
+            socket_call(Connect, 8, -2, b"\x01\x00/run/\"q\"\xff.sock\0junk"),
+            socket_call(Connect, 8, 0, b"\x01\x00\0ab\0\n\xff"),
+            socket_call(Bind, 8, 0, b"\x01\x00"),
+            // An unnamed local address.
+            socket_call(Listen, 8, 0, b""),
+            socket_created(10, 2, 0, -97),
+            socket_created(99, 77, 999, 9),
+            socket_call(Listen, 12, -9, b""),
+            socket_call(Send, 6, 4, b"\x11\x00\x08\x00"),
+            EventBody::Socket(SocketRecord {
+                addr_unreadable: true,
+                ..match socket_call(Connect, 3, -14, b"") {
+                    EventBody::Socket(s) => s,
+                    _ => unreachable!("a socket body"),
+                }
+            }),
+        ]
+    }
+
     #[test]
     fn every_line_is_its_schema_line() {
         let labels = labels();
         let mut format = LineFormat::new();
+        let mut sockets = SocketTable::default();
         let mut out = Vec::new();
         for event in sample_events() {
             out.clear();
@@ -798,7 +1037,7 @@ mod tests {
                 .strip_suffix('\n')
                 .unwrap_or_else(|| panic!("{text:?} ends in a newline"));
             assert!(!line.contains('\n'), "one line: {text:?}");
-            let expected = schema_line(&event, &labels);
+            let expected = schema_line(&event, &labels, &mut sockets);
             assert_eq!(
                 line,
                 serde_json::to_string(&expected).unwrap(),

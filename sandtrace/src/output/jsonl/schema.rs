@@ -25,6 +25,7 @@ pub enum Line {
     Process(ProcessLine),
     File(FileLine),
     Network(NetworkLine),
+    Socket(SocketLine),
     Seccomp(SeccompLine),
     Dns(DnsLine),
     /// Always the last line of a complete log.
@@ -238,6 +239,80 @@ pub struct NetworkLine {
     pub regime: Option<String>,
 }
 
+/// One socket call (`socket`, `connect`, `sendto`/`sendmsg` with a destination, `bind`,
+/// `listen`, `accept`) of a session process, in every mode, as it returned: a record of what
+/// the caller passed, not a decision (a `network` line says what the rules decided).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketLine {
+    pub timestamp: String,
+    pub pid: u32,
+    pub tgid: u32,
+    #[serde(default)]
+    pub comm: String,
+    /// `socket`, `connect`, `send`, `bind`, `listen` or `accept`.
+    pub operation: String,
+    /// The socket the call was made on; for `socket`, the one it created (absent when it
+    /// failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fd: Option<i32>,
+    /// `ipv4`, `ipv6`, `unix`, `netlink`, ... (as on `network` lines): the address's family,
+    /// else the socket's; absent when neither is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    /// `stream`, `dgram`, ... and `tcp`, `udp`, ... (the default protocol named), from the
+    /// `socket` call that created the fd; absent when the log has not seen it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    /// For a netlink socket, its `NETLINK_*` family: `route`, `audit`, `generic`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netlink_family: Option<String>,
+    /// The call's address: the destination of a connect or send, the address of a bind, the
+    /// peer of an accepted connection.
+    #[serde(flatten)]
+    pub address: SocketAddressLine,
+    /// An address was passed but could not be read.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub address_unreadable: bool,
+    /// The name the session's resolver last handed `address` out for (sessions with
+    /// `allow_hosts`); absent for addresses it never handed out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// For `listen` and `accept`: the socket's local address, from its `bind`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<SocketAddressLine>,
+    /// 0 or the new fd (`socket`, `accept`), or the negated errno.
+    pub return_value: i64,
+    pub success: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errno: Option<String>,
+}
+
+/// A socket address in the fields of its family; all absent for none.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketAddressLine {
+    /// IPv4 or IPv6 (an IPv4-mapped IPv6 address as `::ffff:a.b.c.d`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// A pathname UNIX socket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// An abstract UNIX socket's name, without the leading NUL.
+    #[serde(default, rename = "abstract", skip_serializing_if = "Option::is_none")]
+    pub abstract_name: Option<String>,
+    /// A UNIX address without a name (an unbound peer, an autobind).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unnamed: bool,
+    /// A netlink address: the port id (0: the kernel) and multicast groups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netlink_pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netlink_groups: Option<u32>,
+}
+
 /// A process the seccomp filter killed for a syscall through a foreign ABI (x32, i386).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeccompLine {
@@ -442,6 +517,7 @@ impl Line {
             "process" => Self::Process(serde_json::from_str(text)?),
             "file" => Self::File(serde_json::from_str(text)?),
             "network" => Self::Network(serde_json::from_str(text)?),
+            "socket" => Self::Socket(serde_json::from_str(text)?),
             "seccomp" => Self::Seccomp(serde_json::from_str(text)?),
             "dns" => Self::Dns(serde_json::from_str(text)?),
             "summary" => Self::Summary(serde_json::from_str(text)?),
@@ -467,6 +543,7 @@ impl Line {
             Self::Process(p) => Some(&p.timestamp),
             Self::File(f) => Some(&f.timestamp),
             Self::Network(n) => Some(&n.timestamp),
+            Self::Socket(s) => Some(&s.timestamp),
             Self::Seccomp(k) => Some(&k.timestamp),
             Self::Dns(d) => Some(&d.timestamp),
             Self::Summary(_) => None,
