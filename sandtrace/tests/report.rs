@@ -372,3 +372,41 @@ fn a_recorded_credential_read_is_worth_a_look() {
         "{text}"
     );
 }
+
+/// On a real trace-only run, where no rule decides anything: the destinations come from the
+/// socket lines, each counted once.
+#[test]
+fn a_traced_run_lists_its_destinations() {
+    const TEST: &str = "a_traced_run_lists_its_destinations";
+    if !nix::unistd::Uid::effective().is_root() {
+        return skip(TEST, "sandtrace run needs root", InCi::Guaranteed);
+    }
+    let Some(python) = find_program("python3") else {
+        return skip(TEST, "python3 is not installed", InCi::Guaranteed);
+    };
+    let scratch = Scratch::new("report-destinations");
+    let log = scratch.path("events.jsonl");
+    // Two datagrams to one discard port, nothing listening: each send still succeeds.
+    let script = "import socket\n\
+                  s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+                  for _ in range(2): s.sendto(b'x', ('127.0.0.1', 9))\n";
+    let out = sandtrace()
+        .args(["run", "--trace-only", "-o", log.to_str().unwrap(), "--"])
+        .arg(python)
+        .args(["-c", script])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let out = run(&["report", "--format", "json", log.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let destinations = report["destinations"].as_array().unwrap();
+    let discard: Vec<_> = destinations
+        .iter()
+        .filter(|d| d["port"] == 9 && d["addresses"] == serde_json::json!(["127.0.0.1"]))
+        .collect();
+    assert_eq!(discard.len(), 1, "{destinations:#?}");
+    assert_eq!(discard[0]["attempts"], 2, "{destinations:#?}");
+    assert_eq!(discard[0]["protocol"], "udp", "{destinations:#?}");
+}

@@ -1,9 +1,10 @@
 //! Where the run tried to reach: every attempt on a remote address, grouped by destination
 //! (host name when known, else address) and port, with the processes that tried it.
 //!
-//! An attempt is a [`Contact`], whatever line reported it: today the kernel's network
-//! decisions (`network` lines of enforcing runs, connects and sends); another line type that
-//! names a destination becomes one more `Destinations::add` call. Addresses without a host
+//! An attempt is a [`Contact`], whatever line reported it: the `socket` lines (every connect
+//! and send with an address, in every mode) and the kernel's network decisions (`network`
+//! lines, connects and sends). Where the log has socket lines, they count the attempts and
+//! the decisions add only their denials and redirects, so that nothing is counted twice. Addresses without a host
 //! name are named from the answers of the `dns` lines: those the session's resolver handed
 //! out, or those seen in the session's DNS traffic without it.
 
@@ -13,7 +14,7 @@ use serde::Serialize;
 
 use super::{
     ProcessNode, ProcessRef,
-    log::{DnsLine, NetworkLine},
+    log::{DnsLine, NetworkLine, SocketLine},
 };
 
 /// One attempt to reach a remote address.
@@ -24,8 +25,10 @@ pub struct Contact {
     pub address: String,
     pub port: Option<u16>,
     pub host: Option<String>,
-    /// `allow`, `deny` or `redirect`.
+    /// `allow`, `deny` or `redirect` (a decision); `ok` or `failed` (a call).
     pub action: String,
+    /// From a `socket` line (the call), not a `network` line (the decision).
+    pub call: bool,
 }
 
 impl Contact {
@@ -42,6 +45,27 @@ impl Contact {
             port: n.port,
             host: n.host.clone(),
             action: n.action.clone(),
+            call: false,
+        })
+    }
+
+    /// The destination of a connect or send to an IPv4 or IPv6 address.
+    pub fn from_socket(s: &SocketLine) -> Option<Self> {
+        if !matches!(s.operation.as_str(), "connect" | "send") {
+            return None;
+        }
+        Some(Self {
+            tgid: s.tgid,
+            protocol: s
+                .protocol
+                .clone()
+                .or_else(|| s.socket_type.clone())
+                .unwrap_or_default(),
+            address: s.address.address.clone()?,
+            port: s.address.port,
+            host: s.host.clone(),
+            action: if s.success { "ok" } else { "failed" }.to_owned(),
+            call: true,
         })
     }
 }
@@ -89,6 +113,7 @@ impl Destinations {
     /// Grouped, most attempted first (then by name).
     pub fn finish(self, nodes: &[ProcessNode]) -> Vec<Destination> {
         let by_pid: HashMap<u32, &ProcessNode> = nodes.iter().map(|n| (n.pid, n)).collect();
+        let calls_seen = self.contacts.keys().any(|c| c.call);
         let mut groups: BTreeMap<GroupKey, (Destination, BTreeSet<u32>)> = BTreeMap::new();
         for (contact, count) in self.contacts {
             let host = contact
@@ -116,7 +141,9 @@ impl Destinations {
             if !d.addresses.contains(&contact.address) {
                 d.addresses.push(contact.address.clone());
             }
-            d.attempts += count;
+            if contact.call || !calls_seen {
+                d.attempts += count;
+            }
             match contact.action.as_str() {
                 "deny" => d.denied += count,
                 "redirect" => d.redirected += count,

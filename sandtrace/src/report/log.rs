@@ -19,7 +19,7 @@ use serde::Serialize;
 
 pub use crate::output::jsonl::schema::{
     DenialCounts, DnsLine, FileLine, Line, NetworkLine, ProcessChange, ProcessLine, RawArgs,
-    RuleLine, SeccompLine, SummaryLine, SyscallCountLine, SyscallLine,
+    RuleLine, SeccompLine, SocketLine, SummaryLine, SyscallCountLine, SyscallLine,
 };
 
 impl SyscallLine {

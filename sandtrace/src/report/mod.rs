@@ -482,8 +482,12 @@ impl Builder {
                 }
             }
             Line::Summary(s) => self.summary = Some(s),
-            // A record of socket calls, not a decision: the network lines report those.
-            Line::Socket(_) => {}
+            // The calls themselves: destinations count their attempts from these.
+            Line::Socket(s) => {
+                if let Some(contact) = Contact::from_socket(&s) {
+                    self.destinations.add(contact);
+                }
+            }
         }
     }
 
