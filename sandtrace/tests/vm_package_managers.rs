@@ -37,15 +37,6 @@ enum Manager {
 }
 
 impl Manager {
-    /// The guest that runs this manager's tests (see [`GuestShare`]): npm's take about as
-    /// long as pnpm's and composer's together.
-    fn share(self) -> GuestShare {
-        match self {
-            Manager::Npm => GuestShare::First,
-            Manager::Pnpm | Manager::Composer => GuestShare::Second,
-        }
-    }
-
     fn program(self) -> &'static str {
         match self {
             Manager::Npm => "npm",
@@ -284,7 +275,7 @@ impl Install {
 
 /// The managers this guest has, or a skip for the test (the VM suite's setup installs all).
 fn available(test: &str, manager: Manager) -> bool {
-    if !runs_in_this_guest(test, manager.share()) {
+    if !runs_in_this_guest(test, GuestShare::Second) {
         return false;
     }
     if find_program(manager.program()).is_none() || find_program("npm").is_none() {

@@ -221,9 +221,9 @@ pub fn skip(test: &str, why: &str, in_ci: InCi) {
 /// matrix), so each scenario runs in one guest only, and the guests finish together.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GuestShare {
-    /// npm, learned policies.
+    /// Learned policies (the longest set; the first guest boots the slower 6.1).
     First,
-    /// pnpm, composer, DNS.
+    /// npm, pnpm, composer, DNS.
     Second,
 }
 
