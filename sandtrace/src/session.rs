@@ -662,14 +662,9 @@ impl<'a> Sinks<'a> {
 
     /// A query seen in the session's traffic: counted, shown and logged.
     fn observed_dns(&mut self, query: &ObservedQuery) {
-        // Network events name the addresses the command looked up, as with the resolver.
-        if !query.answers.is_empty()
-            && let Some(id) = self.labels.names.id(&query.name.to_ascii_lowercase())
-        {
-            for &addr in &query.answers {
-                self.labels.names.handed_out(addr, id);
-            }
-        }
+        // Its answers name no address in network or socket lines: they are whatever the
+        // command's own server (which may be the command's accomplice) claimed, while those
+        // names stand for what sandtrace's resolver found.
         self.tally.observe_dns_traffic(query);
         self.terminal.observed_dns(query);
         if let Some(log) = &mut self.jsonl {

@@ -5,8 +5,8 @@
 //! and send with an address, in every mode) and the kernel's network decisions (`network`
 //! lines, connects and sends). Where the log has socket lines, they count the attempts and
 //! the decisions add only their denials and redirects, so that nothing is counted twice. Addresses without a host
-//! name are named from the answers of the `dns` lines: those the session's resolver handed
-//! out, or those seen in the session's DNS traffic without it.
+//! name are named from the answers the session's resolver handed out (`dns` lines); answers
+//! seen in the session's DNS traffic name nothing, since the command's own server may lie.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -105,6 +105,10 @@ impl Destinations {
     }
 
     pub fn answer(&mut self, d: &DnsLine) {
+        // An observed answer is what the command's own server claimed: it names nothing.
+        if d.action == "observed" {
+            return;
+        }
         for address in &d.answers {
             self.answered.insert(address.clone(), d.name.clone());
         }

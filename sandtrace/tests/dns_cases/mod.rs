@@ -593,8 +593,7 @@ pub fn queries_are_recorded_from_the_traffic_without_the_resolver(mode: &Mode, n
         "ok".to_owned(),
     ];
     assert_eq!(world.outside(&ops.join(";")), expected, "without sandtrace");
-    // The network open, then only the server reachable: the connect to good.test is denied,
-    // and its event names the host its address was looked up for.
+    // The network open, then only the server reachable: the connect to good.test is denied.
     for (network, connect) in [
         ("allow = true\n".to_owned(), "ok"),
         (
@@ -632,8 +631,9 @@ pub fn queries_are_recorded_from_the_traffic_without_the_resolver(mode: &Mode, n
             "{context}"
         );
         if connect == "EPERM" {
+            // A server the command picked may answer anything: its answers name no address.
             let denied = network_event(&s.events, "connect", good.tcp, "deny");
-            assert_eq!(denied["host"], GOOD, "{denied}");
+            assert!(denied.get("host").is_none(), "{denied}");
         }
         let counts = &summary(&s.events)["dns"];
         assert_eq!(counts["observed"], observed.len(), "{counts} {context}");
