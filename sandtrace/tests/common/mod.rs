@@ -227,19 +227,25 @@ pub enum GuestShare {
     Second,
 }
 
-/// Whether `test`, in `share`, runs in this guest: `cargo xtask vm-test` sets
-/// `SANDTRACE_VM_SHARD=INDEX/COUNT` in each guest (with one kernel, every share runs there);
-/// without it (a test run by hand) everything runs. Prints why when it does not.
-pub fn runs_in_this_guest(test: &str, share: GuestShare) -> bool {
-    let Ok(shard) = std::env::var("SANDTRACE_VM_SHARD") else {
-        return true;
-    };
+/// This guest's place in the VM suite, `(index, count)`: `cargo xtask vm-test` sets
+/// `SANDTRACE_VM_SHARD=INDEX/COUNT` in each guest; `None` outside it (a test run by hand).
+pub fn guest_shard() -> Option<(usize, usize)> {
+    let shard = std::env::var("SANDTRACE_VM_SHARD").ok()?;
     let parsed = shard
         .split_once('/')
         .and_then(|(i, n)| Some((i.parse::<usize>().ok()?, n.parse::<usize>().ok()?)))
         .filter(|&(i, n)| i < n);
-    let Some((index, count)) = parsed else {
-        panic!("SANDTRACE_VM_SHARD={shard:?} is not INDEX/COUNT");
+    match parsed {
+        Some(shard) => Some(shard),
+        None => panic!("SANDTRACE_VM_SHARD={shard:?} is not INDEX/COUNT"),
+    }
+}
+
+/// Whether `test`, in `share`, runs in this guest (with one kernel, every share runs there;
+/// outside the VM suite, everything runs). Prints why when it does not.
+pub fn runs_in_this_guest(test: &str, share: GuestShare) -> bool {
+    let Some((index, count)) = guest_shard() else {
+        return true;
     };
     let wanted = share as usize % count;
     if wanted == index {
@@ -250,6 +256,26 @@ pub fn runs_in_this_guest(test: &str, share: GuestShare) -> bool {
          (SANDTRACE_VM_SHARD)"
     );
     false
+}
+
+/// The items of `all` this guest takes: every `count`-th from its `index` (everything outside
+/// the VM suite). Says which it leaves to the other guests.
+pub fn this_guests_part<T: std::fmt::Debug>(test: &str, all: Vec<T>) -> Vec<T> {
+    let Some((index, count)) = guest_shard() else {
+        return all;
+    };
+    let (mine, others): (Vec<_>, Vec<_>) = all
+        .into_iter()
+        .enumerate()
+        .partition(|(i, _)| i % count == index);
+    if !others.is_empty() {
+        let others: Vec<T> = others.into_iter().map(|(_, t)| t).collect();
+        eprintln!(
+            "{test}: guest {index} of {count} (SANDTRACE_VM_SHARD); left to the other guests: \
+             {others:?}"
+        );
+    }
+    mine.into_iter().map(|(_, t)| t).collect()
 }
 
 /// The first `name` on PATH, if any.
