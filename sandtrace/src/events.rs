@@ -50,6 +50,21 @@ impl Clock {
     pub fn wall(&self, monotonic_ns: u64) -> SystemTime {
         self.wall_at_zero + Duration::from_nanos(monotonic_ns)
     }
+
+    /// The wall-clock time of monotonic zero, in nanoseconds since the Unix epoch, as a
+    /// capture stores the clock (0 for a clock set before 1970).
+    pub fn wall_at_zero_ns(&self) -> u64 {
+        self.wall_at_zero
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    /// The clock [`Self::wall_at_zero_ns`] describes.
+    pub fn from_wall_at_zero_ns(ns: u64) -> Self {
+        Self {
+            wall_at_zero: SystemTime::UNIX_EPOCH + Duration::from_nanos(ns),
+        }
+    }
 }
 
 impl Default for Clock {

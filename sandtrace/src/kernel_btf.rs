@@ -147,13 +147,25 @@ pub fn aya_btf() -> Result<&'static aya::Btf> {
     if let Some(btf) = BTF.get() {
         return Ok(btf);
     }
-    let btf = aya::Btf::from_sys_fs().with_context(|| {
+    let btf = aya::Btf::parse(vmlinux_bytes()?, aya::Endianness::default())
+        .with_context(|| format!("parsing {VMLINUX_BTF_PATH}"))?;
+    Ok(BTF.get_or_init(|| btf))
+}
+
+/// The raw bytes of [`VMLINUX_BTF_PATH`], read once per process: sysfs hands the 5 MB or so
+/// out a page per read, and both [`KernelBtf`] and aya's reader parse them.
+fn vmlinux_bytes() -> Result<&'static [u8]> {
+    static BYTES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    if let Some(bytes) = BYTES.get() {
+        return Ok(bytes);
+    }
+    let bytes = std::fs::read(VMLINUX_BTF_PATH).with_context(|| {
         format!(
             "reading the kernel's BTF from {VMLINUX_BTF_PATH}: sandtrace needs a kernel built \
              with CONFIG_DEBUG_INFO_BTF=y"
         )
     })?;
-    Ok(BTF.get_or_init(|| btf))
+    Ok(BYTES.get_or_init(|| bytes))
 }
 
 fn read_u16(bytes: &[u8], at: usize) -> Option<u16> {
@@ -167,13 +179,7 @@ fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
 impl KernelBtf {
     /// Reads and indexes the running kernel's BTF from [`VMLINUX_BTF_PATH`].
     pub fn from_sys_fs() -> Result<Self> {
-        let bytes = std::fs::read(VMLINUX_BTF_PATH).with_context(|| {
-            format!(
-                "reading the kernel's BTF from {VMLINUX_BTF_PATH}: sandtrace needs a kernel \
-                 built with CONFIG_DEBUG_INFO_BTF=y"
-            )
-        })?;
-        Self::parse(&bytes).with_context(|| format!("parsing {VMLINUX_BTF_PATH}"))
+        Self::parse(vmlinux_bytes()?).with_context(|| format!("parsing {VMLINUX_BTF_PATH}"))
     }
 
     /// Parses a raw BTF blob (header, type section, string section) in native byte order.

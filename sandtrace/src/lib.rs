@@ -42,7 +42,10 @@ pub fn run(options: &plan::RunOptions) -> Result<i32, exit::Error> {
         process.identity.home(),
     )?;
     let features = plan::KernelFeatures::probe(!options.mode.trace_only);
-    let detail = plan::EventDetail::for_output(options.output.is_some(), options.verbosity);
+    let detail = plan::EventDetail::for_output(
+        options.output.is_some() || options.record.is_some(),
+        options.verbosity,
+    );
     let plan = plan::SessionPlan::new(&prepared, options.mode, detail, &features, &process)
         .map_err(anyhow::Error::from)?;
     session::run(options, &plan)

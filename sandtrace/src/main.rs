@@ -25,6 +25,7 @@ fn main() -> ExitCode {
         }
         Command::Learn(args) => ExitCode::from(sandtrace::learn::command(&args) as u8),
         Command::Report(args) => sandtrace::report::command(&args),
+        Command::Export(args) => sandtrace::output::capture::command(&args),
         Command::Completions { shell } => {
             sandtrace::cli::write_completions(shell, &mut std::io::stdout());
             ExitCode::SUCCESS

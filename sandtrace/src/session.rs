@@ -31,7 +31,9 @@ use crate::{
     network::abstract_sockets::AbstractSocketScope,
     output::{
         Labels,
-        jsonl::{EventLog, decode_wait_status},
+        capture::CaptureFormat,
+        event_log::EventLog,
+        jsonl::{JsonlFormat, decode_wait_status},
         summary::{Ending, RunAs, RunResult, Summary, Tally},
         terminal::{Terminal, Verbosity},
     },
@@ -350,15 +352,16 @@ impl<'a> Session<'a> {
                 removed_environment: &self.plan.process.environment.removed,
             },
         );
-        let log_failure = self
-            .sinks
-            .jsonl
-            .take()
-            .and_then(|log| log.finish(&summary).err());
+        // Both logs are finished before either failure is reported.
+        let log_failures: Vec<anyhow::Error> = std::mem::take(&mut self.sinks.logs)
+            .into_iter()
+            .filter_map(|log| log.finish(&summary).err())
+            .collect();
         self.sinks.terminal.summary(
             &summary,
             &display_command(&self.options.command),
             self.options.output.as_deref(),
+            self.options.record.as_deref(),
         );
         let Self {
             programs,
@@ -373,10 +376,12 @@ impl<'a> Session<'a> {
         if let Some(limit) = process_limit {
             limit.remove()?;
         }
-        if let Some(e) = log_failure {
+        for e in &log_failures {
             sinks
                 .terminal
                 .note(&format!("error: the event log is incomplete: {e:#}"));
+        }
+        if !log_failures.is_empty() {
             return Ok(i32::from(exit::SANDTRACE_FAILED));
         }
         Ok(exit_code)
@@ -595,7 +600,8 @@ fn report_degraded(terminal: &Terminal, why: &str, plan: &SessionPlan) {
 /// Where the event stream goes.
 struct Sinks<'a> {
     clock: Clock,
-    jsonl: Option<EventLog>,
+    /// The JSONL log (`-o`) and the capture (`--record`), those asked for.
+    logs: Vec<EventLog>,
     terminal: &'a Terminal,
     labels: &'a Labels,
     tally: Tally,
@@ -610,11 +616,7 @@ impl<'a> Sinks<'a> {
         let clock = Clock::new();
         Ok(Self {
             clock,
-            jsonl: options
-                .output
-                .as_deref()
-                .map(|path| EventLog::create(path, clock, labels.clone()))
-                .transpose()?,
+            logs: Self::logs(options, clock, labels)?,
             terminal,
             labels,
             tally: Tally::default(),
@@ -623,6 +625,19 @@ impl<'a> Sinks<'a> {
             progress: Progress::new(options.verbosity == Verbosity::Quiet, Instant::now()),
             dns_traffic: DnsTraffic::default(),
         })
+    }
+
+    /// The event logs `options` asks for, created.
+    fn logs(options: &RunOptions, clock: Clock, labels: &Labels) -> Result<Vec<EventLog>> {
+        let jsonl = options.output.as_deref().map(|path| {
+            let format = JsonlFormat::new(clock, labels.clone());
+            EventLog::create(path, Box::new(format))
+        });
+        let capture = options.record.as_deref().map(|path| {
+            let format = CaptureFormat::new(clock, labels);
+            EventLog::create(path, Box::new(format))
+        });
+        jsonl.into_iter().chain(capture).collect()
     }
 
     fn record(&mut self, bytes: &[u8]) {
@@ -646,7 +661,7 @@ impl<'a> Sinks<'a> {
         self.terminal.event(&event, self.labels);
         // The log's own thread decodes the record again and formats it. A write error stops
         // only the log: CMD stays confined, and the end of the run reports the error.
-        if let Some(log) = &mut self.jsonl {
+        for log in &mut self.logs {
             log.append(bytes);
         }
     }
@@ -655,8 +670,9 @@ impl<'a> Sinks<'a> {
     fn dns_query(&mut self, query: &DnsQuery) {
         self.tally.observe_dns(query);
         self.terminal.dns(query, self.labels);
-        if let Some(log) = &mut self.jsonl {
-            log.append_dns(&crate::output::dns::line(query, self.labels));
+        let line = crate::output::dns::line(query, self.labels);
+        for log in &mut self.logs {
+            log.append_dns(&line);
         }
     }
 
@@ -667,8 +683,9 @@ impl<'a> Sinks<'a> {
         // names stand for what sandtrace's resolver found.
         self.tally.observe_dns_traffic(query);
         self.terminal.observed_dns(query);
-        if let Some(log) = &mut self.jsonl {
-            log.append_dns(&crate::output::dns::observed_line(query));
+        let line = crate::output::dns::observed_line(query);
+        for log in &mut self.logs {
+            log.append_dns(&line);
         }
     }
 
@@ -681,7 +698,7 @@ impl<'a> Sinks<'a> {
 
     /// The ring buffer is empty for now.
     fn drained(&mut self) {
-        if let Some(log) = &mut self.jsonl {
+        for log in &mut self.logs {
             log.hand_over();
         }
     }

@@ -1,6 +1,7 @@
 //! The JSONL event log end to end, without root or BPF: raw kernel records of every kind,
 //! built here as the kernel programs build them, go through the real writer (`EventLog` and
 //! its thread) into a file, and the real reader (`report::log`) must give back every field.
+//! The binary capture (`--record`) of the same records must read back as the same lines.
 //! The recorded golden logs (tests/golden) must read back into the schema byte for byte.
 
 mod common;
@@ -17,8 +18,10 @@ use sandtrace::{
     events::{self, Clock},
     output::{
         FileRules, Labels, RuleLabel,
+        capture::{self, CaptureFormat},
+        event_log::{EventLog, LogFormat},
         jsonl::{
-            EventLog,
+            JsonlFormat,
             schema::{SocketAddressLine, SocketLine},
         },
         network::NetworkRules,
@@ -1167,17 +1170,56 @@ fn every_event_kind_reads_back_as_written() {
         source: "policy.toml:2:15".to_owned(),
     }];
     let summary = summary(&records, &clock, &unenforced);
-    let mut log = EventLog::create(&path, clock, labels()).expect("the log is created");
-    for (i, record) in records.iter().enumerate() {
-        log.append(record);
-        // Some records handed over alone, the rest in batches, as the draining thread does.
-        if i % 3 == 0 {
-            log.hand_over();
+    let write = |path: &Path, format: Box<dyn LogFormat>, labels: &Labels| {
+        let mut log = EventLog::create(path, format).expect("the log is created");
+        for (i, record) in records.iter().enumerate() {
+            log.append(record);
+            // Some records handed over alone, the rest in batches, as the draining thread does.
+            if i % 3 == 0 {
+                log.hand_over();
+            }
         }
-    }
-    log.append_dns(&sandtrace::output::dns::line(&dns_query(), &labels()));
-    log.append_dns(&sandtrace::output::dns::observed_line(&observed_query()));
-    log.finish(&summary).expect("the log is written");
+        log.append_dns(&sandtrace::output::dns::line(&dns_query(), labels));
+        log.append_dns(&sandtrace::output::dns::observed_line(&observed_query()));
+        log.finish(&summary).expect("the log is written");
+    };
+    let jsonl_labels = labels();
+    write(
+        &path,
+        Box::new(JsonlFormat::new(clock, jsonl_labels.clone())),
+        &jsonl_labels,
+    );
+    let capture_path = scratch.path("events.cap");
+    let capture_labels = labels();
+    write(
+        &capture_path,
+        Box::new(CaptureFormat::new(clock, &capture_labels)),
+        &capture_labels,
+    );
+
+    // The capture reads back as the log, and exports to it byte for byte.
+    let exported = scratch.path("exported.jsonl");
+    assert_eq!(
+        capture::export(&capture_path, &exported).expect("the capture exports"),
+        (records.len() as u64 + 3, false)
+    );
+    assert!(
+        fs::read(&exported).unwrap() == fs::read(&path).unwrap(),
+        "the exported capture differs from the JSONL log"
+    );
+    let (mut from_log, mut from_capture) = (Vec::new(), Vec::new());
+    log::read(&path, |line| from_log.push(line)).unwrap();
+    let capture_end =
+        log::read(&capture_path, |line| from_capture.push(line)).expect("the capture reads back");
+    assert_eq!(capture_end.problems, Vec::<LogProblem>::new());
+    assert_eq!(from_capture, from_log);
+    assert_eq!(
+        Report::from_log(&capture_path).unwrap().to_text(),
+        Report::from_log(&path).unwrap().to_text().replace(
+            &path.display().to_string(),
+            &capture_path.display().to_string()
+        )
+    );
 
     let mut lines = Vec::new();
     let end = log::read(&path, |line| lines.push(line)).expect("the log reads back");

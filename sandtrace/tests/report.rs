@@ -386,12 +386,14 @@ fn a_traced_run_lists_its_destinations() {
     };
     let scratch = Scratch::new("report-destinations");
     let log = scratch.path("events.jsonl");
+    let capture = scratch.path("events.cap");
     // Two datagrams to one discard port, nothing listening: each send still succeeds.
     let script = "import socket\n\
                   s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
                   for _ in range(2): s.sendto(b'x', ('127.0.0.1', 9))\n";
     let out = sandtrace()
-        .args(["run", "--trace-only", "-o", log.to_str().unwrap(), "--"])
+        .args(["run", "--trace-only", "-o", log.to_str().unwrap()])
+        .args(["--record", capture.to_str().unwrap(), "--"])
         .arg(python)
         .args(["-c", script])
         .stdin(Stdio::null())
@@ -409,4 +411,29 @@ fn a_traced_run_lists_its_destinations() {
     assert_eq!(discard.len(), 1, "{destinations:#?}");
     assert_eq!(discard[0]["attempts"], 2, "{destinations:#?}");
     assert_eq!(discard[0]["protocol"], "udp", "{destinations:#?}");
+
+    // The capture of the same run exports to the same log, and reports the same.
+    let exported = scratch.path("exported.jsonl");
+    let out = run(&[
+        "export",
+        capture.to_str().unwrap(),
+        "-o",
+        exported.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        std::fs::read(&exported).unwrap() == std::fs::read(&log).unwrap(),
+        "the exported capture differs from the -o log"
+    );
+    for format in ["text", "json"] {
+        let from_log = run(&["report", "--format", format, log.to_str().unwrap()]);
+        let from_capture = run(&["report", "--format", format, capture.to_str().unwrap()]);
+        assert!(from_capture.status.success(), "{}", describe(&from_capture));
+        assert_eq!(
+            String::from_utf8_lossy(&from_capture.stdout),
+            String::from_utf8_lossy(&from_log.stdout)
+                .replace(log.to_str().unwrap(), capture.to_str().unwrap()),
+            "--format {format}"
+        );
+    }
 }

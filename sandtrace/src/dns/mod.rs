@@ -23,7 +23,7 @@ use std::net::IpAddr;
 pub use admission::GRACE;
 pub use bind::BoundResolver;
 pub use event::{Decision, DnsQuery, Response, Transport};
-pub use names::ResolvedNames;
+pub use names::{NameChange, ResolvedNames};
 pub use server::RunningResolver;
 pub use traffic::{DnsTraffic, ObservedQuery};
 

@@ -24,6 +24,19 @@ struct NameTable {
     names: Vec<Arc<str>>,
     ids: HashMap<Arc<str>, u32>,
     by_address: HashMap<IpAddr, u32>,
+    /// Every change since the last [`ResolvedNames::take_changes`], once a capture asked for
+    /// them ([`ResolvedNames::keep_changes`]).
+    changes: Option<Vec<NameChange>>,
+}
+
+/// One change of the table, as a capture (`--record`) stores it to name addresses the same
+/// way when it is read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameChange {
+    /// The name got the next id.
+    Name(Arc<str>),
+    /// The address was handed out for the name of this id.
+    Address(IpAddr, u32),
 }
 
 impl ResolvedNames {
@@ -45,7 +58,10 @@ impl ResolvedNames {
         let name: Arc<str> = name.into();
         table.names.push(name.clone());
         let id = table.names.len() as u32;
-        table.ids.insert(name, id);
+        table.ids.insert(name.clone(), id);
+        if let Some(changes) = &mut table.changes {
+            changes.push(NameChange::Name(name));
+        }
         Some(id)
     }
 
@@ -60,8 +76,55 @@ impl ResolvedNames {
     pub fn handed_out(&self, addr: IpAddr, id: u32) {
         let mut table = self.table();
         let addr = addr.to_canonical();
-        if table.by_address.len() < MAX_NAMES || table.by_address.contains_key(&addr) {
-            table.by_address.insert(addr, id);
+        if (table.by_address.len() < MAX_NAMES || table.by_address.contains_key(&addr))
+            && table.by_address.insert(addr, id) != Some(id)
+            && let Some(changes) = &mut table.changes
+        {
+            changes.push(NameChange::Address(addr, id));
+        }
+    }
+
+    /// From now on, keeps every change for [`Self::take_changes`]; the first changes taken
+    /// make the table as it is now.
+    pub fn keep_changes(&self) {
+        let mut table = self.table();
+        if table.changes.is_none() {
+            let mut now: Vec<NameChange> =
+                table.names.iter().cloned().map(NameChange::Name).collect();
+            now.extend(
+                table
+                    .by_address
+                    .iter()
+                    .map(|(&addr, &id)| NameChange::Address(addr, id)),
+            );
+            table.changes = Some(now);
+        }
+    }
+
+    /// The changes since the last call (with [`Self::keep_changes`]), oldest first.
+    pub fn take_changes(&self) -> Vec<NameChange> {
+        self.table()
+            .changes
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Makes a change read back from a capture; fails when it does not fit the table (a name
+    /// whose id is not the next one: the capture is damaged).
+    pub fn apply(&self, change: &NameChange) -> Result<(), String> {
+        match change {
+            NameChange::Name(name) => {
+                let expected = self.table().names.len() + 1;
+                match self.id(name) {
+                    Some(id) if id as usize == expected => Ok(()),
+                    _ => Err(format!("the name {name:?} does not take id {expected}")),
+                }
+            }
+            NameChange::Address(addr, id) => {
+                self.handed_out(*addr, *id);
+                Ok(())
+            }
         }
     }
 

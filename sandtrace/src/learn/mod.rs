@@ -128,6 +128,7 @@ pub fn command(args: &LearnArgs) -> i32 {
             allow_degraded: false,
         },
         output: Some(log.path().to_owned()),
+        record: None,
         verbosity: Verbosity::Quiet,
         no_color: args.no_color,
         follow_forks: true,

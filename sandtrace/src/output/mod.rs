@@ -1,7 +1,9 @@
 //! What a run produces: the JSONL event log, the terminal stream, and the end-of-run summary.
 
+pub mod capture;
 pub mod command_line;
 pub mod dns;
+pub mod event_log;
 pub mod jsonl;
 pub mod summary;
 pub mod terminal;
@@ -13,7 +15,7 @@ pub use crate::events::SyscallAction;
 
 /// The policy's file rules as the output names them: per kind (`KIND_INDEX_*`), in the
 /// kernel's rule order, the pattern as written and where it came from.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct FileRules {
     pub by_kind: [Vec<RuleLabel>; sandtrace_common::policy::KIND_COUNT],
     /// The same for each `[[after_exec]]` regime's own rules, in policy order.
@@ -25,6 +27,32 @@ pub struct RuleLabel {
     pub kind: &'static str,
     pub pattern: String,
     pub source: String,
+}
+
+/// Read back from a capture's header: the kind is one of the policy's list names.
+impl<'de> serde::Deserialize<'de> for RuleLabel {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use crate::policy::{PathKind, model::NetworkList};
+        #[derive(serde::Deserialize)]
+        struct Written {
+            kind: String,
+            pattern: String,
+            source: String,
+        }
+        let w = Written::deserialize(d)?;
+        let kind = PathKind::ALL
+            .map(PathKind::key)
+            .into_iter()
+            .chain(NetworkList::ALL.map(NetworkList::key))
+            .chain([network::HOSTS_KIND])
+            .find(|kind| *kind == w.kind)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown rule kind {:?}", w.kind)))?;
+        Ok(Self {
+            kind,
+            pattern: w.pattern,
+            source: w.source,
+        })
+    }
 }
 
 impl FileRules {
@@ -55,13 +83,15 @@ fn path_rule_labels(
     })
 }
 
-/// What the outputs need to know about the policy to label events.
-#[derive(Debug, Clone, Default)]
+/// What the outputs need to know about the policy to label events; a capture's header holds
+/// it, but for the names, which it stores as they change.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Labels {
     pub file_rules: FileRules,
     pub network_rules: network::NetworkRules,
     /// The names the session's resolver handed addresses out for (filled while it runs):
     /// network events name their host with it.
+    #[serde(skip)]
     pub names: crate::dns::ResolvedNames,
     /// The `[[after_exec]]` regimes' names, in policy order (bit `i` of a regime mask).
     pub regime_names: Vec<String>,

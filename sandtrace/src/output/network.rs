@@ -11,7 +11,7 @@ use crate::{
 };
 
 /// The policy's `[network]` rules as events name them.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct NetworkRules {
     connect: Vec<RuleLabel>,
     bind: Vec<RuleLabel>,
@@ -103,9 +103,12 @@ fn labels(list: NetworkList, rules: &[Located<AddressRule>]) -> Vec<RuleLabel> {
         .collect()
 }
 
+/// The rule kind of `allow_hosts` entries.
+pub const HOSTS_KIND: &str = "allow_hosts";
+
 fn host_label(rule: &Located<HostRule>) -> RuleLabel {
     RuleLabel {
-        kind: "allow_hosts",
+        kind: HOSTS_KIND,
         pattern: rule.value.to_string(),
         source: rule.origin.to_string(),
     }

@@ -377,7 +377,7 @@ impl Terminal {
         eprint!("{} {text}{}", self.paint(BOLD, "sandtrace:"), self.line_end);
     }
 
-    pub fn summary(&self, s: &Summary, command: &str, log: Option<&Path>) {
+    pub fn summary(&self, s: &Summary, command: &str, log: Option<&Path>, capture: Option<&Path>) {
         let status = match s.ending {
             Ending::TimedOut => self.paint(RED, "was killed by the timeout"),
             Ending::Interrupted => self.paint(YELLOW, "was interrupted"),
@@ -505,6 +505,9 @@ impl Terminal {
         );
         if let Some(log) = log {
             out += &row("event log", log.display().to_string());
+        }
+        if let Some(capture) = capture {
+            out += &row("capture", capture.display().to_string());
         }
         let _ = std::io::stderr().write_all(out.as_bytes());
     }

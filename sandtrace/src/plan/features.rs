@@ -43,8 +43,13 @@ impl KernelFeatures {
         } else {
             Err("not probed (tracing only)".to_owned())
         };
-        let missing_lsm_hooks = match (&bpf_lsm, crate::kernel_btf::KernelBtf::from_sys_fs()) {
-            (Ok(()), Ok(btf)) => crate::ebpf::missing_optional_hooks(&btf),
+        // Parsed only with BPF LSM: the hooks matter for nothing else, and parsing costs time.
+        let missing_lsm_hooks = match bpf_lsm
+            .as_ref()
+            .ok()
+            .map(|()| crate::kernel_btf::KernelBtf::from_sys_fs())
+        {
+            Some(Ok(btf)) => crate::ebpf::missing_optional_hooks(&btf),
             _ => Vec::new(),
         };
         Self {

@@ -79,6 +79,8 @@ pub struct RunOptions {
     pub overrides: crate::policy::CliOverrides,
     pub mode: ModeFlags,
     pub output: Option<PathBuf>,
+    /// The binary capture (`--record`).
+    pub record: Option<PathBuf>,
     pub verbosity: Verbosity,
     pub no_color: bool,
     pub follow_forks: bool,

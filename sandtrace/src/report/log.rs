@@ -17,6 +17,8 @@ use std::{
 use anyhow::{Context as _, Result};
 use serde::Serialize;
 
+use crate::output::capture::{self, CaptureReader};
+
 pub use crate::output::jsonl::schema::{
     DenialCounts, DnsLine, FileLine, Line, NetworkLine, ProcessChange, ProcessLine, RawArgs,
     RuleLine, SeccompLine, SocketLine, SummaryLine, SyscallCountLine, SyscallLine,
@@ -89,12 +91,55 @@ pub struct LogEnd {
     pub lines: usize,
 }
 
-/// Reads the log at `path`, handing every line to `each` in order. Fails only when the file
-/// cannot be read or holds no sandtrace event at all.
+/// Where a log's lines come from: a JSONL log, or a capture's records formatted as the lines
+/// `-o` writes.
+enum Source {
+    Jsonl(BufReader<File>),
+    Capture {
+        reader: Box<CaptureReader>,
+        line: Vec<u8>,
+    },
+}
+
+impl Source {
+    fn open(path: &Path) -> Result<Self> {
+        if capture::is_capture(path)? {
+            return Ok(Self::Capture {
+                reader: Box::new(CaptureReader::open(path)?),
+                line: Vec::new(),
+            });
+        }
+        let file = File::open(path)
+            .with_context(|| format!("opening the event log {}", path.display()))?;
+        Ok(Self::Jsonl(BufReader::with_capacity(1 << 20, file)))
+    }
+
+    /// Appends the next line to `text`; 0 at the end.
+    fn read_line(&mut self, text: &mut String) -> Result<usize> {
+        match self {
+            Self::Jsonl(reader) => Ok(reader.read_line(text)?),
+            Self::Capture { reader, line } => {
+                line.clear();
+                if !reader.next_line(line)? {
+                    return Ok(0);
+                }
+                // The formatter writes UTF-8 only (kernel text is shown lossily).
+                text.push_str(&String::from_utf8_lossy(line));
+                Ok(line.len())
+            }
+        }
+    }
+
+    /// Whether a capture ended inside an entry.
+    fn was_cut(&self) -> bool {
+        matches!(self, Self::Capture { reader, .. } if reader.was_cut())
+    }
+}
+
+/// Reads the log (or capture) at `path`, handing every line to `each` in order. Fails only
+/// when the file cannot be read or holds no sandtrace event at all.
 pub fn read(path: &Path, mut each: impl FnMut(Line)) -> Result<LogEnd> {
-    let file =
-        File::open(path).with_context(|| format!("opening the event log {}", path.display()))?;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut reader = Source::open(path)?;
     let mut end = LogEnd::default();
     let mut unknown: Vec<(String, u64)> = Vec::new();
     let mut after_summary = 0u64;
@@ -141,6 +186,11 @@ pub fn read(path: &Path, mut each: impl FnMut(Line)) -> Result<LogEnd> {
                 error: error.to_string(),
             }),
         }
+    }
+    if reader.was_cut() {
+        end.problems.push(LogProblem::CutLastLine {
+            line: end.lines + 1,
+        });
     }
     if events == 0 {
         anyhow::bail!(

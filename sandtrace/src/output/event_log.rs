@@ -1,6 +1,6 @@
-//! The event log's writer thread, so that the thread draining the ring buffer only copies
-//! records: decoding and formatting a million lines a second would otherwise slow the
-//! draining until the ring buffer overflows.
+//! The event logs' writer thread (the JSONL log of `-o` and the capture of `--record`), so
+//! that the thread draining the ring buffer only copies records: decoding and formatting a
+//! million lines a second would otherwise slow the draining until the ring buffer overflows.
 //!
 //! The draining thread appends raw records to a batch and hands full batches over, and a
 //! partial one whenever it has emptied the ring buffer, so no record waits for more to come.
@@ -9,8 +9,9 @@
 //! thread waits for a buffer; the ring buffer then fills and the kernel counts what it drops.
 //! Memory stays bounded and every loss is counted.
 //!
-//! Lines that do not come from the ring buffer (the session resolver's `dns` lines) travel in
-//! the same batches, formatted already, so that the log keeps the order the session saw.
+//! Lines that do not come from the ring buffer (the session resolver's `dns` lines, the
+//! summary) travel in the same batches, formatted already, so that the log keeps the order
+//! the session saw. What the file holds for each entry is the [`LogFormat`]'s business.
 
 use std::{
     fs::File,
@@ -22,30 +23,39 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow};
 
-use super::{
-    format::LineFormat,
-    schema::{DnsLine, Line, SummaryLine},
-};
-use crate::{
-    events::{self, Clock},
-    output::{Labels, summary::Summary},
+use crate::output::{
+    jsonl::schema::{DnsLine, Line, SummaryLine},
+    summary::Summary,
 };
 
 /// Bytes of records per batch: about 500 syscall records.
 const BATCH_BYTES: usize = 64 * 1024;
 /// Batches in circulation: what the writer may lag behind (1 MiB of records).
 const BATCHES: usize = 16;
-/// Formatted lines are written to the file in chunks of at most about this size.
+/// Output is written to the file in chunks of at most about this size.
 const WRITE_BYTES: usize = 1 << 20;
 /// Each entry of a batch is its kind ([`RECORD`] or [`LINE`]), its length in native byte
 /// order, and its bytes.
 const HEADER_BYTES: usize = 1 + size_of::<usize>();
-/// A ring-buffer record, which the writer decodes and formats.
+/// A ring-buffer record (one that decodes).
 const RECORD: u8 = 0;
-/// A line formatted already, newline included.
+/// A JSONL line formatted already, newline included.
 const LINE: u8 = 1;
 
-/// The JSONL event log (`-o FILE`), as the draining thread sees it.
+/// What a log file makes of the entries, on the writer thread. Each method appends to `out`,
+/// which the writer thread writes to the file.
+pub trait LogFormat: Send + 'static {
+    /// What the file starts with.
+    fn start(&mut self, out: &mut Vec<u8>) -> Result<()>;
+    /// Called before each batch's entries: what happened outside the batches since the last.
+    fn before_batch(&mut self, _out: &mut Vec<u8>) {}
+    /// A ring-buffer record the draining thread decoded.
+    fn record(&mut self, out: &mut Vec<u8>, record: &[u8]) -> Result<()>;
+    /// A JSONL line (newline included): a `dns` line, or the summary as the last entry.
+    fn line(&mut self, out: &mut Vec<u8>, line: &[u8]);
+}
+
+/// An event log (`-o FILE`, `--record FILE`), as the draining thread sees it.
 pub struct EventLog {
     /// Records not yet handed over; `None` between handing a batch over and the next record.
     batch: Option<Vec<u8>>,
@@ -57,16 +67,19 @@ pub struct EventLog {
 }
 
 impl EventLog {
-    /// Creates (or truncates) the file at `path` and starts the writer thread, which decodes
-    /// records with `clock` and labels them with `labels`.
-    pub fn create(path: &Path, clock: Clock, labels: Labels) -> Result<Self> {
+    /// Creates (or truncates) the file at `path` and starts the writer thread, which turns
+    /// the entries into the file's contents with `format`.
+    pub fn create(path: &Path, mut format: Box<dyn LogFormat>) -> Result<Self> {
         let file = File::create(path)
             .with_context(|| format!("creating the event log {}", path.display()))?;
-        let log = LogFile {
+        let mut log = LogFile {
             file,
             path: path.to_owned(),
             pending: Vec::with_capacity(WRITE_BYTES + BATCH_BYTES),
         };
+        format
+            .start(&mut log.pending)
+            .with_context(|| format!("writing {}", path.display()))?;
         let (to_writer, batches) = sync_channel(BATCHES);
         let (recycle, recycled) = sync_channel(BATCHES);
         for _ in 0..BATCHES {
@@ -75,8 +88,8 @@ impl EventLog {
                 .expect("the channel holds every batch");
         }
         let writer = std::thread::Builder::new()
-            .name("sandtrace-jsonl".to_owned())
-            .spawn(move || write_batches(log, &batches, &recycle, &clock, &labels))
+            .name("sandtrace-log".to_owned())
+            .spawn(move || write_batches(log, &batches, &recycle, format.as_mut()))
             .context("starting the event log's writer thread")?;
         Ok(Self {
             batch: None,
@@ -95,7 +108,11 @@ impl EventLog {
     /// Queues a query of the session's resolver, as its `dns` line (serialized by serde from
     /// the schema: these lines are few).
     pub fn append_dns(&mut self, line: &DnsLine) {
-        let mut text = serde_json::to_vec(&Line::Dns(line.clone())).expect("a dns line serializes");
+        self.append_line(&Line::Dns(line.clone()));
+    }
+
+    fn append_line(&mut self, line: &Line) {
+        let mut text = serde_json::to_vec(line).expect("a line serializes");
         text.push(b'\n');
         self.queue(LINE, &text);
     }
@@ -136,9 +153,10 @@ impl EventLog {
         }
     }
 
-    /// Writes every record appended, then the summary as the last line, and flushes the file
-    /// to disk.
+    /// Writes every record appended, then the summary as the last line (serialized once, by
+    /// serde, from the schema), and flushes the file to disk.
     pub fn finish(mut self, summary: &Summary) -> Result<()> {
+        self.append_line(&Line::Summary(SummaryLine::from(summary)));
         self.hand_over();
         // The writer's loop ends once it has written every batch sent.
         drop(self.to_writer.take());
@@ -146,26 +164,24 @@ impl EventLog {
             .writer
             .join()
             .map_err(|_| anyhow!("the event log's writer thread panicked"))??;
-        log.finish(summary)
+        log.finish()
     }
 }
 
-/// The writer thread: formats the records of each batch into the file, returning the batch.
-/// Lines reach the file once no batch is waiting (or a chunk is full), so the log follows a
-/// slow session closely and a busy one is written in large chunks. Stops at the first error;
-/// the draining thread then drops what it would have sent.
+/// The writer thread: turns the entries of each batch into the file's contents, returning
+/// the batch. Output reaches the file once no batch is waiting (or a chunk is full), so the
+/// log follows a slow session closely and a busy one is written in large chunks. Stops at the
+/// first error; the draining thread then drops what it would have sent.
 fn write_batches(
     mut log: LogFile,
     batches: &Receiver<Vec<u8>>,
     recycle: &SyncSender<Vec<u8>>,
-    clock: &Clock,
-    labels: &Labels,
+    format: &mut dyn LogFormat,
 ) -> Result<LogFile> {
-    let mut format = LineFormat::new();
     let mut next = batches.recv().ok();
     while let Some(mut batch) = next {
-        if let Err(e) = write_batch(&mut log, &mut format, &batch, clock, labels) {
-            // Keep the whole lines formatted before the error: the log ends where it struck.
+        if let Err(e) = write_batch(&mut log, format, &batch) {
+            // Keep what was complete before the error: the log ends where it struck.
             let _ = log.write_pending();
             return Err(e);
         }
@@ -185,13 +201,8 @@ fn write_batches(
     Ok(log)
 }
 
-fn write_batch(
-    log: &mut LogFile,
-    format: &mut LineFormat,
-    batch: &[u8],
-    clock: &Clock,
-    labels: &Labels,
-) -> Result<()> {
+fn write_batch(log: &mut LogFile, format: &mut dyn LogFormat, batch: &[u8]) -> Result<()> {
+    format.before_batch(&mut log.pending);
     let mut rest = batch;
     while let Some((&kind, after)) = rest.split_first()
         && let Some((length, after)) = after.split_first_chunk::<{ HEADER_BYTES - 1 }>()
@@ -201,13 +212,10 @@ fn write_batch(
             .ok_or_else(|| anyhow!("an event batch ends inside a record"))?;
         rest = after;
         if kind == LINE {
-            log.pending.extend_from_slice(entry);
+            format.line(&mut log.pending, entry);
         } else {
-            // The draining thread decoded this record before appending it.
-            let event = events::decode(entry, clock)
-                .map_err(|e| anyhow!("an event record no longer decodes: {}", e.0))?;
             format
-                .line(&mut log.pending, &event, labels)
+                .record(&mut log.pending, entry)
                 .with_context(|| format!("writing {}", log.path.display()))?;
         }
         if log.pending.len() >= WRITE_BYTES {
@@ -217,7 +225,7 @@ fn write_batch(
     Ok(())
 }
 
-/// The file and the formatted lines not yet written to it.
+/// The file and the output not yet written to it.
 struct LogFile {
     file: File,
     path: PathBuf,
@@ -233,15 +241,8 @@ impl LogFile {
         Ok(())
     }
 
-    /// Writes the summary line (once, so by serde, from the schema) and flushes the file to
-    /// disk.
-    fn finish(&mut self, summary: &Summary) -> Result<()> {
-        serde_json::to_writer(
-            &mut self.pending,
-            &Line::Summary(SummaryLine::from(summary)),
-        )
-        .with_context(|| format!("writing {}", self.path.display()))?;
-        self.pending.push(b'\n');
+    /// Writes what is left and flushes the file to disk.
+    fn finish(&mut self) -> Result<()> {
         self.write_pending()?;
         self.file
             .sync_data()
@@ -250,16 +251,27 @@ impl LogFile {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::Duration;
 
     use sandtrace_common::event::{EventHeader, EventKind, SyscallEvent};
 
     use super::*;
-    use crate::output::summary::{Ending, RunAs, RunResult, Tally};
+    use crate::{
+        events::Clock,
+        output::{
+            Labels,
+            jsonl::JsonlFormat,
+            summary::{Ending, RunAs, RunResult, Tally},
+        },
+    };
+
+    fn jsonl() -> Box<dyn LogFormat> {
+        Box::new(JsonlFormat::new(Clock::new(), Labels::default()))
+    }
 
     /// A `getppid` record numbered `n` (in its first argument).
-    fn record(n: u64) -> Vec<u8> {
+    pub(crate) fn record(n: u64) -> Vec<u8> {
         let mut comm = [0u8; 16];
         comm[..4].copy_from_slice(b"perl");
         let event = SyscallEvent {
@@ -285,7 +297,7 @@ mod tests {
     }
 
     /// The dns line written after record `n`.
-    fn dns_line(n: u64) -> DnsLine {
+    pub(crate) fn dns_line(n: u64) -> DnsLine {
         DnsLine {
             timestamp: "2026-12-02T06:21:28.123456Z".to_owned(),
             transport: "udp".to_owned(),
@@ -302,7 +314,7 @@ mod tests {
         }
     }
 
-    fn summary() -> Summary {
+    pub(crate) fn summary() -> Summary {
         Tally::default().finish(
             &[],
             0,
@@ -325,7 +337,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sandtrace-jsonl-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("events.jsonl");
-        let mut log = EventLog::create(&path, Clock::new(), Labels::default()).unwrap();
+        let mut log = EventLog::create(&path, jsonl()).unwrap();
         // Several times the batches in circulation, handed over full and partial, with a
         // dns line after every 100th record.
         let count = 4 * BATCHES * BATCH_BYTES / record(0).len();
@@ -378,7 +390,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sandtrace-jsonl-live-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("events.jsonl");
-        let mut log = EventLog::create(&path, Clock::new(), Labels::default()).unwrap();
+        let mut log = EventLog::create(&path, jsonl()).unwrap();
         for n in 0..3 {
             log.append(&record(n));
         }
@@ -399,8 +411,7 @@ mod tests {
     #[test]
     fn a_write_error_is_reported_at_the_end() {
         // Every write to /dev/full fails with ENOSPC.
-        let mut log = EventLog::create(Path::new("/dev/full"), Clock::new(), Labels::default())
-            .expect("/dev/full opens");
+        let mut log = EventLog::create(Path::new("/dev/full"), jsonl()).expect("/dev/full opens");
         for n in 0..(2 * BATCHES * BATCH_BYTES / record(0).len()) as u64 {
             log.append(&record(n));
         }
