@@ -250,7 +250,7 @@ impl Results {
             for t in self.targets.iter().filter(|t| t.issue == issue) {
                 let _ = writeln!(
                     out,
-                    "  {:<6} {:<58} {:<12} {} (target {} {}{})",
+                    "  {:<6} {:<60} {:<12} {} (target {} {}{})",
                     if t.met { "met" } else { "MISSED" },
                     t.what,
                     t.basis,
