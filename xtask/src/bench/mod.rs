@@ -1,13 +1,14 @@
 //! `cargo xtask bench`: what sandtrace costs. Each workload runs natively, under
-//! `sandtrace run --trace-only` (without and with `-o`), under `--allow-degraded` with a policy
-//! that allows it, and under `strace -f` (the ptrace baseline) on this host; natively, traced
-//! and enforced with BPF LSM in the project's VM. Runs are interleaved and repeated; medians
-//! and ratios to native are printed and written to `target/bench/results.json`.
+//! `sandtrace run --trace-only` (alone, with `-o` and with `--record`), under
+//! `--allow-degraded` with a policy that allows it, and under `strace -f` (the ptrace
+//! baseline) on this host; natively, traced and enforced with BPF LSM in the project's VM.
+//! Runs are interleaved and repeated; medians and ratios to native are printed and written to
+//! `target/bench/results.json`.
 //!
 //! - [`workloads`]: the programs measured and their sizes;
 //! - [`runner`]: the variants, one measured run, the interleaving, the in-session timer;
 //! - [`guest`]: the VM part, one boot running the BPF-LSM variants side by side;
-//! - [`report`]: medians, ratios, issue 7's targets, the tables and the JSON.
+//! - [`report`]: medians, ratios, issues 7's and 16's targets, the tables and the JSON.
 //!
 //! Nothing here asserts a timing: the targets are reported as met or missed.
 

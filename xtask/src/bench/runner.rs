@@ -35,6 +35,10 @@ pub enum Variant {
     TraceOnly,
     /// `sandtrace run --trace-only -o FILE`: every syscall as a JSONL line.
     TraceJsonl,
+    /// `sandtrace run --trace-only --record FILE`: every syscall into a compact binary
+    /// capture, which `sandtrace export` turns into the JSONL `-o` writes (untimed, after the
+    /// run, to count what it holds).
+    TraceRecord,
     /// `sandtrace run --allow-degraded --policy ALLOW` on a kernel without BPF LSM: seccomp,
     /// cgroup programs and tracing, no LSM hooks.
     Degraded,
@@ -46,15 +50,21 @@ pub enum Variant {
 
 impl Variant {
     /// What runs on a host without BPF LSM.
-    pub const HOST: [Variant; 5] = [
+    pub const HOST: [Variant; 6] = [
         Variant::Native,
         Variant::TraceOnly,
         Variant::TraceJsonl,
+        Variant::TraceRecord,
         Variant::Degraded,
         Variant::Strace,
     ];
     /// What runs in the BPF-LSM VM: enforcement against tracing alone, within one boot.
     pub const VM: [Variant; 3] = [Variant::Native, Variant::TraceOnly, Variant::Enforce];
+
+    /// Whether the variant writes every event to a file (whose end its samples read).
+    pub fn writes_events(self) -> bool {
+        matches!(self, Variant::TraceJsonl | Variant::TraceRecord)
+    }
 
     /// Whether the variant's process is the sandtrace loader.
     pub fn runs_sandtrace(self) -> bool {
@@ -66,6 +76,7 @@ impl Variant {
             Variant::Native => "native",
             Variant::TraceOnly => "trace-only",
             Variant::TraceJsonl => "trace-only -o",
+            Variant::TraceRecord => "trace-only --record",
             Variant::Degraded => "degraded",
             Variant::Enforce => "enforce",
             Variant::Strace => "strace -f",
@@ -95,6 +106,16 @@ impl Tools {
 
     fn stderr_log(&self) -> PathBuf {
         self.scratch.join("stderr.log")
+    }
+
+    /// The capture of the `--record` runs.
+    fn capture(&self) -> PathBuf {
+        self.scratch.join("events.capture")
+    }
+
+    /// The JSONL `sandtrace export` writes from a capture.
+    fn exported_log(&self) -> PathBuf {
+        self.scratch.join("exported.jsonl")
     }
 }
 
@@ -139,7 +160,8 @@ pub struct Sample {
     pub in_session_s: Option<f64>,
     pub cpu_s: f64,
     pub max_rss_kib: u64,
-    /// What the `-o` event log held (`TraceJsonl` only).
+    /// What the `-o` event log (`TraceJsonl`) or the capture (`TraceRecord`, read through
+    /// `sandtrace export`) held.
     pub event_log: Option<EventLog>,
 }
 
@@ -150,7 +172,7 @@ impl Sample {
     }
 }
 
-/// The end of a JSONL event log.
+/// The end of a JSONL event log (for a capture: of the JSONL `sandtrace export` writes from it).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EventLog {
     /// Lines before the summary line.
@@ -159,7 +181,10 @@ pub struct EventLog {
     pub total_syscalls: u64,
     /// From the file's creation (before CMD starts) to its last write (the summary): the window
     /// in which the loader wrote the events. `None` where the file system keeps no creation time.
+    /// For a capture, the capture's own window (not the exported file's).
     pub write_window_s: Option<f64>,
+    /// The size of the file the run wrote: the `-o` log, or the capture.
+    pub bytes: u64,
 }
 
 /// All runs of one workload.
@@ -186,10 +211,10 @@ impl WorkloadRuns {
     }
 }
 
-/// Runs every workload under every variant `repetitions` times. A repetition runs each
-/// workload under all variants back to back, starting with a different variant each time, so
-/// that a slow phase of the machine spreads over the variants instead of landing on one, after
-/// an unrecorded native run of the workload that warms the caches it reads.
+/// Runs every workload under every variant it does not skip `repetitions` times. A repetition
+/// runs each workload under its variants back to back, starting with a different variant each
+/// time, so that a slow phase of the machine spreads over the variants instead of landing on
+/// one, after an unrecorded native run of the workload that warms the caches it reads.
 pub fn run_interleaved(
     workloads: &[Workload],
     variants: &[Variant],
@@ -208,9 +233,10 @@ pub fn run_interleaved(
             name: w.name.to_owned(),
             description: w.description.clone(),
             kind: w.kind,
-            variants: variants
-                .iter()
-                .map(|&variant| VariantRuns {
+            variants: w
+                .variants(variants)
+                .into_iter()
+                .map(|variant| VariantRuns {
                     variant,
                     samples: Vec::new(),
                 })
@@ -224,11 +250,12 @@ pub fn run_interleaved(
             // unrecorded, so that no variant pays for it.
             eprintln!("bench: warming up: {}", workload.description);
             measure(workload, Variant::Native, tools)?;
+            let variants = workload.variants(variants);
             for offset in 0..variants.len() {
                 let index = (rep + offset) % variants.len();
                 let sample = measure(workload, variants[index], tools)?;
                 eprintln!(
-                    "bench: [{}/{repetitions}] {:<10} {:<14} {:>8.3} s{}",
+                    "bench: [{}/{repetitions}] {:<12} {:<19} {:>8.3} s{}",
                     rep + 1,
                     workload.name,
                     variants[index].label(),
@@ -251,18 +278,22 @@ fn measure(workload: &Workload, variant: Variant, tools: &Tools) -> Result<Sampl
     let timed = workload.kind != Kind::StartUp;
     let elapsed_file = tools.elapsed_file();
     let event_log = tools.event_log();
-    for stale in [&elapsed_file, &event_log] {
+    let capture = tools.capture();
+    for stale in [&elapsed_file, &event_log, &capture, &tools.exported_log()] {
         remove_if_present(stale)?;
     }
     let mut argv: Vec<OsString> = Vec::new();
     match variant {
         Variant::Native => {}
-        Variant::TraceOnly | Variant::TraceJsonl => {
+        Variant::TraceOnly | Variant::TraceJsonl | Variant::TraceRecord => {
             argv.extend([tools.sandtrace.as_os_str().into(), "run".into()]);
             argv.extend(["--trace-only".into(), "--timeout".into()]);
             argv.push(SESSION_TIMEOUT_SECS.to_string().into());
             if variant == Variant::TraceJsonl {
                 argv.extend(["-o".into(), event_log.clone().into_os_string()]);
+            }
+            if variant == Variant::TraceRecord {
+                argv.extend(["--record".into(), capture.clone().into_os_string()]);
             }
             argv.push("--".into());
         }
@@ -333,12 +364,18 @@ fn measure(workload: &Workload, variant: Variant, tools: &Tools) -> Result<Sampl
     } else {
         None
     };
-    let event_log = if variant == Variant::TraceJsonl {
-        let log = read_event_log(&event_log)?;
-        remove_if_present(&tools.event_log())?;
-        Some(log)
-    } else {
-        None
+    let event_log = match variant {
+        Variant::TraceJsonl => {
+            let log = read_event_log(&event_log)?;
+            remove_if_present(&event_log)?;
+            Some(log)
+        }
+        Variant::TraceRecord => {
+            let log = read_capture(&capture, tools)?;
+            remove_if_present(&capture)?;
+            Some(log)
+        }
+        _ => None,
     };
     Ok(Sample {
         wall_s: wall.as_secs_f64(),
@@ -400,6 +437,54 @@ fn display_argv(argv: &[OsString]) -> String {
 /// count list but never more than this.
 const SUMMARY_LINE_MAX: u64 = 1 << 20;
 
+/// What a `--record` capture holds: `sandtrace export` turns it into JSONL (untimed), whose
+/// events and summary [`read_event_log`] reads; the write window and the size are the
+/// capture's own.
+fn read_capture(capture: &Path, tools: &Tools) -> Result<EventLog> {
+    // Before the export, which reads the capture (a file system with atime could touch it).
+    let metadata =
+        fs::metadata(capture).with_context(|| format!("reading {}", capture.display()))?;
+    let exported = tools.exported_log();
+    let stderr_path = tools.stderr_log();
+    let stderr = File::create(&stderr_path)
+        .with_context(|| format!("creating {}", stderr_path.display()))?;
+    let mut export = Command::new(&tools.sandtrace);
+    export
+        .arg("export")
+        .arg(capture)
+        .arg("-o")
+        .arg(&exported)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr);
+    let status = export
+        .status()
+        .with_context(|| format!("running {export:?}"))?;
+    if !status.success() {
+        let stderr = fs::read_to_string(&stderr_path).unwrap_or_default();
+        bail!("{export:?} failed: {status}\n{}", tail_lines(&stderr, 30));
+    }
+    let log = read_event_log(&exported)?;
+    remove_if_present(&exported)?;
+    Ok(EventLog {
+        write_window_s: write_window(&metadata),
+        bytes: metadata.len(),
+        ..log
+    })
+}
+
+/// From a file's creation to its last write; `None` where the file system keeps no creation
+/// time.
+fn write_window(metadata: &fs::Metadata) -> Option<f64> {
+    let (Ok(created), Ok(modified)) = (metadata.created(), metadata.modified()) else {
+        return None;
+    };
+    modified
+        .duration_since(created)
+        .ok()
+        .map(|d| d.as_secs_f64())
+}
+
 /// Counts the events of a JSONL log and reads its summary line.
 fn read_event_log(path: &Path) -> Result<EventLog> {
     let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
@@ -444,18 +529,12 @@ fn read_event_log(path: &Path) -> Result<EventLog> {
             .as_u64()
             .with_context(|| format!("{}: the summary has no {field}", path.display()))
     };
-    let write_window_s = match (metadata.created(), metadata.modified()) {
-        (Ok(created), Ok(modified)) => modified
-            .duration_since(created)
-            .ok()
-            .map(|d| d.as_secs_f64()),
-        _ => None,
-    };
     Ok(EventLog {
         events: lines.saturating_sub(1),
         lost_events: number("lost_events")?,
         total_syscalls: number("total_syscalls")?,
-        write_window_s,
+        write_window_s: write_window(&metadata),
+        bytes: metadata.len(),
     })
 }
 
@@ -505,9 +584,63 @@ mod tests {
         .unwrap();
         let log = read_event_log(&path).unwrap();
         assert_eq!((log.events, log.lost_events, log.total_syscalls), (2, 3, 7));
+        assert_eq!(log.bytes, fs::metadata(&path).unwrap().len());
         fs::write(&path, "{\"event_type\":\"syscall\"}\n").unwrap();
         let err = read_event_log(&path).unwrap_err();
         assert!(format!("{err:#}").contains("not the summary"), "{err:#}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A stand-in for sandtrace: `run ... [--record FILE] ... -- CMD` writes FILE and runs CMD;
+    /// `export CAPTURE -o OUT` writes a two-event log to OUT.
+    fn fake_sandtrace(dir: &Path) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = dir.join("sandtrace");
+        fs::write(
+            &path,
+            r#"#!/bin/sh
+if [ "$1" = export ]; then
+    [ "$3" = -o ] && [ -f "$2" ] || { echo "bad export: $*" >&2; exit 2; }
+    printf '%s\n' '{"event_type":"syscall"}' '{"event_type":"syscall"}' \
+        '{"event_type":"summary","lost_events":0,"total_syscalls":5}' > "$4"
+    exit 0
+fi
+[ "$1" = run ] || exit 2
+while [ "$1" != -- ]; do
+    if [ "$1" = --record ]; then shift; printf 0123456789 > "$1"; fi
+    shift
+done
+shift
+exec "$@"
+"#,
+        )
+        .unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    #[test]
+    fn record_runs_read_the_export_and_the_capture_file() {
+        let dir = scratch("record");
+        let tools = Tools {
+            sandtrace: fake_sandtrace(&dir),
+            timer: PathBuf::from("/nonexistent/xtask"),
+            policy: dir.join("allow.toml"),
+            scratch: dir.clone(),
+        };
+        let workload = Workload {
+            name: "start-up",
+            description: "/bin/true".to_owned(),
+            kind: Kind::StartUp,
+            argv: vec!["/bin/true".into()],
+            skip: &[],
+        };
+        let sample = measure(&workload, Variant::TraceRecord, &tools).unwrap();
+        let log = sample.event_log.expect("the record run's capture was read");
+        // The events and the summary come from the exported JSONL, the size from the capture.
+        assert_eq!((log.events, log.lost_events, log.total_syscalls), (2, 0, 5));
+        assert_eq!(log.bytes, 10);
+        assert!(!tools.capture().exists() && !tools.exported_log().exists());
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -527,6 +660,7 @@ mod tests {
             argv: ["perl", "-e", "my $x = 'a' x 20_000_000; 1 for 1..2_000_000"]
                 .map(OsString::from)
                 .to_vec(),
+            skip: &[],
         };
         let sample = measure(&workload, Variant::Native, &tools).unwrap();
         assert!(sample.cpu_s > 0.0, "{sample:?}");

@@ -1,11 +1,14 @@
 //! The programs the benchmark runs: a start-up probe, two syscall-bound microbenchmarks, a
-//! file-tree walk, a many-process workload and a compile, built from tools every Debian
-//! machine has (perl, find, gcc) so that nothing is compiled for the benchmark itself.
+//! file-tree walk (once, and five times in a row), a many-process workload and a compile,
+//! built from tools every Debian machine has (perl, find, gcc) so that nothing is compiled for
+//! the benchmark itself.
 
 use std::{ffi::OsString, fmt::Write as _, fs, path::Path};
 
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
+
+use super::runner::Variant;
 
 /// What a workload stands for, which decides the targets its ratios are held to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,6 +74,19 @@ pub struct Workload {
     pub description: String,
     pub kind: Kind,
     pub argv: Vec<OsString>,
+    /// Variants it does not run under.
+    pub skip: &'static [Variant],
+}
+
+impl Workload {
+    /// Those of `variants` it runs under, in that order.
+    pub fn variants(&self, variants: &[Variant]) -> Vec<Variant> {
+        variants
+            .iter()
+            .copied()
+            .filter(|v| !self.skip.contains(v))
+            .collect()
+    }
 }
 
 /// The workloads at `sizes`, with their input files created in `scratch` (which must exist).
@@ -89,6 +105,7 @@ pub fn prepare(sizes: &Sizes, scratch: &Path) -> Result<Vec<Workload>> {
             description: "/bin/true".to_owned(),
             kind: Kind::StartUp,
             argv: vec!["/bin/true".into()],
+            skip: &[],
         },
         Workload {
             name: EVENT_RATE_WORKLOAD,
@@ -98,6 +115,7 @@ pub fn prepare(sizes: &Sizes, scratch: &Path) -> Result<Vec<Workload>> {
                 "syscall({GETPPID}) for 1..{}",
                 sizes.getppid_calls
             )),
+            skip: &[],
         },
         Workload {
             name: "open-close",
@@ -112,6 +130,7 @@ pub fn prepare(sizes: &Sizes, scratch: &Path) -> Result<Vec<Workload>> {
                 )),
                 [open_target.into_os_string()],
             ),
+            skip: &[],
         },
         Workload {
             name: "file-walk",
@@ -120,6 +139,22 @@ pub fn prepare(sizes: &Sizes, scratch: &Path) -> Result<Vec<Workload>> {
             argv: ["find", sizes.walk_root, "-type", "f"]
                 .map(OsString::from)
                 .to_vec(),
+            skip: &[],
+        },
+        Workload {
+            name: FILE_WALK_X5_WORKLOAD,
+            description: format!("find {} -type f, five times in a row (sh)", sizes.walk_root),
+            kind: Kind::Realistic,
+            argv: [
+                "sh",
+                "-c",
+                "for i in 1 2 3 4 5; do find \"$0\" -type f >/dev/null || exit 1; done",
+                sizes.walk_root,
+            ]
+            .map(OsString::from)
+            .to_vec(),
+            // strace -f would add minutes (five times file-walk's 30 s) and no target.
+            skip: &[Variant::Strace],
         },
         Workload {
             name: "fork-exec",
@@ -131,6 +166,7 @@ pub fn prepare(sizes: &Sizes, scratch: &Path) -> Result<Vec<Workload>> {
                  waitpid($p, 0); $? == 0 or die \"/bin/true failed: $?\" }}",
                 sizes.forks
             )),
+            skip: &[],
         },
         Workload {
             name: "compile",
@@ -143,6 +179,7 @@ pub fn prepare(sizes: &Sizes, scratch: &Path) -> Result<Vec<Workload>> {
                 ["gcc", "-O2", "-o"].map(OsString::from).to_vec(),
                 [binary.into_os_string(), source.into_os_string()],
             ),
+            skip: &[],
         },
     ])
 }
@@ -150,6 +187,10 @@ pub fn prepare(sizes: &Sizes, scratch: &Path) -> Result<Vec<Workload>> {
 /// The workload whose `-o` runs measure the event rate: one event per syscall, as fast as
 /// one process can make them.
 pub const EVENT_RATE_WORKLOAD: &str = "getppid";
+
+/// The workload issue 16 times end to end, as a user would time a capture of a busy command:
+/// five file walks in a row, sandtrace's start-up and drain included.
+pub const FILE_WALK_X5_WORKLOAD: &str = "file-walk-x5";
 
 /// The x86_64 syscall number of getppid (perl's `syscall` takes numbers).
 const GETPPID: u32 = 110;
