@@ -39,6 +39,20 @@ pub enum NameChange {
     Address(IpAddr, u32),
 }
 
+impl NameTable {
+    /// Keeps `change` for the capture, if one asked. The capture's writer takes them before
+    /// each batch of records, and every query makes a batch (its `dns` line); only a writer
+    /// stopped by an error leaves them, so beyond [`MAX_NAMES`] they are dropped: that capture
+    /// is reported incomplete anyway.
+    fn keep(&mut self, change: NameChange) {
+        if let Some(changes) = &mut self.changes
+            && changes.len() < MAX_NAMES
+        {
+            changes.push(change);
+        }
+    }
+}
+
 impl ResolvedNames {
     fn table(&self) -> std::sync::MutexGuard<'_, NameTable> {
         // The table stays consistent through a panic elsewhere: every update is one insert.
@@ -59,9 +73,7 @@ impl ResolvedNames {
         table.names.push(name.clone());
         let id = table.names.len() as u32;
         table.ids.insert(name.clone(), id);
-        if let Some(changes) = &mut table.changes {
-            changes.push(NameChange::Name(name));
-        }
+        table.keep(NameChange::Name(name));
         Some(id)
     }
 
@@ -78,9 +90,8 @@ impl ResolvedNames {
         let addr = addr.to_canonical();
         if (table.by_address.len() < MAX_NAMES || table.by_address.contains_key(&addr))
             && table.by_address.insert(addr, id) != Some(id)
-            && let Some(changes) = &mut table.changes
         {
-            changes.push(NameChange::Address(addr, id));
+            table.keep(NameChange::Address(addr, id));
         }
     }
 

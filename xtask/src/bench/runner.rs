@@ -283,10 +283,14 @@ fn measure(workload: &Workload, variant: Variant, tools: &Tools) -> Result<Sampl
         remove_if_present(stale)?;
     }
     let mut argv: Vec<OsString> = Vec::new();
+    // The workloads run with the privileges they have natively (root's capabilities): without
+    // `--as-root` the session drops them, and `find /usr` fails on the directories only their
+    // owners may read, doing other work than the native run.
     match variant {
         Variant::Native => {}
         Variant::TraceOnly | Variant::TraceJsonl | Variant::TraceRecord => {
             argv.extend([tools.sandtrace.as_os_str().into(), "run".into()]);
+            argv.push("--as-root".into());
             argv.extend(["--trace-only".into(), "--timeout".into()]);
             argv.push(SESSION_TIMEOUT_SECS.to_string().into());
             if variant == Variant::TraceJsonl {
@@ -299,6 +303,7 @@ fn measure(workload: &Workload, variant: Variant, tools: &Tools) -> Result<Sampl
         }
         Variant::Degraded | Variant::Enforce => {
             argv.extend([tools.sandtrace.as_os_str().into(), "run".into()]);
+            argv.push("--as-root".into());
             if variant == Variant::Degraded {
                 argv.push("--allow-degraded".into());
             }
