@@ -67,10 +67,31 @@ type Env<'a> = &'a [(&'a str, &'a str)];
 /// environment's size. `NO_COLOR` is what `common::sandtrace` sets.
 const BASE_ENV: Env<'static> = &[("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), ("NO_COLOR", "1")];
 
+/// Gives strace (and so its tracee, which inherits them) what sandtrace gives CMD: default
+/// signal dispositions and an empty mask. A test run in the background of a non-interactive
+/// shell inherits SIGINT and SIGQUIT ignored, and `sh` makes fewer `rt_sigaction` calls then.
+fn default_signals(command: &mut std::process::Command) -> &mut std::process::Command {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: signal(2) and sigprocmask(2) are async-signal-safe; the set lives on this stack.
+    unsafe {
+        command.pre_exec(|| {
+            for sig in 1..libc::SIGRTMAX() {
+                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+            }
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&raw mut set);
+            libc::sigprocmask(libc::SIG_SETMASK, &raw const set, std::ptr::null_mut());
+            Ok(())
+        })
+    }
+}
+
 /// Per-syscall counts of `strace -f` running `cmd` (which must succeed).
 fn strace_counts(scratch: &Scratch, env: Env<'_>, cmd: &[&str]) -> Counts {
     let log = scratch.path("strace.txt");
-    let out = std::process::Command::new(STRACE)
+    let out = default_signals(&mut std::process::Command::new(STRACE))
         .args(["-f", "-qq", "-o"])
         .arg(&log)
         .arg("--")
