@@ -143,7 +143,7 @@ fn elf_interpreter(path: &Path) -> Option<PathBuf> {
 /// The dynamic loaders this system uses: the interpreters named by the launch chain and by
 /// common system binaries, plus the usual locations, by resolved path (so the names that are
 /// symlinks, such as `/lib64/ld-linux-x86-64.so.2`, are covered through their target).
-pub fn dynamic_loaders(chain: &[PathBuf]) -> Vec<PathKey> {
+pub fn dynamic_loaders(chain: &[PathBuf]) -> Vec<PathBuf> {
     let mut candidates: Vec<PathBuf> = chain
         .iter()
         .map(PathBuf::as_path)
@@ -169,10 +169,13 @@ pub fn dynamic_loaders(chain: &[PathBuf]) -> Vec<PathKey> {
             }));
         }
     }
-    let mut keys: Vec<PathKey> = candidates.iter().filter_map(|p| path_key(p)).collect();
-    keys.sort_by_key(|k| k.bytes);
-    keys.dedup();
-    keys
+    let mut resolved: Vec<PathBuf> = candidates
+        .iter()
+        .filter_map(|p| fs::canonicalize(p).ok())
+        .collect();
+    resolved.sort();
+    resolved.dedup();
+    resolved
 }
 
 #[cfg(test)]
@@ -210,8 +213,8 @@ mod tests {
     #[test]
     fn finds_the_dynamic_loader() {
         let loaders = dynamic_loaders(&[PathBuf::from("/bin/true")]);
-        let ld = path_key(Path::new("/lib64/ld-linux-x86-64.so.2")).expect("x86_64 glibc loader");
+        let ld = fs::canonicalize("/lib64/ld-linux-x86-64.so.2").expect("x86_64 glibc loader");
         assert!(loaders.contains(&ld), "{loaders:?}");
-        assert!(!loaders.contains(&path_key(Path::new("/bin/true")).unwrap()));
+        assert!(!loaders.contains(&fs::canonicalize("/bin/true").unwrap()));
     }
 }

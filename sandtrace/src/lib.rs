@@ -14,6 +14,7 @@ pub mod dns;
 pub mod ebpf;
 pub mod events;
 pub mod exit;
+pub mod landlock;
 pub mod launch;
 pub mod learn;
 pub mod network;

@@ -27,8 +27,9 @@ use crate::{
     dns::{BoundResolver, DnsQuery, DnsTraffic, ObservedQuery, RunningResolver},
     ebpf::{Enforcement, SessionPrograms},
     events::{self, Clock, EventBody},
-    exit, kernel_btf, launch,
-    network::abstract_sockets::AbstractSocketScope,
+    exit, kernel_btf,
+    landlock::SessionDomain,
+    launch,
     output::{
         Labels,
         capture::CaptureFormat,
@@ -41,7 +42,7 @@ use crate::{
     progress::Progress,
     pty::{Relay, SessionTerminal},
     seccomp::SeccompFilter,
-    spawn::{self, CmdSetup, DropPrivileges, Outcome, PreparedCommand, Spawned},
+    spawn::{self, CmdSetup, DropPrivileges, LandlockSetup, Outcome, PreparedCommand, Spawned},
 };
 
 /// How long an event may wait in the ring buffer below the kernel's wakeup threshold.
@@ -101,7 +102,8 @@ struct Session<'a> {
     /// The session's resolver, when the policy has `allow_hosts`: its queries are events.
     resolver: Option<RunningResolver>,
     programs: SessionPrograms,
-    _abstract_scope: Option<AbstractSocketScope>,
+    /// The Landlock ruleset CMD's process fills and enters: kept open until it has.
+    _landlock: Option<SessionDomain>,
     process_limit: Option<ProcessLimit>,
     cgroup: SessionCgroup,
     sinks: Sinks<'a>,
@@ -176,11 +178,12 @@ impl<'a> Session<'a> {
             )?),
             _ => None,
         };
-        let abstract_scope = plan
-            .scope_abstract_sockets
-            .then(AbstractSocketScope::create)
-            .transpose()?;
-        report_plan(terminal, plan, cmd);
+        let landlock = SessionDomain::prepare(
+            plan.landlock_files.as_ref(),
+            &launch_files(options, cmd),
+            plan.scope_abstract_sockets,
+        )?;
+        report_plan(terminal, plan, cmd, landlock.as_ref());
         let ring = programs.take_events()?;
         // SAFETY: the ring buffer owns its fd and outlives the registration.
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
@@ -204,7 +207,11 @@ impl<'a> Session<'a> {
         let setup = CmdSetup {
             hidden_dirs: &hidden_dirs,
             join_procs: process_limit.as_ref().and_then(ProcessLimit::join_fd),
-            landlock_ruleset: abstract_scope.as_ref().map(AbstractSocketScope::fd),
+            memfd_noexec: plan.memfd_noexec,
+            landlock: landlock.as_ref().map(|domain| LandlockSetup {
+                ruleset: domain.ruleset.fd(),
+                grants: &domain.grants,
+            }),
             seccomp,
             privileges,
             terminal: terminal.as_ref().map(SessionTerminal::cmd_side),
@@ -240,7 +247,7 @@ impl<'a> Session<'a> {
             ring,
             resolver,
             programs,
-            _abstract_scope: abstract_scope,
+            _landlock: landlock,
             process_limit,
             cgroup,
             sinks,
@@ -348,6 +355,7 @@ impl<'a> Session<'a> {
                 ending,
                 mode: self.plan.mode.name(),
                 unenforced: &unenforced,
+                approximated: &self.plan.approximated,
                 run_as: RunAs::of(&self.plan.process),
                 removed_environment: &self.plan.process.environment.removed,
             },
@@ -462,11 +470,14 @@ fn load_programs(
         offsets,
     };
     let enforcement = plan.programs.paths.as_ref().map(|e| {
-        let chain = launch::launch_chain(&cmd.path, options.command.get(1..).unwrap_or_default());
+        let chain = launch_chain(options, cmd);
         Enforcement {
             paths: &e.paths,
             launch_chain: chain.iter().filter_map(|p| launch::path_key(p)).collect(),
-            dynamic_loaders: launch::dynamic_loaders(&chain),
+            dynamic_loaders: launch::dynamic_loaders(&chain)
+                .iter()
+                .filter_map(|p| launch::path_key(p))
+                .collect(),
             lsm_programs,
         }
     });
@@ -480,6 +491,23 @@ fn load_programs(
         enforcement.as_ref(),
         cgroup_fd,
     )
+}
+
+/// CMD's launch chain: the program and the `#!` interpreters its exec runs.
+fn launch_chain(options: &RunOptions, cmd: &PreparedCommand) -> Vec<std::path::PathBuf> {
+    launch::launch_chain(&cmd.path, options.command.get(1..).unwrap_or_default())
+}
+
+/// The files CMD's first exec needs under Landlock, resolved: its launch chain and the dynamic
+/// loaders (the kernel opens an ELF interpreter as an exec).
+fn launch_files(options: &RunOptions, cmd: &PreparedCommand) -> Vec<std::path::PathBuf> {
+    let chain = launch_chain(options, cmd);
+    let mut files: Vec<_> = chain
+        .iter()
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .collect();
+    files.extend(launch::dynamic_loaders(&chain));
+    files
 }
 
 /// With BPF LSM, isolation.rs keeps CMD out of the cgroup files; without it they are hidden,
@@ -515,7 +543,12 @@ fn resolving_daemon_dirs() -> Result<Vec<CString>> {
 
 /// Says, before CMD starts, who it runs as, which capabilities it keeps, which variables it
 /// does not get, and what the session does not enforce.
-fn report_plan(terminal: &Terminal, plan: &SessionPlan, cmd: &PreparedCommand) {
+fn report_plan(
+    terminal: &Terminal,
+    plan: &SessionPlan,
+    cmd: &PreparedCommand,
+    landlock: Option<&SessionDomain>,
+) {
     let process = &plan.process;
     // The kernel matches the resolved path (/bin/sh is /usr/bin/dash).
     let resolved = std::fs::canonicalize(&cmd.path).unwrap_or_else(|_| cmd.path.clone());
@@ -542,7 +575,7 @@ fn report_plan(terminal: &Terminal, plan: &SessionPlan, cmd: &PreparedCommand) {
         ));
     }
     if let Mode::Degraded(why) = &plan.mode {
-        report_degraded(terminal, why, plan);
+        report_degraded(terminal, why, plan, landlock);
     }
     for u in &plan.unenforced {
         if u.rule.kind == "network" {
@@ -555,7 +588,12 @@ fn report_plan(terminal: &Terminal, plan: &SessionPlan, cmd: &PreparedCommand) {
 }
 
 /// Says, before CMD starts, what a degraded session does and does not enforce.
-fn report_degraded(terminal: &Terminal, why: &str, plan: &SessionPlan) {
+fn report_degraded(
+    terminal: &Terminal,
+    why: &str,
+    plan: &SessionPlan,
+    landlock: Option<&SessionDomain>,
+) {
     terminal.note(&format!(
         "warning: --allow-degraded: BPF LSM is not available ({why}); enforcing only what works \
          without it"
@@ -569,12 +607,46 @@ fn report_degraded(terminal: &Terminal, why: &str, plan: &SessionPlan) {
     }
     enforced.push("[limits] timeout");
     enforced.push("the session cgroup (the cgroup file systems are hidden from the command)");
-    terminal.note(&format!("enforced: {}", enforced.join(", ")));
     let files: Vec<_> = plan
         .unenforced
         .iter()
         .filter(|u| u.rule.kind != "network")
         .collect();
+    if let (Some(files_plan), Some(domain)) = (&plan.landlock_files, landlock) {
+        let carved = format!(
+            "[filesystem] (Landlock ABI {}: {} grants, carved from {} directory entries at start)",
+            files_plan.abi,
+            domain.grants.len(),
+            domain.walked
+        );
+        enforced.push(&carved);
+        terminal.note(&format!("enforced: {}", enforced.join(", ")));
+        for a in &plan.approximated {
+            terminal.note(&format!(
+                "approximated: {} {} ({}): {}",
+                a.rule.kind, a.rule.pattern, a.rule.source, a.how
+            ));
+        }
+        for u in files {
+            terminal.note(&format!(
+                "NOT enforced: {} {}: {}",
+                u.rule.kind, u.rule.pattern, u.reason
+            ));
+        }
+    } else {
+        terminal.note(&format!("enforced: {}", enforced.join(", ")));
+        report_unenforced_files(terminal, &files);
+    }
+    if plan.programs.network.is_some() {
+        terminal.note(
+            "io_uring is unavailable to the command (io_uring_setup fails with EPERM): \
+             without BPF LSM, sandtrace cannot check the sockets io_uring creates",
+        );
+    }
+}
+
+/// Degraded without Landlock: the path rules have no effect.
+fn report_unenforced_files(terminal: &Terminal, files: &[&crate::plan::Unenforced]) {
     terminal.note(&format!(
         "NOT enforced: [filesystem]: the command may read, write and execute whatever its user \
          may; {}",
@@ -588,12 +660,6 @@ fn report_degraded(terminal: &Terminal, why: &str, plan: &SessionPlan) {
             "  {} {} ({})",
             u.rule.kind, u.rule.pattern, u.rule.source
         ));
-    }
-    if plan.programs.network.is_some() {
-        terminal.note(
-            "io_uring is unavailable to the command (io_uring_setup fails with EPERM): \
-             without BPF LSM, sandtrace cannot check the sockets io_uring creates",
-        );
     }
 }
 

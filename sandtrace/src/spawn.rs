@@ -167,6 +167,8 @@ pub enum SetupStage {
     Seccomp,
     ProcessLimit,
     Landlock,
+    LandlockGrants,
+    MemfdNoexec,
     HideCgroups,
     AmbientCapabilities,
     Securebits,
@@ -180,12 +182,14 @@ pub enum SetupStage {
 }
 
 impl SetupStage {
-    const ALL: [Self; 15] = [
+    const ALL: [Self; 17] = [
         Self::MountProc,
         Self::CloneIntoCgroup,
         Self::Seccomp,
         Self::ProcessLimit,
         Self::Landlock,
+        Self::LandlockGrants,
+        Self::MemfdNoexec,
         Self::HideCgroups,
         Self::AmbientCapabilities,
         Self::Securebits,
@@ -208,7 +212,15 @@ impl SetupStage {
             Self::CloneIntoCgroup => "starting the command inside the session cgroup",
             Self::Seccomp => "installing the seccomp filter",
             Self::ProcessLimit => "joining the session's pids cgroup (max_processes)",
-            Self::Landlock => "scoping abstract UNIX sockets to the session (Landlock)",
+            Self::Landlock => {
+                "entering the session's Landlock domain (filesystem rules, abstract UNIX socket \
+                 scoping)"
+            }
+            Self::LandlockGrants => "adding the filesystem grants to the Landlock ruleset",
+            Self::MemfdNoexec => {
+                "refusing executable memfds in the session (vm.memfd_noexec = 2 in its PID \
+                 namespace)"
+            }
             Self::HideCgroups => "hiding the cgroup file systems from the session",
             Self::AmbientCapabilities => {
                 "keeping [process] capabilities across execve (the ambient set; sandtrace \
@@ -365,14 +377,23 @@ pub struct CmdSetup<'a> {
     pub join_procs: Option<RawFd>,
     /// CMD's user and capabilities; `None` keeps sandtrace's (`--as-root`).
     pub privileges: Option<&'a DropPrivileges>,
-    /// A Landlock ruleset to restrict itself to (see `network::abstract_sockets`).
-    pub landlock_ruleset: Option<RawFd>,
+    /// Init sets the session's `vm.memfd_noexec` to 2 (see `SessionPlan::memfd_noexec`).
+    pub memfd_noexec: bool,
+    /// The Landlock ruleset to fill and restrict itself to (see `crate::landlock`).
+    pub landlock: Option<LandlockSetup<'a>>,
     pub seccomp: Option<&'a SeccompFilter>,
     /// Directories to cover with an empty read-only tmpfs in the session's mount namespace
     /// (the cgroup file systems, where nothing else keeps CMD from leaving its cgroup).
     pub hidden_dirs: &'a [CString],
     /// The session's pseudo-terminal, where sandtrace was started from a terminal.
     pub terminal: Option<CmdTerminal>,
+}
+
+/// A Landlock ruleset made by the loader, and the grants CMD's process adds to it.
+#[derive(Clone, Copy)]
+pub struct LandlockSetup<'a> {
+    pub ruleset: RawFd,
+    pub grants: &'a [crate::landlock::PathGrant],
 }
 
 /// The pseudo-terminal CMD's process takes as its controlling terminal and puts on the standard

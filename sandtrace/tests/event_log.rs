@@ -17,12 +17,12 @@ use sandtrace::{
     dns::{Decision, DnsQuery, ObservedQuery, ResolvedNames, Response, Transport},
     events::{self, Clock},
     output::{
-        FileRules, Labels, RuleLabel,
+        Approximated, FileRules, Labels, RuleLabel,
         capture::{self, CaptureFormat},
         event_log::{EventLog, LogFormat},
         jsonl::{
             JsonlFormat,
-            schema::{SocketAddressLine, SocketLine},
+            schema::{ApproximatedLine, SocketAddressLine, SocketLine},
         },
         network::NetworkRules,
         summary::{DnsSummary, Ending, RunAs, RunResult, Summary, Tally},
@@ -521,6 +521,13 @@ fn observed_query() -> ObservedQuery {
 }
 
 fn summary(records: &[Vec<u8>], clock: &Clock, unenforced: &[RuleLabel]) -> Summary {
+    let approximated: Vec<Approximated> = unenforced
+        .iter()
+        .map(|rule| Approximated {
+            rule: rule.clone(),
+            how: s("carved out at start"),
+        })
+        .collect();
     let mut tally = Tally::default();
     for record in records {
         tally.observe(&events::decode(record, clock).expect("every test record decodes"));
@@ -542,6 +549,7 @@ fn summary(records: &[Vec<u8>], clock: &Clock, unenforced: &[RuleLabel]) -> Summ
             ending: Ending::TimedOut,
             mode: "degraded",
             unenforced,
+            approximated: &approximated,
             run_as: RunAs {
                 uid: 65534,
                 gid: 65534,
@@ -1107,6 +1115,14 @@ fn expected_lines(timestamps: &[String]) -> Vec<Line> {
                 kind: s("allow_read"),
                 pattern: s("/usr/**"),
                 source: s("policy.toml:2:15"),
+            }],
+            approximated: vec![ApproximatedLine {
+                rule: RuleLine {
+                    kind: s("allow_read"),
+                    pattern: s("/usr/**"),
+                    source: s("policy.toml:2:15"),
+                },
+                how: s("carved out at start"),
             }],
             run_as: Some(RunAs {
                 uid: 65534,

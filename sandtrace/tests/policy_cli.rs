@@ -251,6 +251,7 @@ fn bpf_lsm_kernel() -> KernelFeatures {
     KernelFeatures {
         bpf_lsm: Ok(()),
         landlock_abi: Ok(6),
+        memfd_noexec: true,
         pids: PidsController::CgroupV2,
         missing_lsm_hooks: Vec::new(),
     }

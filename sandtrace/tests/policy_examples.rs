@@ -443,18 +443,26 @@ fn effective_policy_report_names_every_mechanism() {
             .unwrap_or_else(|| panic!("no line with {what:?}:\n{report}"))
             .to_owned()
     };
-    for (bpf_lsm, file_mechanism, network_mechanism) in [
-        (Ok(()), "BPF LSM file_open", "BPF LSM socket_create"),
+    for (bpf_lsm, landlock_abi, file_mechanism, network_mechanism) in [
+        (Ok(()), Ok(6), "BPF LSM file_open", "BPF LSM socket_create"),
         (
             Err("off".to_owned()),
-            "not enforced: BPF LSM is not available",
+            Ok(6),
+            "Landlock ABI 6",
+            "seccomp (socket families, io_uring)",
+        ),
+        (
+            Err("off".to_owned()),
+            Err("disabled".to_owned()),
+            "not enforced: BPF LSM is not available, nor Landlock",
             "seccomp (socket families, io_uring)",
         ),
     ] {
         let features = KernelFeatures {
             bpf_lsm,
-            landlock_abi: Ok(6),
+            landlock_abi,
             pids: PidsController::CgroupV1,
+            memfd_noexec: true,
             missing_lsm_hooks: Vec::new(),
         };
         let plan = SessionPlan::new(

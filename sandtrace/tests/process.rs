@@ -164,7 +164,7 @@ fn through_sudo_the_command_runs_as_the_invoking_user_and_creates_its_files() {
         assert_eq!(run_as["capabilities"], serde_json::json!([]), "{mode}");
         assert!(
             run.stderr()
-                .contains("ran as      uid 65534 (nobody), gid 65534, capabilities: none"),
+                .contains("ran as       uid 65534 (nobody), gid 65534, capabilities: none"),
             "{mode}: {}",
             run.stderr()
         );

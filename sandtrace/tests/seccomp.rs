@@ -57,6 +57,7 @@ fn filter(denied: &[&str]) -> SeccompFilter {
         bpf_lsm: Ok(()),
         landlock_abi: Ok(6),
         pids: PidsController::CgroupV2,
+        memfd_noexec: true,
         missing_lsm_hooks: Vec::new(),
     };
     let plan = SessionPlan::new(

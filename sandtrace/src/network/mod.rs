@@ -10,9 +10,8 @@
 //! reach the network past those programs (packet, vsock, ...) are refused by the BPF LSM
 //! `socket_create` program where BPF LSM is available, and in every session by the seccomp
 //! baseline (`plan/seccomp_baseline.rs`, with io_uring denied without BPF LSM). Abstract UNIX
-//! sockets are scoped to the session with Landlock ([`abstract_sockets`]).
+//! sockets are scoped to the session with Landlock ([`crate::landlock`]).
 
-pub mod abstract_sockets;
 pub mod host_addresses;
 
 use std::{net::IpAddr, os::fd::BorrowedFd};

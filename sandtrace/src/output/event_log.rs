@@ -326,6 +326,7 @@ pub(crate) mod tests {
                 ending: Ending::Exited,
                 mode: "trace-only",
                 unenforced: &[],
+                approximated: &[],
                 run_as: RunAs::default(),
                 removed_environment: &[],
             },

@@ -29,6 +29,15 @@ pub struct RuleLabel {
     pub source: String,
 }
 
+/// A rule the session enforces only approximately, and how (Landlock, see
+/// `crate::landlock::carve`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Approximated {
+    #[serde(flatten)]
+    pub rule: RuleLabel,
+    pub how: String,
+}
+
 /// Read back from a capture's header: the kind is one of the policy's list names.
 impl<'de> serde::Deserialize<'de> for RuleLabel {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -76,6 +76,8 @@ pub struct Summary {
     pub mode: &'static str,
     /// Rules of the policy this session did not enforce (see `mode`).
     pub unenforced: Vec<RuleLabel>,
+    /// Rules enforced only approximately (Landlock, in `degraded` mode), and how.
+    pub approximated: Vec<super::Approximated>,
     /// Who CMD ran as.
     pub run_as: RunAs,
     /// The caller's variables CMD did not get, by name.
@@ -233,6 +235,7 @@ impl Tally {
             signal: run.signal,
             mode: run.mode,
             unenforced: run.unenforced.to_vec(),
+            approximated: run.approximated.to_vec(),
             run_as: run.run_as,
             removed_environment: run.removed_environment.to_vec(),
             dns: self.dns.clone(),
@@ -295,6 +298,7 @@ pub struct RunResult<'a> {
     pub ending: Ending,
     pub mode: &'static str,
     pub unenforced: &'a [RuleLabel],
+    pub approximated: &'a [super::Approximated],
     pub run_as: RunAs,
     pub removed_environment: &'a [String],
 }

@@ -395,7 +395,7 @@ impl Terminal {
             self.paint(BOLD, "sandtrace:"),
             s.mode
         );
-        let row = |label: &str, value: String| format!("  {label:<12}{value}\n");
+        let row = |label: &str, value: String| format!("  {label:<13}{value}\n");
         out += &row("ran as", s.run_as.describe());
         if !s.removed_environment.is_empty() {
             out += &row(
@@ -487,6 +487,18 @@ impl Terminal {
                     &format!(
                         "{} rules (listed before the command started)",
                         s.unenforced.len()
+                    ),
+                ),
+            );
+        }
+        if !s.approximated.is_empty() {
+            out += &row(
+                "approximated",
+                self.paint(
+                    YELLOW,
+                    &format!(
+                        "{} rules (Landlock; listed before the command started)",
+                        s.approximated.len()
                     ),
                 ),
             );

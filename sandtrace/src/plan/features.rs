@@ -27,6 +27,8 @@ pub struct KernelFeatures {
     /// The optional BPF LSM hooks ([`crate::ebpf::OPTIONAL_LSM_PROGRAMS`]) this kernel lacks
     /// (probed with `bpf_lsm`; empty when it was not).
     pub missing_lsm_hooks: Vec<&'static str>,
+    /// The kernel has the per-PID-namespace `vm.memfd_noexec` sysctl (Linux 6.3).
+    pub memfd_noexec: bool,
 }
 
 impl KernelFeatures {
@@ -57,6 +59,9 @@ impl KernelFeatures {
             landlock_abi: landlock_abi(),
             pids: crate::cgroup::pids::controller(),
             missing_lsm_hooks,
+            memfd_noexec: MEMFD_NOEXEC_SYSCTL
+                .to_str()
+                .is_ok_and(|path| std::path::Path::new(path).exists()),
         }
     }
 }
@@ -86,6 +91,9 @@ impl KernelFeatures {
         out
     }
 }
+
+/// Where a PID namespace's `vm.memfd_noexec` is set (by a process inside it).
+pub const MEMFD_NOEXEC_SYSCTL: &std::ffi::CStr = c"/proc/sys/vm/memfd_noexec";
 
 /// The running kernel's Landlock ABI version.
 pub fn landlock_abi() -> Result<u32, String> {

@@ -30,6 +30,8 @@ pub struct Mechanisms {
     pub baseline: Vec<(String, String)>,
     /// `(rule, why)` for every rule this session cannot enforce.
     pub unenforced: Vec<(String, String)>,
+    /// `(rule, how)` for every rule this session enforces only approximately (Landlock).
+    pub approximated: Vec<(String, String)>,
     /// The kernel programs attached, in order.
     pub programs: Vec<&'static str>,
     /// `(hook, what decides its operations instead)` for every optional BPF LSM hook this
@@ -48,7 +50,15 @@ impl Mechanisms {
             Mode::Enforce => "enforce (BPF LSM available)".to_owned(),
             Mode::Degraded(why) => format!(
                 "degraded: BPF LSM is not available ({why}); `sandtrace run` refuses this kernel \
-                 unless given --allow-degraded"
+                 unless given --allow-degraded{}",
+                match &plan.landlock_files {
+                    Some(landlock) => format!(
+                        ", which enforces the filesystem rules with Landlock ABI {}",
+                        landlock.abi
+                    ),
+                    None =>
+                        ", which enforces no filesystem rule (nor is Landlock available)".to_owned(),
+                }
             ),
             Mode::TraceOnly => {
                 "trace-only: no policy rule is enforced (the seccomp baseline is)".to_owned()
@@ -66,9 +76,38 @@ impl Mechanisms {
                 file[KIND_INDEX_EXEC] = "BPF LSM bprm_check_security".to_owned();
                 file[KIND_INDEX_DENY] = "BPF LSM, every file and exec hook".to_owned();
             }
-            Mode::Degraded(_) => {
-                file = std::array::from_fn(|_| not_enforced("BPF LSM is not available"));
-            }
+            Mode::Degraded(_) => match &plan.landlock_files {
+                Some(landlock) => {
+                    let abi = landlock.abi;
+                    file[KIND_INDEX_READ] =
+                        format!("Landlock ABI {abi} (READ_FILE, READ_DIR), granted at start");
+                    file[KIND_INDEX_WRITE] = format!(
+                        "Landlock ABI {abi} (WRITE_FILE, MAKE_*, REMOVE_*{}{}), granted at start; \
+                         metadata not enforced",
+                        if abi >= crate::landlock::REFER_ABI {
+                            ", REFER"
+                        } else {
+                            ""
+                        },
+                        if abi >= crate::landlock::TRUNCATE_ABI {
+                            ", TRUNCATE"
+                        } else {
+                            ""
+                        }
+                    );
+                    file[KIND_INDEX_EXEC] =
+                        format!("Landlock ABI {abi} (EXECUTE, with READ_FILE), granted at start");
+                    file[KIND_INDEX_DENY] = format!(
+                        "Landlock ABI {abi}, approximated: carved out of the allowed trees at \
+                         start"
+                    );
+                }
+                None => {
+                    file = std::array::from_fn(|_| {
+                        not_enforced("BPF LSM is not available, nor Landlock")
+                    });
+                }
+            },
             Mode::TraceOnly => file = std::array::from_fn(|_| not_enforced("trace-only")),
         }
         let (network, allow_connect, allow_bind) = match (&plan.mode, &plan.programs.network) {
@@ -180,6 +219,11 @@ impl Mechanisms {
                     .to_owned(),
             },
             run_as: plan.process.identity.describe(),
+            approximated: plan
+                .approximated
+                .iter()
+                .map(|a| (format!("{} {}", a.rule.kind, a.rule.pattern), a.how.clone()))
+                .collect(),
             unenforced: plan
                 .unenforced
                 .iter()

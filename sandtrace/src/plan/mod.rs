@@ -235,6 +235,19 @@ pub struct Unenforced {
     pub reason: String,
 }
 
+pub use crate::output::Approximated;
+
+/// The filesystem rules as Landlock enforces them: `--allow-degraded` on a kernel without BPF
+/// LSM and with Landlock. The grants are carved at start ([`crate::landlock::carve`]).
+#[derive(Debug, Clone)]
+pub struct LandlockFiles {
+    pub abi: u32,
+    /// The rights the ruleset handles ([`crate::landlock::handled_fs`]).
+    pub handled: u64,
+    /// The automaton the grants are carved from.
+    pub paths: CompiledPaths,
+}
+
 /// Everything one `sandtrace run` applies, decided before anything starts.
 #[derive(Debug, Clone)]
 pub struct SessionPlan {
@@ -247,6 +260,13 @@ pub struct SessionPlan {
     pub timeout: Duration,
     /// CMD restricts itself to a Landlock domain that scopes abstract UNIX sockets.
     pub scope_abstract_sockets: bool,
+    /// Degraded mode with Landlock: the filesystem rules, as far as Landlock can express them.
+    pub landlock_files: Option<LandlockFiles>,
+    /// The rules enforced only approximately (Landlock), and how.
+    pub approximated: Vec<Approximated>,
+    /// Init sets the session PID namespace's `vm.memfd_noexec` to 2 (no executable memfds):
+    /// with Landlock, which does not see memfds, nothing else refuses executing one.
+    pub memfd_noexec: bool,
     /// Degraded mode: the cgroup file systems are covered in CMD's mount namespace, or a root
     /// CMD could leave the session cgroup.
     pub hide_cgroup_mounts: bool,
@@ -314,6 +334,114 @@ impl ResolverPlan {
     ];
 }
 
+/// What Landlock (ABI `abi`) enforces of the path rules only approximately, and what it does
+/// not decide at all.
+fn landlock_limits(
+    labels: &Labels,
+    abi: u32,
+    memfd_noexec: bool,
+) -> (Vec<Approximated>, Vec<Unenforced>) {
+    use crate::policy::PathKind;
+    let mut approximated: Vec<Approximated> = Vec::new();
+    let mut add = |rule: &RuleLabel, how: &str| {
+        if !approximated.iter().any(|a| &a.rule == rule) {
+            approximated.push(Approximated {
+                rule: rule.clone(),
+                how: how.to_owned(),
+            });
+        }
+    };
+    for rule in &labels.file_rules.by_kind[PathKind::Deny.index()] {
+        add(
+            rule,
+            "Landlock: carved out of the allowed trees at start, so the paths it matches that \
+             exist then are denied; a name it matches created later in a writable directory is \
+             not, and a directory holding a denied path is listed or changed directly only as \
+             far as the denied path allows",
+        );
+    }
+    for kind in [PathKind::Read, PathKind::Write, PathKind::Exec] {
+        for rule in &labels.file_rules.by_kind[kind.index()] {
+            if rule.pattern.starts_with("/proc/self") {
+                add(
+                    rule,
+                    "Landlock: granted on the /proc directory of CMD's first process only (a \
+                     rule holds an inode, not a name); its children cannot use /proc/self",
+                );
+            } else if kind == PathKind::Exec {
+                add(
+                    rule,
+                    "Landlock: what may be executed may also be read (the kernel's exec opens \
+                     the file for reading)",
+                );
+            }
+        }
+    }
+    let general = |pattern: &str| RuleLabel {
+        kind: "filesystem",
+        pattern: pattern.to_owned(),
+        source: format!("Landlock ABI {abi}"),
+    };
+    approximated.push(Approximated {
+        rule: general("paths that do not exist at start"),
+        how: "Landlock grants existing files and trees: a path an allow rule names that does \
+              not exist when CMD starts can be created only inside a directory writable as a \
+              whole"
+            .to_owned(),
+    });
+    approximated.push(Approximated {
+        rule: general("running the dynamic loader directly"),
+        how: "allowed: Landlock checks the ELF interpreter as an exec, so it is executable, and \
+              `ld.so PROGRAM` maps any readable PROGRAM"
+            .to_owned(),
+    });
+    approximated.push(Approximated {
+        rule: general("namespace files (/proc/self/ns/*)"),
+        how: "openable where /proc/self is readable (Landlock does not see the namespace file \
+              system); entering one (setns) is refused by the seccomp baseline"
+            .to_owned(),
+    });
+    if !memfd_noexec {
+        approximated.push(Approximated {
+            rule: general("executing a memfd"),
+            how: "allowed: Landlock does not see memfds, and this kernel has no \
+                  vm.memfd_noexec (Linux 6.3) to refuse executable ones"
+                .to_owned(),
+        });
+    }
+    approximated.push(Approximated {
+        rule: general("the launch chain (CMD, its #! interpreters)"),
+        how: "executable by every process of the session, not only the first".to_owned(),
+    });
+    if abi < crate::landlock::REFER_ABI {
+        approximated.push(Approximated {
+            rule: general("renames and links across directories"),
+            how: format!(
+                "refused whatever the rules say (Landlock ABI {abi} has no REFER right; ABI 2, \
+                 Linux 5.19)"
+            ),
+        });
+    }
+    let mut unenforced = vec![Unenforced {
+        rule: general("file metadata: chmod, chown, extended attributes, ACLs, times, inode flags"),
+        reason: "Landlock does not decide these; the command's user and capabilities do".to_owned(),
+    }];
+    unenforced.push(Unenforced {
+        rule: general("inotify and fanotify watches"),
+        reason: "Landlock does not decide watches".to_owned(),
+    });
+    if abi < crate::landlock::TRUNCATE_ABI {
+        unenforced.push(Unenforced {
+            rule: general("truncate"),
+            reason: format!(
+                "Landlock ABI {abi} has no TRUNCATE right (ABI 3, Linux 6.2): truncating by \
+                 path or O_TRUNC is not decided"
+            ),
+        });
+    }
+    (approximated, unenforced)
+}
+
 /// How the run's output shapes what the kernel side reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventDetail {
@@ -364,6 +492,9 @@ impl SessionPlan {
         let effective = &policy.effective;
         let labels = Labels::for_policy(effective);
         let mut unenforced = Vec::new();
+        let mut approximated = Vec::new();
+        let mut landlock_files = None;
+        let mut memfd_noexec = false;
         let network = NetworkRules::for_policy(effective);
         let degraded = matches!(mode, Mode::Degraded(_));
         let seccomp = SeccompPlan::new(Some(effective), degraded)?;
@@ -394,13 +525,31 @@ impl SessionPlan {
                 })
             }
             Mode::Degraded(_) => {
-                // Once each: a rule through a symlink is compiled twice under one label.
-                for rule in labels.file_rules.by_kind.iter().flatten() {
-                    if !unenforced.iter().any(|u: &Unenforced| &u.rule == rule) {
-                        unenforced.push(Unenforced {
-                            rule: rule.clone(),
-                            reason: "BPF LSM is not available".to_owned(),
+                match &features.landlock_abi {
+                    Ok(abi) => {
+                        let abi = *abi;
+                        landlock_files = Some(LandlockFiles {
+                            abi,
+                            handled: crate::landlock::handled_fs(abi),
+                            paths: policy.compiled.clone(),
                         });
+                        memfd_noexec = features.memfd_noexec;
+                        let (approx, not_decided) = landlock_limits(&labels, abi, memfd_noexec);
+                        approximated = approx;
+                        unenforced.extend(not_decided);
+                    }
+                    Err(landlock) => {
+                        // Once each: a rule through a symlink is compiled twice under one label.
+                        for rule in labels.file_rules.by_kind.iter().flatten() {
+                            if !unenforced.iter().any(|u: &Unenforced| &u.rule == rule) {
+                                unenforced.push(Unenforced {
+                                    rule: rule.clone(),
+                                    reason: format!(
+                                        "BPF LSM is not available, nor Landlock ({landlock})"
+                                    ),
+                                });
+                            }
+                        }
                     }
                 }
                 None
@@ -502,6 +651,9 @@ impl SessionPlan {
             max_processes,
             timeout: effective.timeout.value,
             scope_abstract_sockets,
+            landlock_files,
+            approximated,
+            memfd_noexec,
             unenforced,
             labels,
             process: traced.process,
@@ -536,6 +688,9 @@ impl SessionPlan {
             max_processes: None,
             timeout,
             scope_abstract_sockets: false,
+            landlock_files: None,
+            approximated: Vec::new(),
+            memfd_noexec: false,
             hide_cgroup_mounts: false,
             unenforced: Vec::new(),
             labels: Labels::default(),

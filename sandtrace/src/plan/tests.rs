@@ -71,6 +71,7 @@ fn bpf_lsm_kernel() -> KernelFeatures {
     KernelFeatures {
         bpf_lsm: Ok(()),
         landlock_abi: Ok(6),
+        memfd_noexec: true,
         pids: PidsController::CgroupV2,
         missing_lsm_hooks: Vec::new(),
     }
@@ -81,8 +82,18 @@ fn no_lsm_kernel() -> KernelFeatures {
     KernelFeatures {
         bpf_lsm: Err("BPF LSM is off".to_owned()),
         landlock_abi: Ok(7),
+        memfd_noexec: true,
         pids: PidsController::CgroupV1,
         missing_lsm_hooks: Vec::new(),
+    }
+}
+
+/// A kernel without BPF LSM and without Landlock (off in the `lsm=` list).
+fn no_lsm_no_landlock_kernel() -> KernelFeatures {
+    KernelFeatures {
+        landlock_abi: Err("Landlock is disabled".to_owned()),
+        memfd_noexec: false,
+        ..no_lsm_kernel()
     }
 }
 
@@ -186,6 +197,15 @@ const CASES: &[Case] = &[
             allow_degraded: true,
         },
         features: no_lsm_kernel,
+        mode: "degraded",
+    },
+    Case {
+        name: "degraded, without Landlock",
+        flags: ModeFlags {
+            trace_only: false,
+            allow_degraded: true,
+        },
+        features: no_lsm_no_landlock_kernel,
         mode: "degraded",
     },
     Case {
@@ -394,7 +414,7 @@ fn check_confined(plan: &SessionPlan, policy: &PreparedPolicy, what: &str) {
     );
     assert_eq!(
         plan.scope_abstract_sockets,
-        plan.programs.network.is_some(),
+        plan.programs.network.is_some() && plan.unenforced.iter().all(|u| u.rule.kind != "network"),
         "{what}: abstract sockets scoped with a restricted network (Landlock 6+)"
     );
     assert_eq!(
@@ -433,26 +453,125 @@ fn check_degraded(plan: &SessionPlan, policy: &PreparedPolicy, what: &str) {
     assert!(plan.programs.paths.is_none(), "{what}: no BPF LSM");
     assert_eq!(plan.programs.config_flags & FLAG_ENFORCE_FILES, 0, "{what}");
     assert!(plan.hide_cgroup_mounts, "{what}");
+    let mechanisms = plan.mechanisms();
+    let Some(landlock) = &plan.landlock_files else {
+        check_degraded_without_landlock(plan, policy, what);
+        return;
+    };
+    assert_eq!(landlock.handled, crate::landlock::handled_fs(landlock.abi));
+    assert!(plan.memfd_noexec, "{what}: executable memfds refused");
+    for kind in PathKind::ALL {
+        for rule in policy.effective.paths.rules(kind) {
+            assert!(
+                !plan
+                    .unenforced
+                    .iter()
+                    .any(|u| u.rule.pattern == rule.written),
+                "{what}: {} {} enforced by Landlock",
+                kind.key(),
+                rule.written
+            );
+            let approximated = plan
+                .approximated
+                .iter()
+                .any(|a| a.rule.pattern == rule.written);
+            assert_eq!(
+                approximated,
+                kind == PathKind::Deny
+                    || kind == PathKind::Exec
+                    || rule.written.starts_with("/proc/self"),
+                "{what}: {} {} listed as approximated",
+                kind.key(),
+                rule.written
+            );
+        }
+    }
+    for listed in ["running the dynamic loader directly", "namespace files"] {
+        assert!(
+            plan.approximated
+                .iter()
+                .any(|a| a.rule.pattern.starts_with(listed)),
+            "{what}: {listed} approximated"
+        );
+    }
+    assert!(
+        plan.unenforced
+            .iter()
+            .any(|u| u.rule.pattern.starts_with("file metadata")),
+        "{what}: metadata not enforced"
+    );
+    assert!(
+        mechanisms
+            .file
+            .iter()
+            .all(|m| m.starts_with(&format!("Landlock ABI {}", landlock.abi))),
+        "{what}: {:?}",
+        mechanisms.file
+    );
+    assert!(mechanisms.mode.contains("Landlock"), "{what}");
+}
+
+fn check_degraded_without_landlock(plan: &SessionPlan, policy: &PreparedPolicy, what: &str) {
+    assert!(!plan.memfd_noexec && plan.approximated.is_empty(), "{what}");
     for kind in PathKind::ALL {
         for rule in policy.effective.paths.rules(kind) {
             assert!(
                 plan.unenforced
                     .iter()
-                    .any(|u| u.rule.pattern == rule.written),
+                    .any(|u| u.rule.pattern == rule.written && u.reason.contains("nor Landlock")),
                 "{what}: {} {} listed as not enforced",
                 kind.key(),
                 rule.written
             );
         }
     }
-    let mechanisms = plan.mechanisms();
     assert!(
-        mechanisms
+        plan.mechanisms()
             .file
             .iter()
             .all(|m| m.starts_with("not enforced")),
         "{what}"
     );
+}
+
+#[test]
+fn landlock_of_an_old_kernel_lists_what_its_abi_lacks() {
+    let features = KernelFeatures {
+        landlock_abi: Ok(1),
+        memfd_noexec: false,
+        ..no_lsm_kernel()
+    };
+    let plan = SessionPlan::new(
+        &example("strict.toml"),
+        ModeFlags {
+            trace_only: false,
+            allow_degraded: true,
+        },
+        QUIET,
+        &features,
+        &root_caller(),
+    )
+    .expect("a degraded plan");
+    let landlock = plan
+        .landlock_files
+        .as_ref()
+        .expect("Landlock ABI 1 is used");
+    assert_eq!(
+        landlock.handled & (crate::landlock::access::REFER | crate::landlock::access::TRUNCATE),
+        0,
+        "ABI 1 handles neither REFER nor TRUNCATE"
+    );
+    assert!(!plan.memfd_noexec);
+    let approximated = |pattern: &str| {
+        plan.approximated
+            .iter()
+            .any(|a| a.rule.pattern.starts_with(pattern))
+    };
+    assert!(approximated("renames and links across directories"));
+    assert!(approximated("executing a memfd"));
+    assert!(plan.unenforced.iter().any(|u| u.rule.pattern == "truncate"));
+    // Scoping needs ABI 6: listed too.
+    assert!(plan.unenforced.iter().any(|u| u.rule.kind == "network"));
 }
 
 #[test]

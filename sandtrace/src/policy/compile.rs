@@ -77,15 +77,30 @@ impl CompiledPaths {
         if path.len() > MAX_PATH_LEN {
             return PathDecision::TooLong;
         }
-        let mut state = self.start;
-        for &byte in path {
+        PathDecision::Matched(self.accept[usize::from(self.step(self.start, path))])
+    }
+
+    /// The state before any byte.
+    pub fn start(&self) -> u16 {
+        self.start
+    }
+
+    /// The state after `bytes` from `state` (for walks that extend a path name by name; no
+    /// length limit).
+    pub fn step(&self, mut state: u16, bytes: &[u8]) -> u16 {
+        for &byte in bytes {
             if state == DEAD_STATE {
                 break;
             }
-            let class = usize::from(self.class_of[usize::from(byte)]);
-            state = self.transitions[usize::from(state) * self.n_classes + class];
+            state = self.next(state, byte);
         }
-        PathDecision::Matched(self.accept[usize::from(state)])
+        state
+    }
+
+    /// The state after one byte from `state`.
+    pub fn next(&self, state: u16, byte: u8) -> u16 {
+        let class = usize::from(self.class_of[usize::from(byte)]);
+        self.transitions[usize::from(state) * self.n_classes + class]
     }
 }
 

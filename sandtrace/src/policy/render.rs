@@ -402,6 +402,9 @@ pub fn effective_report(
         for (rule, why) in m.unenforced.iter().filter(|(rule, _)| !is_path_rule(rule)) {
             rows.push(Row::Heading(format!("not enforced: {rule}: {why}")));
         }
+        for (rule, how) in &m.approximated {
+            rows.push(Row::Heading(format!("approximated: {rule}: {how}")));
+        }
     }
 
     let width = |pick: fn(&Row) -> Option<usize>| rows.iter().filter_map(pick).max().unwrap_or(0);

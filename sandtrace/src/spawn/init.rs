@@ -42,6 +42,9 @@ pub(super) fn main(
         }
     };
     step(SetupStage::MountProc, mount_private_proc());
+    if setup.memfd_noexec {
+        step(SetupStage::MemfdNoexec, refuse_executable_memfds());
+    }
     // The seccomp filter refuses every mount syscall to CMD: it cannot uncover them.
     step(SetupStage::HideCgroups, hide_dirs(setup.hidden_dirs));
     // Init's copies are in reach of a root CMD (through /proc/1/fd): the user's terminal goes.
@@ -149,6 +152,23 @@ fn mount_private_proc() -> Result<(), Errno> {
     })
 }
 
+/// Sets `vm.memfd_noexec` to 2 in the session's PID namespace (read through its own /proc):
+/// every memfd made in the session is sealed non-executable, and asking for an executable one
+/// fails. A process of the namespace cannot lower it again.
+fn refuse_executable_memfds() -> Result<(), Errno> {
+    let path = crate::plan::features::MEMFD_NOEXEC_SYSCTL;
+    // SAFETY: a static NUL-terminated path; the descriptor is closed below.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(errno());
+    }
+    // SAFETY: writes one byte from a static string to the descriptor just opened.
+    let written = unsafe { libc::write(fd, c"2".as_ptr().cast(), 1) };
+    let result = if written == 1 { Ok(()) } else { Err(errno()) };
+    close(fd);
+    result
+}
+
 /// Covers each of `dirs` with an empty read-only tmpfs.
 fn hide_dirs(dirs: &[std::ffi::CString]) -> Result<(), Errno> {
     for dir in dirs {
@@ -204,14 +224,21 @@ fn cmd_main(cmd: &PreparedCommand, setup: &CmdSetup<'_>, cmd_err_wr: RawFd) -> !
     {
         cmd_failed(cmd_err_wr, SetupStage::ProcessLimit as i32, errno);
     }
+    // As root, in the session's mount namespace and with /proc/self naming this process: the
+    // walk saw the files as root, and the grants hold inodes, not names.
+    if let Some(landlock) = setup.landlock
+        && let Err(e) = crate::landlock::add_grants(landlock.ruleset, landlock.grants)
+    {
+        cmd_failed(cmd_err_wr, SetupStage::LandlockGrants as i32, e as i32);
+    }
     // After the cgroups (joining needs root), before Landlock and seccomp (last before execve).
     if let Some(privileges) = setup.privileges
         && let Err((stage, errno)) = privileges.apply()
     {
         cmd_failed(cmd_err_wr, stage as i32, errno);
     }
-    if let Some(ruleset) = setup.landlock_ruleset
-        && let Err(e) = crate::network::abstract_sockets::restrict_self(ruleset)
+    if let Some(landlock) = setup.landlock
+        && let Err(e) = crate::landlock::restrict_self(landlock.ruleset)
     {
         cmd_failed(cmd_err_wr, SetupStage::Landlock as i32, e as i32);
     }

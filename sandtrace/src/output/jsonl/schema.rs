@@ -167,6 +167,14 @@ impl From<&RuleLabel> for RuleLine {
     }
 }
 
+/// A rule enforced only approximately, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApproximatedLine {
+    #[serde(flatten)]
+    pub rule: RuleLine,
+    pub how: String,
+}
+
 /// One file or exec decision of the BPF LSM programs (enforcing runs).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileLine {
@@ -401,6 +409,9 @@ pub struct SummaryLine {
     /// Rules of the policy the session did not enforce (`degraded`).
     #[serde(default)]
     pub unenforced: Vec<RuleLine>,
+    /// Rules enforced only approximately (`degraded` with Landlock), and how.
+    #[serde(default)]
+    pub approximated: Vec<ApproximatedLine>,
     /// Who CMD ran as, and the capabilities it kept (`["all"]`: `--as-root`); absent in logs
     /// of versions before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -456,6 +467,7 @@ impl From<&Summary> for SummaryLine {
             signal,
             mode,
             unenforced,
+            approximated,
             run_as,
             removed_environment,
             dns,
@@ -487,6 +499,13 @@ impl From<&Summary> for SummaryLine {
             signal: *signal,
             mode: (*mode).to_owned(),
             unenforced: unenforced.iter().map(RuleLine::from).collect(),
+            approximated: approximated
+                .iter()
+                .map(|a| ApproximatedLine {
+                    rule: RuleLine::from(&a.rule),
+                    how: a.how.clone(),
+                })
+                .collect(),
             run_as: Some(run_as.clone()),
             removed_environment: Some(removed_environment.clone()),
             dns: dns.clone(),
@@ -556,9 +575,18 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::output::Approximated;
     use crate::output::summary::{RunResult, Tally};
 
     fn summary(ending: Ending, signal: Option<i32>, unenforced: &[RuleLabel]) -> Summary {
+        // An approximated rule wherever one is unenforced: both lists round-trip.
+        let approximated: Vec<Approximated> = unenforced
+            .iter()
+            .map(|rule| Approximated {
+                rule: rule.clone(),
+                how: "carved out at start".to_owned(),
+            })
+            .collect();
         let mut counts = vec![0u64; 300];
         counts[0] = 4;
         counts[257] = 9;
@@ -573,6 +601,7 @@ mod tests {
                 ending,
                 mode: "degraded",
                 unenforced,
+                approximated: &approximated,
                 run_as: RunAs {
                     uid: 65534,
                     gid: 65534,

@@ -1,0 +1,322 @@
+//! The filesystem rules under Landlock: `--allow-degraded` on a kernel without BPF LSM (this
+//! host's). The same operations and policies as the BPF LSM suite (`fs_ops/`), with the
+//! differences the session lists as approximated or not enforced, and nothing else.
+//!
+//! Landlock's denials are not events (no kernel program sees them): these tests read the
+//! operations' results, and the summary's `approximated` and `unenforced` lists.
+
+mod common;
+mod fs_ops;
+
+use std::{fs, os::unix::fs::PermissionsExt as _, path::Path};
+
+use common::*;
+use fs_ops::*;
+use sandtrace::policy::Access;
+use serde_json::Value;
+
+/// Whether this host runs the Landlock path: Landlock present, and `--allow-degraded` meaning
+/// degraded (a host with BPF LSM enforces with it instead). Reports the skip otherwise.
+fn landlock_host(test: &str) -> bool {
+    if let Err(why) = sandtrace::plan::features::landlock_abi() {
+        skip(
+            test,
+            &format!("Landlock is not available: {why}"),
+            InCi::MayLack,
+        );
+        return false;
+    }
+    let out = run(&["run", "--allow-degraded", "--", "/bin/true"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !stderr.contains("(degraded)") {
+        skip(
+            test,
+            "this kernel has BPF LSM: --allow-degraded does not use Landlock here",
+            InCi::MayLack,
+        );
+        return false;
+    }
+    true
+}
+
+fn summary(events: &[Value]) -> &Value {
+    of_type(events, "summary")
+        .into_iter()
+        .next()
+        .expect("the log ends with a summary")
+}
+
+/// Whether the summary's list `list` has an entry whose pattern contains `pattern`.
+fn lists(summary: &Value, list: &str, pattern: &str) -> bool {
+    summary[list].as_array().is_some_and(|rules| {
+        rules
+            .iter()
+            .any(|r| r["pattern"].as_str().is_some_and(|p| p.contains(pattern)))
+    })
+}
+
+/// A case Landlock decides differently from the policy, as the session lists it: a new name a
+/// deny rule matches, made in a directory the policy lets CMD write (creating an entry is a
+/// right of the directory; the carve denies only the paths that exist at start). A same-
+/// directory hard link of a denied file is such a new name: it gives no access to the file (its
+/// directory grants no read beneath, as it holds a denied file).
+fn approximated(matrix: &Matrix, case: &Case) -> bool {
+    let creates = matches!(
+        case.op,
+        Op::Create(_) | Op::Mkdir(_) | Op::Mknod(_) | Op::Symlink { .. } | Op::Link { .. }
+    );
+    let (_, made) = case.needs.last().expect("every case needs a path");
+    creates
+        && case
+            .needs
+            .iter()
+            .any(|(_, path)| matrix.reference.denies_by_rule(path))
+        && made
+            .parent()
+            .is_some_and(|dir| matrix.reference.allows(Access::Write, dir))
+}
+
+#[test]
+fn every_example_policy_decides_every_operation_under_landlock_as_the_policy_says() {
+    let test = "every_example_policy_decides_every_operation_under_landlock_as_the_policy_says";
+    if !landlock_host(test) {
+        return;
+    }
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for policy_file in &example_policies() {
+        let mut approximations = 0;
+        let matrix = Matrix::new(policy_file);
+        let session = matrix.run(policy_file, &["--allow-degraded"]);
+        let summary = summary(&session.events);
+        for (case, result) in matrix.cases.iter().zip(&session.results) {
+            // Not decided by Landlock, and listed so (checked below).
+            if matches!(case.op, Op::Chmod(_) | Op::Chown(_)) {
+                continue;
+            }
+            checked += 1;
+            let allowed = matrix.allows(case);
+            let expected = if allowed {
+                "ok"
+            } else if approximated(&matrix, case) {
+                approximations += 1;
+                "ok"
+            } else {
+                "EACCES"
+            };
+            if result != expected {
+                failures.push(format!(
+                    "{}: {:?}: got {result}, expected {expected} (policy: {})",
+                    policy_file.display(),
+                    case.op,
+                    if allowed { "allow" } else { "deny" }
+                ));
+            }
+        }
+        if !lists(summary, "unenforced", "file metadata") {
+            failures.push(format!(
+                "{}: the summary does not list file metadata as unenforced",
+                policy_file.display()
+            ));
+        }
+        if approximations > 0 && !lists(summary, "approximated", ".env") {
+            failures.push(format!(
+                "{}: the summary does not list the deny rule as approximated",
+                policy_file.display()
+            ));
+        }
+        if !failures.is_empty() {
+            failures.push(session.describe.clone());
+            break;
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} decisions wrong:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(checked > 100, "only {checked} decisions checked");
+}
+
+/// The escape attempts of the BPF LSM suite that Landlock decides otherwise, as listed in the
+/// session's `approximated` list; every other one must fail.
+const DIFFERENT_UNDER_LANDLOCK: [&str; 4] = [
+    // A new name in the secret's directory, which grants no read beneath it (it holds the
+    // secret): reading the link is refused (checked).
+    "hard-linking the secret",
+    // Landlock does not see the namespace file system; setns is refused by seccomp.
+    "opening a namespace file (readable /proc/self, but no file-system path)",
+    // Landlock checks the ELF interpreter as an exec, so the loader is executable.
+    "running a binary through ld.so",
+    // Decided by inode: an allowed file is allowed however long its path.
+    "a path of 5000 bytes",
+];
+
+#[test]
+fn escape_attempts_fail_under_landlock_and_succeed_when_only_traced() {
+    let test = "escape_attempts_fail_under_landlock_and_succeed_when_only_traced";
+    if !landlock_host(test) {
+        return;
+    }
+    let (e, enforced) = run_escapes(&["--allow-degraded"], false);
+    let (_, traced) = run_escapes(&[], true);
+    let mut problems = Vec::new();
+    for (((op, what), enforced), traced) in e.ops.iter().zip(&enforced.results).zip(&traced.results)
+    {
+        if DIFFERENT_UNDER_LANDLOCK.contains(what) || what.ends_with("(allowed)") {
+            if enforced != "ok" {
+                problems.push(format!("{what}: expected ok, got {enforced}"));
+            }
+            continue;
+        }
+        if enforced == "ok" {
+            problems.push(format!("ESCAPE: {what} succeeded under Landlock: {op:?}"));
+        }
+        // The baseline refuses namespaces and io_uring in every mode; the rest must work
+        // when only traced, or the failure above proves nothing.
+        if traced != "ok" && !traced.contains("EPERM") {
+            problems.push(format!("{what}: failed even with --trace-only ({traced})"));
+        }
+    }
+    let summary = summary(&enforced.events);
+    if !lists(summary, "approximated", "dynamic loader") {
+        problems.push("the summary does not list running the dynamic loader".to_owned());
+    }
+    assert!(
+        problems.is_empty(),
+        "{}\n--- Landlock run\n{}\n--- traced run\n{}",
+        problems.join("\n"),
+        enforced.describe,
+        traced.describe
+    );
+    drop(e);
+}
+
+#[test]
+fn the_launched_script_runs_and_later_execs_need_allow_exec_under_landlock() {
+    let test = "the_launched_script_runs_and_later_execs_need_allow_exec_under_landlock";
+    if !landlock_host(test) {
+        return;
+    }
+    let scratch = Scratch::new("landlock-launch");
+    let script = scratch.path("build.sh");
+    fs::write(
+        &script,
+        "#!/usr/bin/env sh\necho launched\n/usr/bin/true && echo ran-true\nhead -c 4 /proc/self/status && echo read-proc-self\n",
+    )
+    .unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let strict = strict_policy();
+    let strict = strict.to_str().unwrap();
+    let script = script.to_str().unwrap();
+    let out = run(&["run", "--allow-degraded", "--policy", strict, "--", script]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("launched"),
+        "the script did not run: {}",
+        describe(&out)
+    );
+    assert!(
+        !stdout.contains("ran-true"),
+        "a later exec ran without allow_exec: {}",
+        describe(&out)
+    );
+    let allowed = run(&[
+        "run",
+        "--allow-degraded",
+        "--policy",
+        strict,
+        "--allow-exec",
+        "--",
+        script,
+    ]);
+    let stdout = String::from_utf8_lossy(&allowed.stdout);
+    assert!(
+        stdout.contains("ran-true"),
+        "--allow-exec did not allow the exec: {}",
+        describe(&allowed)
+    );
+    // /proc/self is granted on CMD's own process only (listed as approximated).
+    assert!(
+        !stdout.contains("read-proc-self"),
+        "a child of CMD read its /proc/self: {}",
+        describe(&allowed)
+    );
+    let own = run(&[
+        "run",
+        "--allow-degraded",
+        "--policy",
+        strict,
+        "--",
+        "/usr/bin/head",
+        "-c",
+        "4",
+        "/proc/self/status",
+    ]);
+    assert!(own.status.success(), "{}", describe(&own));
+    let other = run(&[
+        "run",
+        "--allow-degraded",
+        "--policy",
+        strict,
+        "--",
+        "/usr/bin/head",
+        "-c",
+        "4",
+        "/proc/1/status",
+    ]);
+    assert!(
+        !other.status.success(),
+        "read /proc/1: {}",
+        describe(&other)
+    );
+}
+
+#[test]
+fn a_carve_beyond_landlock_limits_refuses_to_start() {
+    let test = "a_carve_beyond_landlock_limits_refuses_to_start";
+    if !landlock_host(test) {
+        return;
+    }
+    let scratch = Scratch::new("landlock-limit");
+    // A secret among 17,000 readable files: each needs a grant of its own (their directory
+    // holds a denied file), more than the carve allows.
+    let crowded = scratch.path("crowded");
+    fs::create_dir(&crowded).unwrap();
+    for i in 0..17_000 {
+        fs::write(crowded.join(format!("f{i}")), "").unwrap();
+    }
+    fs::write(crowded.join(".env"), "TOKEN=hunter2").unwrap();
+    let policy = scratch.path("policy.toml");
+    fs::write(
+        &policy,
+        format!(
+            "[filesystem]\nallow_read = [\"/usr\", \"/lib\", \"/lib64\", \"/etc\", \"{}\"]\n\
+             allow_write = [\"{}\"]\ndeny = [\"**/.env\"]\n",
+            crowded.display(),
+            scratch.path("out").display()
+        ),
+    )
+    .unwrap();
+    let marker = scratch.path("out/ran");
+    fs::create_dir(scratch.path("out")).unwrap();
+    let out = run(&[
+        "run",
+        "--allow-degraded",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--",
+        "/usr/bin/touch",
+        marker.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        stderr.contains("refusing to start rather than grant more")
+            && stderr.contains(crowded.to_str().unwrap()),
+        "{}",
+        describe(&out)
+    );
+    assert!(!Path::new(&marker).exists(), "CMD ran: {}", describe(&out));
+}
