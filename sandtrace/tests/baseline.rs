@@ -260,8 +260,11 @@ fn nothing_is_typed_into_the_terminal() {
     for mode in MODES {
         let scratch = Scratch::new("baseline-tty");
         let log = scratch.path("events.jsonl");
+        let policy = scratch.path("policy.toml");
+        write_policy(&policy, POLICY);
         let out = sandtrace()
-            .args(["run", mode, "-o", log.to_str().unwrap(), "--", PROBE])
+            .args(["run", mode, "--policy", policy.to_str().unwrap()])
+            .args(["-o", log.to_str().unwrap(), "--", PROBE])
             .args(TERMINAL_OPS)
             .stdin(pty.stdin())
             .output()

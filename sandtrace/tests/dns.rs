@@ -85,7 +85,7 @@ fn resolving_daemons_directories_are_empty_in_sessions_with_allow_hosts() {
     ] {
         let scratch = common::Scratch::new("dns-daemons");
         let policy = scratch.path("policy.toml");
-        std::fs::write(&policy, format!("[network]\n{network}")).unwrap();
+        common::write_policy(&policy, &format!("[network]\n{network}"));
         let out = common::run(&[
             "run",
             "--allow-degraded",

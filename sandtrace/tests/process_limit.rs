@@ -41,7 +41,7 @@ fn read_number(path: &Path) -> Option<u64> {
 
 fn write_policy(scratch: &Scratch, text: &str) -> String {
     let path = scratch.path("policy.toml");
-    fs::write(&path, text).unwrap();
+    common::write_policy(&path, text);
     path.to_str().unwrap().to_owned()
 }
 

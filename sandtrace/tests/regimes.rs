@@ -6,7 +6,6 @@ mod common;
 mod probe;
 
 use std::{
-    fs,
     net::TcpListener,
     path::Path,
     process::{Output, Stdio},
@@ -43,7 +42,7 @@ fn run_regime_session(
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let policy = scratch.path("policy.toml");
-    fs::write(&policy, policy_text(port)).unwrap();
+    write_policy(&policy, &policy_text(port));
     let connect = format!("{} 'tcp-connect 127.0.0.1:{port}'", probe::PROBE);
     let mut command = sandtrace();
     command
@@ -144,14 +143,13 @@ fn a_command_that_enters_a_regime_itself_is_warned_about() {
     }
     let scratch = Scratch::new("regime-cmd");
     let policy = scratch.path("policy.toml");
-    fs::write(
+    write_policy(
         &policy,
-        format!(
+        &format!(
             "[network]\nallow = true\n[[after_exec]]\nname = \"scripts\"\n\
              programs = [\"{DASH}\"]\n[after_exec.network]\nallow = false\n"
         ),
-    )
-    .unwrap();
+    );
     let run_cmd = |cmd: &str| {
         let out = sandtrace()
             .args(["run", "--allow-degraded", "--policy"])

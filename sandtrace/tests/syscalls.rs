@@ -28,7 +28,7 @@ const ALWAYS_BLOCKED: [&str; 10] = [
 /// before `--`.
 fn in_session(scratch: &Scratch, policy: &str, op: &str, log: bool, flags: &[&str]) -> Output {
     let policy_file = scratch.path("policy.toml");
-    std::fs::write(&policy_file, policy).unwrap();
+    write_policy(&policy_file, policy);
     let log_file = scratch.path("events.jsonl");
     let mut args = vec![
         "run".to_owned(),
@@ -186,8 +186,8 @@ fn denied_and_log_only_calls_are_reported_at_default_verbosity() {
     );
     // (The operations are the probe's arguments, so the exit line names them too.)
     assert_eq!(lines(&stderr, "] getppid = "), 0, "{stderr}");
-    assert!(stderr.contains("denied      1 (syscalls 1)"), "{stderr}");
-    assert!(stderr.contains("log_only    2 calls"), "{stderr}");
+    assert!(stderr.contains("denied       1 (syscalls 1)"), "{stderr}");
+    assert!(stderr.contains("log_only     2 calls"), "{stderr}");
 
     let out = in_session(&scratch, policy, op, false, &["-v"]);
     assert!(out.status.success(), "{}", describe(&out));

@@ -264,7 +264,7 @@ struct Mode {
 
 fn modes(scratch: &Scratch) -> [Mode; 2] {
     let policy = scratch.path("limits.toml");
-    std::fs::write(&policy, "[limits]\nmax_processes = 64\n").unwrap();
+    common::write_policy(&policy, "[limits]\nmax_processes = 64\n");
     [
         Mode {
             flag: "--trace-only",

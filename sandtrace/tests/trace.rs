@@ -297,7 +297,7 @@ fn the_timeout_holds_while_sandtrace_cannot_write_to_its_stderr() {
     let marker = "sandtrace-stuck-stderr";
     let scratch = Scratch::new("timeout-stuck");
     let policy = scratch.path("policy.toml");
-    std::fs::write(&policy, "[network]\nallow = false\n").unwrap();
+    write_policy(&policy, "[network]\nallow = false\n");
     // A new port each time: every attempt is a denial line of its own.
     let connect = format!("{} 'tcp-connect 192.0.2.1:'$port", probe::PROBE);
     let script = format!(

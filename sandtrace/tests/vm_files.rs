@@ -7,7 +7,7 @@
 mod common;
 mod fs_ops;
 
-use std::{fs, os::unix::fs::PermissionsExt as _};
+use std::fs;
 
 use common::*;
 use fs_ops::*;
@@ -160,73 +160,12 @@ fn running_the_dynamic_loader_directly_is_denied_even_where_it_may_execute() {
 
 #[test]
 fn the_launched_script_and_its_env_interpreter_run_but_later_execs_need_allow_exec() {
-    let scratch = Scratch::new("launch");
-    let script = scratch.path("build.sh");
-    fs::write(
-        &script,
-        "#!/usr/bin/env sh\necho launched\n/usr/bin/true && echo ran-true\n",
-    )
-    .unwrap();
-    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
-    let strict = strict_policy();
-    let out = run(&[
-        "run",
-        "--policy",
-        strict.to_str().unwrap(),
-        "--",
-        script.to_str().unwrap(),
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("launched"),
-        "the script did not run: {}",
-        describe(&out)
-    );
-    assert!(
-        !stdout.contains("ran-true"),
-        "a later exec ran without allow_exec: {}",
-        describe(&out)
-    );
-    let allowed = run(&[
-        "run",
-        "--policy",
-        strict.to_str().unwrap(),
-        "--allow-exec",
-        "--",
-        script.to_str().unwrap(),
-    ]);
-    assert!(
-        String::from_utf8_lossy(&allowed.stdout).contains("ran-true"),
-        "--allow-exec did not allow the exec: {}",
-        describe(&allowed)
-    );
+    check_launch_chain(&[], "");
 }
 
 #[test]
 fn proc_self_rules_cover_the_process_own_proc_directory() {
-    let scratch = Scratch::new("procself");
-    let strict = strict_policy();
-    // /proc/self is readable under strict; another process's /proc entry is not.
-    let out = run(&[
-        "run",
-        "--policy",
-        strict.to_str().unwrap(),
-        "--",
-        "/usr/bin/head",
-        "-c",
-        "5",
-        "/proc/self/status",
-    ]);
-    assert!(out.status.success(), "{}", describe(&out));
-    let ops = [Op::OpenRead("/proc/1/status".into())];
-    let session = run_ops(
-        &["--policy", strict.to_str().unwrap()],
-        &scratch.0,
-        &ops,
-        &scratch.path("p.jsonl"),
-        None,
-    );
-    assert_eq!(session.results, ["EACCES"], "{}", session.describe);
+    check_proc_self(&[]);
 }
 
 #[test]

@@ -272,8 +272,8 @@ fn denied_syscalls_fail_and_the_x32_alias_kills() {
         "uname=EPERM sysinfo=EPERM reboot=EPERM getppid=ok"
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("log_only    1 calls"), "{stderr}");
-    assert!(stderr.contains("denied      3 (syscalls 3)"), "{stderr}");
+    assert!(stderr.contains("log_only     1 calls"), "{stderr}");
+    assert!(stderr.contains("denied       3 (syscalls 3)"), "{stderr}");
 
     let out = run_probe("x32 uname");
     assert_eq!(

@@ -93,8 +93,9 @@ pub struct RunOptions {
 /// Why no session can be planned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PlanError {
-    /// BPF LSM is missing and `--allow-degraded` was not given.
-    NeedsBpfLsm(String),
+    /// BPF LSM is missing (why) and `--allow-degraded` was not given; the kernel's Landlock
+    /// ABI, which `--allow-degraded` would enforce the filesystem rules with.
+    NeedsBpfLsm(String, Option<u32>),
     /// A rule the policy sets cannot be enforced on this host; refusing is safer than
     /// running without it.
     Unenforceable(String),
@@ -105,12 +106,20 @@ pub enum PlanError {
 impl std::fmt::Display for PlanError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            PlanError::NeedsBpfLsm(why) => write!(
+            PlanError::NeedsBpfLsm(why, landlock) => write!(
                 f,
                 "cannot enforce the policy: BPF LSM is not available on this kernel: {why}\n  \
-                 hint: use --trace-only to trace without enforcing, --allow-degraded to enforce \
-                 everything but the filesystem rules, or see the README for running sandtrace \
-                 in the project's BPF-LSM VM"
+                 hint: --allow-degraded enforces {} and the network, syscall and process \
+                 rules (it lists what it approximates before the command starts); \
+                 --trace-only traces without enforcing; the README shows how to run sandtrace \
+                 in the project's BPF-LSM VM",
+                match landlock {
+                    Some(abi) => format!(
+                        "the filesystem rules here with Landlock ABI {abi} (deny rules carved \
+                         out of the allowed trees at start)"
+                    ),
+                    None => "no filesystem rule here (Landlock is not available either)".to_owned(),
+                }
             ),
             PlanError::Unenforceable(why) | PlanError::Seccomp(why) => f.write_str(why),
         }
@@ -476,7 +485,10 @@ impl SessionPlan {
             match &features.bpf_lsm {
                 Ok(()) => Mode::Enforce,
                 Err(why) if flags.allow_degraded => Mode::Degraded(why.clone()),
-                Err(why) => return Err(PlanError::NeedsBpfLsm(why.clone())),
+                Err(why) => {
+                    let landlock = features.landlock_abi.as_ref().ok().copied();
+                    return Err(PlanError::NeedsBpfLsm(why.clone(), landlock));
+                }
             }
         };
         let traced = Self::trace_only(

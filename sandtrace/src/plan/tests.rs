@@ -584,7 +584,8 @@ fn enforcing_needs_bpf_lsm_unless_degraded_is_allowed() {
         &root_caller(),
     )
     .expect_err("no BPF LSM");
-    assert!(matches!(&err, PlanError::NeedsBpfLsm(why) if why == "BPF LSM is off"));
+    assert!(matches!(&err, PlanError::NeedsBpfLsm(why, Some(7)) if why == "BPF LSM is off"));
+    assert!(err.to_string().contains("Landlock ABI 7"), "{err}");
     assert!(err.to_string().contains("--allow-degraded"), "{err}");
 }
 

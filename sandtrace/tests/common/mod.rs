@@ -15,6 +15,23 @@ use serde_json::Value;
 
 pub const SANDTRACE: &str = env!("CARGO_BIN_EXE_sandtrace");
 
+/// The `[filesystem]` section of a test policy that is about other rules: the whole file
+/// system, as the VM suite's give. In a degraded session on a host with Landlock (these
+/// machines) the path rules hold as they do under BPF LSM.
+pub const WHOLE_FILESYSTEM: &str =
+    "[filesystem]\nallow_read = [\"/\"]\nallow_write = [\"/\"]\nallow_exec = [\"/\"]\n";
+
+/// Writes the test policy `text` to `path`, with [`WHOLE_FILESYSTEM`] appended where it has
+/// no `[filesystem]` section (appended: the positions the tests check stay the same).
+pub fn write_policy(path: &Path, text: &str) {
+    let text = if text.contains("[filesystem]") {
+        text.to_owned()
+    } else {
+        format!("{text}\n{WHOLE_FILESYSTEM}")
+    };
+    fs::write(path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}
+
 /// A fresh scratch directory under the system temp dir, removed on drop.
 pub struct Scratch(pub PathBuf);
 

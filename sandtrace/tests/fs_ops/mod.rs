@@ -650,3 +650,60 @@ pub fn run_escapes(extra: &[&str], trace_only: bool) -> (Escapes, Session) {
     let session = run_ops(&args, &e.scratch.0, &ops, &log, Some(&inherited));
     (e, session)
 }
+
+/// Runs a `#!/usr/bin/env sh` script ending in `tail` as CMD under strict with `extra` flags,
+/// without and with `--allow-exec`: the launch chain (the script, env, sh) runs either way, a
+/// later exec only with `--allow-exec`. Returns the second run's stdout.
+pub fn check_launch_chain(extra: &[&str], tail: &str) -> String {
+    let scratch = Scratch::new("launch");
+    let script = scratch.path("build.sh");
+    fs::write(
+        &script,
+        format!("#!/usr/bin/env sh\necho launched\n/usr/bin/true && echo ran-true\n{tail}"),
+    )
+    .unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let strict = strict_policy();
+    let session = |allow_exec: bool| {
+        let mut args = vec!["run", "--policy", strict.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        if allow_exec {
+            args.push("--allow-exec");
+        }
+        args.extend(["--", script.to_str().unwrap()]);
+        let out = run(&args);
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            describe(&out),
+        )
+    };
+    let (stdout, out) = session(false);
+    assert!(stdout.contains("launched"), "the script did not run: {out}");
+    assert!(
+        !stdout.contains("ran-true"),
+        "a later exec ran without allow_exec: {out}"
+    );
+    let (stdout, out) = session(true);
+    assert!(
+        stdout.contains("ran-true"),
+        "--allow-exec did not allow the exec: {out}"
+    );
+    stdout
+}
+
+/// Under strict with `extra` flags, `/proc/self` is readable and another process's `/proc`
+/// entry is not.
+pub fn check_proc_self(extra: &[&str]) {
+    let scratch = Scratch::new("procself");
+    let strict = strict_policy();
+    let mut args = vec!["run", "--policy", strict.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.extend(["--", "/usr/bin/head", "-c", "5", "/proc/self/status"]);
+    let out = run(&args);
+    assert!(out.status.success(), "{}", describe(&out));
+    let mut args = vec!["--policy", strict.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let ops = [Op::OpenRead("/proc/1/status".into())];
+    let session = run_ops(&args, &scratch.0, &ops, &scratch.path("p.jsonl"), None);
+    assert_eq!(session.results, ["EACCES"], "{}", session.describe);
+}

@@ -16,7 +16,7 @@ use std::{
     time::Duration,
 };
 
-use crate::common::{Scratch, describe, read_jsonl, sandtrace, wait_until};
+use crate::common::{Scratch, describe, read_jsonl, sandtrace, wait_until, write_policy};
 
 /// The probe binary.
 pub const PROBE: &str = env!("CARGO_BIN_EXE_sandtrace-test-probe");
@@ -190,7 +190,7 @@ pub fn in_session_with(
 ) -> Session {
     let scratch = Scratch::new(name);
     let policy_file = scratch.path("policy.toml");
-    std::fs::write(&policy_file, policy).unwrap();
+    write_policy(&policy_file, policy);
     let log = scratch.path("events.jsonl");
     let mut args = vec![
         "run",
@@ -233,7 +233,7 @@ pub fn with_announced_port(
 ) -> (String, Vec<serde_json::Value>) {
     let scratch = Scratch::new(name);
     let policy_file = scratch.path("policy.toml");
-    std::fs::write(&policy_file, policy).unwrap();
+    write_policy(&policy_file, policy);
     let log = scratch.path("events.jsonl");
     let mut cmd = sandtrace();
     cmd.args([
