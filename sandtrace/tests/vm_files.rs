@@ -54,12 +54,7 @@ fn every_example_policy_decides_every_operation_as_the_policy_says() {
             break;
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {checked} decisions wrong:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_no_wrong_decisions(&failures, checked);
 }
 
 /// Escape attempts the seccomp baseline refuses in every mode: namespace creation, and

@@ -466,6 +466,16 @@ impl Matrix {
     }
 }
 
+/// Fails with every wrong decision of a matrix run (the last entry: the failing session).
+pub fn assert_no_wrong_decisions(failures: &[String], checked: usize) {
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} decisions wrong:\n{}",
+        failures.len() - 1,
+        failures.join("\n")
+    );
+}
+
 impl Drop for Matrix {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.unlisted);
