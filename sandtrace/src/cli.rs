@@ -141,8 +141,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub trace_only: bool,
     /// On a kernel without BPF LSM, run anyway with every rule that does not need it (network,
-    /// syscalls, max_processes, timeout); the filesystem rules are then NOT enforced, and are
-    /// listed before CMD starts and in the summary. Without this flag such a kernel is refused.
+    /// syscalls, max_processes, timeout) and the filesystem rules enforced by Landlock where the
+    /// kernel has it (approximately: what is approximated or not enforced is listed before CMD
+    /// starts and in the summary; without Landlock they are not enforced). Without this flag
+    /// such a kernel is refused.
     #[arg(long, conflicts_with = "trace_only")]
     pub allow_degraded: bool,
     /// Trace the processes CMD starts, not only CMD itself (the default).
