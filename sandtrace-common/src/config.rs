@@ -27,6 +27,10 @@ pub const FLAG_REGIMES: u32 = 1 << 7;
 /// The session's DNS traffic is recorded (`EventKind::DnsPacket`): its resolver does not run,
 /// so packets to and from port 53 are the only record of the names it looks up.
 pub const FLAG_DNS_CAPTURE: u32 = 1 << 8;
+/// Landlock holds the filesystem rules (no BPF LSM): a path syscall of the session that fails
+/// with EACCES is reported whether or not per-syscall events are on, since Landlock's refusals
+/// are otherwise unrecorded (see `syscall_args::landlock_refuses`).
+pub const FLAG_FILE_REFUSALS: u32 = 1 << 9;
 
 /// In [`RegimeConfig::network`]: the regime has a `[network]` section; its tasks may use only
 /// the network rules it keeps (`keep_rules`), and DNS only if it keeps an `allow_hosts` entry.

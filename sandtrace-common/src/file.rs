@@ -177,6 +177,15 @@ pub enum Verdict {
     /// `rule_kind`'s high byte names the regime (index + 1, as for `DeniedRegime`); its low byte
     /// is `0xff` (no kind), and `rule_index` is `NO_RULE`.
     DeniedRegimeTarget = 22,
+    /// Landlock held the filesystem rules (no BPF LSM) and the call failed with EACCES; a `deny`
+    /// rule covers the path. Made by the loader from the failed call: Landlock reports nothing.
+    RefusedRule = 23,
+    /// As [`Verdict::RefusedRule`], and no allow rule of the needed kind covers the path.
+    RefusedUnlisted = 24,
+    /// As [`Verdict::RefusedRule`], but the path could not be placed (relative to a directory
+    /// of a process that had already ended, or cut at `SYSCALL_PATH_CAP`): Landlock, or the
+    /// file's permissions, refused it.
+    RefusedUnplaced = 25,
 }
 
 impl Verdict {
@@ -199,6 +208,9 @@ impl Verdict {
             20 => DeniedWideWatch,
             21 => DeniedRegime,
             22 => DeniedRegimeTarget,
+            23 => RefusedRule,
+            24 => RefusedUnlisted,
+            25 => RefusedUnplaced,
             _ => return None,
         })
     }
@@ -226,6 +238,11 @@ impl Verdict {
             DeniedWideWatch => "denied: a watch on a whole mount or file system",
             DeniedRegime => "denied: the regime's own rules do not cover it",
             DeniedRegimeTarget => "denied: the target process is not in the regime",
+            RefusedRule => "denied by rule (Landlock refused the call)",
+            RefusedUnlisted => "denied: no allow rule covers it (Landlock refused the call)",
+            RefusedUnplaced => {
+                "refused with EACCES, the path not placed: Landlock or the file's permissions"
+            }
         }
     }
 }

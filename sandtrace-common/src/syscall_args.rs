@@ -36,9 +36,41 @@ pub const fn path_arg(nr: u32) -> Option<usize> {
     })
 }
 
+/// Whether Landlock decides syscall `nr` on its path argument ([`path_arg`]), failing it with
+/// EACCES when it refuses: the calls that open, execute, create, remove, rename, link or
+/// truncate a path. (Landlock refuses a rename or link that would move a file out of its
+/// rights with EXDEV, which is also the ordinary answer across mounts: not included.)
+pub const fn landlock_refuses(nr: u32) -> bool {
+    // open, creat, openat, openat2, execve, execveat, truncate, mkdir, mkdirat, rmdir, unlink,
+    // unlinkat, rename, renameat, renameat2, link, linkat, symlink, symlinkat, mknod, mknodat
+    matches!(
+        nr,
+        2 | 85
+            | 257
+            | 437
+            | 59
+            | 322
+            | 76
+            | 83
+            | 258
+            | 84
+            | 87
+            | 263
+            | 82
+            | 264
+            | 316
+            | 86
+            | 265
+            | 88
+            | 266
+            | 133
+            | 259
+    )
+}
+
 #[cfg(test)]
 mod tests {
-    use super::path_arg;
+    use super::{landlock_refuses, path_arg};
 
     #[test]
     fn common_path_syscalls() {
@@ -51,5 +83,14 @@ mod tests {
         assert_eq!(path_arg(254), Some(1)); // inotify_add_watch
         assert_eq!(path_arg(301), Some(4)); // fanotify_mark
         assert_eq!(path_arg(464), Some(1)); // getxattrat
+    }
+
+    #[test]
+    fn every_call_landlock_refuses_has_a_path() {
+        for nr in 0..512 {
+            assert!(!landlock_refuses(nr) || path_arg(nr).is_some(), "{nr}");
+        }
+        assert!(landlock_refuses(257)); // openat
+        assert!(!landlock_refuses(4)); // stat: Landlock does not decide metadata reads
     }
 }

@@ -15,7 +15,9 @@
 //! with `EAGAIN` (`max_processes`), and `signal_generate` reports processes the seccomp filter
 //! kills for using a foreign syscall ABI.
 //!
-//! `sys_exit` also records the session's socket calls, in every mode (see [`sockets`]).
+//! `sys_exit` also records the session's socket calls, in every mode (see [`sockets`]), and
+//! when Landlock holds the filesystem rules (`FLAG_FILE_REFUSALS`) it reports every path call
+//! Landlock decides that failed with EACCES: the loader turns it into the file denial.
 //!
 //! Calls of sandtrace's launcher before it execs CMD are left out (see [`launch`]), so that the
 //! counts and events are CMD's own, as `strace CMD` shows them.
@@ -27,14 +29,14 @@ use aya_ebpf::{
     programs::RawTracePointContext,
 };
 use sandtrace_common::{
-    config::FLAG_SYSCALL_EVENTS,
+    config::{FLAG_FILE_REFUSALS, FLAG_SYSCALL_EVENTS},
     event::{
         EventKind, ForkRefusedEvent, MAX_SYSCALL_NR, SYSCALL_COUNT_SLOTS, SYSCALL_DENIED,
         SYSCALL_HAS_PATH, SYSCALL_LOG_ONLY, SYSCALL_NO_ENTRY, SYSCALL_NO_RETURN, SYSCALL_PATH_CAP,
         SYSCALL_PATH_TRUNCATED, SeccompKillEvent, SyscallEvent, SyscallPathEvent, counter,
         syscall_action,
     },
-    syscall_args::path_arg,
+    syscall_args::{landlock_refuses, path_arg},
 };
 
 use crate::{emit, kernel, launch, network, session, sockets};
@@ -67,6 +69,7 @@ const NR_EXIT: i64 = 60;
 const NR_EXIT_GROUP: i64 = 231;
 const EAGAIN: i64 = 11;
 const EPERM: i64 = 1;
+const EACCES: i64 = 13;
 const SIGSYS: i32 = 31;
 /// `si_code` of the SIGSYS the seccomp filter's kill action sends.
 const SYS_SECCOMP: i32 = 1;
@@ -253,10 +256,15 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     let exit_nr = regs.orig_ax as u32;
     let exit_action = action_of(exit_nr);
     let events = session::flag(FLAG_SYSCALL_EVENTS);
+    let ret: i64 = ctx.arg(1);
+    // Landlock's refusals leave no other trace: the loader reports them from the failed call.
+    let refused_file =
+        ret == -EACCES && landlock_refuses(exit_nr) && session::flag(FLAG_FILE_REFUSALS);
     // Most calls have nothing to do here: decided before the session check, the costliest
     // step for calls that are not the session's.
     if !restored
         && !events
+        && !refused_file
         && exit_action == syscall_action::NONE
         && !is_fork(exit_nr)
         && !sockets::is_recorded(exit_nr)
@@ -270,7 +278,6 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     if launch::is_launcher(pid_tgid) && !is_exec(exit_nr) {
         return 0;
     }
-    let ret: i64 = ctx.arg(1);
     // A restored call's `exit_nr` (-1) is none of these: its registers hold no arguments.
     if sockets::is_recorded(exit_nr) {
         sockets::record(exit_nr, regs.args(), ret);
@@ -305,7 +312,8 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     if is_fork && ret == -EAGAIN {
         report_refused_fork(nr);
     }
-    if !events && matches!(action, syscall_action::NONE | syscall_action::REFUSED) {
+    if !events && !refused_file && matches!(action, syscall_action::NONE | syscall_action::REFUSED)
+    {
         return 0;
     }
     let exec_path = if is_exec(nr) {
@@ -351,7 +359,8 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
                 (*e).path = exec.path;
                 (*e).syscall.flags |= exec.flags;
             }
-            None if is_exec(nr) => (*e).path[0] = 0,
+            // A failed exec still has the memory its path was in.
+            None if is_exec(nr) && ret >= 0 => (*e).path[0] = 0,
             None => {
                 let n = aya_ebpf::helpers::generated::bpf_probe_read_user_str(
                     dst.cast(),

@@ -28,7 +28,7 @@ use crate::{
     ebpf::{Enforcement, SessionPrograms},
     events::{self, Clock, EventBody},
     exit, kernel_btf,
-    landlock::SessionDomain,
+    landlock::{SessionDomain, refusals::Refusals},
     launch,
     output::{
         Labels,
@@ -189,7 +189,7 @@ impl<'a> Session<'a> {
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(std::io::Error::from)
             .context("watching the ring buffer")?;
-        let sinks = Sinks::new(options, &plan.labels, terminal)?;
+        let sinks = Sinks::new(options, plan, terminal)?;
         // Before CMD starts: a signal from here on must tear the session down.
         let signals = Signals::install()?;
         let mut hidden_dirs = if plan.hide_cgroup_mounts {
@@ -675,11 +675,14 @@ struct Sinks<'a> {
     root_tgid: Option<u32>,
     progress: Progress,
     dns_traffic: DnsTraffic,
+    /// With Landlock holding the filesystem rules: its refusals, made file denials.
+    refusals: Option<Refusals>,
 }
 
 impl<'a> Sinks<'a> {
-    fn new(options: &RunOptions, labels: &'a Labels, terminal: &'a Terminal) -> Result<Self> {
+    fn new(options: &RunOptions, plan: &'a SessionPlan, terminal: &'a Terminal) -> Result<Self> {
         let clock = Clock::new();
+        let labels = &plan.labels;
         Ok(Self {
             clock,
             logs: Self::logs(options, clock, labels)?,
@@ -690,6 +693,10 @@ impl<'a> Sinks<'a> {
             root_tgid: None,
             progress: Progress::new(options.verbosity == Verbosity::Quiet, Instant::now()),
             dns_traffic: DnsTraffic::default(),
+            refusals: plan
+                .landlock_files
+                .as_ref()
+                .map(|files| Refusals::new(files.paths.clone())),
         })
     }
 
@@ -729,6 +736,13 @@ impl<'a> Sinks<'a> {
         // only the log: CMD stays confined, and the end of the run reports the error.
         for log in &mut self.logs {
             log.append(bytes);
+        }
+        if let Some(denial) = self
+            .refusals
+            .as_mut()
+            .and_then(|refusals| refusals.file_event(bytes, &event))
+        {
+            self.record(&denial);
         }
     }
 

@@ -2,8 +2,8 @@
 //! host's). The same operations and policies as the BPF LSM suite (`fs_ops/`), with the
 //! differences the session lists as approximated or not enforced, and nothing else.
 //!
-//! Landlock's denials are not events (no kernel program sees them): these tests read the
-//! operations' results, and the summary's `approximated` and `unenforced` lists.
+//! These tests read the operations' results, the summary's `approximated` and `unenforced`
+//! lists, and the file denials the loader makes of the calls Landlock refused.
 
 mod common;
 mod fs_ops;
@@ -76,6 +76,13 @@ fn approximated(matrix: &Matrix, case: &Case) -> bool {
             .is_some_and(|dir| matrix.reference.allows(Access::Write, dir))
 }
 
+/// A rename or link that Landlock refused for its destination: the loader places only a call's
+/// first path (the source), which the policy lets it change, so no denial names it.
+fn refused_for_its_second_path(matrix: &Matrix, case: &Case) -> bool {
+    let (access, first) = &case.needs[0];
+    case.needs.len() > 1 && matrix.reference.allows(*access, first)
+}
+
 #[test]
 fn every_example_policy_decides_every_operation_under_landlock_as_the_policy_says() {
     let test = "every_example_policy_decides_every_operation_under_landlock_as_the_policy_says";
@@ -110,6 +117,15 @@ fn every_example_policy_decides_every_operation_under_landlock_as_the_policy_say
                     policy_file.display(),
                     case.op,
                     if allowed { "allow" } else { "deny" }
+                ));
+            } else if expected == "EACCES"
+                && !denial_recorded(&matrix, case, &session.events)
+                && !refused_for_its_second_path(&matrix, case)
+            {
+                failures.push(format!(
+                    "{}: {:?}: refused without a file denial in the log",
+                    policy_file.display(),
+                    case.op
                 ));
             }
         }
@@ -258,4 +274,105 @@ fn a_carve_beyond_landlock_limits_refuses_to_start() {
         describe(&out)
     );
     assert!(!Path::new(&marker).exists(), "CMD ran: {}", describe(&out));
+}
+
+#[test]
+fn landlock_refusals_are_recorded_as_the_denials_the_policy_explains() {
+    let test = "landlock_refusals_are_recorded_as_the_denials_the_policy_explains";
+    if !landlock_host(test) {
+        return;
+    }
+    let scratch = Scratch::new("landlock-refusals");
+    let project = scratch.path("project");
+    fs::create_dir(&project).unwrap();
+    fs::write(project.join(".env"), "TOKEN=hunter2").unwrap();
+    fs::write(project.join("README"), "hello").unwrap();
+    // Allowed by the policy, refused by its own permissions (CMD has no CAP_DAC_OVERRIDE).
+    let locked = project.join("locked");
+    fs::write(&locked, "x").unwrap();
+    fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    let policy = scratch.path("policy.toml");
+    fs::write(
+        &policy,
+        format!(
+            "[filesystem]\nallow_read = [\"/usr\", \"/lib\", \"/lib64\", \"/etc/ld.so.cache\", \"/etc/locale.alias\", \"{}\"]\n\
+             deny = [\"**/.env\"]\n",
+            project.display()
+        ),
+    )
+    .unwrap();
+    let log = scratch.path("events.jsonl");
+    let session = |extra: &[&str]| {
+        let mut cmd = sandtrace();
+        cmd.current_dir(&project)
+            .args([
+                "run",
+                "--allow-degraded",
+                "--policy",
+                policy.to_str().unwrap(),
+            ])
+            .args(extra)
+            // A relative path (placed in CMD's working directory), an absolute one, a file
+            // the policy allows, one its permissions refuse, and a write nothing allows.
+            .args([
+                "--",
+                "/usr/bin/cat",
+                ".env",
+                "README",
+                "locked",
+                "/etc/hostname",
+            ])
+            .stdin(std::process::Stdio::null());
+        cmd.output().unwrap()
+    };
+    let out = session(&["-o", log.to_str().unwrap()]);
+    let events = read_jsonl(&log);
+    let denials: Vec<(String, String)> = of_type(&events, "file")
+        .into_iter()
+        .map(|e| {
+            (
+                e["path"].as_str().unwrap().to_owned(),
+                e["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let project = fs::canonicalize(&project).unwrap();
+    assert_eq!(
+        denials,
+        [
+            (
+                project.join(".env").display().to_string(),
+                "denied by rule (Landlock refused the call)".to_owned()
+            ),
+            (
+                "/etc/hostname".to_owned(),
+                "denied: no allow rule covers it (Landlock refused the call)".to_owned()
+            ),
+        ],
+        "{}",
+        describe(&out)
+    );
+    let env = &of_type(&events, "file")[0];
+    assert_eq!(env["rule"]["pattern"], "**/.env", "{env}");
+    assert_eq!(env["access"], serde_json::json!(["read"]), "{env}");
+    let summary = summary(&events);
+    assert_eq!(summary["denials"]["files"], 2, "{summary}");
+    // Without a log too: counted, and shown on the terminal.
+    let out = session(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("denied open read") && stderr.contains("by deny rule `**/.env`"),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        stderr.contains("denied       2 (files 2)"),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("hello"),
+        "{}",
+        describe(&out)
+    );
 }

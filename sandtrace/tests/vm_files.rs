@@ -36,12 +36,7 @@ fn every_example_policy_decides_every_operation_as_the_policy_says() {
                     policy_file.display(),
                     case.op
                 ));
-            } else if !allowed
-                && deny_events(&session.events, &case.event_path).is_empty()
-                && !case.needs.iter().skip(1).any(|(a, p)| {
-                    !matrix.reference.allows(*a, p) && !deny_events(&session.events, p).is_empty()
-                })
-            {
+            } else if !allowed && !denial_recorded(&matrix, case, &session.events) {
                 failures.push(format!(
                     "{}: {:?}: denied without a deny event",
                     policy_file.display(),

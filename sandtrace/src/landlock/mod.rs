@@ -15,6 +15,7 @@
 //!   inside the session. This works with and without BPF LSM.
 
 pub mod carve;
+pub mod refusals;
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd as _, OwnedFd, RawFd};

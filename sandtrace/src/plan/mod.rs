@@ -21,8 +21,8 @@ use std::{path::PathBuf, time::Duration};
 use sandtrace_common::{
     config::{
         FLAG_BASE_NETWORK_OPEN, FLAG_DNS_CAPTURE, FLAG_ENFORCE_FILES, FLAG_EXEC_UNRESTRICTED,
-        FLAG_FILE_EVENTS_ALL, FLAG_NETWORK_EVENTS_ALL, FLAG_REGIMES, FLAG_SESSION_DNS,
-        FLAG_SYSCALL_EVENTS, REGIME_NET_RESTRICTED, RegimeConfig,
+        FLAG_FILE_EVENTS_ALL, FLAG_FILE_REFUSALS, FLAG_NETWORK_EVENTS_ALL, FLAG_REGIMES,
+        FLAG_SESSION_DNS, FLAG_SYSCALL_EVENTS, REGIME_NET_RESTRICTED, RegimeConfig,
     },
     event::syscall_action,
     network::NET_LIST_COUNT,
@@ -540,6 +540,7 @@ impl SessionPlan {
                 match &features.landlock_abi {
                     Ok(abi) => {
                         let abi = *abi;
+                        config_flags |= FLAG_FILE_REFUSALS;
                         landlock_files = Some(LandlockFiles {
                             abi,
                             handled: crate::landlock::handled_fs(abi),

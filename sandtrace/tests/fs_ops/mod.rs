@@ -238,6 +238,15 @@ pub fn deny_events<'a>(events: &'a [Value], path: &Path) -> Vec<&'a Value> {
         .collect()
 }
 
+/// Whether the session recorded the denial of `case`: at its event path, or at another path it
+/// needs that the policy denies.
+pub fn denial_recorded(matrix: &Matrix, case: &Case, events: &[Value]) -> bool {
+    !deny_events(events, &case.event_path).is_empty()
+        || case.needs.iter().skip(1).any(|(access, path)| {
+            !matrix.reference.allows(*access, path) && !deny_events(events, path).is_empty()
+        })
+}
+
 /// Copies /bin/true to `path` as an executable.
 pub fn make_executable(path: &Path) {
     fs::copy("/bin/true", path).unwrap();
