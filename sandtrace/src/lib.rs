@@ -18,6 +18,7 @@ pub mod landlock;
 pub mod launch;
 pub mod learn;
 pub mod network;
+pub mod open_flags;
 pub mod output;
 pub mod plan;
 pub mod policy;

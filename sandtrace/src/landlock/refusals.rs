@@ -20,18 +20,13 @@ use sandtrace_common::file::{EVENT_PATH_CAP, FileOp, Verdict};
 use sandtrace_common::policy::{KIND_EXEC, KIND_INDEX_DENY, KIND_READ, KIND_WRITE, NO_RULE};
 
 use crate::events::{Event, EventBody, SyscallRecord};
+use crate::open_flags::{AT_FDCWD, O_CREAT, O_TRUNC, O_WRONLY, OpenAccess, open_access};
 use crate::policy::CompiledPaths;
 use crate::policy::decision::{Access, Verdict as PathVerdict};
 use crate::report::activity::{lexical, resolve_on_host};
 
 const EACCES: i64 = 13;
-const AT_FDCWD: i32 = -100;
 const AT_REMOVEDIR: u64 = 0x200;
-const O_ACCMODE: u64 = 0o3;
-const O_WRONLY: u64 = 0o1;
-const O_RDWR: u64 = 0o2;
-const O_CREAT: u64 = 0o100;
-const O_TRUNC: u64 = 0o1000;
 
 /// Turns the session's failed path calls into file denials (see the module's text).
 pub struct Refusals {
@@ -172,23 +167,19 @@ fn request(s: &SyscallRecord) -> Option<Request> {
         dirfd,
     };
     let open = |flags: u64, dirfd| {
-        let needed = match flags & O_ACCMODE {
-            O_WRONLY => KIND_WRITE,
-            O_RDWR => KIND_READ | KIND_WRITE,
-            _ if flags & (O_CREAT | O_TRUNC) != 0 => KIND_READ | KIND_WRITE,
-            _ => KIND_READ,
+        let (needed, access) = match open_access(flags) {
+            OpenAccess::Read => (KIND_READ, Access::Read),
+            OpenAccess::Write => (KIND_WRITE, Access::Write),
+            OpenAccess::ReadWrite => (KIND_READ | KIND_WRITE, Access::Write),
+            // Landlock does not decide O_PATH opens.
+            OpenAccess::None => return None,
         };
-        let access = if needed & KIND_WRITE != 0 {
-            Access::Write
-        } else {
-            Access::Read
-        };
-        Request {
+        Some(Request {
             op: FileOp::Open,
             needed,
             access: Some(access),
             dirfd,
-        }
+        })
     };
     let exec = |dirfd| Request {
         op: FileOp::Exec,
@@ -197,9 +188,9 @@ fn request(s: &SyscallRecord) -> Option<Request> {
         dirfd,
     };
     Some(match s.nr {
-        2 => open(s.args[1], None),
-        257 => open(s.args[2], Some(0)),
-        85 => open(O_WRONLY | O_CREAT | O_TRUNC, None),
+        2 => return open(s.args[1], None),
+        257 => return open(s.args[2], Some(0)),
+        85 => return open(O_WRONLY | O_CREAT | O_TRUNC, None),
         437 => Request {
             op: FileOp::Open,
             needed: KIND_READ,
@@ -271,6 +262,7 @@ const _: () = assert!(SYSCALL_PATH_CAP < EVENT_PATH_CAP);
 mod tests {
     use super::*;
     use crate::events::{Clock, KernelText, Task, decode};
+    use crate::open_flags::O_RDWR;
     use crate::policy::{CliOverrides, compile, parse::parse, resolve};
     use sandtrace_common::event::{
         SYSCALL_HAS_PATH, SYSCALL_PATH_TRUNCATED, SyscallEvent, SyscallPathEvent,

@@ -28,18 +28,12 @@ use std::{
 use serde::Serialize;
 
 use super::log::{Line, ProcessChange, ProcessLine, SyscallLine};
+use crate::open_flags::{AT_FDCWD, O_CREAT, O_TRUNC, O_WRONLY, OpenAccess, open_access};
 use crate::output::network::family_name;
 
-const AT_FDCWD: i32 = -100;
 const AT_EMPTY_PATH: u64 = 0x1000;
-const O_ACCMODE: u64 = 0o3;
-const O_WRONLY: u64 = 0o1;
-const O_RDWR: u64 = 0o2;
-const O_CREAT: u64 = 0o100;
-const O_TRUNC: u64 = 0o1000;
 const O_DIRECTORY: u64 = 0o200000;
 const O_CLOEXEC: u64 = 0o2000000;
-const O_PATH: u64 = 0o10000000;
 const F_DUPFD: i32 = 0;
 const F_DUPFD_CLOEXEC: i32 = 1030;
 const CLOSE_RANGE_CLOEXEC: u64 = 1 << 2;
@@ -209,16 +203,6 @@ struct ProcessState {
     fds: HashMap<i32, Descriptor>,
     /// The program it last executed, which `/proc/self/exe` names.
     exe: Option<PathBuf>,
-}
-
-/// A kind of access the policy decides.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Need {
-    Read,
-    Write,
-    ReadWrite,
-    /// Decided by nothing (`O_PATH`).
-    None,
 }
 
 /// Replays a log into an [`Activity`]; feed it every record in order.
@@ -443,17 +427,7 @@ impl Replay {
     }
 
     fn open(&mut self, s: &SyscallLine, dirfd: Option<i32>, flags: u64) {
-        let need = if flags & O_PATH != 0 {
-            Need::None
-        } else {
-            let write = flags & O_TRUNC != 0 || flags & O_CREAT != 0;
-            match (flags & O_ACCMODE, write) {
-                (O_WRONLY, _) => Need::Write,
-                (O_RDWR, _) | (_, true) => Need::ReadWrite,
-                // O_RDONLY, and mode 3 (ioctl-only), which the kernel decides as a read.
-                _ => Need::Read,
-            }
-        };
+        let need = open_access(flags);
         let Some(path) = self.name_arg(s, dirfd) else {
             return;
         };
@@ -464,20 +438,20 @@ impl Replay {
             };
             self.state(s.tgid).fds.insert(fd, d);
         }
-        if need == Need::None {
+        if need == OpenAccess::None {
             return;
         }
         let cut = s.path_truncated;
         let entry = self.activity.files.entry(path).or_default();
         entry.cut |= cut;
         match need {
-            Need::Read => entry.read_by(s.tgid),
-            Need::Write => entry.written_by(s.tgid),
-            Need::ReadWrite => {
+            OpenAccess::Read => entry.read_by(s.tgid),
+            OpenAccess::Write => entry.written_by(s.tgid),
+            OpenAccess::ReadWrite => {
                 entry.read_by(s.tgid);
                 entry.written_by(s.tgid);
             }
-            Need::None => {}
+            OpenAccess::None => {}
         }
         entry.directory |= flags & O_DIRECTORY != 0;
         entry.created |= flags & O_CREAT != 0;
