@@ -8,16 +8,33 @@
 mod common;
 mod fs_ops;
 
-use std::{fs, path::Path};
+use std::{
+    fs,
+    path::Path,
+    sync::{PoisonError, RwLock, RwLockReadGuard},
+};
 
 use common::*;
 use fs_ops::*;
 use sandtrace::policy::Access;
 use serde_json::Value;
 
+/// The carve-limit test fills a directory of the system's temporary directory with 17,000
+/// files, which the other tests' carves would walk (their policies read /tmp, with deny rules
+/// in it) and refuse: it runs alone (write), the others beside each other (read).
+static TEMP_DIR_CARVES: RwLock<()> = RwLock::new(());
+
+/// [`landlock_available`], and while the guard lives the carve-limit test does not run.
+fn landlock_host(test: &str) -> Option<RwLockReadGuard<'static, ()>> {
+    let guard = TEMP_DIR_CARVES
+        .read()
+        .unwrap_or_else(PoisonError::into_inner);
+    landlock_available(test).then_some(guard)
+}
+
 /// Whether this host runs the Landlock path: Landlock present, and `--allow-degraded` meaning
 /// degraded (a host with BPF LSM enforces with it instead). Reports the skip otherwise.
-fn landlock_host(test: &str) -> bool {
+fn landlock_available(test: &str) -> bool {
     if let Err(why) = sandtrace::plan::features::landlock_abi() {
         skip(
             test,
@@ -86,9 +103,9 @@ fn refused_for_its_second_path(matrix: &Matrix, case: &Case) -> bool {
 #[test]
 fn every_example_policy_decides_every_operation_under_landlock_as_the_policy_says() {
     let test = "every_example_policy_decides_every_operation_under_landlock_as_the_policy_says";
-    if !landlock_host(test) {
+    let Some(_carves) = landlock_host(test) else {
         return;
-    }
+    };
     let mut failures = Vec::new();
     let mut checked = 0;
     for policy_file in &example_policies() {
@@ -167,9 +184,9 @@ const DIFFERENT_UNDER_LANDLOCK: [&str; 4] = [
 #[test]
 fn escape_attempts_fail_under_landlock_and_succeed_when_only_traced() {
     let test = "escape_attempts_fail_under_landlock_and_succeed_when_only_traced";
-    if !landlock_host(test) {
+    let Some(_carves) = landlock_host(test) else {
         return;
-    }
+    };
     let (e, enforced) = run_escapes(&["--allow-degraded"], false);
     let (_, traced) = run_escapes(&[], true);
     let mut problems = Vec::new();
@@ -207,9 +224,9 @@ fn escape_attempts_fail_under_landlock_and_succeed_when_only_traced() {
 #[test]
 fn the_launched_script_runs_and_later_execs_need_allow_exec_under_landlock() {
     let test = "the_launched_script_runs_and_later_execs_need_allow_exec_under_landlock";
-    if !landlock_host(test) {
+    let Some(_carves) = landlock_host(test) else {
         return;
-    }
+    };
     let stdout = check_launch_chain(
         &["--allow-degraded"],
         "head -c 4 /proc/self/status && echo read-proc-self\n",
@@ -223,7 +240,9 @@ fn the_launched_script_runs_and_later_execs_need_allow_exec_under_landlock() {
 
 #[test]
 fn proc_self_rules_cover_the_process_own_proc_directory_under_landlock() {
-    if landlock_host("proc_self_rules_cover_the_process_own_proc_directory_under_landlock") {
+    if let Some(_carves) =
+        landlock_host("proc_self_rules_cover_the_process_own_proc_directory_under_landlock")
+    {
         check_proc_self(&["--allow-degraded"]);
     }
 }
@@ -231,7 +250,10 @@ fn proc_self_rules_cover_the_process_own_proc_directory_under_landlock() {
 #[test]
 fn a_carve_beyond_landlock_limits_refuses_to_start() {
     let test = "a_carve_beyond_landlock_limits_refuses_to_start";
-    if !landlock_host(test) {
+    let _alone = TEMP_DIR_CARVES
+        .write()
+        .unwrap_or_else(PoisonError::into_inner);
+    if !landlock_available(test) {
         return;
     }
     let scratch = Scratch::new("landlock-limit");
@@ -279,9 +301,9 @@ fn a_carve_beyond_landlock_limits_refuses_to_start() {
 #[test]
 fn landlock_refusals_are_recorded_as_the_denials_the_policy_explains() {
     let test = "landlock_refusals_are_recorded_as_the_denials_the_policy_explains";
-    if !landlock_host(test) {
+    let Some(_carves) = landlock_host(test) else {
         return;
-    }
+    };
     let scratch = Scratch::new("landlock-refusals");
     let project = scratch.path("project");
     fs::create_dir(&project).unwrap();
