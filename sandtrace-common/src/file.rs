@@ -238,8 +238,8 @@ impl Verdict {
             DeniedWideWatch => "denied: a watch on a whole mount or file system",
             DeniedRegime => "denied: the regime's own rules do not cover it",
             DeniedRegimeTarget => "denied: the target process is not in the regime",
-            RefusedRule => "denied by rule (Landlock refused the call)",
-            RefusedUnlisted => "denied: no allow rule covers it (Landlock refused the call)",
+            RefusedRule => "denied by rule; Landlock refused the call",
+            RefusedUnlisted => "denied: no allow rule covers it; Landlock refused the call",
             RefusedUnplaced => {
                 "refused with EACCES, the path not placed: Landlock or the file's permissions"
             }

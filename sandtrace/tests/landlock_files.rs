@@ -364,11 +364,11 @@ fn landlock_refusals_are_recorded_as_the_denials_the_policy_explains() {
         [
             (
                 project.join(".env").display().to_string(),
-                "denied by rule (Landlock refused the call)".to_owned()
+                "denied by rule; Landlock refused the call".to_owned()
             ),
             (
                 "/etc/hostname".to_owned(),
-                "denied: no allow rule covers it (Landlock refused the call)".to_owned()
+                "denied: no allow rule covers it; Landlock refused the call".to_owned()
             ),
         ],
         "{}",

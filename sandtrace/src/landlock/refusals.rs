@@ -131,9 +131,8 @@ impl Refusals {
             base.join(given)
         };
         let normal = lexical(&joined);
-        // The loader's /proc is not the session's: its process ids are others.
         if normal.starts_with("/proc") {
-            return Some(normal);
+            return Some(through_own_proc(pid, tgid, normal));
         }
         Some(resolve_on_host(&normal))
     }
@@ -155,6 +154,24 @@ impl Refusals {
             PathVerdict::Unlisted => Some((Verdict::RefusedUnlisted, NO_RULE)),
             PathVerdict::TooLong => Some((Verdict::RefusedUnplaced, NO_RULE)),
         }
+    }
+}
+
+/// A /proc path as the kernel resolved it for thread `pid` of process `tgid`. The loader's /proc
+/// is not the session's (its process ids are others), but `/proc/self` and `/proc/thread-self`
+/// are the caller's own, whose links (`fd/N`, `cwd`, `exe`, `root`) the loader can follow
+/// while it lives: through one, the call reached the file it names.
+fn through_own_proc(pid: u32, tgid: u32, normal: PathBuf) -> PathBuf {
+    let own = if let Ok(rest) = normal.strip_prefix("/proc/self") {
+        Path::new(&format!("/proc/{tgid}")).join(rest)
+    } else if let Ok(rest) = normal.strip_prefix("/proc/thread-self") {
+        Path::new(&format!("/proc/{tgid}/task/{pid}")).join(rest)
+    } else {
+        return normal;
+    };
+    match fs::canonicalize(own) {
+        Ok(target) if !target.starts_with("/proc") => target,
+        _ => normal,
     }
 }
 
@@ -490,6 +507,37 @@ mod tests {
             denial(&mut r, &at_fd).map(|d| (d.2, d.4)),
             Some((Verdict::RefusedUnplaced, "shadow".into()))
         );
+    }
+
+    #[test]
+    fn a_file_reached_through_proc_self_is_the_file() {
+        let dir = std::env::temp_dir().join(format!("sandtrace-refusals-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let secret = fs::canonicalize(&dir).unwrap().join(".env");
+        fs::write(&secret, "TOKEN=x").unwrap();
+        let open = fs::File::open(&secret).unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&open);
+        let me = std::process::id();
+        let mut r = refusals(POLICY);
+        for link in [
+            format!("/proc/self/fd/{fd}"),
+            format!("/proc/thread-self/fd/{fd}"),
+        ] {
+            let call = failed_call(me, 257, [AT, 0, 0, 0, 0, 0], link.as_bytes(), -13);
+            assert_eq!(
+                denial(&mut r, &call).map(|d| (d.2, d.4)),
+                Some((Verdict::RefusedRule, secret.display().to_string())),
+                "{link}"
+            );
+        }
+        // Another /proc entry is decided as named.
+        let status = failed_call(me, 257, [AT, 0, 0, 0, 0, 0], b"/proc/self/status", -13);
+        assert_eq!(
+            denial(&mut r, &status).map(|d| d.4),
+            Some("/proc/self/status".into())
+        );
+        drop(open);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
