@@ -781,6 +781,9 @@ impl<'a> Sinks<'a> {
         for log in &mut self.logs {
             log.hand_over();
         }
+        if let Some(refusals) = &mut self.refusals {
+            refusals.batch_done();
+        }
     }
 }
 

@@ -398,3 +398,45 @@ fn landlock_refusals_are_recorded_as_the_denials_the_policy_explains() {
         describe(&out)
     );
 }
+
+#[test]
+fn a_refusal_repeated_in_a_loop_is_shown_once_with_a_count() {
+    let test = "a_refusal_repeated_in_a_loop_is_shown_once_with_a_count";
+    let Some(_carves) = landlock_host(test) else {
+        return;
+    };
+    let Some(perl) = find_program("perl") else {
+        skip(test, "perl is not installed", InCi::Guaranteed);
+        return;
+    };
+    let scratch = Scratch::new("landlock-repeats");
+    let policy = scratch.path("policy.toml");
+    fs::write(
+        &policy,
+        "[filesystem]\nallow_read = [\"/usr\", \"/lib\", \"/lib64\", \"/etc/ld.so.cache\", \
+         \"/etc/locale.alias\", \"/dev/null\", \"/dev/urandom\"]\n",
+    )
+    .unwrap();
+    let perl = perl.to_str().unwrap();
+    let out = run(&[
+        "run",
+        "--allow-degraded",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--",
+        perl,
+        "-e",
+        "for (1..50) { open(my $f, '<', '/etc/hostname') and die 'opened' }",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("denied open read \"/etc/hostname\""))
+        .collect();
+    assert_eq!(lines.len(), 1, "{}", describe(&out));
+    assert!(
+        stderr.contains("(the line above 49 more times)") && stderr.contains("(files 50)"),
+        "{}",
+        describe(&out)
+    );
+}

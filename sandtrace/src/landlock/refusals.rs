@@ -34,7 +34,14 @@ pub struct Refusals {
     /// Each live process's working directory as of its exec (or its parent's, for a fork that
     /// has not exec'd): where a relative path of a process that has already ended is placed.
     cwd_at_exec: HashMap<u32, PathBuf>,
+    /// The paths this batch of records already resolved: a command that fails the same call
+    /// in a loop would otherwise cost the loader a path walk each time. Kept for one batch
+    /// ([`Refusals::batch_done`]), so a link changed since is seen soon after.
+    resolved: HashMap<PathBuf, PathBuf>,
 }
+
+/// Paths remembered within one batch, at most.
+const BATCH_PATHS: usize = 4096;
 
 /// What a call asks of its path.
 struct Request {
@@ -53,7 +60,13 @@ impl Refusals {
         Self {
             paths,
             cwd_at_exec: HashMap::new(),
+            resolved: HashMap::new(),
         }
+    }
+
+    /// The ring buffer is empty for now: what was resolved may have changed by the next.
+    pub fn batch_done(&mut self) {
+        self.resolved.clear();
     }
 
     /// Follows the processes' working directories, and returns the file denial that `event`
@@ -106,7 +119,7 @@ impl Refusals {
     /// The absolute path of the call's path argument, symlinks resolved as far as it exists;
     /// `None` when it cannot be known.
     fn place(
-        &self,
+        &mut self,
         pid: u32,
         tgid: u32,
         syscall: &SyscallRecord,
@@ -134,7 +147,15 @@ impl Refusals {
         if normal.starts_with("/proc") {
             return Some(through_own_proc(pid, tgid, normal));
         }
-        Some(resolve_on_host(&normal))
+        if let Some(done) = self.resolved.get(&normal) {
+            return Some(done.clone());
+        }
+        let done = resolve_on_host(&normal);
+        if self.resolved.len() >= BATCH_PATHS {
+            self.resolved.clear();
+        }
+        self.resolved.insert(normal, done.clone());
+        Some(done)
     }
 
     /// The policy's verdict on `path` for `request`, and the rule behind it (`NO_RULE`);

@@ -56,6 +56,9 @@ pub struct Terminal {
     /// The command line of each process's current program (a forked child's is its
     /// parent's), to name where a denied exec came from: the denied program never ran.
     programs: Mutex<HashMap<u32, String>>,
+    /// The last line printed and how many times it came again since, unprinted: a command that
+    /// fails the same call in a loop shows one line and a count, not a line a call.
+    last_line: Mutex<(String, u64)>,
 }
 
 /// An exec's command line: its arguments, or the path when it has none.
@@ -88,6 +91,32 @@ impl Terminal {
             color,
             line_end,
             programs: Mutex::default(),
+            last_line: Mutex::default(),
+        }
+    }
+
+    /// Prints `line`, or counts it when it repeats the last one.
+    fn print_line(&self, line: String) {
+        let mut last = self
+            .last_line
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if line == last.0 {
+            last.1 += 1;
+            return;
+        }
+        self.print_repeats(&mut last);
+        eprint!("{line}{}", self.line_end);
+        *last = (line, 0);
+    }
+
+    /// Says how many times the last line came again, if it did.
+    fn print_repeats(&self, last: &mut (String, u64)) {
+        if last.1 > 0 {
+            let times = if last.1 == 1 { "time" } else { "times" };
+            let text = format!("  (the line above {} more {times})", last.1);
+            eprint!("{}{}", self.paint(DIM, &text), self.line_end);
+            last.1 = 0;
         }
     }
 
@@ -327,7 +356,7 @@ impl Terminal {
                 format!("{who} {} {how}", self.paint(CYAN, "exited"))
             }
         };
-        eprint!("{line}{}", self.line_end);
+        self.print_line(line);
     }
 
     /// Prints a query of the session's resolver: refusals and failures always, like every
@@ -347,11 +376,10 @@ impl Terminal {
         };
         // The query's socket, not its process: the resolver sees only the address.
         let who = self.paint(DIM, &format!("[dns {}]", query.client));
-        eprint!(
-            "{who} {verdict} {}{}",
-            super::dns::describe(query, labels),
-            self.line_end
-        );
+        self.print_line(format!(
+            "{who} {verdict} {}",
+            super::dns::describe(query, labels)
+        ));
     }
 
     /// Prints a query seen in the session's traffic (no resolver of its own) from `-v` on;
@@ -365,19 +393,24 @@ impl Terminal {
             return;
         };
         let who = self.paint(DIM, &format!("[dns {}]", query.client));
-        eprint!(
-            "{who} {verdict} {}{}",
-            super::dns::describe_observed(query),
-            self.line_end
-        );
+        self.print_line(format!(
+            "{who} {verdict} {}",
+            super::dns::describe_observed(query)
+        ));
     }
 
     /// A line about the run itself (warnings, timeout), prefixed `sandtrace:`.
     pub fn note(&self, text: &str) {
-        eprint!("{} {text}{}", self.paint(BOLD, "sandtrace:"), self.line_end);
+        self.print_line(format!("{} {text}", self.paint(BOLD, "sandtrace:")));
     }
 
     pub fn summary(&self, s: &Summary, command: &str, log: Option<&Path>, capture: Option<&Path>) {
+        self.print_repeats(
+            &mut self
+                .last_line
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
         let status = match s.ending {
             Ending::TimedOut => self.paint(RED, "was killed by the timeout"),
             Ending::Interrupted => self.paint(YELLOW, "was interrupted"),
