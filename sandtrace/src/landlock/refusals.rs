@@ -53,6 +53,9 @@ struct Request {
     access: Option<Access>,
     /// Index of the directory-fd argument the path is relative to, if the call has one.
     dirfd: Option<usize>,
+    /// The call reaches what a symlink at the path points to (open, exec, truncate); the others
+    /// make or remove the name itself.
+    follows_link: bool,
 }
 
 impl Refusals {
@@ -147,15 +150,25 @@ impl Refusals {
         if normal.starts_with("/proc") {
             return Some(through_own_proc(pid, tgid, normal));
         }
-        if let Some(done) = self.resolved.get(&normal) {
-            return Some(done.clone());
-        }
-        let done = resolve_on_host(&normal);
-        if self.resolved.len() >= BATCH_PATHS {
-            self.resolved.clear();
-        }
-        self.resolved.insert(normal, done.clone());
-        Some(done)
+        let (dir, name) = match (request.follows_link, normal.parent(), normal.file_name()) {
+            (false, Some(dir), Some(name)) => (dir.to_owned(), Some(name.to_owned())),
+            _ => (normal, None),
+        };
+        let resolved = match self.resolved.get(&dir) {
+            Some(done) => done.clone(),
+            None => {
+                let done = resolve_on_host(&dir);
+                if self.resolved.len() >= BATCH_PATHS {
+                    self.resolved.clear();
+                }
+                self.resolved.insert(dir, done.clone());
+                done
+            }
+        };
+        Some(match name {
+            Some(name) => resolved.join(name),
+            None => resolved,
+        })
     }
 
     /// The policy's verdict on `path` for `request`, and the rule behind it (`NO_RULE`);
@@ -203,6 +216,7 @@ fn request(s: &SyscallRecord) -> Option<Request> {
         needed: KIND_WRITE,
         access: Some(Access::Write),
         dirfd,
+        follows_link: op == FileOp::Truncate,
     };
     let open = |flags: u64, dirfd| {
         let (needed, access) = match open_access(flags) {
@@ -217,6 +231,7 @@ fn request(s: &SyscallRecord) -> Option<Request> {
             needed,
             access: Some(access),
             dirfd,
+            follows_link: true,
         })
     };
     let exec = |dirfd| Request {
@@ -224,6 +239,7 @@ fn request(s: &SyscallRecord) -> Option<Request> {
         needed: KIND_EXEC,
         access: Some(Access::Exec),
         dirfd,
+        follows_link: true,
     };
     Some(match s.nr {
         2 => return open(s.args[1], None),
@@ -234,6 +250,7 @@ fn request(s: &SyscallRecord) -> Option<Request> {
             needed: KIND_READ,
             access: None,
             dirfd: Some(0),
+            follows_link: true,
         },
         59 => exec(None),
         322 => exec(Some(0)),
@@ -558,6 +575,31 @@ mod tests {
             Some("/proc/self/status".into())
         );
         drop(open);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_symlink_is_followed_by_the_calls_that_follow_it() {
+        let dir =
+            std::env::temp_dir().join(format!("sandtrace-refusals-link-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let dir = fs::canonicalize(&dir).unwrap();
+        let link = dir.join("link");
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink("/etc/shadow", &link).unwrap();
+        let mut r = refusals(POLICY);
+        let path = link.as_os_str().as_bytes();
+        let open = failed_call(GONE, 257, [AT, 0, 0, 0, 0, 0], path, -13);
+        assert_eq!(
+            denial(&mut r, &open).map(|d| (d.2, d.4)),
+            Some((Verdict::RefusedRule, "/etc/shadow".into()))
+        );
+        // unlink removes the link, not the file it points to.
+        let unlink = failed_call(GONE, 87, [0; 6], path, -13);
+        assert_eq!(
+            denial(&mut r, &unlink).map(|d| (d.2, d.4)),
+            Some((Verdict::RefusedUnlisted, link.display().to_string()))
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 
