@@ -56,6 +56,19 @@ fn landlock_available(test: &str) -> bool {
     true
 }
 
+/// `sandtrace run --allow-degraded --policy POLICY -- CMD...`, to completion.
+fn run_degraded(policy: &Path, cmd: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "run",
+        "--allow-degraded",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--",
+    ];
+    args.extend_from_slice(cmd);
+    run(&args)
+}
+
 fn summary(events: &[Value]) -> &Value {
     of_type(events, "summary")
         .into_iter()
@@ -278,15 +291,7 @@ fn a_carve_beyond_landlock_limits_refuses_to_start() {
     .unwrap();
     let marker = scratch.path("out/ran");
     fs::create_dir(scratch.path("out")).unwrap();
-    let out = run(&[
-        "run",
-        "--allow-degraded",
-        "--policy",
-        policy.to_str().unwrap(),
-        "--",
-        "/usr/bin/touch",
-        marker.to_str().unwrap(),
-    ]);
+    let out = run_degraded(&policy, &["/usr/bin/touch", marker.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{}", describe(&out));
     assert!(
@@ -418,16 +423,14 @@ fn a_refusal_repeated_in_a_loop_is_shown_once_with_a_count() {
     )
     .unwrap();
     let perl = perl.to_str().unwrap();
-    let out = run(&[
-        "run",
-        "--allow-degraded",
-        "--policy",
-        policy.to_str().unwrap(),
-        "--",
-        perl,
-        "-e",
-        "for (1..50) { open(my $f, '<', '/etc/hostname') and die 'opened' }",
-    ]);
+    let out = run_degraded(
+        &policy,
+        &[
+            perl,
+            "-e",
+            "for (1..50) { open(my $f, '<', '/etc/hostname') and die 'opened' }",
+        ],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = stderr
         .lines()
