@@ -288,27 +288,30 @@ fn file_record(
     path: &[u8],
 ) -> Vec<u8> {
     let len = path.len().min(EVENT_PATH_CAP - 1);
-    let mut event = FileEvent {
-        header: EventHeader {
+    // Field by field into zeroed storage: FileEvent ends in padding (its path is 4097 bytes),
+    // which a struct value may leave undefined but a record must not.
+    let mut event = std::mem::MaybeUninit::<FileEvent>::zeroed();
+    let e = event.as_mut_ptr();
+    // SAFETY: each write stays within `event`'s own fields; every byte of it is then
+    // initialised (fields written or left zero, padding zero), so reading it as bytes is sound.
+    unsafe {
+        (&raw mut (*e).header).write(EventHeader {
             kind: EventKind::File as u32,
             ..header
-        },
-        op: request.op as u32,
-        needed: request.needed,
-        verdict: verdict as u16,
-        rule_kind: if rule == NO_RULE {
+        });
+        (&raw mut (*e).op).write(request.op as u32);
+        (&raw mut (*e).needed).write(request.needed);
+        (&raw mut (*e).verdict).write(verdict as u16);
+        (&raw mut (*e).rule_kind).write(if rule == NO_RULE {
             NO_RULE
         } else {
             KIND_INDEX_DENY as u16
-        },
-        rule_index: rule,
-        path_len: len as u32,
-        path: [0; EVENT_PATH_CAP],
-    };
-    event.path[..len].copy_from_slice(&path[..len]);
-    // SAFETY: FileEvent is plain old data without padding (its fields tile it).
-    unsafe { std::slice::from_raw_parts((&raw const event).cast::<u8>(), size_of::<FileEvent>()) }
-        .to_vec()
+        });
+        (&raw mut (*e).rule_index).write(rule);
+        (&raw mut (*e).path_len).write(len as u32);
+        std::ptr::copy_nonoverlapping(path.as_ptr(), (&raw mut (*e).path).cast::<u8>(), len);
+        std::slice::from_raw_parts(event.as_ptr().cast::<u8>(), size_of::<FileEvent>()).to_vec()
+    }
 }
 
 const _: () = assert!(SYSCALL_PATH_CAP < EVENT_PATH_CAP);
